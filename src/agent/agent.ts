@@ -1,0 +1,142 @@
+// The agent: sources -> desired table -> reconcile into the maps, coalescing bursts of changes.
+
+import type { V1EndpointSlice, V1Service } from '@kubernetes/client-node';
+import type { Logger } from 'pino';
+import { KernelMaps } from '../datapath/kernel-maps.ts';
+import { formatProblem, type ObjectProblem } from '../errors.ts';
+import { desired } from '../model/desired.ts';
+import type { DesiredTable, NodeInfo } from '../model/types.ts';
+import type { PlanProblem } from '../reconcile/plan.ts';
+import { Reconciler } from '../reconcile/reconciler.ts';
+import { Datapath, type DatapathOptions } from './datapath.ts';
+import { LastGood } from './last-good.ts';
+
+export interface AgentOptions extends DatapathOptions {
+  node: NodeInfo;
+  log: Logger;
+  /** Least time between two reconciles: a burst of changes within it becomes one (kube-proxy's minSyncPeriod). */
+  minSyncPeriodMs: number;
+}
+
+export interface AgentStatus {
+  inSync: boolean;
+  adopted: boolean;
+  lastSync: Date | undefined;
+  syncs: number;
+  frontends: number;
+  objectProblems: ObjectProblem[];
+  programProblems: PlanProblem[];
+  destroyUnavailable: string | undefined;
+}
+
+export class Agent {
+  readonly datapath: Datapath;
+  readonly reconciler: Reconciler;
+  readonly #options: AgentOptions;
+  readonly #log: Logger;
+  readonly #lastGood = new LastGood();
+  #services: V1Service[] = [];
+  #slices: V1EndpointSlice[] = [];
+  #sourceProblems: ObjectProblem[] = [];
+  #table: DesiredTable = { frontends: [], problems: [] };
+  #timer: NodeJS.Timeout | undefined;
+  #lastRun = 0;
+  #dirty = false;
+  #synced = false;
+  #syncs = 0;
+  #lastSync: Date | undefined;
+  #programProblems: PlanProblem[] = [];
+  #reported = new Set<string>();
+  #idle: (() => void)[] = [];
+
+  constructor(options: AgentOptions) {
+    this.#options = options;
+    this.#log = options.log;
+    this.datapath = Datapath.open(options);
+    this.reconciler = new Reconciler(new KernelMaps(this.datapath.maps, options.capacity));
+    if (this.datapath.adopted) {
+      this.#log.info({ frontends: this.reconciler.state.services.size }, 'adopted the pinned datapath of an earlier agent');
+    }
+    if (this.datapath.destroyUnavailable) this.#log.warn(this.datapath.destroyUnavailable);
+  }
+
+  /** The latest objects from a source; the reconcile that follows is coalesced with others. */
+  update(objects: { services: V1Service[]; slices: V1EndpointSlice[]; problems?: ObjectProblem[] }): void {
+    this.#services = objects.services;
+    this.#slices = objects.slices;
+    this.#sourceProblems = objects.problems ?? [];
+    this.#dirty = true;
+    this.#schedule();
+  }
+
+  #schedule(): void {
+    if (this.#timer) return;
+    const wait = Math.max(0, this.#lastRun + this.#options.minSyncPeriodMs - Date.now());
+    this.#timer = setTimeout(() => {
+      this.#timer = undefined;
+      this.syncNow();
+    }, wait);
+  }
+
+  /** Reconciles at once; returns after the maps hold the current desired table. */
+  syncNow(): void {
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    this.#lastRun = Date.now();
+    this.#dirty = false;
+    const started = process.hrtime.bigint();
+    const table = this.#lastGood.resolve(this.#services, (s) => desired(s, this.#slices, this.#options.node));
+    this.#table = table;
+    const result = this.reconciler.reconcile(table.frontends);
+    this.#programProblems = result.problems;
+    this.#report([...this.#sourceProblems, ...table.problems], result.problems);
+    if (result.removedBackends.length > 0 && this.datapath.destroyer) {
+      const destroyed = this.datapath.destroyer.destroy(result.removedBackends);
+      if (destroyed.destroyed > 0) this.#log.info(destroyed, 'destroyed UDP sockets of removed backends');
+    }
+    this.#synced = true;
+    this.#syncs++;
+    this.#lastSync = new Date();
+    const ms = Number(process.hrtime.bigint() - started) / 1e6;
+    if (result.writes > 0) this.#log.info({ writes: result.writes, frontends: table.frontends.length, ms }, 'reconciled');
+    for (const resolve of this.#idle.splice(0)) resolve();
+  }
+
+  /** Resolves once no change is waiting to be programmed. */
+  whenSynced(): Promise<void> {
+    if (this.#synced && !this.#dirty && !this.#timer) return Promise.resolve();
+    return new Promise((resolve) => this.#idle.push(resolve));
+  }
+
+  #report(objectProblems: ObjectProblem[], programProblems: PlanProblem[]): void {
+    const now = new Set<string>();
+    for (const p of objectProblems) now.add(formatProblem(p));
+    for (const p of programProblems) now.add(`${p.code}: ${p.service.namespace}/${p.service.name} ${p.key}: ${p.message}`);
+    for (const line of now) if (!this.#reported.has(line)) this.#log.error(line);
+    this.#reported = now;
+  }
+
+  get table(): DesiredTable {
+    return this.#table;
+  }
+
+  status(): AgentStatus {
+    return {
+      inSync: this.#synced && !this.#dirty,
+      adopted: this.datapath.adopted,
+      lastSync: this.#lastSync,
+      syncs: this.#syncs,
+      frontends: this.reconciler.state.services.size,
+      objectProblems: [...this.#sourceProblems, ...this.#table.problems],
+      programProblems: this.#programProblems,
+      destroyUnavailable: this.datapath.destroyUnavailable,
+    };
+  }
+
+  /** Stops reconciling and closes fds; the pinned datapath keeps balancing without the agent. */
+  close(): void {
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    this.datapath.close();
+  }
+}

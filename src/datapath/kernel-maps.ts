@@ -1,0 +1,142 @@
+// DatapathMaps over the real BPF maps: encodes model values into the ABI structs.
+
+import type { BpfMap } from '../bpf/binding.ts';
+import { possibleCpus } from '../bpf/binding.ts';
+import type { Backend, Family, Frontend, Protocol } from '../model/types.ts';
+import { decode, encode, IPPROTO, Layouts, MapNames, sumPerCpu, type Layout, type SockMapName } from './abi.ts';
+import type { Capacity, DatapathMaps, MapsDump, ServiceCounters, ServiceEntry, SlotEntry } from './maps.ts';
+
+export type ServiceMapSet = Record<SockMapName, BpfMap>;
+
+const PROTOCOL_BY_NUMBER: Record<number, Protocol> = { [IPPROTO.TCP]: 'TCP', [IPPROTO.UDP]: 'UDP' };
+
+export function frontendKey(f: Frontend): Buffer {
+  const values = { address: f.address, dport: f.port, proto: IPPROTO[f.protocol] };
+  return f.family === 4 ? encode(Layouts.lb4Key, values) : encode(Layouts.lb6Key, values);
+}
+
+export function backendValue(b: Backend): Buffer {
+  const values = { address: b.address, port: b.port, proto: IPPROTO[b.protocol], flags: 0 };
+  return b.family === 4 ? encode(Layouts.lb4Backend, values) : encode(Layouts.lb6Backend, values);
+}
+
+function u32(n: number): Buffer {
+  return encode(Layouts.backendId, { backend_id: n });
+}
+
+function perCpuZero(l: Layout): Buffer {
+  return Buffer.alloc(possibleCpus() * Math.ceil(l.size / 8) * 8);
+}
+
+export class KernelMaps implements DatapathMaps {
+  readonly capacity: Capacity;
+  readonly #maps: ServiceMapSet;
+
+  constructor(maps: ServiceMapSet, capacity: Capacity) {
+    this.#maps = maps;
+    this.capacity = capacity;
+  }
+
+  #services(family: Family): BpfMap {
+    return family === 4 ? this.#maps[MapNames.lb4Services] : this.#maps[MapNames.lb6Services];
+  }
+
+  #backends(family: Family): BpfMap {
+    return family === 4 ? this.#maps[MapNames.lb4Backends] : this.#maps[MapNames.lb6Backends];
+  }
+
+  putService(frontend: Frontend, entry: ServiceEntry): void {
+    const value = encode(Layouts.service, {
+      service_id: entry.serviceId,
+      backend_count: entry.backendCount,
+      flags: entry.flags,
+    });
+    this.#services(frontend.family).update(frontendKey(frontend), value);
+  }
+
+  deleteService(frontend: Frontend): void {
+    this.#services(frontend.family).delete(frontendKey(frontend));
+  }
+
+  putSlot(slot: SlotEntry): void {
+    const key = encode(Layouts.slotKey, { service_id: slot.serviceId, slot: slot.slot });
+    this.#maps[MapNames.slots].update(key, encode(Layouts.slot, { backend_id: slot.backendId }));
+  }
+
+  deleteSlot(serviceId: number, slot: number): void {
+    this.#maps[MapNames.slots].delete(encode(Layouts.slotKey, { service_id: serviceId, slot }));
+  }
+
+  putBackend(id: number, backend: Backend): void {
+    this.#backends(backend.family).update(u32(id), backendValue(backend));
+  }
+
+  deleteBackend(id: number, family: Family): void {
+    this.#backends(family).delete(u32(id));
+  }
+
+  resetServiceCounters(serviceId: number): void {
+    this.#maps[MapNames.serviceStats].update(u32(serviceId), perCpuZero(Layouts.serviceStats));
+  }
+
+  resetBackendCounters(backendId: number): void {
+    this.#maps[MapNames.backendStats].update(u32(backendId), perCpuZero(Layouts.backendStats));
+  }
+
+  serviceCounters(serviceId: number): ServiceCounters {
+    const raw = this.#maps[MapNames.serviceStats].lookup(u32(serviceId));
+    if (!raw) return { connects: 0n, refused: 0n };
+    const sum = sumPerCpu(Layouts.serviceStats, raw);
+    return { connects: sum.connects!, refused: sum.refused! };
+  }
+
+  backendConnects(backendId: number): bigint {
+    const raw = this.#maps[MapNames.backendStats].lookup(u32(backendId));
+    return raw ? sumPerCpu(Layouts.backendStats, raw).connects! : 0n;
+  }
+
+  dump(): MapsDump {
+    const dump: MapsDump = { services: [], slots: [], backends: [] };
+    for (const family of [4, 6] as const) {
+      const keyLayout = family === 4 ? Layouts.lb4Key : Layouts.lb6Key;
+      const map = this.#services(family);
+      for (const key of map.keys()) {
+        const value = map.lookup(key);
+        if (!value) continue;
+        const k = decode(keyLayout, key);
+        const v = decode(Layouts.service, value);
+        const protocol = PROTOCOL_BY_NUMBER[Number(k.proto)];
+        if (!protocol) continue;
+        dump.services.push({
+          frontend: { family, address: String(k.address), port: Number(k.dport), protocol },
+          entry: { serviceId: Number(v.service_id), backendCount: Number(v.backend_count), flags: Number(v.flags) },
+        });
+      }
+      const backendLayout = family === 4 ? Layouts.lb4Backend : Layouts.lb6Backend;
+      const backends = this.#backends(family);
+      for (const key of backends.keys()) {
+        const value = backends.lookup(key);
+        if (!value) continue;
+        const b = decode(backendLayout, value);
+        const protocol = PROTOCOL_BY_NUMBER[Number(b.proto)];
+        if (!protocol) continue;
+        dump.backends.push({
+          id: Number(decode(Layouts.backendId, key).backend_id),
+          backend: { family, address: String(b.address), port: Number(b.port), protocol },
+        });
+      }
+    }
+    const slots = this.#maps[MapNames.slots];
+    for (const key of slots.keys()) {
+      const value = slots.lookup(key);
+      if (!value) continue;
+      const k = decode(Layouts.slotKey, key);
+      dump.slots.push({
+        serviceId: Number(k.service_id),
+        slot: Number(k.slot),
+        backendId: Number(decode(Layouts.slot, value).backend_id),
+      });
+    }
+    return dump;
+  }
+}

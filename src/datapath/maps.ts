@@ -1,0 +1,145 @@
+// What the reconciler needs from the datapath maps, in model terms. KernelMaps writes the real BPF
+// maps; MemoryMaps holds the same in memory for fast tests. One contract suite runs against both.
+
+import type { Backend, Family, Frontend } from '../model/types.ts';
+
+export interface ServiceEntry {
+  serviceId: number;
+  backendCount: number;
+  flags: number;
+}
+
+export interface SlotEntry {
+  serviceId: number;
+  slot: number;
+  backendId: number;
+}
+
+/** Everything the service maps hold, read back. */
+export interface MapsDump {
+  services: { frontend: Frontend; entry: ServiceEntry }[];
+  slots: SlotEntry[];
+  backends: { id: number; backend: Backend }[];
+}
+
+export interface Capacity {
+  /** Frontends per family (lb4_services, lb6_services). */
+  services: number;
+  /** Backend slots over all services (lb_slots). */
+  slots: number;
+  /** Backends per family (lb4_backends, lb6_backends). */
+  backends: number;
+  /** Service ids are 1..serviceIds-1 (the size of lb_svc_stats). */
+  serviceIds: number;
+  /** Backend ids are 1..backendIds-1 (the size of lb_be_stats). */
+  backendIds: number;
+}
+
+export interface ServiceCounters {
+  connects: bigint;
+  refused: bigint;
+}
+
+export interface DatapathMaps {
+  readonly capacity: Capacity;
+  putService(frontend: Frontend, entry: ServiceEntry): void;
+  deleteService(frontend: Frontend): void;
+  putSlot(slot: SlotEntry): void;
+  deleteSlot(serviceId: number, slot: number): void;
+  putBackend(id: number, backend: Backend): void;
+  deleteBackend(id: number, family: Family): void;
+  /** Zeroes the counters of an id about to be reused, so it does not inherit old counts. */
+  resetServiceCounters(serviceId: number): void;
+  resetBackendCounters(backendId: number): void;
+  serviceCounters(serviceId: number): ServiceCounters;
+  backendConnects(backendId: number): bigint;
+  dump(): MapsDump;
+}
+
+/** The error a full map gives, shaped like the kernel's (E2BIG) so callers handle both alike. */
+export function mapFullError(map: string, maxEntries: number): Error {
+  return Object.assign(new Error(`bpf_map_update_elem: map ${map} is full (${maxEntries} entries)`), {
+    code: 'E2BIG',
+    errno: 7,
+    operation: 'bpf_map_update_elem',
+  });
+}
+
+function frontendId(f: Frontend): string {
+  return `${f.family}|${f.protocol}|${f.address}|${f.port}`;
+}
+
+/** An in-memory DatapathMaps with the kernel maps' capacities and full-map errors. */
+export class MemoryMaps implements DatapathMaps {
+  readonly capacity: Capacity;
+  #services = new Map<string, { frontend: Frontend; entry: ServiceEntry }>();
+  #slots = new Map<string, SlotEntry>();
+  #backends = new Map<number, Backend>();
+  #serviceCounters = new Map<number, ServiceCounters>();
+  #backendCounters = new Map<number, bigint>();
+
+  constructor(capacity: Capacity) {
+    this.capacity = capacity;
+  }
+
+  putService(frontend: Frontend, entry: ServiceEntry): void {
+    const id = frontendId(frontend);
+    const sameFamily = [...this.#services.values()].filter((s) => s.frontend.family === frontend.family);
+    if (!this.#services.has(id) && sameFamily.length >= this.capacity.services) {
+      throw mapFullError(frontend.family === 4 ? 'lb4_services_v1' : 'lb6_services_v1', this.capacity.services);
+    }
+    this.#services.set(id, { frontend: { ...frontend }, entry: { ...entry } });
+  }
+
+  deleteService(frontend: Frontend): void {
+    this.#services.delete(frontendId(frontend));
+  }
+
+  putSlot(slot: SlotEntry): void {
+    const id = `${slot.serviceId}/${slot.slot}`;
+    if (!this.#slots.has(id) && this.#slots.size >= this.capacity.slots) {
+      throw mapFullError('lb_slots_v1', this.capacity.slots);
+    }
+    this.#slots.set(id, { ...slot });
+  }
+
+  deleteSlot(serviceId: number, slot: number): void {
+    this.#slots.delete(`${serviceId}/${slot}`);
+  }
+
+  putBackend(id: number, backend: Backend): void {
+    const sameFamily = [...this.#backends.values()].filter((b) => b.family === backend.family);
+    if (!this.#backends.has(id) && sameFamily.length >= this.capacity.backends) {
+      throw mapFullError(backend.family === 4 ? 'lb4_backends_v1' : 'lb6_backends_v1', this.capacity.backends);
+    }
+    this.#backends.set(id, { ...backend });
+  }
+
+  deleteBackend(id: number): void {
+    this.#backends.delete(id);
+  }
+
+  resetServiceCounters(serviceId: number): void {
+    this.#serviceCounters.delete(serviceId);
+  }
+
+  resetBackendCounters(backendId: number): void {
+    this.#backendCounters.delete(backendId);
+  }
+
+  serviceCounters(serviceId: number): ServiceCounters {
+    return this.#serviceCounters.get(serviceId) ?? { connects: 0n, refused: 0n };
+  }
+
+  backendConnects(backendId: number): bigint {
+    return this.#backendCounters.get(backendId) ?? 0n;
+  }
+
+  dump(): MapsDump {
+    return {
+      services: [...this.#services.values()].map((s) => ({ frontend: { ...s.frontend }, entry: { ...s.entry } })),
+      slots: [...this.#slots.values()].map((s) => ({ ...s })),
+      backends: [...this.#backends].map(([id, backend]) => ({ id, backend: { ...backend } })),
+    };
+  }
+}

@@ -1,0 +1,55 @@
+// Settles frontends claimed by more than one service: the oldest service keeps it.
+
+import { ErrorCodes, type ObjectProblem } from '../errors.ts';
+import { cmp, problem } from './problem.ts';
+import { endpointKey, type DesiredFrontend } from './types.ts';
+
+export interface Claim {
+  entry: DesiredFrontend;
+  /** The claiming service's metadata.creationTimestamp in ms; undefined sorts as newest. */
+  created: number | undefined;
+  /** The field the frontend came from, for the loser's problem (`spec.ports[0]`). */
+  field: string;
+}
+
+/**
+ * Keeps one claim per frontend key: the oldest by creationTimestamp (a service without one counts as
+ * newest), then the first by namespace/name, so the result does not depend on arrival order. Each
+ * loser gets a FRONTEND_CONFLICT problem; its other frontends are unaffected.
+ */
+export function settleConflicts(claims: Claim[]): { kept: DesiredFrontend[]; problems: ObjectProblem[] } {
+  const byKey = new Map<string, Claim[]>();
+  for (const c of claims) {
+    const key = endpointKey(c.entry.frontend);
+    const list = byKey.get(key);
+    if (list) list.push(c);
+    else byKey.set(key, [c]);
+  }
+  const kept: DesiredFrontend[] = [];
+  const problems: ObjectProblem[] = [];
+  for (const [key, list] of byKey) {
+    list.sort(olderFirst);
+    const [winner, ...losers] = list as [Claim, ...Claim[]];
+    kept.push(winner.entry);
+    const owner = `${winner.entry.service.namespace}/${winner.entry.service.name}`;
+    for (const l of losers) {
+      problems.push(
+        problem(
+          { kind: 'Service', ...l.entry.service },
+          l.field,
+          ErrorCodes.FRONTEND_CONFLICT,
+          `${key} is also claimed by ${owner}, which wins (older creationTimestamp, then namespace/name); ` +
+            'not programmed for this service',
+        ),
+      );
+    }
+  }
+  return { kept, problems };
+}
+
+function olderFirst(a: Claim, b: Claim): number {
+  const ta = a.created ?? Infinity;
+  const tb = b.created ?? Infinity;
+  if (ta !== tb) return ta < tb ? -1 : 1;
+  return cmp(a.entry.service.namespace, b.entry.service.namespace) || cmp(a.entry.service.name, b.entry.service.name);
+}

@@ -1,0 +1,257 @@
+// Reads a v1 Service into the validated shape the model programs, or says why it cannot.
+
+import type { V1Service } from '@kubernetes/client-node';
+import { ErrorCodes, type ObjectProblem } from '../errors.ts';
+import { parseIp, type ParsedIp } from './ip.ts';
+import { isRecord, problem, show, type ObjectRef } from './problem.ts';
+import type { Protocol, ServiceName } from './types.ts';
+
+/** Label naming the proxy that owns a service; any value means it is not ours (kube-proxy too). */
+export const LABEL_SERVICE_PROXY_NAME = 'service.kubernetes.io/service-proxy-name';
+/** Label marking a service headless whatever its spec says. */
+export const LABEL_HEADLESS = 'service.kubernetes.io/headless';
+
+export interface ServiceIp extends ParsedIp {
+  /** Where the address came from, for problems: `spec.clusterIPs[1]` or `spec.clusterIP`. */
+  field: string;
+}
+
+export interface ServicePortSpec {
+  /** Index in `spec.ports`, for problems. */
+  index: number;
+  /** '' when unnamed. */
+  name: string;
+  port: number;
+  protocol: Protocol;
+}
+
+export interface ServiceSpec {
+  service: ServiceName;
+  /** metadata.creationTimestamp in ms since the epoch; undefined when absent or unreadable. */
+  created: number | undefined;
+  ips: ServiceIp[];
+  /** Only the ports with a supported protocol. */
+  ports: ServicePortSpec[];
+  /** internalTrafficPolicy: Local: only endpoints on this node. */
+  localOnly: boolean;
+}
+
+export interface ServiceRead {
+  /** Undefined when the service is not programmed (not ours, or rejected: see problems). */
+  spec: ServiceSpec | undefined;
+  problems: ObjectProblem[];
+}
+
+/**
+ * Validates a Service. Services that are not ours (headless, ExternalName, another proxy's) yield
+ * no spec and no problem. A structural error (metadata, cluster IPs, ports) rejects the whole service;
+ * an unsupported protocol only drops that port.
+ */
+export function readService(svc: V1Service): ServiceRead {
+  const raw = svc as unknown;
+  if (!isRecord(raw)) {
+    return { spec: undefined, problems: [problem(ref('', ''), '', ErrorCodes.INVALID_FIELD, 'not an object')] };
+  }
+  const problems: ObjectProblem[] = [];
+  const meta = isRecord(raw.metadata) ? raw.metadata : {};
+  const namespace = readName(meta.namespace, 'metadata.namespace', problems);
+  const name = readName(meta.name, 'metadata.name', problems);
+  const who = ref(namespace, name);
+  for (const p of problems) Object.assign(p, who);
+  const spec = isRecord(raw.spec) ? raw.spec : {};
+  if (notOurs(meta, spec)) return { spec: undefined, problems: [] };
+
+  const ips = readClusterIps(spec, who, problems);
+  const ports = readPorts(spec, who, problems);
+  if (problems.some((p) => p.code !== ErrorCodes.UNSUPPORTED_PROTOCOL)) return { spec: undefined, problems };
+  return {
+    spec: {
+      service: { namespace, name },
+      created: readTimestamp(meta.creationTimestamp),
+      ips,
+      ports,
+      localOnly: spec.internalTrafficPolicy === 'Local',
+    },
+    problems,
+  };
+}
+
+function ref(namespace: string, name: string): ObjectRef {
+  return { kind: 'Service', namespace, name };
+}
+
+function readName(value: unknown, field: string, problems: ObjectProblem[]): string {
+  if (typeof value === 'string' && value !== '') return value;
+  if (value === undefined || value === null || value === '') {
+    problems.push(problem(ref('', ''), field, ErrorCodes.MISSING_FIELD, 'is required'));
+  } else {
+    problems.push(problem(ref('', ''), field, ErrorCodes.INVALID_FIELD, `must be a string, got ${show(value)}`));
+  }
+  return '';
+}
+
+function notOurs(meta: Record<string, unknown>, spec: Record<string, unknown>): boolean {
+  const labels = isRecord(meta.labels) ? meta.labels : {};
+  if (LABEL_SERVICE_PROXY_NAME in labels || LABEL_HEADLESS in labels) return true;
+  if (spec.type === 'ExternalName') return true;
+  if (spec.clusterIP === 'None') return true;
+  return Array.isArray(spec.clusterIPs) && spec.clusterIPs[0] === 'None';
+}
+
+function readTimestamp(value: unknown): number | undefined {
+  const ms = value instanceof Date ? value.getTime() : typeof value === 'string' ? Date.parse(value) : NaN;
+  return Number.isFinite(ms) ? ms : undefined;
+}
+
+function readClusterIps(spec: Record<string, unknown>, who: ObjectRef, problems: ObjectProblem[]): ServiceIp[] {
+  const list = spec.clusterIPs;
+  const single = spec.clusterIP;
+  const hasList = Array.isArray(list) && list.length > 0;
+  if (list !== undefined && list !== null && !Array.isArray(list)) {
+    problems.push(problem(who, 'spec.clusterIPs', ErrorCodes.INVALID_FIELD, `must be a list, got ${show(list)}`));
+    return [];
+  }
+  if (!hasList && (single === undefined || single === null || single === '')) {
+    problems.push(problem(who, 'spec.clusterIP', ErrorCodes.MISSING_FIELD, 'is required (no cluster IP to program)'));
+    return [];
+  }
+  const texts: [unknown, string][] = hasList
+    ? (list as unknown[]).map((v, i) => [v, `spec.clusterIPs[${i}]`])
+    : [[single, 'spec.clusterIP']];
+  const before = problems.length;
+  const ips: ServiceIp[] = [];
+  for (const [text, field] of texts) {
+    const ip = parseIp(text);
+    if (ip) ips.push({ ...ip, field });
+    else problems.push(problem(who, field, ErrorCodes.INVALID_IP, `${show(text)} is not an IP address`));
+  }
+  if (problems.length > before) return ips;
+  if (hasList && single !== undefined && single !== null && single !== '' && parseIp(single)?.address !== ips[0]?.address) {
+    problems.push(
+      problem(who, 'spec.clusterIP', ErrorCodes.INVALID_FIELD, `${show(single)} differs from spec.clusterIPs[0]`),
+    );
+  }
+  if (ips.length > 2 || (ips.length === 2 && ips[0]?.family === ips[1]?.family)) {
+    problems.push(
+      problem(who, 'spec.clusterIPs', ErrorCodes.INVALID_FIELD, 'holds at most one IPv4 and one IPv6 address'),
+    );
+  }
+  checkFamilies(spec.ipFamilies, ips, who, problems);
+  return ips;
+}
+
+function checkFamilies(families: unknown, ips: ServiceIp[], who: ObjectRef, problems: ObjectProblem[]): void {
+  if (families === undefined || families === null) return;
+  if (!Array.isArray(families)) {
+    problems.push(problem(who, 'spec.ipFamilies', ErrorCodes.INVALID_FIELD, `must be a list, got ${show(families)}`));
+    return;
+  }
+  ips.forEach((ip, i) => {
+    const want = families[i];
+    if (want === undefined) return;
+    if (want !== `IPv${ip.family}`) {
+      problems.push(
+        problem(
+          who,
+          ip.field,
+          ErrorCodes.INVALID_IP,
+          `${ip.address} is IPv${ip.family} but spec.ipFamilies[${i}] is ${show(want)}`,
+        ),
+      );
+    }
+  });
+}
+
+function readPorts(spec: Record<string, unknown>, who: ObjectRef, problems: ObjectProblem[]): ServicePortSpec[] {
+  const list = spec.ports;
+  if (list === undefined || list === null || (Array.isArray(list) && list.length === 0)) {
+    problems.push(problem(who, 'spec.ports', ErrorCodes.MISSING_FIELD, 'at least one port is required'));
+    return [];
+  }
+  if (!Array.isArray(list)) {
+    problems.push(problem(who, 'spec.ports', ErrorCodes.INVALID_FIELD, `must be a list, got ${show(list)}`));
+    return [];
+  }
+  const ports: ServicePortSpec[] = [];
+  list.forEach((item: unknown, index) => {
+    const port = readPort(item, index, who, problems);
+    if (port) ports.push(port);
+  });
+  checkDuplicates(ports, who, problems);
+  return ports;
+}
+
+function readPort(item: unknown, index: number, who: ObjectRef, problems: ObjectProblem[]): ServicePortSpec | undefined {
+  const at = `spec.ports[${index}]`;
+  if (!isRecord(item)) {
+    problems.push(problem(who, at, ErrorCodes.INVALID_FIELD, `must be an object, got ${show(item)}`));
+    return undefined;
+  }
+  const port = checkPort(item.port, `${at}.port`, who, problems);
+  let name = '';
+  if (typeof item.name === 'string') name = item.name;
+  else if (item.name !== undefined && item.name !== null) {
+    problems.push(problem(who, `${at}.name`, ErrorCodes.INVALID_FIELD, `must be a string, got ${show(item.name)}`));
+  }
+  const protocol = item.protocol ?? 'TCP';
+  if (protocol !== 'TCP' && protocol !== 'UDP') {
+    problems.push(
+      problem(
+        who,
+        `${at}.protocol`,
+        ErrorCodes.UNSUPPORTED_PROTOCOL,
+        `${show(protocol)} is not supported (TCP and UDP are); port skipped`,
+      ),
+    );
+    return undefined;
+  }
+  return port === undefined ? undefined : { index, name, port, protocol };
+}
+
+/** Checks a port number field; shared with EndpointSlice ports. */
+export function checkPort(value: unknown, field: string, who: ObjectRef, problems: ObjectProblem[]): number | undefined {
+  if (value === undefined || value === null) {
+    problems.push(problem(who, field, ErrorCodes.MISSING_FIELD, 'is required'));
+  } else if (typeof value !== 'number' || !Number.isInteger(value)) {
+    problems.push(problem(who, field, ErrorCodes.INVALID_FIELD, `must be an integer, got ${show(value)}`));
+  } else if (value < 1 || value > 65535) {
+    problems.push(problem(who, field, ErrorCodes.PORT_RANGE, `${value} is outside 1-65535`));
+  } else {
+    return value;
+  }
+  return undefined;
+}
+
+/** Two ports with the same (port, protocol) or (name, protocol) are ambiguous: reject the service. */
+function checkDuplicates(ports: ServicePortSpec[], who: ObjectRef, problems: ObjectProblem[]): void {
+  const seenPort = new Map<string, number>();
+  const seenName = new Map<string, number>();
+  for (const p of ports) {
+    const byPort = `${p.protocol}/${p.port}`;
+    const byName = `${p.protocol}/${p.name}`;
+    const first = seenPort.get(byPort);
+    if (first !== undefined) {
+      problems.push(
+        problem(
+          who,
+          `spec.ports[${p.index}].port`,
+          ErrorCodes.INVALID_FIELD,
+          `${p.protocol} ${p.port} repeats spec.ports[${first}]`,
+        ),
+      );
+    }
+    const firstName = seenName.get(byName);
+    if (firstName !== undefined) {
+      problems.push(
+        problem(
+          who,
+          `spec.ports[${p.index}].name`,
+          ErrorCodes.INVALID_FIELD,
+          `${show(p.name)} (${p.protocol}) repeats spec.ports[${firstName}]`,
+        ),
+      );
+    }
+    if (first === undefined) seenPort.set(byPort, p.index);
+    if (firstName === undefined) seenName.set(byName, p.index);
+  }
+}

@@ -1,0 +1,232 @@
+// The minimal, ordered map writes that turn what the maps hold into the desired table. Pure.
+//
+// Order is what keeps connects from failing during a change: a new backend is written before any
+// slot names it; a service's slots are written before its entry raises backend_count to cover them;
+// slots are deleted only after the entry stops covering them; backends are deleted last, when no
+// slot names them any more. A backend that stays keeps its slot, so a change touches only the slots
+// whose backend changed.
+
+import { ErrorCodes, type ErrorCode } from '../errors.ts';
+import type { Capacity } from '../datapath/maps.ts';
+import { endpointKey, type Backend, type DesiredFrontend, type Family, type Frontend, type ServiceName } from '../model/types.ts';
+import { liveBackendIds, type ProgrammedService, type ProgrammedState } from './state.ts';
+
+export type Op =
+  | { kind: 'put-backend'; id: number; backend: Backend }
+  | { kind: 'reset-backend-counters'; id: number }
+  | { kind: 'put-slot'; serviceId: number; slot: number; backendId: number }
+  | { kind: 'reset-service-counters'; serviceId: number }
+  | { kind: 'put-service'; frontend: Frontend; serviceId: number; backendCount: number; flags: number }
+  | { kind: 'delete-slot'; serviceId: number; slot: number }
+  | { kind: 'delete-service'; frontend: Frontend }
+  | { kind: 'delete-backend'; id: number; backend: Backend };
+
+/** The writes for one frontend; applied as a unit, so a failure stops at a consistent point. */
+export interface FrontendChange {
+  /** endpointKey(frontend), or `orphan/<service id>` for the clean-up of orphan slots. */
+  key: string;
+  frontend: Frontend | undefined;
+  /** Absent for a frontend being removed. */
+  service?: ServiceName;
+  ops: Op[];
+}
+
+export interface PlanProblem {
+  key: string;
+  service: ServiceName;
+  code: ErrorCode;
+  message: string;
+}
+
+export interface Plan {
+  /** Removals first (they free room), then additions and changes. */
+  changes: FrontendChange[];
+  /** Backends no slot names once every change is applied. */
+  backendDeletes: Op[];
+  /** Frontends left as they are because they do not fit. */
+  problems: PlanProblem[];
+}
+
+class IdPool {
+  readonly #used: Set<number>;
+  readonly #limit: number;
+  #next = 1;
+
+  constructor(used: Iterable<number>, limit: number) {
+    this.#used = new Set(used);
+    this.#limit = limit;
+  }
+
+  /** The lowest free id, or undefined when all are taken. */
+  take(): number | undefined {
+    while (this.#next < this.#limit && this.#used.has(this.#next)) this.#next++;
+    if (this.#next >= this.#limit) return undefined;
+    this.#used.add(this.#next);
+    return this.#next;
+  }
+}
+
+interface Room {
+  slots: number;
+  services: Record<Family, number>;
+  backends: Record<Family, number>;
+}
+
+export function plan(desired: readonly DesiredFrontend[], state: ProgrammedState, capacity: Capacity): Plan {
+  const wanted = new Map<string, DesiredFrontend>();
+  for (const d of desired) {
+    const key = endpointKey(d.frontend);
+    if (!wanted.has(key)) wanted.set(key, d);
+  }
+
+  const changes: FrontendChange[] = [];
+  const problems: PlanProblem[] = [];
+  const room = roomLeft(state, capacity);
+  const finalSlots = new Map<string, number[]>();
+
+  for (const [serviceId, slots] of state.orphanSlots) {
+    changes.push({ key: `orphan/${serviceId}`, frontend: undefined, ops: slotDeletes(serviceId, slots) });
+    room.slots += slots.size;
+  }
+  for (const [key, svc] of state.services) {
+    if (wanted.has(key)) continue;
+    changes.push({ key, frontend: svc.frontend, ops: removalOps(svc) });
+    room.slots += svc.slots.size;
+    room.services[svc.frontend.family]++;
+  }
+
+  const backendIds = new Map<string, number>();
+  for (const [id, b] of state.backends) backendIds.set(endpointKey(b), id);
+  const backendPool = new IdPool(state.backends.keys(), capacity.backendIds);
+  const servicePool = new IdPool(
+    [...[...state.services.values()].map((s) => s.serviceId), ...state.orphanSlots.keys()],
+    capacity.serviceIds,
+  );
+
+  for (const [key, d] of wanted) {
+    const current = state.services.get(key);
+    const refuse = (code: ErrorCode, message: string) => {
+      problems.push({ key, service: d.service, code, message });
+      if (current) finalSlots.set(key, liveBackendIds(current));
+    };
+
+    // New backend ids become visible to later frontends only once this frontend is accepted.
+    const backendOps: Op[] = [];
+    const pending = new Map<string, number>();
+    const ids: number[] = [];
+    const newBackends = { 4: 0, 6: 0 };
+    for (const b of d.backends) {
+      const bkey = endpointKey(b);
+      let id = backendIds.get(bkey) ?? pending.get(bkey);
+      if (id === undefined) {
+        newBackends[b.family]++;
+        id = backendPool.take();
+        if (id === undefined) break;
+        pending.set(bkey, id);
+        backendOps.push({ kind: 'reset-backend-counters', id }, { kind: 'put-backend', id, backend: b });
+      }
+      ids.push(id);
+    }
+    if (ids.length < d.backends.length || newBackends[4] > room.backends[4] || newBackends[6] > room.backends[6]) {
+      refuse(ErrorCodes.MAP_FULL, `no room for ${d.backends.length} backends (backend maps hold ${capacity.backends} per family)`);
+      continue;
+    }
+
+    let serviceId = current?.serviceId;
+    const ops: Op[] = [...backendOps];
+    if (serviceId === undefined) {
+      if (room.services[d.frontend.family] < 1 || (serviceId = servicePool.take()) === undefined) {
+        refuse(ErrorCodes.MAP_FULL, `no room for another frontend (service map holds ${capacity.services} per family)`);
+        continue;
+      }
+      ops.push({ kind: 'reset-service-counters', serviceId });
+    }
+
+    const layout = slotLayout(current, ids);
+    const addedSlots = layout.writes.filter((w) => !current?.slots.has(w.slot)).length - layout.deletes.length;
+    if (addedSlots > room.slots) {
+      refuse(ErrorCodes.MAP_FULL, `no room for ${ids.length} backend slots (slot map holds ${capacity.slots})`);
+      continue;
+    }
+
+    for (const w of layout.writes) ops.push({ kind: 'put-slot', serviceId, slot: w.slot, backendId: w.backendId });
+    const flags = 0;
+    if (!current || current.backendCount !== ids.length || current.flags !== flags) {
+      ops.push({ kind: 'put-service', frontend: d.frontend, serviceId, backendCount: ids.length, flags });
+    }
+    for (const slot of layout.deletes) ops.push({ kind: 'delete-slot', serviceId, slot });
+
+    room.slots -= addedSlots;
+    room.backends[4] -= newBackends[4];
+    room.backends[6] -= newBackends[6];
+    if (!current) room.services[d.frontend.family]--;
+    for (const [bkey, id] of pending) backendIds.set(bkey, id);
+    finalSlots.set(key, layout.final);
+    if (ops.length > 0) changes.push({ key, frontend: d.frontend, service: d.service, ops });
+  }
+
+  const referenced = new Set<number>();
+  for (const ids of finalSlots.values()) for (const id of ids) referenced.add(id);
+  const backendDeletes: Op[] = [];
+  for (const [id, backend] of state.backends) {
+    if (!referenced.has(id)) backendDeletes.push({ kind: 'delete-backend', id, backend });
+  }
+  return { changes, backendDeletes, problems };
+}
+
+function roomLeft(state: ProgrammedState, capacity: Capacity): Room {
+  const room: Room = {
+    slots: capacity.slots,
+    services: { 4: capacity.services, 6: capacity.services },
+    backends: { 4: capacity.backends, 6: capacity.backends },
+  };
+  for (const svc of state.services.values()) {
+    room.slots -= svc.slots.size;
+    room.services[svc.frontend.family]--;
+  }
+  for (const b of state.backends.values()) room.backends[b.family]--;
+  return room;
+}
+
+function removalOps(svc: ProgrammedService): Op[] {
+  return [{ kind: 'delete-service', frontend: svc.frontend }, ...slotDeletes(svc.serviceId, svc.slots)];
+}
+
+function slotDeletes(serviceId: number, slots: Map<number, number>): Op[] {
+  return [...slots.keys()].sort((a, b) => a - b).map((slot) => ({ kind: 'delete-slot', serviceId, slot }));
+}
+
+interface SlotLayout {
+  writes: { slot: number; backendId: number }[];
+  deletes: number[];
+  /** Backend ids of slots 1..n once applied. */
+  final: number[];
+}
+
+/**
+ * Places the wanted backends in slots 1..n, keeping every backend that stays where it is and
+ * filling the freed slots with new backends, then with backends from slots above n.
+ */
+export function slotLayout(current: ProgrammedService | undefined, wanted: readonly number[]): SlotLayout {
+  const n = wanted.length;
+  const want = new Set(wanted);
+  const final: number[] = new Array(n);
+  const placed = new Set<number>();
+  for (let slot = 1; slot <= n; slot++) {
+    const id = current && slot <= current.backendCount ? current.slots.get(slot) : undefined;
+    if (id !== undefined && want.has(id) && !placed.has(id)) {
+      final[slot - 1] = id;
+      placed.add(id);
+    }
+  }
+  const rest = wanted.filter((id) => !placed.has(id));
+  const writes: { slot: number; backendId: number }[] = [];
+  for (let slot = 1; slot <= n; slot++) {
+    if (final[slot - 1] !== undefined) continue;
+    const id = rest.shift()!;
+    final[slot - 1] = id;
+    writes.push({ slot, backendId: id });
+  }
+  const deletes = current ? [...current.slots.keys()].filter((slot) => slot > n).sort((a, b) => a - b) : [];
+  return { writes, deletes, final };
+}

@@ -1,0 +1,81 @@
+// Keeps the maps equal to the desired table: plan against the programmed state, apply each
+// frontend's writes as a unit, record what failed per service, and never stop at one failure.
+
+import { ErrorCodes, type ErrorCode } from '../errors.ts';
+import type { DatapathMaps } from '../datapath/maps.ts';
+import type { Backend, DesiredFrontend, ServiceName } from '../model/types.ts';
+import { applyOp } from './apply.ts';
+import { plan, type Op, type PlanProblem } from './plan.ts';
+import { ProgrammedState } from './state.ts';
+
+export interface ReconcileResult {
+  /** Map writes and deletes carried out. */
+  writes: number;
+  /** Backends deleted from the maps: the agent ends the sockets still aimed at them. */
+  removedBackends: Backend[];
+  /** Frontends not (fully) programmed this time, by frontend key. */
+  problems: PlanProblem[];
+}
+
+export class Reconciler {
+  readonly #maps: DatapathMaps;
+  readonly #state: ProgrammedState;
+
+  /** Adopts whatever the maps already hold. */
+  constructor(maps: DatapathMaps) {
+    this.#maps = maps;
+    this.#state = ProgrammedState.fromDump(maps.dump());
+  }
+
+  get state(): ProgrammedState {
+    return this.#state;
+  }
+
+  reconcile(desired: readonly DesiredFrontend[]): ReconcileResult {
+    const p = plan(desired, this.#state, this.#maps.capacity);
+    const problems = [...p.problems];
+    let writes = 0;
+    for (const change of p.changes) {
+      for (const op of change.ops) {
+        try {
+          applyOp(this.#maps, this.#state, op);
+          writes++;
+        } catch (err) {
+          const service = change.service ?? { namespace: '', name: '' };
+          problems.push({ key: change.key, service, ...describeFailure(err, op, service) });
+          break;
+        }
+      }
+    }
+    const removedBackends: Backend[] = [];
+    const referenced = this.#referencedBackends();
+    for (const op of p.backendDeletes) {
+      if (op.kind !== 'delete-backend' || referenced.has(op.id)) continue;
+      try {
+        applyOp(this.#maps, this.#state, op);
+        writes++;
+        removedBackends.push(op.backend);
+      } catch (err) {
+        problems.push({ key: `backend/${op.id}`, service: { namespace: '', name: '' }, ...describeFailure(err, op) });
+      }
+    }
+    return { writes, removedBackends, problems };
+  }
+
+  #referencedBackends(): Set<number> {
+    const ids = new Set<number>();
+    for (const svc of this.#state.services.values()) for (const id of svc.slots.values()) ids.add(id);
+    for (const slots of this.#state.orphanSlots.values()) for (const id of slots.values()) ids.add(id);
+    return ids;
+  }
+}
+
+function describeFailure(err: unknown, op: Op, service?: ServiceName): { code: ErrorCode; message: string } {
+  const e = err as { code?: string; message?: string };
+  const who = service?.name ? `${service.namespace}/${service.name}: ` : '';
+  if (e.code === 'E2BIG' || e.code === 'ENOSPC' || e.code === 'ENOMEM') {
+    return { code: ErrorCodes.MAP_FULL, message: `${who}${op.kind} failed, map full: ${e.message ?? e.code}` };
+  }
+  return { code: ErrorCodes.BPF, message: `${who}${op.kind} failed: ${e.message ?? String(err)}` };
+}
+

@@ -1,0 +1,430 @@
+// The libbpf addon against the real kernel: maps, pins, object loading, cgroup links, iterators.
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, rmSync, rmdirSync, statSync } from 'node:fs';
+import { once } from 'node:events';
+import { createServer, type AddressInfo } from 'node:net';
+import { createSocket } from 'node:dgram';
+import { randomBytes } from 'node:crypto';
+import { fileURLToPath } from 'node:url';
+import {
+  BpfError,
+  BpfLink,
+  BpfMap,
+  BpfObject,
+  cgroupPrograms,
+  enableRunTimeStats,
+  possibleCpus,
+  programStats,
+  readIterator,
+} from '../../src/bpf/binding.ts';
+
+const FIXTURE = fileURLToPath(new URL('../../bpf/out/binding_fixture.bpf.o', import.meta.url));
+const REJECTED = fileURLToPath(new URL('../../bpf/out/binding_rejected.bpf.o', import.meta.url));
+const SUFFIX = randomBytes(4).toString('hex');
+
+function mountPoint(fstype: string): string | undefined {
+  for (const line of readFileSync('/proc/mounts', 'utf8').split('\n')) {
+    const [, dir, type] = line.split(' ');
+    if (type === fstype) return dir;
+  }
+  return undefined;
+}
+
+function ensureBpffs(): void {
+  const mounted = readFileSync('/proc/mounts', 'utf8')
+    .split('\n')
+    .some((l) => l.split(' ')[1] === '/sys/fs/bpf' && l.split(' ')[2] === 'bpf');
+  if (!mounted) execFileSync('mount', ['-t', 'bpf', 'bpf', '/sys/fs/bpf']);
+}
+
+ensureBpffs();
+const PIN_DIR = `/sys/fs/bpf/socklb-test-${SUFFIX}`;
+mkdirSync(PIN_DIR);
+const CGROUP_ROOT = mountPoint('cgroup2');
+if (!CGROUP_ROOT) throw new Error('no cgroup2 mount in /proc/mounts');
+
+test.after(() => {
+  rmSync(PIN_DIR, { recursive: true, force: true });
+});
+
+const u32 = (n: number): Buffer => {
+  const b = Buffer.alloc(4);
+  b.writeUInt32LE(n);
+  return b;
+};
+const u64 = (n: number): Buffer => {
+  const b = Buffer.alloc(8);
+  b.writeBigUInt64LE(BigInt(n));
+  return b;
+};
+
+function throwsBpf(fn: () => unknown, code: string, operation: string): BpfError {
+  try {
+    fn();
+  } catch (err) {
+    assert.instance(err, BpfError);
+    const e = err as BpfError;
+    assert.is(e.code, code, e.message);
+    assert.is(e.operation, operation);
+    assert.ok(e.message.includes(operation), e.message);
+    return e;
+  }
+  throw new assert.Assertion({
+    message: `expected ${operation} to fail with ${code}`,
+    operator: 'throws',
+    expects: code,
+    actual: 'no error',
+  });
+}
+
+/** The fixture's .rodata with fixture_cfg (increment, tag) replaced; the rest (format strings) kept. */
+function configuredRodata(obj: BpfObject, increment: number, tag: number): Buffer {
+  const rodata = obj.initialValue('.rodata');
+  assert.ok(rodata && rodata.length >= 8);
+  assert.is(rodata.readUInt32LE(0), 1, 'compiled-in increment');
+  rodata.writeUInt32LE(increment, 0);
+  rodata.writeUInt32LE(tag, 4);
+  return rodata;
+}
+
+test('hash map: update, lookup, delete and keys() round trip', () => {
+  const map = BpfMap.create({ type: 'hash', keySize: 4, valueSize: 8, maxEntries: 8, name: 'test_hash' });
+  try {
+    for (const k of [1, 2, 3]) map.update(u32(k), u64(k * 100));
+    assert.equal(map.lookup(u32(2)), u64(200));
+    assert.is(map.lookup(u32(9)), undefined);
+    throwsBpf(() => map.update(u32(1), u64(0), 'noexist'), 'EEXIST', 'bpf_map_update_elem');
+    throwsBpf(() => map.update(u32(7), u64(0), 'exist'), 'ENOENT', 'bpf_map_update_elem');
+    assert.is(map.delete(u32(2)), true);
+    assert.is(map.delete(u32(2)), false);
+    const keys = [...map.keys()].map((k) => k.readUInt32LE()).sort();
+    assert.equal(keys, [1, 3]);
+    const info = map.info();
+    assert.is(info.typeName, 'hash');
+    assert.is(info.name, 'test_hash');
+    assert.is(info.keySize, 4);
+    assert.is(info.valueSize, 8);
+    assert.is(info.maxEntries, 8);
+    assert.ok(info.id > 0);
+    assert.ok((info.memlock ?? 0) > 0, 'memlock read from fdinfo');
+  } finally {
+    map.close();
+  }
+  assert.is(map.fd, -1);
+  throwsBpf(() => map.lookup(u32(1)), 'EBADF', 'bpf_map_lookup_elem');
+});
+
+test('lru_hash map evicts instead of failing when full', () => {
+  const map = BpfMap.create({ type: 'lru_hash', keySize: 4, valueSize: 4, maxEntries: 16 });
+  try {
+    for (let k = 0; k < 100; k++) map.update(u32(k), u32(k));
+    const keys = [...map.keys()].map((k) => k.readUInt32LE());
+    assert.ok(keys.length > 0 && keys.length <= 16, `${keys.length} keys`);
+    assert.ok(keys.includes(99), 'the newest key survives');
+    assert.equal(map.lookup(u32(99)), u32(99));
+    assert.is(map.delete(u32(99)), true);
+    assert.is(map.lookup(u32(99)), undefined);
+  } finally {
+    map.close();
+  }
+});
+
+test('percpu_array map: values span possibleCpus() 8-byte slots', () => {
+  const cpus = possibleCpus();
+  assert.ok(cpus >= 1);
+  const map = BpfMap.create({ type: 'percpu_array', keySize: 4, valueSize: 4, maxEntries: 4 });
+  try {
+    assert.is(map.valueBufferSize, cpus * 8);
+    const value = Buffer.alloc(cpus * 8);
+    for (let c = 0; c < cpus; c++) value.writeUInt32LE(10 + c, c * 8);
+    map.update(u32(1), value);
+    assert.equal(map.lookup(u32(1)), value);
+    assert.equal(map.lookup(u32(0)), Buffer.alloc(cpus * 8), 'arrays are zero-filled');
+    assert.equal([...map.keys()].map((k) => k.readUInt32LE()), [0, 1, 2, 3]);
+    throwsBpf(() => map.update(u32(1), Buffer.alloc(4)), 'EINVAL', 'bpf_map_update_elem');
+    throwsBpf(() => map.update(u32(4), value), 'E2BIG', 'bpf_map_update_elem');
+    throwsBpf(() => map.delete(u32(1)), 'EINVAL', 'bpf_map_delete_elem');
+  } finally {
+    map.close();
+  }
+});
+
+test('update on a full hash map fails with E2BIG', () => {
+  const map = BpfMap.create({ type: 'hash', keySize: 4, valueSize: 4, maxEntries: 2 });
+  try {
+    map.update(u32(1), u32(1));
+    map.update(u32(2), u32(2));
+    const err = throwsBpf(() => map.update(u32(3), u32(3)), 'E2BIG', 'bpf_map_update_elem');
+    assert.is(err.errno, 7);
+    map.update(u32(2), u32(20)); // replacing an existing key still works
+    assert.equal(map.lookup(u32(2)), u32(20));
+  } finally {
+    map.close();
+  }
+});
+
+test('a key of the wrong size is EINVAL naming the operation, before reaching the kernel', () => {
+  const map = BpfMap.create({ type: 'hash', keySize: 4, valueSize: 4, maxEntries: 2 });
+  try {
+    const err = throwsBpf(() => map.lookup(Buffer.alloc(3)), 'EINVAL', 'bpf_map_lookup_elem');
+    assert.match(err.message, /key_size is 4/);
+    throwsBpf(() => map.delete(Buffer.alloc(8)), 'EINVAL', 'bpf_map_delete_elem');
+  } finally {
+    map.close();
+  }
+});
+
+test('batch update, paged lookup and delete round trip', () => {
+  const n = 100;
+  const map = BpfMap.create({ type: 'hash', keySize: 4, valueSize: 8, maxEntries: 128 });
+  try {
+    const keys = Buffer.concat(Array.from({ length: n }, (_, i) => u32(i)));
+    const values = Buffer.concat(Array.from({ length: n }, (_, i) => u64(i * 3)));
+    map.updateBatch(keys, values, n);
+    assert.equal(map.lookup(u32(42)), u64(126));
+
+    const seen = new Map<number, number>();
+    let pages = 0;
+    let cursor: Buffer | undefined;
+    do {
+      const page = map.lookupBatch(cursor, 16);
+      assert.ok(page.count <= 32, 'a page stays near the asked size');
+      for (let i = 0; i < page.count; i++) {
+        seen.set(page.keys.readUInt32LE(i * 4), Number(page.values.readBigUInt64LE(i * 8)));
+      }
+      cursor = page.nextCursor;
+      pages++;
+    } while (cursor);
+    assert.ok(pages > 1, `${pages} pages`);
+    assert.is(seen.size, n);
+    for (const [k, v] of seen) assert.is(v, k * 3);
+    assert.is([...map.entries()].length, n);
+
+    map.deleteBatch(keys.subarray(0, 50 * 4), 50);
+    assert.is(map.lookup(u32(10)), undefined);
+    assert.is([...map.keys()].length, 50);
+    throwsBpf(() => map.deleteBatch(u32(10)), 'ENOENT', 'bpf_map_delete_batch');
+    throwsBpf(() => map.updateBatch(keys, values.subarray(0, 8), n), 'EINVAL', 'bpf_map_update_batch');
+  } finally {
+    map.close();
+  }
+});
+
+test('a pinned map reopened with fromPin sees the same data', () => {
+  const path = `${PIN_DIR}/pinned_map`;
+  const map = BpfMap.create({ type: 'hash', keySize: 4, valueSize: 4, maxEntries: 4 });
+  try {
+    map.pin(path);
+    map.update(u32(5), u32(55));
+    const id = map.info().id;
+    map.close();
+    const again = BpfMap.fromPin(path);
+    try {
+      assert.is(again.info().id, id);
+      assert.equal(again.lookup(u32(5)), u32(55));
+      again.update(u32(6), u32(66));
+    } finally {
+      again.close();
+    }
+    throwsBpf(() => BpfLink.fromPin(path), 'EINVAL', 'bpf_obj_get');
+    throwsBpf(() => BpfMap.fromPin(`${PIN_DIR}/missing`), 'ENOENT', 'bpf_obj_get');
+  } finally {
+    map.close();
+    rmSync(path, { force: true });
+  }
+});
+
+test('fixture object: configured before load, pinned map reused by a second load', () => {
+  const pin = `${PIN_DIR}/fixture_calls`;
+  const first = BpfObject.open(FIXTURE);
+  let second: BpfObject | undefined;
+  try {
+    assert.equal(first.programNames().sort(), ['fixture_connect4', 'fixture_connect4_alt', 'fixture_udp']);
+    assert.ok(first.mapNames().includes('fixture_calls'));
+    first.setMaxEntries('fixture_calls', 64);
+    first.setPinPath('fixture_calls', pin);
+    first.setInitialValue('.rodata', configuredRodata(first, 5, 77));
+    throwsBpf(() => first.setInitialValue('.rodata', Buffer.alloc(3)), 'EINVAL', 'bpf_map__set_initial_value');
+    throwsBpf(() => first.setMaxEntries('no_such_map', 1), 'ENOENT', 'bpf_map__set_max_entries');
+    throwsBpf(() => first.map('fixture_calls'), 'EBADF', 'bpf_map__fd');
+    first.load();
+    assert.ok(existsSync(pin), 'libbpf pinned the map at load');
+
+    const calls = first.map('fixture_calls');
+    const info = calls.info();
+    assert.is(info.maxEntries, 64);
+    calls.update(u32(80), u64(1));
+    calls.close();
+    assert.ok(first.programFd('fixture_connect4') > 0);
+    throwsBpf(() => first.programFd('nope'), 'ENOENT', 'bpf_program__fd');
+
+    second = BpfObject.open(FIXTURE);
+    second.setMaxEntries('fixture_calls', 64);
+    second.setPinPath('fixture_calls', pin);
+    second.load();
+    const reused = second.map('fixture_calls');
+    try {
+      assert.is(reused.info().id, info.id, 'the pinned map was reused');
+      assert.equal(reused.lookup(u32(80)), u64(1));
+    } finally {
+      reused.close();
+    }
+  } finally {
+    first.close();
+    second?.close();
+    rmSync(pin, { force: true });
+  }
+});
+
+test('load failures carry the libbpf/verifier log', () => {
+  const rejected = BpfObject.open(REJECTED);
+  try {
+    const err = throwsBpf(() => rejected.load(), 'EACCES', 'bpf_object__load');
+    assert.ok(err.log && err.log.length > 0, 'log present');
+    assert.match(err.log!, /invalid mem access/);
+  } finally {
+    rejected.close();
+  }
+
+  const zero = BpfObject.open(FIXTURE);
+  try {
+    zero.setMaxEntries('fixture_calls', 0);
+    const err = throwsBpf(() => zero.load(), 'EINVAL', 'bpf_object__load');
+    assert.match(err.log ?? '', /fixture_calls/);
+  } finally {
+    zero.close();
+  }
+
+  throwsBpf(() => BpfObject.open('/nonexistent.bpf.o'), 'ENOENT', 'bpf_object__open_file');
+});
+
+/** Runs one connect() to 127.0.0.1:port from a fresh process placed in the cgroup. */
+function connectFromCgroup(cgroup: string, port: number): void {
+  const script = `const s = require('net').connect(${port}, '127.0.0.1', () => s.destroy());
+s.on('error', (e) => { console.error(e); process.exit(1); });`;
+  execFileSync('bash', ['-c', 'echo $$ > "$CG/cgroup.procs" && exec "$NODE" -e "$SCRIPT"'], {
+    env: { ...process.env, CG: cgroup, NODE: process.execPath, SCRIPT: script },
+    timeout: 10_000,
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+}
+
+test('cgroup link: counts connects, swaps programs, outlives its fds while pinned', async () => {
+  const cgroup = `${CGROUP_ROOT}/socklb-test-${SUFFIX}`;
+  const pin = `${PIN_DIR}/connect4_link`;
+  const server = createServer((s) => s.destroy());
+  let obj: BpfObject | undefined;
+  let link: BpfLink | undefined;
+  let reopened: BpfLink | undefined;
+  const stats = enableRunTimeStats();
+  mkdirSync(cgroup);
+  try {
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    const port = (server.address() as AddressInfo).port;
+
+    obj = BpfObject.open(FIXTURE);
+    obj.setInitialValue('.rodata', configuredRodata(obj, 5, 0));
+    obj.load();
+    const calls = obj.map('fixture_calls');
+    try {
+      link = obj.attachCgroup('fixture_connect4', cgroup);
+      const progId = programStats({ fd: obj.programFd('fixture_connect4') }).id;
+      assert.equal(cgroupPrograms(cgroup, 'cgroup_inet4_connect'), [progId]);
+      const linkInfo = link.info();
+      assert.is(linkInfo.progId, progId);
+      assert.is(linkInfo.cgroupId, statSync(cgroup).ino);
+
+      connectFromCgroup(cgroup, port);
+      assert.equal(calls.lookup(u32(port)), u64(5), 'one connect, counted with the configured increment');
+      const s = programStats({ id: progId });
+      assert.is(s.name, 'fixture_connect'); // the kernel keeps 15 characters
+      assert.ok(s.runCount >= 1, `runCount ${s.runCount}`);
+
+      const altFd = obj.programFd('fixture_connect4_alt');
+      link.updateProgram(altFd);
+      const altId = programStats({ fd: altFd }).id;
+      assert.is(link.info().progId, altId);
+      connectFromCgroup(cgroup, port);
+      assert.equal(calls.lookup(u32(0)), u64(5), 'the swapped-in program counted');
+      assert.equal(calls.lookup(u32(port)), u64(5), 'the old one no longer runs');
+
+      link.pin(pin);
+      link.close();
+      obj.close();
+      assert.equal(cgroupPrograms(cgroup, 'cgroup_inet4_connect'), [altId], 'pinned link stays attached');
+      connectFromCgroup(cgroup, port);
+      assert.equal(calls.lookup(u32(0)), u64(10));
+
+      reopened = BpfLink.fromPin(pin);
+      assert.is(reopened.info().progId, altId);
+      reopened.unpin();
+      reopened.close();
+      assert.equal(cgroupPrograms(cgroup, 'cgroup_inet4_connect'), [], 'unpinned and closed: detached');
+      throwsBpf(() => cgroupPrograms(cgroup, 'no_such_type'), 'EINVAL', 'bpf_prog_query');
+    } finally {
+      calls.close();
+    }
+  } finally {
+    stats.close();
+    rmSync(pin, { force: true });
+    reopened?.close();
+    link?.close();
+    obj?.close();
+    server.close();
+    rmdirSync(cgroup);
+  }
+});
+
+/** Starts a process bound to UDP port in the netns and resolves once it is bound. */
+async function udpListenerInNetns(netns: string, port: number): Promise<ChildProcess> {
+  const script = `require('dgram').createSocket('udp4').bind(${port}, () => console.log('bound'));`;
+  const child = spawn('ip', ['netns', 'exec', netns, process.execPath, '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const [line] = (await once(child.stdout!, 'data')) as [Buffer];
+  assert.is(line.toString().trim(), 'bound');
+  return child;
+}
+
+test('readIterator walks the sockets of the caller netns, or of netnsPath', async () => {
+  const netns = `socklb-test-${SUFFIX}`;
+  const root = createSocket('udp4');
+  let obj: BpfObject | undefined;
+  let link: BpfLink | undefined;
+  let child: ChildProcess | undefined;
+  execFileSync('ip', ['netns', 'add', netns]);
+  try {
+    root.bind(0, '127.0.0.1');
+    await once(root, 'listening');
+    const rootPort = root.address().port;
+    const nsPort = rootPort === 40123 ? 40124 : 40123;
+    child = await udpListenerInNetns(netns, nsPort);
+
+    obj = BpfObject.open(FIXTURE);
+    obj.setInitialValue('.rodata', configuredRodata(obj, 1, 77));
+    obj.load();
+    link = obj.attachIter('fixture_udp');
+
+    const here = readIterator(link);
+    assert.ok(here.includes(`udp port=${rootPort} tag=77\n`), here);
+    assert.not.ok(here.includes(`port=${nsPort} `), here);
+
+    const there = readIterator(link, `/run/netns/${netns}`);
+    assert.is(there, `udp port=${nsPort} tag=77\n`);
+
+    assert.is(readIterator(link), here, 'the calling thread stayed in its own netns');
+    throwsBpf(() => readIterator(link!, '/run/netns/socklb-no-such-netns'), 'ENOENT', 'bpf_iter_create in netns');
+  } finally {
+    link?.close();
+    obj?.close();
+    root.close();
+    if (child) {
+      child.kill();
+      if (child.exitCode === null && child.signalCode === null) await once(child, 'exit');
+    }
+    execFileSync('ip', ['netns', 'del', netns]);
+  }
+});
+
+test.run();

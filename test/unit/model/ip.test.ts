@@ -1,0 +1,29 @@
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { compareIp, ipBytes, parseIp } from '../../../src/model/ip.ts';
+
+test('parseIp reads IPv4 and IPv6 and gives the canonical form', () => {
+  assert.equal(parseIp('10.96.0.10'), { family: 4, address: '10.96.0.10' });
+  assert.equal(parseIp('FD00:0:0::A'), { family: 6, address: 'fd00::a' });
+  assert.equal(parseIp('2001:db8:0:0:0:0:0:1'), { family: 6, address: '2001:db8::1' });
+});
+
+test('parseIp rejects leading zeros, short forms, zones and non-strings', () => {
+  for (const bad of ['010.1.1.1', '1.2.3', 'fe80::1%eth0', ' 10.0.0.1', '[fd00::1]', '10.0.0.256', '', 'None', 42, null]) {
+    assert.is(parseIp(bad), undefined, `accepted ${String(bad)}`);
+  }
+});
+
+test('ipBytes expands compressed IPv6 and embedded IPv4', () => {
+  assert.equal(ipBytes('10.0.0.9'), [10, 0, 0, 9]);
+  assert.equal(ipBytes('fd00::a'), [0xfd, 0, ...new Array(13).fill(0), 0x0a]);
+  assert.equal(ipBytes('::ffff:1.2.3.4'), [...new Array(10).fill(0), 0xff, 0xff, 1, 2, 3, 4]);
+  assert.equal(ipBytes('::'), new Array(16).fill(0));
+});
+
+test('compareIp orders numerically, IPv4 before IPv6', () => {
+  const sorted = ['fd00::10', '10.0.0.10', 'fd00::9', '10.0.0.9', '9.0.0.1'].sort(compareIp);
+  assert.equal(sorted, ['9.0.0.1', '10.0.0.9', '10.0.0.10', 'fd00::9', 'fd00::10']);
+});
+
+test.run();
