@@ -93,6 +93,9 @@ export class Agent {
     if (result.removedBackends.length > 0 && this.datapath.destroyer) {
       const destroyed = this.datapath.destroyer.destroy(result.removedBackends);
       if (destroyed.destroyed > 0) this.#log.info(destroyed, 'destroyed UDP sockets of removed backends');
+      for (const [ns, message] of Object.entries(destroyed.failures)) {
+        this.#log.debug({ ns, message }, 'could not look for sockets of removed backends in a network namespace');
+      }
     }
     this.#synced = true;
     this.#syncs++;

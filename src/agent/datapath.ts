@@ -101,8 +101,12 @@ export class Datapath {
     const sizes = mapSizes(options);
 
     const sock = loadObject(SOCK_OBJECT, options.bpffs, SOCK_MAPS, sizes, (obj) => {
-      const config = encode(Layouts.config, { abi_version: ABI_VERSION, refuse_errno: ECONNREFUSED });
-      obj.setInitialValue('.rodata', config);
+      // socklb_cfg is the only constant of sock.bpf.c, so it is the whole of .rodata.
+      const rodata = obj.initialValue('.rodata');
+      if (rodata?.length !== Layouts.config.size) {
+        throw new SocklbError(ErrorCodes.BPF, `${SOCK_OBJECT}: .rodata is ${rodata?.length} bytes, expected struct socklb_config alone`);
+      }
+      obj.setInitialValue('.rodata', encode(Layouts.config, { abi_version: ABI_VERSION, refuse_errno: ECONNREFUSED }));
     });
     const adopted = attachHooks(sock, options);
     const maps = {} as ServiceMapSet;

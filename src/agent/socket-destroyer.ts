@@ -11,6 +11,8 @@ const PRESENT = Buffer.from([1]);
 export interface DestroyResult {
   destroyed: number;
   namespaces: number;
+  /** Namespaces that could not be entered (the process left, or a sandbox forbids it), by path. */
+  failures: Record<string, string>;
 }
 
 export class SocketDestroyer {
@@ -30,7 +32,7 @@ export class SocketDestroyer {
    */
   destroy(backends: readonly Backend[]): DestroyResult {
     const udp = backends.filter((b) => b.protocol === 'UDP');
-    if (udp.length === 0) return { destroyed: 0, namespaces: 0 };
+    if (udp.length === 0) return { destroyed: 0, namespaces: 0, failures: {} };
     const marked: [BpfMap, Buffer][] = udp.map((b) => {
       const values = { address: b.address, port: b.port };
       return b.family === 4
@@ -40,12 +42,17 @@ export class SocketDestroyer {
     try {
       for (const [map, key] of marked) map.update(key, PRESENT);
       let destroyed = 0;
+      const failures: Record<string, string> = {};
       const namespaces = networkNamespaces();
       for (const ns of namespaces) {
-        const out = readIterator(this.#iterator, ns);
-        destroyed += out.split('\n').filter((line) => line === 'destroyed').length;
+        try {
+          const out = readIterator(this.#iterator, ns);
+          destroyed += out.split('\n').filter((line) => line === 'destroyed').length;
+        } catch (err) {
+          failures[ns] = (err as Error).message;
+        }
       }
-      return { destroyed, namespaces: namespaces.length };
+      return { destroyed, namespaces: namespaces.length, failures };
     } finally {
       for (const [map, key] of marked) map.delete(key);
     }

@@ -27,6 +27,10 @@ export class Reconciler {
     this.#state = ProgrammedState.fromDump(maps.dump());
   }
 
+  get maps(): DatapathMaps {
+    return this.#maps;
+  }
+
   get state(): ProgrammedState {
     return this.#state;
   }
