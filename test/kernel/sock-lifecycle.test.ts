@@ -66,9 +66,9 @@ rolling('replacing every backend one by one while a client connects fails no con
     const gone = lab.pod(index).ipv4;
     live = [...live.filter((a) => a !== gone), fresh.ipv4];
     await sl.apply(webObjects(live));
-    // Connections already established to the old pod finish before it goes away, as a
-    // terminating pod's would.
-    await new Promise((r) => setTimeout(r, 200));
+    // Connections already established to the old pod finish before it goes away, as they would
+    // in a terminating pod's grace period (generous: a loaded CI machine can stall the client).
+    await new Promise((r) => setTimeout(r, 1000));
     await lab.removePod(index);
   }
   const during = await probe.stop();

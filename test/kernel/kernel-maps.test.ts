@@ -1,0 +1,41 @@
+import { suite } from 'uvu';
+import { BpfObject } from '../../src/bpf/binding.ts';
+import { SOCK_OBJECT } from '../../src/agent/datapath.ts';
+import { SOCK_MAPS } from '../../src/datapath/abi.ts';
+import { KernelMaps, type ServiceMapSet } from '../../src/datapath/kernel-maps.ts';
+import type { DatapathMaps } from '../../src/datapath/maps.ts';
+import { CONTRACT_CAPACITY, datapathMapsContract } from '../contract/datapath-maps.ts';
+
+// The real sock.bpf.o maps, loaded but attached nowhere and pinned nowhere.
+const kernel = suite<{ maps: DatapathMaps; object?: BpfObject; set?: ServiceMapSet }>('KernelMaps contract');
+
+kernel.before.each((ctx) => {
+  const object = BpfObject.open(SOCK_OBJECT);
+  const c = CONTRACT_CAPACITY;
+  const sizes: Record<string, number> = {
+    lb4_services_v1: c.services,
+    lb6_services_v1: c.services,
+    lb_slots_v1: c.slots,
+    lb4_backends_v1: c.backends,
+    lb6_backends_v1: c.backends,
+    lb4_reverse_v1: 16,
+    lb6_reverse_v1: 16,
+    lb_svc_stats_v1: c.serviceIds,
+    lb_be_stats_v1: c.backendIds,
+  };
+  for (const [name, n] of Object.entries(sizes)) object.setMaxEntries(name, n);
+  object.load();
+  const set = {} as ServiceMapSet;
+  for (const name of SOCK_MAPS) set[name] = object.map(name);
+  ctx.object = object;
+  ctx.set = set;
+  ctx.maps = new KernelMaps(set, CONTRACT_CAPACITY);
+});
+
+kernel.after.each((ctx) => {
+  for (const m of Object.values(ctx.set ?? {})) m.close();
+  ctx.object?.close();
+});
+
+datapathMapsContract(kernel);
+kernel.run();

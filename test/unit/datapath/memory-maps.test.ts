@@ -1,0 +1,10 @@
+import { suite } from 'uvu';
+import { MemoryMaps, type DatapathMaps } from '../../../src/datapath/maps.ts';
+import { CONTRACT_CAPACITY, datapathMapsContract } from '../../contract/datapath-maps.ts';
+
+const memory = suite<{ maps: DatapathMaps }>('MemoryMaps contract');
+memory.before.each((ctx) => {
+  ctx.maps = new MemoryMaps(CONTRACT_CAPACITY);
+});
+datapathMapsContract(memory);
+memory.run();
