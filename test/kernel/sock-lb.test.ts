@@ -14,7 +14,7 @@ const DNS6 = 'fd00:10:96::53';
 const NOEP = '10.96.0.30';
 const NAMED = '10.96.0.80';
 // Critical chi-square value for 2 degrees of freedom at p = 1e-4: a fair pick exceeds it once in
-// 10,000 runs, a pick biased by even 40/30/30 over 3,000 connects exceeds it by far.
+// 10,000 runs, a pick biased by even 40/30/30 over 3,300 connects exceeds it by far.
 const CHI2_CRITICAL_2DOF = 18.42;
 
 const lb = suite<{ sl: SockLab }>('socket load balancing');
@@ -74,8 +74,8 @@ lb('a TCP connect to the ClusterIP reaches a backend, and getpeername shows the 
   assert.equal(r.peers, { [`${VIP4}:80`]: 20 });
 });
 
-lb('3,000 connects spread evenly over 3 backends (chi-square below the p=1e-4 bound)', async ({ sl }) => {
-  const r = await sl.lab.runProbe(['tcp', '--target', `${VIP4}:80`, '--count', '3000'], { timeoutMs: 120_000 });
+lb('3,300 connects spread evenly over 3 backends (chi-square below the p=1e-4 bound)', async ({ sl }) => {
+  const r = await sl.lab.runProbe(['tcp', '--target', `${VIP4}:80`, '--count', '3300'], { timeoutMs: 120_000 });
   assert.is(r.failed, 0, JSON.stringify(r.errors));
   const counts = ['pod0', 'pod1', 'pod2'].map((p) => r.byBackend[p] ?? 0);
   const chi2 = chiSquareUniform(counts);
