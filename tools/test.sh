@@ -33,7 +33,7 @@ echo "== typecheck"
 if tsc -p tsconfig.json; then passed=$((passed + 1)); else failed=$((failed + 1)); status=1; fi
 run_suite "unit tests" uvu test/unit '\.test\.ts$'
 # Bounded: a kernel test that hangs must fail the run, not eat CI's time.
-run_suite "kernel tests" timeout --kill-after=30 2400 uvu test/kernel '\.test\.ts$' -b
+run_suite "kernel tests" timeout --kill-after=30 2400 uvu test/kernel '\.test\.ts$'
 
 echo "$passed passed, $failed failed"
 exit $status

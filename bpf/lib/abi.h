@@ -20,6 +20,8 @@ union v6addr {
 
 /* Service flags (struct lb_service.flags). */
 #define LB_SVC_F_NONE 0
+/* sessionAffinity: ClientIP; affinity_timeout holds its timeout. */
+#define LB_SVC_F_AFFINITY 1
 
 /* Frontend of an IPv4 service: a ClusterIP (or other VIP) with port and protocol. */
 struct lb4_key {
@@ -39,9 +41,10 @@ struct lb6_key {
 
 /* What a frontend maps to: its id (slot and counter index) and how many backend slots it has. */
 struct lb_service {
-	__u32 service_id;    /* index into lb_slots keys and lb_service_stats, 1..max-1 */
-	__u16 backend_count; /* slots 1..backend_count are valid; 0 means refuse */
-	__u16 flags;         /* LB_SVC_F_* */
+	__u32 service_id;       /* index into lb_slots keys and lb_service_stats, 1..max-1 */
+	__u16 backend_count;    /* slots 1..backend_count are valid; 0 means refuse */
+	__u16 flags;            /* LB_SVC_F_* */
+	__u32 affinity_timeout; /* seconds a client sticks to its backend, with LB_SVC_F_AFFINITY */
 };
 
 /* One backend slot of a service: slot n of service_id holds a backend id. */
@@ -101,6 +104,22 @@ struct lb6_reverse {
 	__u16 pad;
 };
 
+/*
+ * Session affinity: which backend a client last reached through a service. A client on this node
+ * is known by its network namespace (at connect() there is no source address yet).
+ */
+struct lb_affinity_key {
+	__u64 client;     /* bpf_get_netns_cookie() of the client's socket */
+	__u32 service_id; /* lb_service.service_id */
+	__u32 pad;
+};
+
+struct lb_affinity {
+	__u64 last_used_ns; /* bpf_ktime_get_ns() of the client's latest connect */
+	__u32 backend_id;   /* the backend it reached */
+	__u32 slot;         /* the slot that held it: the entry counts only while it still does */
+};
+
 /* Per-CPU counters of one frontend (lb_service_stats, indexed by service_id). */
 struct lb_service_stats {
 	__u64 connects; /* connect() or sendmsg() balanced to a backend */
@@ -124,7 +143,8 @@ enum sock_reason {
 	SOCK_BACKEND_MISSING = 4, /* a slot named a backend id that is absent: passed */
 	SOCK_REVERSE_FULL = 5,    /* the reverse map refused the entry: replies keep the backend address */
 	SOCK_REVERSED = 6,        /* recvmsg/getpeername address turned back into the VIP */
-	SOCK_REASON_MAX = 7,
+	SOCK_AFFINITY_HIT = 7,    /* session affinity sent the client to its previous backend */
+	SOCK_REASON_MAX = 8,
 };
 
 /* Load-time configuration, set by the agent between open and load (.rodata). */

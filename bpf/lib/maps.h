@@ -60,6 +60,14 @@ struct {
 	__uint(max_entries, 1);
 } lb6_reverse_v1 SEC(".maps");
 
+/* LRU: a client that stops connecting is forgotten first; its affinity would have expired anyway. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, struct lb_affinity_key);
+	__type(value, struct lb_affinity);
+	__uint(max_entries, 1);
+} lb_affinity_v1 SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__type(key, __u32);

@@ -28,7 +28,8 @@ static __always_inline int __sock4_fwd(struct bpf_sock_addr *ctx)
 	__be16 port = (__be16)ctx->user_port;
 	int ret;
 
-	ret = __lb4_xlate_fwd(bpf_get_socket_cookie(ctx), &address, &port, ctx->protocol);
+	ret = __lb4_xlate_fwd(bpf_get_socket_cookie(ctx), bpf_get_netns_cookie(ctx), &address, &port,
+			      ctx->protocol);
 	if (ret == -ENXIO)
 		sock_count(SOCK_NOT_SERVICE);
 	if (ret)
@@ -67,15 +68,16 @@ static __always_inline void sock6_write(struct bpf_sock_addr *ctx, const union v
 static __always_inline int __sock6_fwd(struct bpf_sock_addr *ctx)
 {
 	__u64 cookie = bpf_get_socket_cookie(ctx);
+	__u64 client = bpf_get_netns_cookie(ctx);
 	__be16 port = (__be16)ctx->user_port;
 	union v6addr address;
 	int ret;
 
 	sock6_read(ctx, &address);
 	if (sock6_is_v4mapped(&address))
-		ret = __lb4_xlate_fwd(cookie, &address.words[3], &port, ctx->protocol);
+		ret = __lb4_xlate_fwd(cookie, client, &address.words[3], &port, ctx->protocol);
 	else
-		ret = __lb6_xlate_fwd(cookie, &address, &port, ctx->protocol);
+		ret = __lb6_xlate_fwd(cookie, client, &address, &port, ctx->protocol);
 	if (ret == -ENXIO)
 		sock_count(SOCK_NOT_SERVICE);
 	if (ret)

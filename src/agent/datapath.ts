@@ -38,6 +38,8 @@ export interface DatapathOptions {
   capacity: Capacity;
   /** Entries of each reverse-translation LRU map (one per balanced socket). */
   reverseEntries: number;
+  /** Entries of the session-affinity LRU map (one per client and affinity service). */
+  affinityEntries?: number;
 }
 
 export const DEFAULT_CAPACITY: Capacity = {
@@ -49,6 +51,7 @@ export const DEFAULT_CAPACITY: Capacity = {
 };
 
 export const DEFAULT_REVERSE_ENTRIES = 65536;
+export const DEFAULT_AFFINITY_ENTRIES = 65536;
 
 function mapSizes(o: DatapathOptions): Record<MapName, number> {
   return {
@@ -62,6 +65,7 @@ function mapSizes(o: DatapathOptions): Record<MapName, number> {
     [MapNames.serviceStats]: o.capacity.serviceIds,
     [MapNames.backendStats]: o.capacity.backendIds,
     [MapNames.sockStats]: 0,
+    [MapNames.affinity]: o.affinityEntries ?? DEFAULT_AFFINITY_ENTRIES,
     [MapNames.lb4Destroy]: 1024,
     [MapNames.lb6Destroy]: 1024,
   };

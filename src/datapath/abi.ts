@@ -17,6 +17,7 @@ export const MapNames = {
   serviceStats: 'lb_svc_stats_v1',
   backendStats: 'lb_be_stats_v1',
   sockStats: 'sock_stats_v1',
+  affinity: 'lb_affinity_v1',
   lb4Destroy: 'lb4_destroy_v1',
   lb6Destroy: 'lb6_destroy_v1',
 } as const;
@@ -35,6 +36,7 @@ export const SOCK_MAPS = [
   MapNames.serviceStats,
   MapNames.backendStats,
   MapNames.sockStats,
+  MapNames.affinity,
 ] as const;
 
 export type SockMapName = (typeof SOCK_MAPS)[number];
@@ -51,7 +53,11 @@ export const SOCK_REASONS = [
   'backend_missing',
   'reverse_full',
   'reversed',
+  'affinity_hit',
 ] as const;
+
+/** struct lb_service.flags */
+export const ServiceFlags = { affinity: 1 } as const;
 
 export const IPPROTO = { TCP: 6, UDP: 17 } as const;
 
@@ -103,10 +109,21 @@ export const Layouts = {
     { name: 'proto', type: 'u8', offset: 18 },
     { name: 'pad', type: 'pad', offset: 19, size: 1 },
   ]),
-  service: layout('lb_service', 8, [
+  service: layout('lb_service', 12, [
     { name: 'service_id', type: 'u32', offset: 0 },
     { name: 'backend_count', type: 'u16', offset: 4 },
     { name: 'flags', type: 'u16', offset: 6 },
+    { name: 'affinity_timeout', type: 'u32', offset: 8 },
+  ]),
+  affinityKey: layout('lb_affinity_key', 16, [
+    { name: 'client', type: 'u64', offset: 0 },
+    { name: 'service_id', type: 'u32', offset: 8 },
+    { name: 'pad', type: 'pad', offset: 12, size: 4 },
+  ]),
+  affinity: layout('lb_affinity', 16, [
+    { name: 'last_used_ns', type: 'u64', offset: 0 },
+    { name: 'backend_id', type: 'u32', offset: 8 },
+    { name: 'slot', type: 'u32', offset: 12 },
   ]),
   slotKey: layout('lb_slot_key', 8, [
     { name: 'service_id', type: 'u32', offset: 0 },

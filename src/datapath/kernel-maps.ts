@@ -50,6 +50,7 @@ export class KernelMaps implements DatapathMaps {
       service_id: entry.serviceId,
       backend_count: entry.backendCount,
       flags: entry.flags,
+      affinity_timeout: entry.affinityTimeout,
     });
     this.#services(frontend.family).update(frontendKey(frontend), value);
   }
@@ -109,7 +110,12 @@ export class KernelMaps implements DatapathMaps {
         if (!protocol) continue;
         dump.services.push({
           frontend: { family, address: String(k.address), port: Number(k.dport), protocol },
-          entry: { serviceId: Number(v.service_id), backendCount: Number(v.backend_count), flags: Number(v.flags) },
+          entry: {
+            serviceId: Number(v.service_id),
+            backendCount: Number(v.backend_count),
+            flags: Number(v.flags),
+            affinityTimeout: Number(v.affinity_timeout),
+          },
         });
       }
       const backendLayout = family === 4 ? Layouts.lb4Backend : Layouts.lb6Backend;

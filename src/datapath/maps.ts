@@ -6,7 +6,10 @@ import type { Backend, Family, Frontend } from '../model/types.ts';
 export interface ServiceEntry {
   serviceId: number;
   backendCount: number;
+  /** ServiceFlags bits. */
   flags: number;
+  /** Seconds a client sticks to its backend when flags has ServiceFlags.affinity; else 0. */
+  affinityTimeout: number;
 }
 
 export interface SlotEntry {

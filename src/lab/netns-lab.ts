@@ -16,7 +16,7 @@ import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { ProbeResult } from './probe.ts';
+import { PROBE_STARTED, type ProbeResult } from './probe.ts';
 
 export type { ProbeResult } from './probe.ts';
 
@@ -509,7 +509,13 @@ export class NetnsLab {
     let stdout = '';
     let stderr = '';
     let timedOut = false;
-    t.child.stdout!.on('data', (c: Buffer) => { stdout += c.toString(); });
+    let markStarted: () => void = () => {};
+    const started = new Promise<void>((resolve) => { markStarted = resolve; });
+    t.child.stdout!.on('data', (c: Buffer) => {
+      stdout += c.toString();
+      if (stdout.includes(`${PROBE_STARTED}\n`)) markStarted();
+    });
+    t.child.once('exit', () => markStarted());
     t.child.stderr!.on('data', (c: Buffer) => { stderr += c.toString(); });
     const timer = setTimeout(() => { timedOut = true; t.child.kill('SIGKILL'); }, timeoutMs);
     const result = new Promise<ProbeResult>((resolve, reject) => {
@@ -531,7 +537,9 @@ export class NetnsLab {
     return {
       pid: t.child.pid!,
       result: () => result,
-      stop: () => {
+      // A SIGTERM before the probe handles it would kill it without a report.
+      stop: async () => {
+        await started;
         t.child.kill('SIGTERM');
         return result;
       },

@@ -10,6 +10,9 @@ import * as net from 'node:net';
 
 export type ProbeMode = 'tcp' | 'udp' | 'connect-only';
 
+/** The line a probe prints once it can be stopped with SIGTERM and still report. */
+export const PROBE_STARTED = 'probe started';
+
 export interface ProbeResult {
   mode: ProbeMode;
   target: string;
@@ -305,6 +308,8 @@ async function main(): Promise<void> {
     }
     process.exit(0);
   });
+  // Tells a parent that may stop us early that SIGTERM is handled from now on.
+  process.stdout.write(`${PROBE_STARTED}\n`);
   const r = await probe(opts, (partial) => { finish = partial; });
   print(r);
   process.exit(0);

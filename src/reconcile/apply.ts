@@ -22,7 +22,12 @@ export function applyOp(maps: DatapathMaps, state: ProgrammedState, op: Op): voi
       maps.resetServiceCounters(op.serviceId);
       return;
     case 'put-service': {
-      const entry = { serviceId: op.serviceId, backendCount: op.backendCount, flags: op.flags };
+      const entry = {
+        serviceId: op.serviceId,
+        backendCount: op.backendCount,
+        flags: op.flags,
+        affinityTimeout: op.affinityTimeout,
+      };
       maps.putService(op.frontend, entry);
       const slots = state.byId(op.serviceId)?.slots ?? state.takeSlots(op.serviceId);
       state.setService({ frontend: op.frontend, ...entry, slots });

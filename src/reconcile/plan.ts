@@ -7,6 +7,7 @@
 // whose backend changed.
 
 import { ErrorCodes, type ErrorCode } from '../errors.ts';
+import { ServiceFlags } from '../datapath/abi.ts';
 import type { Capacity } from '../datapath/maps.ts';
 import { endpointKey, type Backend, type DesiredFrontend, type Family, type Frontend, type ServiceName } from '../model/types.ts';
 import { liveBackendIds, type ProgrammedService, type ProgrammedState } from './state.ts';
@@ -16,7 +17,7 @@ export type Op =
   | { kind: 'reset-backend-counters'; id: number }
   | { kind: 'put-slot'; serviceId: number; slot: number; backendId: number }
   | { kind: 'reset-service-counters'; serviceId: number }
-  | { kind: 'put-service'; frontend: Frontend; serviceId: number; backendCount: number; flags: number }
+  | { kind: 'put-service'; frontend: Frontend; serviceId: number; backendCount: number; flags: number; affinityTimeout: number }
   | { kind: 'delete-slot'; serviceId: number; slot: number }
   | { kind: 'delete-service'; frontend: Frontend }
   | { kind: 'delete-backend'; id: number; backend: Backend };
@@ -150,9 +151,15 @@ export function plan(desired: readonly DesiredFrontend[], state: ProgrammedState
     }
 
     for (const w of layout.writes) ops.push({ kind: 'put-slot', serviceId, slot: w.slot, backendId: w.backendId });
-    const flags = 0;
-    if (!current || current.backendCount !== ids.length || current.flags !== flags) {
-      ops.push({ kind: 'put-service', frontend: d.frontend, serviceId, backendCount: ids.length, flags });
+    const affinityTimeout = d.affinityTimeoutSeconds ?? 0;
+    const flags = affinityTimeout > 0 ? ServiceFlags.affinity : 0;
+    if (
+      !current ||
+      current.backendCount !== ids.length ||
+      current.flags !== flags ||
+      current.affinityTimeout !== affinityTimeout
+    ) {
+      ops.push({ kind: 'put-service', frontend: d.frontend, serviceId, backendCount: ids.length, flags, affinityTimeout });
     }
     for (const slot of layout.deletes) ops.push({ kind: 'delete-slot', serviceId, slot });
 

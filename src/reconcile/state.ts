@@ -8,6 +8,7 @@ export interface ProgrammedService {
   serviceId: number;
   backendCount: number;
   flags: number;
+  affinityTimeout: number;
   /** slot number -> backend id; may hold slots above backendCount left by an interrupted apply. */
   slots: Map<number, number>;
 }

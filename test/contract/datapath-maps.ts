@@ -15,14 +15,14 @@ const B6: Backend = { family: 6, address: 'fd00:10:244::b', port: 5353, protocol
 
 export function datapathMapsContract(t: Test<{ maps: DatapathMaps }>): void {
   t('service entries of both families read back as written', ({ maps }) => {
-    maps.putService(V4, { serviceId: 3, backendCount: 2, flags: 0 });
-    maps.putService(V6, { serviceId: 4, backendCount: 0, flags: 0 });
+    maps.putService(V4, { serviceId: 3, backendCount: 2, flags: 0, affinityTimeout: 0 });
+    maps.putService(V6, { serviceId: 4, backendCount: 0, flags: 1, affinityTimeout: 10800 });
     const services = maps.dump().services.sort((a, b) => a.entry.serviceId - b.entry.serviceId);
     assert.equal(services, [
-      { frontend: V4, entry: { serviceId: 3, backendCount: 2, flags: 0 } },
-      { frontend: V6, entry: { serviceId: 4, backendCount: 0, flags: 0 } },
+      { frontend: V4, entry: { serviceId: 3, backendCount: 2, flags: 0, affinityTimeout: 0 } },
+      { frontend: V6, entry: { serviceId: 4, backendCount: 0, flags: 1, affinityTimeout: 10800 } },
     ]);
-    maps.putService(V4, { serviceId: 3, backendCount: 1, flags: 0 });
+    maps.putService(V4, { serviceId: 3, backendCount: 1, flags: 0, affinityTimeout: 0 });
     assert.is(maps.dump().services.find((s) => s.frontend.family === 4)!.entry.backendCount, 1);
     maps.deleteService(V4);
     maps.deleteService(V6);
@@ -30,8 +30,8 @@ export function datapathMapsContract(t: Test<{ maps: DatapathMaps }>): void {
   });
 
   t('TCP and UDP on one address and port are distinct frontends', ({ maps }) => {
-    maps.putService(V4, { serviceId: 1, backendCount: 1, flags: 0 });
-    maps.putService({ ...V4, protocol: 'UDP' }, { serviceId: 2, backendCount: 1, flags: 0 });
+    maps.putService(V4, { serviceId: 1, backendCount: 1, flags: 0, affinityTimeout: 0 });
+    maps.putService({ ...V4, protocol: 'UDP' }, { serviceId: 2, backendCount: 1, flags: 0, affinityTimeout: 0 });
     assert.is(maps.dump().services.length, 2);
     maps.deleteService(V4);
     assert.equal(maps.dump().services.map((s) => s.frontend.protocol), ['UDP']);
@@ -64,17 +64,17 @@ export function datapathMapsContract(t: Test<{ maps: DatapathMaps }>): void {
 
   t('a full map refuses a new entry with E2BIG and keeps what it holds', ({ maps }) => {
     for (let i = 1; i <= CONTRACT_CAPACITY.services; i++) {
-      maps.putService({ ...V4, port: i }, { serviceId: i, backendCount: 0, flags: 0 });
+      maps.putService({ ...V4, port: i }, { serviceId: i, backendCount: 0, flags: 0, affinityTimeout: 0 });
     }
     try {
-      maps.putService({ ...V4, port: 999 }, { serviceId: 9, backendCount: 0, flags: 0 });
+      maps.putService({ ...V4, port: 999 }, { serviceId: 9, backendCount: 0, flags: 0, affinityTimeout: 0 });
       assert.unreachable('a full map took another entry');
     } catch (err) {
       assert.instance(err, Error);
       assert.is((err as { code?: string }).code, 'E2BIG');
     }
     // Overwriting an existing entry still works when the map is full.
-    maps.putService({ ...V4, port: 1 }, { serviceId: 1, backendCount: 0, flags: 0 });
+    maps.putService({ ...V4, port: 1 }, { serviceId: 1, backendCount: 0, flags: 0, affinityTimeout: 0 });
     assert.is(maps.dump().services.length, CONTRACT_CAPACITY.services);
     for (let i = 1; i <= CONTRACT_CAPACITY.services; i++) maps.deleteService({ ...V4, port: i });
   });

@@ -22,6 +22,7 @@ kernel.before.each((ctx) => {
     lb6_reverse_v1: 16,
     lb_svc_stats_v1: c.serviceIds,
     lb_be_stats_v1: c.backendIds,
+    lb_affinity_v1: 16,
   };
   for (const [name, n] of Object.entries(sizes)) object.setMaxEntries(name, n);
   object.load();

@@ -13,6 +13,7 @@ const DNS4 = '10.96.0.53';
 const DNS6 = 'fd00:10:96::53';
 const NOEP = '10.96.0.30';
 const NAMED = '10.96.0.80';
+const STICKY = '10.96.0.90';
 // Critical chi-square value for 2 degrees of freedom at p = 1e-4: a fair pick exceeds it once in
 // 10,000 runs, a pick biased by even 40/30/30 over 3,300 connects exceeds it by far.
 const CHI2_CRITICAL_2DOF = 18.42;
@@ -48,6 +49,8 @@ function objects(sl: SockLab): object[] {
     service({ name: 'named', clusterIPs: [NAMED], ports: [{ name: 'web', port: 80, targetPort: 'http-alt' }] }),
     // The EndpointSlice controller resolves a named targetPort per pod and names the slice port after the service port.
     slice({ service: 'named', ports: [{ name: 'web', port: 8081 }], endpoints: ready(v4[2]!) }),
+    service({ name: 'sticky', clusterIPs: [STICKY], ports: [{ name: 'http', port: 80, targetPort: 8080 }], affinitySeconds: 1 }),
+    slice({ service: 'sticky', ports: [{ name: 'http', port: 8080 }], endpoints: ready(...v4) }),
   ];
 }
 
@@ -189,7 +192,7 @@ lb('a connected UDP socket whose backend is removed fails its next call; a new o
     'udp', '--target', `${DNS4}:53`, '--connected', '--stop-on-error',
     '--count', '2000', '--interval-ms', '10', '--duration-ms', '20000',
   ]);
-  await new Promise((r) => setTimeout(r, 500));
+  await sl.waitForBackendUse({ family: 4, address: pods[0]!.ipv4, port: 5353, protocol: 'UDP' });
   await sl.apply(only0(pods[2]!.ipv4));
   const stuck = await probe.result();
   assert.is(stuck.stopped, 'error', JSON.stringify(stuck));
@@ -198,6 +201,21 @@ lb('a connected UDP socket whose backend is removed fails its next call; a new o
   const fresh = await sl.lab.runProbe(['udp', '--target', `${DNS4}:53`, '--count', '5', '--connected']);
   assert.equal(fresh.byBackend, { pod2: 5 });
   await sl.apply(objects(sl));
+});
+
+lb('session affinity holds a client to one backend, then expires after its timeout', async ({ sl }) => {
+  const held = await sl.lab.runProbe(['tcp', '--target', `${STICKY}:80`, '--count', '30', '--interval-ms', '20']);
+  assert.is(held.ok, 30);
+  assert.is(Object.keys(held.byBackend).length, 1, JSON.stringify(held.byBackend));
+  // After each pause longer than the 1 s timeout the client is balanced afresh: 8 picks all
+  // landing on one of 3 backends would happen once in 2,000 runs.
+  const seen = new Set<string>();
+  for (let i = 0; i < 8; i++) {
+    await new Promise((r) => setTimeout(r, 1200));
+    const once = await sl.lab.runProbe(['tcp', '--target', `${STICKY}:80`, '--count', '1']);
+    seen.add(Object.keys(once.byBackend)[0]!);
+  }
+  assert.ok(seen.size > 1, `every pick after expiry went to ${[...seen].join()}`);
 });
 
 lb('applying the same manifest again writes nothing', async ({ sl }) => {

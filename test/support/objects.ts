@@ -17,6 +17,8 @@ export function service(o: {
   clusterIPs: string[];
   ports: PortSpec[];
   labels?: Record<string, string>;
+  /** sessionAffinity: ClientIP with this timeout in seconds. */
+  affinitySeconds?: number;
 }): V1Service {
   const families = o.clusterIPs.map((ip) => (ip.includes(':') ? 'IPv6' : 'IPv4'));
   return {
@@ -35,6 +37,9 @@ export function service(o: {
         protocol: p.protocol ?? 'TCP',
         targetPort: (p.targetPort ?? p.port) as never,
       })),
+      ...(o.affinitySeconds
+        ? { sessionAffinity: 'ClientIP', sessionAffinityConfig: { clientIP: { timeoutSeconds: o.affinitySeconds } } }
+        : { sessionAffinity: 'None' }),
     },
   };
 }

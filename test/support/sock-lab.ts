@@ -10,6 +10,7 @@ import { Agent } from '../../src/agent/agent.ts';
 import { cleanup } from '../../src/agent/datapath.ts';
 import type { Capacity } from '../../src/datapath/maps.ts';
 import { NetnsLab } from '../../src/lab/netns-lab.ts';
+import { endpointKey, type Backend } from '../../src/model/types.ts';
 import { ManifestSource } from '../../src/sources/manifest.ts';
 import { manifest } from './objects.ts';
 
@@ -70,6 +71,18 @@ export class SockLab {
       await new Promise((r) => setTimeout(r, 10));
     }
     throw new Error(`agent did not sync the new manifest within ${timeoutMs} ms`);
+  }
+
+  /** Waits until the datapath has sent a connect or datagram to this backend (a client is up). */
+  async waitForBackendUse(backend: Backend, timeoutMs = 15_000): Promise<void> {
+    const key = endpointKey(backend);
+    const deadline = Date.now() + timeoutMs;
+    while (Date.now() < deadline) {
+      const id = [...this.agent.reconciler.state.backends].find(([, b]) => endpointKey(b) === key)?.[0];
+      if (id !== undefined && this.agent.reconciler.maps.backendConnects(id) > 0n) return;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    throw new Error(`no client reached ${key} within ${timeoutMs} ms`);
   }
 
   async stopAgent(): Promise<void> {
