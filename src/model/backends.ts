@@ -1,43 +1,75 @@
-// Picks the backends of one frontend from its service's slices, the way kube-proxy does.
+// Gathers a service port's endpoints from its slices and turns chosen endpoints into backends.
 
 import { compareIp } from './ip.ts';
-import type { SliceEndpoint, SliceRead } from './slice-read.ts';
-import type { Backend, Frontend } from './types.ts';
+import type { SliceRead } from './slice-read.ts';
+import type { TopologyEndpoint } from './topology.ts';
+import type { Backend, Family, Protocol } from './types.ts';
 
-export interface BackendQuery {
-  frontend: Frontend;
+/** One endpoint of one service port: an address, the port its slice gives, and what kube-proxy reads. */
+export interface PortEndpoint extends TopologyEndpoint {
+  address: string;
+  port: number;
+}
+
+export interface EndpointQuery {
+  family: Family;
   /** The service port's name ('' when unnamed), matched against slice port names. */
   portName: string;
-  /** internalTrafficPolicy: Local: only endpoints whose nodeName is this node. */
-  localOnly: boolean;
+  /** As the slice port writes it ('TCP', 'UDP', or another a service port cannot have). */
+  protocol: string;
+  /** This node's name; an endpoint is local when its nodeName equals it (never when it is ''). */
   nodeName: string;
+  /** publishNotReadyAddresses: every endpoint counts as ready, terminating ones too. */
+  publishNotReadyAddresses: boolean;
 }
 
 /**
- * Backends of a frontend: from every slice of its family, the slice port with the service port's name
- * and protocol gives the port (that is how a named targetPort arrives resolved). Ready endpoints are
- * used; when none is ready, the serving-and-terminating ones, so connections still land during a
- * rolling update. Deduplicated and sorted by address then port.
+ * The endpoints of a service port: from every slice of its family, the slice port with the service
+ * port's name and protocol gives the port (that is how a named targetPort arrives resolved). An
+ * address:port seen twice (a pod moving between slices, or an IP reused while the old pod
+ * terminates) keeps the first copy unless a later one is not terminating, as kube-proxy's
+ * endpointslicecache does. Slices arrive sorted by name, so the choice is stable.
  */
-export function selectBackends(q: BackendQuery, slices: SliceRead[]): Backend[] {
-  const candidates: { ep: SliceEndpoint; port: number }[] = [];
+export function portEndpoints(q: EndpointQuery, slices: SliceRead[]): PortEndpoint[] {
+  const byKey = new Map<string, PortEndpoint>();
   for (const slice of slices) {
-    if (slice.family !== q.frontend.family) continue;
-    const sp = slice.ports.find((p) => p.name === q.portName && p.protocol === q.frontend.protocol);
+    if (slice.family !== q.family) continue;
+    const sp = slice.ports.find((p) => p.name === q.portName && p.protocol === q.protocol);
     if (!sp || sp.port === null) continue;
     for (const ep of slice.endpoints) {
-      if (q.localOnly && ep.nodeName !== q.nodeName) continue;
-      candidates.push({ ep, port: sp.port });
+      const key = `${ep.address}/${sp.port}`;
+      // The EndpointSlice controller marks every endpoint ready (terminating ones too) for a service
+      // that publishes not-ready addresses; doing it here gives hand-written slices the same meaning.
+      const ready = q.publishNotReadyAddresses || ep.ready;
+      if (byKey.has(key) && ep.terminating) continue;
+      byKey.set(key, {
+        address: ep.address,
+        port: sp.port,
+        ready,
+        serving: ep.serving,
+        terminating: ep.terminating,
+        local: q.nodeName !== '' && ep.nodeName === q.nodeName,
+        zoneHints: ep.zoneHints,
+        nodeHints: ep.nodeHints,
+      });
     }
   }
-  let chosen = candidates.filter((c) => c.ep.ready);
-  if (chosen.length === 0) chosen = candidates.filter((c) => c.ep.serving && c.ep.terminating);
-  return dedupeSorted(
-    chosen.map((c) => ({ family: q.frontend.family, address: c.ep.address, port: c.port, protocol: q.frontend.protocol })),
-  );
+  return [...byKey.values()];
+}
+
+export function toBackends(endpoints: readonly PortEndpoint[], family: Family, protocol: Protocol): Backend[] {
+  return dedupeSorted(endpoints.map((e) => ({ family, address: e.address, port: e.port, protocol })));
 }
 
 export function dedupeSorted(backends: Backend[]): Backend[] {
-  const sorted = [...backends].sort((a, b) => compareIp(a.address, b.address) || a.port - b.port);
+  const sorted = [...backends].sort(compareBackends);
   return sorted.filter((b, i) => i === 0 || b.address !== sorted[i - 1]?.address || b.port !== sorted[i - 1]?.port);
+}
+
+export function compareBackends(a: Backend, b: Backend): number {
+  return compareIp(a.address, b.address) || a.port - b.port;
+}
+
+export function sameBackends(a: readonly Backend[], b: readonly Backend[]): boolean {
+  return a.length === b.length && a.every((x, i) => x.address === b[i]?.address && x.port === b[i]?.port);
 }

@@ -2,12 +2,22 @@
 
 import type { V1EndpointSlice, V1Service } from '@kubernetes/client-node';
 import { ErrorCodes, type ObjectProblem } from '../errors.ts';
-import { selectBackends } from './backends.ts';
+import { portEndpoints, toBackends, type PortEndpoint } from './backends.ts';
 import { settleConflicts, type Claim } from './conflicts.ts';
+import { parseIp, type ParsedIp } from './ip.ts';
 import { cmp, isRecord, problem, sortProblems } from './problem.ts';
 import { readService, type ServiceSpec } from './service-spec.ts';
 import { readSlice, sliceOwner, type SliceRead } from './slice-read.ts';
-import { endpointKey, type DesiredFrontend, type DesiredTable, type NodeInfo } from './types.ts';
+import { categorizeEndpoints } from './topology.ts';
+import {
+  endpointKey,
+  type Backend,
+  type DesiredFrontend,
+  type DesiredTable,
+  type FrontendKind,
+  type HealthCheck,
+  type NodeInfo,
+} from './types.ts';
 
 export const DEFAULT_MAX_BACKENDS_PER_SERVICE = 1024;
 
@@ -20,9 +30,11 @@ export interface DesiredOptions {
 }
 
 /**
- * Computes the desired table (kube-proxy semantics, ClusterIP frontends). Pure and deterministic: the
- * same objects in any order give the same table. Bad objects become problems, never exceptions; only
- * bad options throw.
+ * Computes the desired table: what kube-proxy would program for the same objects on this node, as
+ * frontends (cluster IPs, node addresses with nodePorts, external and load-balancer IPs) with the
+ * backends a client on this node gets and, for externally reachable ones, those traffic from outside
+ * gets. Pure and deterministic: the same objects in any order give the same table. Bad objects become
+ * problems, never exceptions; only bad options throw.
  */
 export function desired(
   services: V1Service[],
@@ -32,17 +44,26 @@ export function desired(
 ): DesiredTable {
   const max = checkOptions(options);
   const problems: ObjectProblem[] = [];
+  const nodeIps = nodeAddresses(node, problems);
   const sliceIndex = new SliceIndex(slices, problems);
   const claims: Claim[] = [];
+  const healthChecks: HealthCheck[] = [];
   for (const svc of [...services].sort(byNamespaceName)) {
     const read = readService(svc);
     problems.push(...read.problems);
-    if (read.spec) claims.push(...claimsOf(read.spec, sliceIndex, node));
+    if (!read.spec) continue;
+    const svcSlices = sliceIndex.of(read.spec.service.namespace, read.spec.service.name);
+    claims.push(...claimsOf(read.spec, svcSlices, node, nodeIps));
+    const hc = healthCheckOf(read.spec, svcSlices, node);
+    if (hc) healthChecks.push(hc);
   }
   const settled = settleConflicts(claims);
   problems.push(...settled.problems);
   const frontends = settled.kept.map((f) => limitBackends(f, max, problems)).sort(byFrontend);
-  return { frontends, problems: sortProblems(problems) };
+  healthChecks.sort((a, b) => a.port - b.port || cmp(a.service.namespace, b.service.namespace) || cmp(a.service.name, b.service.name));
+  // Every frontend carries its kind and the table its health checks (both optional in the type only
+  // for tables built by hand).
+  return { frontends, problems: sortProblems(problems), healthChecks };
 }
 
 function checkOptions(options: DesiredOptions): number {
@@ -53,34 +74,144 @@ function checkOptions(options: DesiredOptions): number {
   return max;
 }
 
-function claimsOf(spec: ServiceSpec, index: SliceIndex, node: NodeInfo): Claim[] {
-  const slices = index.of(spec.service.namespace, spec.service.name);
+/**
+ * The node's addresses, canonical and deduplicated. They come from the Node's status (through the
+ * agent), so one that does not parse is that object's problem, not a reason to stop: it is skipped.
+ */
+function nodeAddresses(node: NodeInfo, problems: ObjectProblem[]): ParsedIp[] {
+  const seen = new Set<string>();
+  const ips: ParsedIp[] = [];
+  (node.addresses ?? []).forEach((text, i) => {
+    const ip = parseIp(text);
+    if (!ip) {
+      const who = { kind: 'Node', namespace: '', name: node.name };
+      problems.push(problem(who, `addresses[${i}]`, ErrorCodes.INVALID_IP, `${JSON.stringify(text)} is not an IP address; no NodePort frontends on it`));
+      return;
+    }
+    if (seen.has(ip.address)) return;
+    seen.add(ip.address);
+    ips.push(ip);
+  });
+  return ips;
+}
+
+/**
+ * Every frontend of a service, per family it has a cluster IP of (kube-proxy runs one proxier per
+ * family and a family's proxier ignores a service without a cluster IP of that family, with its
+ * external, load-balancer and node addresses of that family), per port:
+ *
+ * - the cluster IP: `internalTrafficPolicy: Local` gives the node's own endpoints, else the
+ *   cluster-wide set (topology hints applied);
+ * - `spec.externalIPs`, `status.loadBalancer.ingress[].ip` and, with a nodePort, every node address:
+ *   traffic from outside gets the local set under `externalTrafficPolicy: Local`, else the
+ *   cluster-wide set. A client on this node gets the cluster-wide set under either policy. That is
+ *   kube-proxy's "short circuit" (pkg/proxy/iptables/proxier.go, the KUBE-EXT chain of an eTP:Local
+ *   service): traffic from a local pod (localDetector) or with a LOCAL source address (the host) jumps
+ *   to the cluster policy chain before the local policy is considered, because such a client is not
+ *   behind the external load balancer whose source IP the policy exists to preserve, and the policy
+ *   would otherwise blackhole it on nodes without endpoints. Socket hooks see exactly these clients.
+ *   internalTrafficPolicy does not apply to these frontends at all.
+ *
+ * A frontend the service names twice (an external IP also in its ingress) is kept once, first kind wins.
+ */
+function claimsOf(spec: ServiceSpec, slices: SliceRead[], node: NodeInfo, nodeIps: ParsedIp[]): Claim[] {
   const claims: Claim[] = [];
+  const seen = new Set<string>();
+  const affinity = spec.affinityTimeoutSeconds === undefined ? {} : { affinityTimeoutSeconds: spec.affinityTimeoutSeconds };
   for (const ip of spec.ips) {
+    const family = ip.family;
+    const externalIps = spec.externalIps.filter((x) => x.family === family);
+    const lbIps = spec.loadBalancerIps.filter((x) => x.family === family);
+    const nodeAddrs = nodeIps.filter((x) => x.family === family);
     for (const port of spec.ports) {
-      const frontend = { family: ip.family, address: ip.address, port: port.port, protocol: port.protocol };
-      const query = { frontend, portName: port.name, localOnly: spec.localOnly, nodeName: node.name };
-      claims.push({
-        entry: { frontend, service: spec.service, portName: port.name, backends: selectBackends(query, slices) },
-        created: spec.created,
-        field: `spec.ports[${port.index}]`,
-      });
+      const endpoints = portEndpoints(
+        {
+          family,
+          portName: port.name,
+          protocol: port.protocol,
+          nodeName: node.name,
+          publishNotReadyAddresses: spec.publishNotReadyAddresses,
+        },
+        slices,
+      );
+      const policy = {
+        internalLocal: spec.localOnly,
+        externalLocal: spec.externalLocal,
+        externallyAccessible: port.nodePort !== undefined || externalIps.length > 0 || lbIps.length > 0,
+      };
+      const sets = categorizeEndpoints(endpoints, policy, node.name, node.zone ?? '');
+      const backendsOf = (eps: PortEndpoint[] | undefined): Backend[] => toBackends(eps ?? [], family, port.protocol);
+      const clusterWide = backendsOf(sets.cluster);
+      const internal = spec.localOnly ? backendsOf(sets.local) : clusterWide;
+      const external = spec.externalLocal ? backendsOf(sets.local) : clusterWide;
+      const add = (kind: FrontendKind, address: string, frontPort: number, field: string): void => {
+        const frontend = { family, address, port: frontPort, protocol: port.protocol };
+        const key = endpointKey(frontend);
+        if (seen.has(key)) return;
+        seen.add(key);
+        const entry: DesiredFrontend & { kind: FrontendKind } =
+          kind === 'ClusterIP'
+            ? { frontend, service: spec.service, portName: port.name, kind, backends: internal, ...affinity }
+            : { frontend, service: spec.service, portName: port.name, kind, backends: clusterWide, externalBackends: external, ...affinity };
+        claims.push({ entry, created: spec.created, field });
+      };
+      add('ClusterIP', ip.address, port.port, `spec.ports[${port.index}]`);
+      for (const x of externalIps) add('ExternalIP', x.address, port.port, x.field);
+      for (const x of lbIps) add('LoadBalancer', x.address, port.port, x.field);
+      if (port.nodePort !== undefined) {
+        for (const x of nodeAddrs) add('NodePort', x.address, port.nodePort, `spec.ports[${port.index}].nodePort`);
+      }
     }
   }
   return claims;
 }
 
+/**
+ * The health check of a LoadBalancer service with `externalTrafficPolicy: Local`, counting its ready
+ * endpoints on this node as kube-proxy's EndpointsMap.LocalReadyEndpoints (pkg/proxy/endpoints.go)
+ * does: by address, across every slice port (so a pod serving two ports counts once), terminating
+ * ones not at all. kube-proxy runs a proxier per family that report into one health server; we
+ * report the larger of the families' counts (they are equal for dual-stack pods).
+ */
+function healthCheckOf(spec: ServiceSpec, slices: SliceRead[], node: NodeInfo): HealthCheck | undefined {
+  if (spec.healthCheckNodePort === undefined) return undefined;
+  let best = 0;
+  for (const family of new Set(spec.ips.map((ip) => ip.family))) {
+    const ports = new Map<string, { name: string; protocol: string }>();
+    for (const slice of slices) {
+      if (slice.family !== family) continue;
+      for (const p of slice.ports) if (p.port !== null) ports.set(`${p.protocol}/${p.name}`, p);
+    }
+    const addresses = new Set<string>();
+    for (const p of ports.values()) {
+      const query = {
+        family,
+        portName: p.name,
+        protocol: p.protocol,
+        nodeName: node.name,
+        publishNotReadyAddresses: spec.publishNotReadyAddresses,
+      };
+      for (const ep of portEndpoints(query, slices)) if (ep.local && ep.ready) addresses.add(ep.address);
+    }
+    best = Math.max(best, addresses.size);
+  }
+  return { service: spec.service, port: spec.healthCheckNodePort, localEndpoints: best };
+}
+
 function limitBackends(f: DesiredFrontend, max: number, problems: ObjectProblem[]): DesiredFrontend {
-  if (f.backends.length <= max) return f;
+  const most = Math.max(f.backends.length, f.externalBackends?.length ?? 0);
+  if (most <= max) return f;
   problems.push(
     problem(
       { kind: 'Service', ...f.service },
       '',
       ErrorCodes.TOO_MANY_BACKENDS,
-      `${endpointKey(f.frontend)} has ${f.backends.length} backends; programming the first ${max} by address`,
+      `${endpointKey(f.frontend)} has ${most} backends; programming the first ${max} by address`,
     ),
   );
-  return { ...f, backends: f.backends.slice(0, max) };
+  const limited = { ...f, backends: f.backends.slice(0, max) };
+  if (f.externalBackends) limited.externalBackends = f.externalBackends.slice(0, max);
+  return limited;
 }
 
 function byFrontend(a: DesiredFrontend, b: DesiredFrontend): number {

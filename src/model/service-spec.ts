@@ -23,17 +23,41 @@ export interface ServicePortSpec {
   name: string;
   port: number;
   protocol: Protocol;
+  /** `spec.ports[i].nodePort`; undefined when unset (or 0), as for ClusterIP services. */
+  nodePort: number | undefined;
 }
+
+/** Service types the model programs (ExternalName services are not ours). */
+export type ServiceType = 'ClusterIP' | 'NodePort' | 'LoadBalancer';
+
+export const DEFAULT_AFFINITY_TIMEOUT_SECONDS = 10800;
+export const MAX_AFFINITY_TIMEOUT_SECONDS = 86400;
 
 export interface ServiceSpec {
   service: ServiceName;
   /** metadata.creationTimestamp in ms since the epoch; undefined when absent or unreadable. */
   created: number | undefined;
+  type: ServiceType;
   ips: ServiceIp[];
   /** Only the ports with a supported protocol. */
   ports: ServicePortSpec[];
-  /** internalTrafficPolicy: Local: only endpoints on this node. */
+  /** internalTrafficPolicy: Local: cluster IP traffic only to endpoints on this node. */
   localOnly: boolean;
+  /**
+   * externalTrafficPolicy: Local, where it applies: kube-proxy (pkg/api/v1/service ExternalPolicyLocal)
+   * honours it only for NodePort and LoadBalancer services and ClusterIP ones with externalIPs.
+   */
+  externalLocal: boolean;
+  /** `spec.externalIPs` that parse, canonical, each naming its field. */
+  externalIps: ServiceIp[];
+  /** `status.loadBalancer.ingress[].ip` in VIP mode, canonical, each naming its field. */
+  loadBalancerIps: ServiceIp[];
+  /** sessionAffinity: ClientIP: the stickiness timeout; undefined without affinity. */
+  affinityTimeoutSeconds: number | undefined;
+  /** The health-check port kube-proxy serves (LoadBalancer with externalTrafficPolicy Local). */
+  healthCheckNodePort: number | undefined;
+  /** publishNotReadyAddresses: every endpoint counts as ready. */
+  publishNotReadyAddresses: boolean;
 }
 
 export interface ServiceRead {
@@ -61,19 +85,129 @@ export function readService(svc: V1Service): ServiceRead {
   const spec = isRecord(raw.spec) ? raw.spec : {};
   if (notOurs(meta, spec)) return { spec: undefined, problems: [] };
 
+  // Problems in `problems` (but an unsupported protocol) reject the service, as the API server would
+  // have; those in `soft` only drop the part at fault, as kube-proxy ignores it.
+  const soft: ObjectProblem[] = [];
+  const type = readType(spec.type, who, problems);
   const ips = readClusterIps(spec, who, problems);
   const ports = readPorts(spec, who, problems);
-  if (problems.some((p) => p.code !== ErrorCodes.UNSUPPORTED_PROTOCOL)) return { spec: undefined, problems };
+  const externalIps = readIpList(spec.externalIPs, 'spec.externalIPs', who, soft);
+  const affinityTimeoutSeconds = readAffinity(spec, who, problems);
+  const status = isRecord(raw.status) ? raw.status : {};
+  const loadBalancerIps = readIngress(status.loadBalancer, who, soft);
+  if (problems.some((p) => p.code !== ErrorCodes.UNSUPPORTED_PROTOCOL) || type === undefined) {
+    return { spec: undefined, problems: [...problems, ...soft] };
+  }
+  const externalLocal = externallyAccessible(type, externalIps) && spec.externalTrafficPolicy === 'Local';
+  const healthCheckNodePort =
+    type === 'LoadBalancer' && externalLocal ? readHealthCheckPort(spec.healthCheckNodePort, who, soft) : undefined;
   return {
     spec: {
       service: { namespace, name },
       created: readTimestamp(meta.creationTimestamp),
+      type,
       ips,
       ports,
       localOnly: spec.internalTrafficPolicy === 'Local',
+      externalLocal,
+      externalIps,
+      loadBalancerIps,
+      affinityTimeoutSeconds,
+      healthCheckNodePort,
+      publishNotReadyAddresses: spec.publishNotReadyAddresses === true,
     },
-    problems,
+    problems: [...problems, ...soft],
   };
+}
+
+/** kube-proxy's ExternallyAccessible (pkg/api/v1/service): where externalTrafficPolicy means anything. */
+function externallyAccessible(type: ServiceType, externalIps: ServiceIp[]): boolean {
+  return type === 'LoadBalancer' || type === 'NodePort' || externalIps.length > 0;
+}
+
+function readType(value: unknown, who: ObjectRef, problems: ObjectProblem[]): ServiceType | undefined {
+  if (value === undefined || value === null || value === '') return 'ClusterIP';
+  if (value === 'ClusterIP' || value === 'NodePort' || value === 'LoadBalancer') return value;
+  problems.push(
+    problem(who, 'spec.type', ErrorCodes.INVALID_FIELD, `must be ClusterIP, NodePort, LoadBalancer or ExternalName, got ${show(value)}`),
+  );
+  return undefined;
+}
+
+/** A list of addresses where each bad entry is dropped with a problem naming it (`spec.externalIPs[1]`). */
+function readIpList(list: unknown, field: string, who: ObjectRef, soft: ObjectProblem[]): ServiceIp[] {
+  if (list === undefined || list === null) return [];
+  if (!Array.isArray(list)) {
+    soft.push(problem(who, field, ErrorCodes.INVALID_FIELD, `must be a list, got ${show(list)}; ignored`));
+    return [];
+  }
+  const ips: ServiceIp[] = [];
+  list.forEach((text: unknown, i) => {
+    const ip = parseIp(text);
+    if (ip) ips.push({ ...ip, field: `${field}[${i}]` });
+    else soft.push(problem(who, `${field}[${i}]`, ErrorCodes.INVALID_IP, `${show(text)} is not an IP address; ignored`));
+  });
+  return ips;
+}
+
+/**
+ * `status.loadBalancer.ingress[].ip`, as kube-proxy reads it (pkg/proxy/serviceport.go): entries with
+ * only a hostname are skipped, and so are those whose `ipMode` is not VIP (`Proxy`: the load balancer
+ * delivers to the node itself, so programming the IP here would bypass it).
+ */
+function readIngress(lb: unknown, who: ObjectRef, soft: ObjectProblem[]): ServiceIp[] {
+  const list = isRecord(lb) ? lb.ingress : undefined;
+  if (list === undefined || list === null) return [];
+  if (!Array.isArray(list)) {
+    soft.push(problem(who, 'status.loadBalancer.ingress', ErrorCodes.INVALID_FIELD, `must be a list, got ${show(list)}; ignored`));
+    return [];
+  }
+  const ips: ServiceIp[] = [];
+  list.forEach((entry: unknown, i) => {
+    const field = `status.loadBalancer.ingress[${i}].ip`;
+    if (!isRecord(entry) || entry.ip === undefined || entry.ip === null || entry.ip === '') return;
+    if (entry.ipMode !== undefined && entry.ipMode !== null && entry.ipMode !== 'VIP') return;
+    const ip = parseIp(entry.ip);
+    if (ip) ips.push({ ...ip, field });
+    else soft.push(problem(who, field, ErrorCodes.INVALID_IP, `${show(entry.ip)} is not an IP address; ignored`));
+  });
+  return ips;
+}
+
+/** sessionAffinity ClientIP: the timeout, defaulted as the API server does and checked against its range. */
+function readAffinity(spec: Record<string, unknown>, who: ObjectRef, problems: ObjectProblem[]): number | undefined {
+  const affinity = spec.sessionAffinity;
+  if (affinity === undefined || affinity === null || affinity === '' || affinity === 'None') return undefined;
+  if (affinity !== 'ClientIP') {
+    problems.push(problem(who, 'spec.sessionAffinity', ErrorCodes.INVALID_FIELD, `must be None or ClientIP, got ${show(affinity)}`));
+    return undefined;
+  }
+  const config = isRecord(spec.sessionAffinityConfig) ? spec.sessionAffinityConfig : {};
+  const clientIp = isRecord(config.clientIP) ? config.clientIP : {};
+  const value = clientIp.timeoutSeconds;
+  if (value === undefined || value === null) return DEFAULT_AFFINITY_TIMEOUT_SECONDS;
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 1 || value > MAX_AFFINITY_TIMEOUT_SECONDS) {
+    problems.push(
+      problem(
+        who,
+        'spec.sessionAffinityConfig.clientIP.timeoutSeconds',
+        ErrorCodes.INVALID_FIELD,
+        `must be an integer in 1-${MAX_AFFINITY_TIMEOUT_SECONDS}, got ${show(value)}`,
+      ),
+    );
+    return undefined;
+  }
+  return value;
+}
+
+/** kube-proxy serves no health check (and logs an error) when the port is unset; so do we, with a problem. */
+function readHealthCheckPort(value: unknown, who: ObjectRef, soft: ObjectProblem[]): number | undefined {
+  const field = 'spec.healthCheckNodePort';
+  if (value === undefined || value === null || value === 0) {
+    soft.push(problem(who, field, ErrorCodes.MISSING_FIELD, 'is required for a LoadBalancer with externalTrafficPolicy Local; no health check served'));
+    return undefined;
+  }
+  return checkPort(value, field, who, soft);
 }
 
 function ref(namespace: string, name: string): ObjectRef {
@@ -205,7 +339,11 @@ function readPort(item: unknown, index: number, who: ObjectRef, problems: Object
     );
     return undefined;
   }
-  return port === undefined ? undefined : { index, name, port, protocol };
+  const nodePort =
+    item.nodePort === undefined || item.nodePort === null || item.nodePort === 0
+      ? undefined
+      : checkPort(item.nodePort, `${at}.nodePort`, who, problems);
+  return port === undefined ? undefined : { index, name, port, protocol, nodePort };
 }
 
 /** Checks a port number field; shared with EndpointSlice ports. */

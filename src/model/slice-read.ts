@@ -26,6 +26,10 @@ export interface SliceEndpoint {
   serving: boolean;
   terminating: boolean;
   nodeName: string | undefined;
+  /** `hints.forZones[].name`: the zones this endpoint is meant for; empty when it carries none. */
+  zoneHints: string[];
+  /** `hints.forNodes[].name`: the nodes this endpoint is meant for; empty when it carries none. */
+  nodeHints: string[];
 }
 
 export interface SliceRead {
@@ -138,12 +142,23 @@ function readEndpoint(
     return undefined;
   }
   const c = isRecord(item.conditions) ? item.conditions : {};
+  const hints = isRecord(item.hints) ? item.hints : {};
   return {
     address: ip.address,
-    // kube-proxy: a missing ready or serving counts as true, a missing terminating as false.
+    // kube-proxy (pkg/proxy/endpointslicecache.go): a missing ready or serving counts as true, a
+    // missing terminating as false. (The API documents a missing serving as "defer to ready"; the two
+    // differ only for ready=false with serving unset, which kube-proxy treats as serving.)
     ready: c.ready !== false,
     serving: c.serving !== false,
     terminating: c.terminating === true,
     nodeName: typeof item.nodeName === 'string' ? item.nodeName : undefined,
+    zoneHints: hintNames(hints.forZones),
+    nodeHints: hintNames(hints.forNodes),
   };
+}
+
+/** The names of a hint list (`[{name: zone-a}]`); entries without a string name are ignored. */
+function hintNames(list: unknown): string[] {
+  if (!Array.isArray(list)) return [];
+  return list.flatMap((h: unknown) => (isRecord(h) && typeof h.name === 'string' ? [h.name] : []));
 }

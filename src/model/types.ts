@@ -5,7 +5,13 @@ import type { ObjectProblem } from '../errors.ts';
 export type Family = 4 | 6;
 export type Protocol = 'TCP' | 'UDP';
 
-/** An address a client dials: a ClusterIP (later also a node address or external IP) and port. */
+/**
+ * How a frontend is reached: a cluster IP, a node address with a nodePort, a
+ * `status.loadBalancer.ingress[].ip`, or one of `spec.externalIPs`.
+ */
+export type FrontendKind = 'ClusterIP' | 'NodePort' | 'LoadBalancer' | 'ExternalIP';
+
+/** An address a client dials (a cluster IP, node address, load-balancer or external IP) and port. */
 export interface Frontend {
   family: Family;
   /** Canonical text form (as `net` prints it: lower case, IPv6 compressed). */
@@ -33,13 +39,49 @@ export interface DesiredFrontend {
   service: ServiceName;
   /** The service port's name ('' when unnamed). */
   portName: string;
-  /** Backends, deduplicated and sorted by (address, port) so equal inputs give equal tables. */
+  /**
+   * What a client on this node gets (the socket hooks), deduplicated and sorted by (address, port) so
+   * equal inputs give equal tables.
+   */
   backends: Backend[];
+  /**
+   * How the frontend is reached. `desired()` always sets it; it is optional only so entries built by
+   * hand before it existed still type-check, and absent means ClusterIP.
+   */
+  kind?: FrontendKind;
+  /**
+   * What traffic arriving from outside the node gets (XDP, later), sorted like `backends`. Set on
+   * NodePort, LoadBalancer and ExternalIP frontends only; differs from `backends` under
+   * `externalTrafficPolicy: Local` (only endpoints on this node).
+   */
+  externalBackends?: Backend[];
+  /** `sessionAffinity: ClientIP`: how long a client sticks to its backend. Absent: no affinity. */
+  affinityTimeoutSeconds?: number;
 }
 
 /** The node the agent runs on, as far as the model needs it. */
 export interface NodeInfo {
   name: string;
+  /** The node's `topology.kubernetes.io/zone` label, for topology hints; absent when unlabelled. */
+  zone?: string;
+  /** The node IPs NodePort frontends listen on (both families as they apply); none when absent. */
+  addresses?: string[];
+  /**
+   * The Node has a deletionTimestamp. The health server reports it (`/healthz` 503); the table does
+   * not change, as kube-proxy keeps programming services while its node drains.
+   */
+  deleting?: boolean;
+}
+
+/**
+ * A `healthCheckNodePort` to serve for a LoadBalancer service with `externalTrafficPolicy: Local`:
+ * cloud load balancers probe it to learn which nodes have endpoints.
+ */
+export interface HealthCheck {
+  service: ServiceName;
+  port: number;
+  /** Ready endpoints on this node, counted by address across ports; terminating ones do not count. */
+  localEndpoints: number;
 }
 
 export interface DesiredTable {
@@ -47,6 +89,11 @@ export interface DesiredTable {
   frontends: DesiredFrontend[];
   /** Objects (or parts of them) that were rejected, each naming the object and field. */
   problems: ObjectProblem[];
+  /**
+   * Health-check listeners, sorted by port. `desired()` always sets it; optional so tables built
+   * elsewhere before it existed still type-check.
+   */
+  healthChecks?: HealthCheck[];
 }
 
 /** A stable text key for a frontend or backend, e.g. `TCP/10.96.0.10:80` or `UDP/[fd00::a]:53`. */

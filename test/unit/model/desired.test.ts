@@ -73,7 +73,7 @@ function problemsOf(table: DesiredTable): string[] {
 
 test('a plain ClusterIP service balances over its ready endpoints', () => {
   const t = run([svc('web')], [slice('web-1', 'web', [ep('10.244.0.12'), ep('10.244.0.11')])]);
-  assert.equal(lines(t), ['TCP/10.96.0.10:80 default/web:http -> 10.244.0.11:8080 10.244.0.12:8080']);
+  assert.equal(lines(t), ['ClusterIP TCP/10.96.0.10:80 default/web:http -> 10.244.0.11:8080 10.244.0.12:8080']);
   assert.equal(t.problems, []);
   assert.equal(t.frontends[0]?.backends[0], { family: 4, address: '10.244.0.11', port: 8080, protocol: 'TCP' });
 });
@@ -83,13 +83,13 @@ test('headless services (clusterIP None, clusterIPs [None], headless label) are 
   const noneList = svc('b', { ip: ['None'] });
   const labelled = svc('c', { ip: '10.96.0.12', labels: { 'service.kubernetes.io/headless': '' } });
   const t = run([none, noneList, labelled, svc('web', { ip: '10.96.0.13' })]);
-  assert.equal(lines(t), ['TCP/10.96.0.13:80 default/web:http -> (no backends)']);
+  assert.equal(lines(t), ['ClusterIP TCP/10.96.0.13:80 default/web:http -> (no backends)']);
   assert.equal(t.problems, []);
 });
 
 test('ExternalName services are skipped', () => {
   const t = run([svc('ext', { type: 'ExternalName', ip: null, ports: [] })]);
-  assert.equal(t, { frontends: [], problems: [] });
+  assert.equal(t, { frontends: [], problems: [], healthChecks: [] });
 });
 
 test('services labelled with service-proxy-name (any value) belong to another proxy and are skipped', () => {
@@ -97,7 +97,7 @@ test('services labelled with service-proxy-name (any value) belong to another pr
     svc('other', { labels: { 'service.kubernetes.io/service-proxy-name': 'elsewhere' } }),
     svc('empty', { ip: '10.96.0.11', labels: { 'service.kubernetes.io/service-proxy-name': '' } }),
   ]);
-  assert.equal(t, { frontends: [], problems: [] });
+  assert.equal(t, { frontends: [], problems: [], healthChecks: [] });
 });
 
 test('dual-stack: one frontend per family, each with backends of its own family, IPv6 canonical', () => {
@@ -110,15 +110,15 @@ test('dual-stack: one frontend per family, each with backends of its own family,
     ],
   );
   assert.equal(lines(t), [
-    'TCP/10.96.0.10:80 default/dns:http -> 10.244.0.5:8080',
-    'TCP/[fd00::a]:80 default/dns:http -> [fd00:244::5]:8080',
+    'ClusterIP TCP/10.96.0.10:80 default/dns:http -> 10.244.0.5:8080',
+    'ClusterIP TCP/[fd00::a]:80 default/dns:http -> [fd00:244::5]:8080',
   ]);
   assert.is(t.frontends[1]?.frontend.family, 6);
 });
 
 test('ipFamilies that disagree with the addresses reject the service', () => {
   const t = run([svc('bad', { ip: ['10.96.0.10', 'fd00::a'], families: ['IPv6', 'IPv4'] }), svc('ok', { ip: '10.96.0.11' })]);
-  assert.equal(lines(t), ['TCP/10.96.0.11:80 default/ok:http -> (no backends)']);
+  assert.equal(lines(t), ['ClusterIP TCP/10.96.0.11:80 default/ok:http -> (no backends)']);
   assert.equal(problemsOf(t), [
     `${ErrorCodes.INVALID_IP} Service default/bad spec.clusterIPs[0]`,
     `${ErrorCodes.INVALID_IP} Service default/bad spec.clusterIPs[1]`,
@@ -136,8 +136,8 @@ test('each service port is its own frontend, matched to the slice port of the sa
   ];
   const t = run([svc('web', { ports })], [slice('web-1', 'web', [ep('10.244.0.11')], { ports: slicePorts })]);
   assert.equal(lines(t), [
-    'TCP/10.96.0.10:80 default/web:http -> 10.244.0.11:8080',
-    'TCP/10.96.0.10:9090 default/web:metrics -> 10.244.0.11:9091',
+    'ClusterIP TCP/10.96.0.10:80 default/web:http -> 10.244.0.11:8080',
+    'ClusterIP TCP/10.96.0.10:9090 default/web:metrics -> 10.244.0.11:9091',
   ]);
 });
 
@@ -152,8 +152,8 @@ test('TCP and UDP on the same port are distinct frontends with their own slice p
   ];
   const t = run([svc('dns', { ports })], [slice('dns-1', 'dns', [ep('10.244.0.5')], { ports: slicePorts })]);
   assert.equal(lines(t), [
-    'TCP/10.96.0.10:53 default/dns:dns-tcp -> 10.244.0.5:5354',
-    'UDP/10.96.0.10:53 default/dns:dns -> 10.244.0.5:5353',
+    'ClusterIP TCP/10.96.0.10:53 default/dns:dns-tcp -> 10.244.0.5:5354',
+    'ClusterIP UDP/10.96.0.10:53 default/dns:dns -> 10.244.0.5:5353',
   ]);
   assert.is(t.frontends[1]?.backends[0]?.protocol, 'UDP');
 });
@@ -168,7 +168,7 @@ test('a named targetPort resolves per slice: pods in different slices may listen
       slice('web-x', 'web', [ep('10.244.0.13')], { ports: [{ name: 'admin', port: 9000 }, { name: 'http', port: 80, protocol: 'UDP' }] }),
     ],
   );
-  assert.equal(lines(t), ['TCP/10.96.0.10:80 default/web:http -> 10.244.0.11:8080 10.244.0.12:8443']);
+  assert.equal(lines(t), ['ClusterIP TCP/10.96.0.10:80 default/web:http -> 10.244.0.11:8080 10.244.0.12:8443']);
 });
 
 test('an unnamed service port matches the unnamed slice port', () => {
@@ -176,7 +176,7 @@ test('an unnamed service port matches the unnamed slice port', () => {
     [svc('web', { ports: [{ port: 80 }] })],
     [slice('web-1', 'web', [ep('10.244.0.11')], { ports: [{ port: 8080 }] })],
   );
-  assert.equal(lines(t), ['TCP/10.96.0.10:80 default/web -> 10.244.0.11:8080']);
+  assert.equal(lines(t), ['ClusterIP TCP/10.96.0.10:80 default/web -> 10.244.0.11:8080']);
   assert.is(t.frontends[0]?.portName, '');
 });
 
@@ -188,7 +188,7 @@ test('a slice port with a null port contributes no backends', () => {
       slice('web-2', 'web', [ep('10.244.0.12')]),
     ],
   );
-  assert.equal(lines(t), ['TCP/10.96.0.10:80 default/web:http -> 10.244.0.12:8080']);
+  assert.equal(lines(t), ['ClusterIP TCP/10.96.0.10:80 default/web:http -> 10.244.0.12:8080']);
   assert.equal(t.problems, []);
 });
 
@@ -204,7 +204,7 @@ test('only ready endpoints are used (a missing ready counts as ready)', () => {
       ]),
     ],
   );
-  assert.equal(lines(t), ['TCP/10.96.0.10:80 default/web:http -> 10.244.0.11:8080 10.244.0.13:8080']);
+  assert.equal(lines(t), ['ClusterIP TCP/10.96.0.10:80 default/web:http -> 10.244.0.11:8080 10.244.0.13:8080']);
 });
 
 test('with no ready endpoint, serving and terminating endpoints take the traffic', () => {
@@ -219,7 +219,7 @@ test('with no ready endpoint, serving and terminating endpoints take the traffic
       ]),
     ],
   );
-  assert.equal(lines(t), ['TCP/10.96.0.10:80 default/web:http -> 10.244.0.11:8080 10.244.0.14:8080']);
+  assert.equal(lines(t), ['ClusterIP TCP/10.96.0.10:80 default/web:http -> 10.244.0.11:8080 10.244.0.14:8080']);
 });
 
 test('a service without usable endpoints keeps its frontends with no backends', () => {
@@ -227,14 +227,14 @@ test('a service without usable endpoints keeps its frontends with no backends', 
     [svc('web'), svc('idle', { ip: '10.96.0.11' })],
     [slice('web-1', 'web', [ep('10.244.0.11', { ready: false })])],
   );
-  assert.equal(lines(t), ['TCP/10.96.0.10:80 default/web:http -> (no backends)', 'TCP/10.96.0.11:80 default/idle:http -> (no backends)']);
+  assert.equal(lines(t), ['ClusterIP TCP/10.96.0.10:80 default/web:http -> (no backends)', 'ClusterIP TCP/10.96.0.11:80 default/idle:http -> (no backends)']);
   assert.equal(t.frontends[0]?.backends, []);
 });
 
 test('FQDN slices are ignored', () => {
   const fqdn = slice('web-f', 'web', [{ addresses: ['web.example.com'] }], { type: 'FQDN' });
   const t = run([svc('web')], [fqdn]);
-  assert.equal(lines(t), ['TCP/10.96.0.10:80 default/web:http -> (no backends)']);
+  assert.equal(lines(t), ['ClusterIP TCP/10.96.0.10:80 default/web:http -> (no backends)']);
   assert.equal(t.problems, []);
 });
 
@@ -248,7 +248,7 @@ test('backends come from every slice of the service (same namespace only), dedup
       slice('api-1', 'api', [ep('10.244.8.8')]),
     ],
   );
-  assert.equal(lines(t), ['TCP/10.96.0.10:80 default/web:http -> 10.244.0.9:8080 10.244.0.10:8080 10.244.1.2:8080']);
+  assert.equal(lines(t), ['ClusterIP TCP/10.96.0.10:80 default/web:http -> 10.244.0.9:8080 10.244.0.10:8080 10.244.1.2:8080']);
 });
 
 test('internalTrafficPolicy Local keeps only endpoints on this node', () => {
@@ -256,12 +256,12 @@ test('internalTrafficPolicy Local keeps only endpoints on this node', () => {
     [svc('web', { itp: 'Local' })],
     [slice('web-1', 'web', [ep('10.244.0.11', {}, 'node-a'), ep('10.244.1.11', {}, 'node-b'), ep('10.244.2.11')])],
   );
-  assert.equal(lines(t), ['TCP/10.96.0.10:80 default/web:http -> 10.244.0.11:8080']);
+  assert.equal(lines(t), ['ClusterIP TCP/10.96.0.10:80 default/web:http -> 10.244.0.11:8080']);
 });
 
 test('an invalid clusterIP names the field; other services still appear', () => {
   const t = run([svc('bad', { ip: '010.1.1.1' }), svc('ok', { ip: '10.96.0.11' }), svc('zone', { ip: 'fe80::1%eth0' })]);
-  assert.equal(lines(t), ['TCP/10.96.0.11:80 default/ok:http -> (no backends)']);
+  assert.equal(lines(t), ['ClusterIP TCP/10.96.0.11:80 default/ok:http -> (no backends)']);
   assert.equal(problemsOf(t), [
     `${ErrorCodes.INVALID_IP} Service default/bad spec.clusterIPs[0]`,
     `${ErrorCodes.INVALID_IP} Service default/zone spec.clusterIPs[0]`,
@@ -277,7 +277,7 @@ test('a port out of range or not an integer rejects the whole service, naming th
     { name: 'c', port: 8.5 },
   ];
   const t = run([svc('bad', { ports }), svc('ok', { ip: '10.96.0.11' })]);
-  assert.equal(lines(t), ['TCP/10.96.0.11:80 default/ok:http -> (no backends)']);
+  assert.equal(lines(t), ['ClusterIP TCP/10.96.0.11:80 default/ok:http -> (no backends)']);
   assert.equal(problemsOf(t), [
     `${ErrorCodes.PORT_RANGE} Service default/bad spec.ports[1].port`,
     `${ErrorCodes.INVALID_FIELD} Service default/bad spec.ports[2].port`,
@@ -290,7 +290,7 @@ test('a missing ports list, name or namespace is a MISSING_FIELD problem', () =>
   const noNs = svc('nons', { ip: '10.96.0.13' });
   delete (noNs.metadata as { namespace?: string }).namespace;
   const t = run([noPorts, noName, noNs, svc('ok', { ip: '10.96.0.11' })]);
-  assert.equal(lines(t), ['TCP/10.96.0.11:80 default/ok:http -> (no backends)']);
+  assert.equal(lines(t), ['ClusterIP TCP/10.96.0.11:80 default/ok:http -> (no backends)']);
   assert.equal(problemsOf(t), [
     `${ErrorCodes.MISSING_FIELD} Service /nons metadata.namespace`,
     `${ErrorCodes.MISSING_FIELD} Service default/ metadata.name`,
@@ -304,7 +304,7 @@ test('an unsupported protocol drops only that port', () => {
     { name: 'http', port: 80 },
   ];
   const t = run([svc('web', { ports })]);
-  assert.equal(lines(t), ['TCP/10.96.0.10:80 default/web:http -> (no backends)']);
+  assert.equal(lines(t), ['ClusterIP TCP/10.96.0.10:80 default/web:http -> (no backends)']);
   assert.equal(problemsOf(t), [`${ErrorCodes.UNSUPPORTED_PROTOCOL} Service default/web spec.ports[0].protocol`]);
 });
 
@@ -326,7 +326,7 @@ test('a bad endpoint address or slice port is skipped with a problem; the rest o
       slice('web-2', 'web', [ep('10.244.0.12')], { ports: [{ name: 'http', port: 0 }] }),
     ],
   );
-  assert.equal(lines(t), ['TCP/10.96.0.10:80 default/web:http -> 10.244.0.11:8080']);
+  assert.equal(lines(t), ['ClusterIP TCP/10.96.0.10:80 default/web:http -> 10.244.0.11:8080']);
   assert.equal(problemsOf(t), [
     `${ErrorCodes.INVALID_IP} EndpointSlice default/web-1 endpoints[1].addresses[0]`,
     `${ErrorCodes.INVALID_IP} EndpointSlice default/web-1 endpoints[2].addresses[0]`,
@@ -340,7 +340,7 @@ test('two services claiming one frontend: the older one wins whatever the input 
   const old = svc('z-old', { created: '2023-01-01T00:00:00Z', ports: [{ name: 'http', port: 80 }, { name: 'x', port: 81 }] });
   for (const order of [[young, old], [old, young]]) {
     const t = run(order);
-    assert.equal(lines(t), ['TCP/10.96.0.10:80 default/z-old:http -> (no backends)', 'TCP/10.96.0.10:81 default/z-old:x -> (no backends)']);
+    assert.equal(lines(t), ['ClusterIP TCP/10.96.0.10:80 default/z-old:http -> (no backends)', 'ClusterIP TCP/10.96.0.10:81 default/z-old:x -> (no backends)']);
     assert.equal(problemsOf(t), [`${ErrorCodes.FRONTEND_CONFLICT} Service default/a-young spec.ports[0]`]);
     assert.match(t.problems[0]?.message ?? '', 'default/z-old');
   }
@@ -350,13 +350,13 @@ test('a conflict between services without timestamps goes to the first by namesp
   const a = svc('a', { ns: 'beta', ip: ['10.96.0.10', 'fd00::10'] });
   const b = svc('b', { ns: 'alpha' });
   const t = run([a, b]);
-  assert.equal(lines(t), ['TCP/10.96.0.10:80 alpha/b:http -> (no backends)', 'TCP/[fd00::10]:80 beta/a:http -> (no backends)']);
+  assert.equal(lines(t), ['ClusterIP TCP/10.96.0.10:80 alpha/b:http -> (no backends)', 'ClusterIP TCP/[fd00::10]:80 beta/a:http -> (no backends)']);
   assert.equal(problemsOf(t), [`${ErrorCodes.FRONTEND_CONFLICT} Service beta/a spec.ports[0]`]);
 });
 
 test('more backends than maxBackendsPerService: the first N by address are kept, with a problem', () => {
   const t = run([svc('web')], [slice('web-1', 'web', [ep('10.244.0.3'), ep('10.244.0.1'), ep('10.244.0.2')])], { maxBackendsPerService: 2 });
-  assert.equal(lines(t), ['TCP/10.96.0.10:80 default/web:http -> 10.244.0.1:8080 10.244.0.2:8080']);
+  assert.equal(lines(t), ['ClusterIP TCP/10.96.0.10:80 default/web:http -> 10.244.0.1:8080 10.244.0.2:8080']);
   assert.equal(problemsOf(t), [`${ErrorCodes.TOO_MANY_BACKENDS} Service default/web `]);
   assert.throws(() => run([], [], { maxBackendsPerService: 0 }), RangeError);
   assert.throws(() => run([], [], { maxBackendsPerService: 1.5 }), RangeError);
