@@ -2,26 +2,36 @@
 
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { pino, type Logger } from 'pino';
-import { Agent } from './agent/agent.ts';
+import { runAgent } from './agent/main.ts';
 import { cleanup, DEFAULT_BPFFS, DEFAULT_CAPACITY, DEFAULT_REVERSE_ENTRIES } from './agent/datapath.ts';
 import { cgroup2Mount } from './agent/host.ts';
 import { runDemo } from './demo/demo.ts';
 import { ErrorCodes, SocklbError } from './errors.ts';
-import { ManifestSource } from './sources/manifest.ts';
 import { hostname } from 'node:os';
+import { inspectCommand } from './cli/inspect.ts';
+import { DEFAULT_DEBUG_ADDRESS } from './debug/server.ts';
 
 const USAGE = `usage:
-  socklb agent [--manifests FILE] [--cgroup PATH] [--bpffs DIR] [--node-name NAME]
+  socklb agent [--manifests FILE | --kubeconfig FILE] [--cgroup PATH] [--bpffs DIR] [--node-name NAME]
                [--min-sync-period MS] [--max-services N] [--max-backends N] [--max-slots N]
+               [--health-address HOST:PORT] [--health-timeout MS]
+               [--debug-address HOST:PORT] [--debug-allow-remote --debug-token-file FILE]
   socklb demo
   socklb cleanup [--bpffs DIR]
+  socklb services | backends | maps | map dump NAME | status  [--address HOST:PORT] [--json]
 
-  agent    program the node's socket load balancer from Services and EndpointSlices
+  agent    program the node's socket load balancer from Services and EndpointSlices: from a
+           manifest file, else from the API server (in-cluster config, or --kubeconfig)
   demo     build a lab in network namespaces, balance a ClusterIP over three pods, clean up
-  cleanup  detach and unpin everything the agent made under --bpffs (default ${DEFAULT_BPFFS})`;
+  cleanup  detach and unpin everything the agent made under --bpffs (default ${DEFAULT_BPFFS})
+  services, backends, maps, map dump, status
+           ask a running agent's debug endpoint (default ${DEFAULT_DEBUG_ADDRESS}) what it holds`;
 
 const AGENT_OPTIONS = {
   manifests: { type: 'string' },
+  kubeconfig: { type: 'string' },
+  'health-address': { type: 'string', default: '0.0.0.0:10256' },
+  'health-timeout': { type: 'string', default: '60000' },
   cgroup: { type: 'string' },
   bpffs: { type: 'string', default: DEFAULT_BPFFS },
   'node-name': { type: 'string' },
@@ -29,6 +39,9 @@ const AGENT_OPTIONS = {
   'max-services': { type: 'string', default: String(DEFAULT_CAPACITY.services) },
   'max-backends': { type: 'string', default: String(DEFAULT_CAPACITY.backends) },
   'max-slots': { type: 'string', default: String(DEFAULT_CAPACITY.slots) },
+  'debug-address': { type: 'string', default: DEFAULT_DEBUG_ADDRESS },
+  'debug-allow-remote': { type: 'boolean', default: false },
+  'debug-token-file': { type: 'string' },
 } satisfies ParseArgsConfig['options'];
 
 function integerOption(flag: string, text: string, min: number, max: number): number {
@@ -41,42 +54,40 @@ function integerOption(flag: string, text: string, min: number, max: number): nu
 
 async function agentCommand(argv: string[], log: Logger): Promise<void> {
   const { values } = parseArgs({ args: argv, options: AGENT_OPTIONS, strict: true });
-  if (!values.manifests) {
-    throw new SocklbError(ErrorCodes.BAD_OPTION, 'no source of services: give --manifests FILE');
-  }
   const services = integerOption('max-services', values['max-services'], 1, 1 << 22);
   const backends = integerOption('max-backends', values['max-backends'], 1, 1 << 22);
-  const agent = new Agent({
-    bpffs: values.bpffs,
-    cgroup: values.cgroup ?? cgroup2Mount(),
-    capacity: {
-      services,
-      backends,
-      slots: integerOption('max-slots', values['max-slots'], 1, 1 << 24),
-      // Ids index the per-CPU counter arrays; both families share one id space.
-      serviceIds: 2 * services + 1,
-      backendIds: 2 * backends + 1,
-    },
-    reverseEntries: DEFAULT_REVERSE_ENTRIES,
-    node: { name: values['node-name'] ?? process.env.NODE_NAME ?? hostname() },
-    log,
-    minSyncPeriodMs: integerOption('min-sync-period', values['min-sync-period'], 0, 60_000),
-  });
-  const source = new ManifestSource(values.manifests, {
-    onChange: (snapshot) => agent.update(snapshot),
-    onError: (err) => log.error(err.message),
-  });
-  await source.start();
-  await agent.whenSynced();
-  log.info({ ...agent.status(), objectProblems: undefined, programProblems: undefined }, 'in sync');
-
-  await new Promise<void>((resolve) => {
+  const stopped = new Promise<void>((resolve) => {
     process.once('SIGINT', resolve);
     process.once('SIGTERM', resolve);
   });
-  await source.stop();
-  agent.close();
-  log.info('stopped; the pinned datapath keeps balancing (socklb cleanup removes it)');
+  await runAgent(
+    {
+      bpffs: values.bpffs,
+      cgroup: values.cgroup ?? cgroup2Mount(),
+      capacity: {
+        services,
+        backends,
+        slots: integerOption('max-slots', values['max-slots'], 1, 1 << 24),
+        // Ids index the per-CPU counter arrays; both families share one id space.
+        serviceIds: 2 * services + 1,
+        backendIds: 2 * backends + 1,
+      },
+      reverseEntries: DEFAULT_REVERSE_ENTRIES,
+      nodeName: values['node-name'] ?? process.env.NODE_NAME ?? hostname(),
+      minSyncPeriodMs: integerOption('min-sync-period', values['min-sync-period'], 0, 60_000),
+      ...(values.manifests ? { manifests: values.manifests } : {}),
+      ...(values.kubeconfig ? { kubeconfig: values.kubeconfig } : {}),
+      healthAddress: values['health-address'],
+      healthTimeoutMs: integerOption('health-timeout', values['health-timeout'], 1000, 3_600_000),
+      debug: {
+        address: values['debug-address'],
+        allowRemote: values['debug-allow-remote'],
+        ...(values['debug-token-file'] ? { tokenFile: values['debug-token-file'] } : {}),
+      },
+      log,
+    },
+    stopped,
+  );
 }
 
 function cleanupCommand(argv: string[], log: Logger): void {
@@ -102,6 +113,12 @@ export async function main(argv: string[]): Promise<number> {
       case 'cleanup':
         cleanupCommand(rest, log);
         return 0;
+      case 'services':
+      case 'backends':
+      case 'maps':
+      case 'map':
+      case 'status':
+        return await inspectCommand(command, rest);
       case undefined:
       case '-h':
       case '--help':

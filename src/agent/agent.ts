@@ -29,12 +29,24 @@ export interface AgentStatus {
   destroyUnavailable: string | undefined;
 }
 
+/** Told about each reconcile: the metrics implement it. */
+export interface SyncObserver {
+  observeSync(seconds: number, problems: readonly { code: string }[]): void;
+  observeProgramming(triggerTime: Date): void;
+}
+
+const TRIGGER_TIME = 'endpoints.kubernetes.io/last-change-trigger-time';
+
 export class Agent {
   readonly datapath: Datapath;
+  /** Set after construction (the metrics need the agent first). */
+  observer: SyncObserver | undefined;
   readonly reconciler: Reconciler;
   readonly #options: AgentOptions;
   readonly #log: Logger;
   readonly #lastGood = new LastGood();
+  #node: NodeInfo;
+  #syncListeners: ((table: DesiredTable) => void)[] = [];
   #services: V1Service[] = [];
   #slices: V1EndpointSlice[] = [];
   #sourceProblems: ObjectProblem[] = [];
@@ -48,10 +60,13 @@ export class Agent {
   #programProblems: PlanProblem[] = [];
   #reported = new Set<string>();
   #idle: (() => void)[] = [];
+  /** EndpointSlice namespace/name -> the last change-trigger time already programmed. */
+  #triggerTimes = new Map<string, string>();
 
   constructor(options: AgentOptions) {
     this.#options = options;
     this.#log = options.log;
+    this.#node = options.node;
     this.datapath = Datapath.open(options);
     this.reconciler = new Reconciler(new KernelMaps(this.datapath.maps, options.capacity));
     if (this.datapath.adopted) {
@@ -60,11 +75,15 @@ export class Agent {
     if (this.datapath.destroyUnavailable) this.#log.warn(this.datapath.destroyUnavailable);
   }
 
-  /** The latest objects from a source; the reconcile that follows is coalesced with others. */
-  update(objects: { services: V1Service[]; slices: V1EndpointSlice[]; problems?: ObjectProblem[] }): void {
+  /**
+   * The latest objects from a source (and, from the API server, this node's facts); the reconcile
+   * that follows is coalesced with others.
+   */
+  update(objects: { services: V1Service[]; slices: V1EndpointSlice[]; problems?: ObjectProblem[]; node?: NodeInfo }): void {
     this.#services = objects.services;
     this.#slices = objects.slices;
     this.#sourceProblems = objects.problems ?? [];
+    if (objects.node) this.#node = objects.node;
     this.#dirty = true;
     this.#schedule();
   }
@@ -85,7 +104,7 @@ export class Agent {
     this.#lastRun = Date.now();
     this.#dirty = false;
     const started = process.hrtime.bigint();
-    const table = this.#lastGood.resolve(this.#services, (s) => desired(s, this.#slices, this.#options.node));
+    const table = this.#lastGood.resolve(this.#services, (s) => desired(s, this.#slices, this.#node));
     this.#table = table;
     const result = this.reconciler.reconcile(table.frontends);
     this.#programProblems = result.problems;
@@ -102,7 +121,35 @@ export class Agent {
     this.#lastSync = new Date();
     const ms = Number(process.hrtime.bigint() - started) / 1e6;
     if (result.writes > 0) this.#log.info({ writes: result.writes, frontends: table.frontends.length, ms }, 'reconciled');
+    this.observer?.observeSync(ms / 1000, result.problems);
+    this.#observeProgramming(this.#syncs > 1);
+    for (const listener of this.#syncListeners) listener(table);
     for (const resolve of this.#idle.splice(0)) resolve();
+  }
+
+  /**
+   * Network programming latency, as kube-proxy measures it: from the change-trigger time the
+   * EndpointSlice controller stamps on a slice to now, when the change is in the maps. The first
+   * sync only records the times: objects that existed before the agent started would count their age.
+   */
+  #observeProgramming(observe: boolean): void {
+    const seen = new Map<string, string>();
+    for (const s of this.#slices) {
+      const time = s.metadata?.annotations?.[TRIGGER_TIME];
+      if (!time) continue;
+      const key = `${s.metadata?.namespace}/${s.metadata?.name}`;
+      seen.set(key, time);
+      if (observe && this.#triggerTimes.get(key) !== time) {
+        const at = new Date(time);
+        if (!Number.isNaN(at.getTime())) this.observer?.observeProgramming(at);
+      }
+    }
+    this.#triggerTimes = seen;
+  }
+
+  /** Calls `listener` after every reconcile, with the table now in the maps. */
+  onSync(listener: (table: DesiredTable) => void): void {
+    this.#syncListeners.push(listener);
   }
 
   /** Resolves once no change is waiting to be programmed. */

@@ -24,7 +24,7 @@ export class LastGood {
     if (rejected.size > 0) {
       effective = services.map((s) => (rejected.has(idOf(s)) ? this.#accepted.get(idOf(s))! : s));
       const kept = compute(effective);
-      table = { frontends: kept.frontends, problems: table.problems };
+      table = { ...kept, problems: table.problems };
     }
     const accepted = new Map<string, V1Service>();
     for (const s of effective) {

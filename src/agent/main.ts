@@ -1,0 +1,88 @@
+// `socklb agent`: the agent with its sources (manifest file or API server), the kube-proxy
+// compatible health server, the debug endpoint and metrics, running until SIGINT/SIGTERM.
+
+import type { Logger } from 'pino';
+import { checkDebugListen, startDebugServer } from '../debug/server.ts';
+import { agentSource } from '../debug/source.ts';
+import { HealthServer } from '../health/health-server.ts';
+import { SocklbMetrics } from '../metrics/metrics.ts';
+import { KubernetesSource } from '../sources/kubernetes.ts';
+import { ManifestSource } from '../sources/manifest.ts';
+import { Agent } from './agent.ts';
+import type { DatapathOptions } from './datapath.ts';
+
+export interface AgentRunOptions extends DatapathOptions {
+  nodeName: string;
+  minSyncPeriodMs: number;
+  /** A manifest file; without it the agent watches the API server. */
+  manifests?: string;
+  /** A kubeconfig; without it (and without manifests) the in-cluster config. */
+  kubeconfig?: string;
+  healthAddress: string;
+  /** How long a queued change may wait before /healthz turns 503. */
+  healthTimeoutMs: number;
+  debug: { address: string; allowRemote: boolean; tokenFile?: string };
+  log: Logger;
+}
+
+interface Source {
+  start(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+export async function runAgent(o: AgentRunOptions, stopped: Promise<void>): Promise<void> {
+  const { log } = o;
+  // Options are checked before anything touches the kernel.
+  checkDebugListen(o.debug);
+  const health = new HealthServer({ address: o.healthAddress, healthTimeoutMs: o.healthTimeoutMs, log });
+  const agent = new Agent({ ...o, node: { name: o.nodeName }, log });
+  const closers: (() => Promise<void> | void)[] = [() => agent.close()];
+  try {
+    // Listening first lets /livez answer while the first sync runs.
+    await health.listen();
+    closers.unshift(() => health.close());
+    agent.onSync((table) => {
+      health.updated();
+      void health.syncHealthChecks(table.healthChecks ?? []).then((problems) => {
+        for (const p of problems) log.error(p, 'health check listener');
+      });
+    });
+
+    const debugSource = agentSource(agent, {
+      config: { node: o.nodeName, minSyncPeriodMs: o.minSyncPeriodMs, manifests: o.manifests, debugAddress: o.debug.address },
+    });
+    const metrics = new SocklbMetrics(debugSource);
+    agent.observer = metrics;
+    const debug = await startDebugServer(debugSource, { ...o.debug, metrics, log });
+    closers.unshift(() => debug.server.close());
+    log.info({ url: debug.url }, 'debug endpoint listening');
+
+    const source: Source = o.manifests
+      ? new ManifestSource(o.manifests, {
+          onChange: (snapshot) => {
+            health.queuedUpdate();
+            agent.update(snapshot);
+          },
+          onError: (err) => log.error(err.message),
+        })
+      : new KubernetesSource({
+          nodeName: o.nodeName,
+          ...(o.kubeconfig ? { kubeconfigPath: o.kubeconfig } : {}),
+          onChange: (snapshot) => {
+            health.queuedUpdate();
+            health.syncNode(snapshot.node);
+            agent.update(snapshot);
+          },
+          onSynced: () => log.info('kubernetes caches synced'),
+          onError: (err) => log.warn(err.message),
+        });
+    closers.unshift(() => source.stop());
+    await Promise.race([source.start(), stopped]);
+    await Promise.race([agent.whenSynced(), stopped]);
+    log.info({ ...agent.status(), objectProblems: undefined, programProblems: undefined }, 'in sync');
+    await stopped;
+  } finally {
+    for (const close of closers) await close();
+    log.info('stopped; the pinned datapath keeps balancing (socklb cleanup removes it)');
+  }
+}

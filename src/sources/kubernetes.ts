@@ -1,0 +1,380 @@
+// The Kubernetes source: v1 Services, discovery.k8s.io/v1 EndpointSlices (all namespaces) and this
+// node's v1 Node, listed then watched through client-node informers. It emits whole snapshots, and
+// only once all three have listed; while the API server is away the last objects stay in force (a
+// disconnect never empties a snapshot), and the informers reconnect with a capped, jittered backoff.
+// What client-node does by itself on 410 and disconnects, and what is added, is in k8s-informer.ts.
+
+import {
+  CoreV1Api,
+  DiscoveryV1Api,
+  KubeConfig,
+  type KubernetesObject,
+  type V1EndpointSlice,
+  type V1Node,
+  type V1Service,
+} from '@kubernetes/client-node';
+// Lists come back as model class instances (Dates for timestamps); watch events as plain JSON.
+// Serializing list items back to the wire shape keeps every cached object the same shape.
+import { ObjectSerializer } from '@kubernetes/client-node/dist/gen/models/ObjectSerializer.js';
+import * as fs from 'node:fs';
+import { ErrorCodes, SocklbError } from '../errors.ts';
+import type { NodeInfo } from '../model/types.ts';
+import { DEFAULT_BACKOFF, ResilientInformer, type Backoff, type InformerStatus, type Page, type PageRequest } from './k8s-informer.ts';
+
+/** The annotation the EndpointSlice controller sets to when the change behind a slice update happened. */
+export const TRIGGER_TIME_ANNOTATION = 'endpoints.kubernetes.io/last-change-trigger-time';
+/** The taint the cluster autoscaler sets on a node it is about to delete (kube-proxy's ToBeDeletedTaint). */
+export const TO_BE_DELETED_TAINT = 'ToBeDeletedByClusterAutoscaler';
+export const ZONE_LABEL = 'topology.kubernetes.io/zone';
+
+/** This node, as the model and the health server need it. */
+export interface KubeNodeInfo extends NodeInfo {
+  /** The `topology.kubernetes.io/zone` label; undefined when unset or the Node is not (yet) seen. */
+  zone?: string;
+  /** status.addresses of type InternalIP, then ExternalIP, deduplicated, in the Node's order. */
+  addresses: string[];
+  /** metadata.deletionTimestamp is set. */
+  deleting: boolean;
+  /** The cluster autoscaler's ToBeDeletedByClusterAutoscaler taint is set (kube-proxy: not eligible). */
+  toBeDeleted: boolean;
+}
+
+export interface KubernetesSnapshot {
+  services: V1Service[];
+  slices: V1EndpointSlice[];
+  node: KubeNodeInfo;
+  /**
+   * The `endpoints.kubernetes.io/last-change-trigger-time` of the EndpointSlice changes folded into
+   * this snapshot (the earliest per slice, as kube-proxy counts), for a network-programming-latency
+   * metric: observe `now - t` for each once the snapshot is in the maps.
+   */
+  changeTriggerTimes: Date[];
+}
+
+export interface KubernetesSourceOptions {
+  /** The node the agent runs on (`--node-name`, default NODE_NAME). */
+  nodeName: string;
+  /** A kubeconfig file (`--kubeconfig PATH`); without it the in-cluster config is used. */
+  kubeconfigPath?: string;
+  /** A ready KubeConfig, instead of kubeconfigPath / in-cluster. */
+  kubeConfig?: KubeConfig;
+  /** A new snapshot: the first once all three informers have listed, then after every change. */
+  onChange(snapshot: KubernetesSnapshot): void;
+  /** All three informers have listed once (called once, before the first onChange). */
+  onSynced?(): void;
+  /** A list or watch failed (it is retried) or onChange threw. */
+  onError?(error: Error): void;
+  /** Reconnect backoff (default 500 ms doubling to 30 s, jittered). */
+  backoff?: Partial<Backoff>;
+  /** Items per list page (default 500, as client-go's pager). */
+  pageSize?: number;
+  /** Time allowed for one whole list (default 60 s). */
+  listTimeoutMs?: number;
+}
+
+export interface KubernetesSourceStatus {
+  synced: boolean;
+  informers: Record<'services' | 'endpointslices' | 'node', InformerStatus>;
+}
+
+/** Loads `path`, or the in-cluster config (service account token and CA, KUBERNETES_SERVICE_HOST/PORT). */
+export function loadKubeConfig(path?: string): KubeConfig {
+  const kc = new KubeConfig();
+  if (path !== undefined) {
+    if (!fs.existsSync(path)) throw new SocklbError(ErrorCodes.BAD_OPTION, `--kubeconfig ${path} does not exist`);
+    try {
+      kc.loadFromFile(path);
+    } catch (err) {
+      throw new SocklbError(ErrorCodes.BAD_OPTION, `--kubeconfig ${path}: ${(err as Error).message}`, { cause: err });
+    }
+  } else {
+    if (!process.env.KUBERNETES_SERVICE_HOST || !process.env.KUBERNETES_SERVICE_PORT) {
+      throw new SocklbError(
+        ErrorCodes.BAD_OPTION,
+        'not running in a cluster (KUBERNETES_SERVICE_HOST/PORT unset): give --kubeconfig PATH or --manifests FILE',
+      );
+    }
+    kc.loadFromCluster();
+  }
+  if (!kc.getCurrentCluster()) {
+    throw new SocklbError(ErrorCodes.BAD_OPTION, `kubeconfig ${path ?? '(in-cluster)'} has no current cluster`);
+  }
+  return kc;
+}
+
+/** This node's facts from its Node object (or just the name when the Node is not known). */
+export function nodeInfo(name: string, node: V1Node | undefined): KubeNodeInfo {
+  const info: KubeNodeInfo = { name, addresses: [], deleting: false, toBeDeleted: false };
+  if (!node) return info;
+  const zone = node.metadata?.labels?.[ZONE_LABEL];
+  if (typeof zone === 'string' && zone !== '') info.zone = zone;
+  const all = Array.isArray(node.status?.addresses) ? node.status.addresses : [];
+  for (const type of ['InternalIP', 'ExternalIP']) {
+    for (const a of all) {
+      if (a?.type === type && typeof a.address === 'string' && a.address !== '' && !info.addresses.includes(a.address)) {
+        info.addresses.push(a.address);
+      }
+    }
+  }
+  info.deleting = Boolean(node.metadata?.deletionTimestamp);
+  info.toBeDeleted = Array.isArray(node.spec?.taints) && node.spec.taints.some((t) => t?.key === TO_BE_DELETED_TAINT);
+  return info;
+}
+
+function sameNode(a: KubeNodeInfo, b: KubeNodeInfo): boolean {
+  return (
+    a.name === b.name &&
+    a.zone === b.zone &&
+    a.deleting === b.deleting &&
+    a.toBeDeleted === b.toBeDeleted &&
+    a.addresses.length === b.addresses.length &&
+    a.addresses.every((x, i) => x === b.addresses[i])
+  );
+}
+
+function objectKey(o: KubernetesObject): string {
+  return `${o.metadata?.namespace ?? ''}/${o.metadata?.name ?? ''}`;
+}
+
+function triggerTime(slice: V1EndpointSlice): Date | undefined {
+  const text = slice.metadata?.annotations?.[TRIGGER_TIME_ANNOTATION];
+  if (typeof text !== 'string') return undefined;
+  const t = new Date(text);
+  return Number.isNaN(t.getTime()) ? undefined : t;
+}
+
+/** A typed list page turned back into wire-shaped items, as watch events carry them. */
+function toPage<T>(
+  list: { metadata?: { resourceVersion?: string; _continue?: string }; items: unknown[] },
+  type: string,
+  kind: string,
+  apiVersion: string,
+): Page<T> {
+  return {
+    items: list.items.map((item) => {
+      const wire = ObjectSerializer.serialize(item, type, '') as Record<string, unknown>;
+      wire.kind ??= kind;
+      wire.apiVersion ??= apiVersion;
+      return wire as T;
+    }),
+    resourceVersion: list.metadata?.resourceVersion ?? '',
+    continue: list.metadata?._continue,
+  };
+}
+
+function checkNumber(value: number | undefined, fallback: number, name: string, min: number): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'number' || !Number.isFinite(value) || value < min) {
+    throw new RangeError(`KubernetesSource: options.${name} must be a number >= ${min}, got ${String(value)}`);
+  }
+  return value;
+}
+
+/**
+ * Watches the API server. `start()` resolves once all three informers have listed (or on stop());
+ * failures never reject it: they go to onError and are retried with backoff.
+ */
+export class KubernetesSource {
+  readonly #nodeName: string;
+  readonly #onChange: (snapshot: KubernetesSnapshot) => void;
+  readonly #onSynced: () => void;
+  readonly #onError: (error: Error) => void;
+  readonly #services: ResilientInformer<V1Service>;
+  readonly #slices: ResilientInformer<V1EndpointSlice>;
+  readonly #nodes: ResilientInformer<V1Node>;
+  readonly #listed = new Set<string>();
+  #synced = false;
+  #started = false;
+  #stopped = false;
+  #dirty = false;
+  #emitting: NodeJS.Immediate | undefined;
+  #node: KubeNodeInfo;
+  /** The earliest trigger time per slice changed since the last snapshot. */
+  #pendingTriggers = new Map<string, Date>();
+  /** The latest trigger time seen per slice. */
+  #lastTriggers = new Map<string, Date>();
+  #whenSynced: Promise<void>;
+  #resolveSynced!: () => void;
+
+  constructor(options: KubernetesSourceOptions) {
+    if (typeof options?.onChange !== 'function') throw new TypeError('KubernetesSource: options.onChange must be a function');
+    if (typeof options.nodeName !== 'string' || options.nodeName === '') {
+      throw new TypeError('KubernetesSource: options.nodeName must be a non-empty string (--node-name or NODE_NAME)');
+    }
+    for (const f of ['onSynced', 'onError'] as const) {
+      if (options[f] !== undefined && typeof options[f] !== 'function') {
+        throw new TypeError(`KubernetesSource: options.${f} must be a function`);
+      }
+    }
+    const backoff: Backoff = {
+      initialMs: checkNumber(options.backoff?.initialMs, DEFAULT_BACKOFF.initialMs, 'backoff.initialMs', 1),
+      maxMs: checkNumber(options.backoff?.maxMs, DEFAULT_BACKOFF.maxMs, 'backoff.maxMs', 1),
+    };
+    if (backoff.maxMs < backoff.initialMs) throw new RangeError('KubernetesSource: options.backoff.maxMs must be >= initialMs');
+    const pageSize = checkNumber(options.pageSize, 500, 'pageSize', 1);
+    const listTimeoutMs = checkNumber(options.listTimeoutMs, 60_000, 'listTimeoutMs', 1);
+
+    this.#nodeName = options.nodeName;
+    this.#onChange = options.onChange;
+    this.#onSynced = options.onSynced ?? (() => {});
+    this.#onError = options.onError ?? (() => {});
+    this.#node = nodeInfo(this.#nodeName, undefined);
+    this.#whenSynced = new Promise((resolve) => (this.#resolveSynced = resolve));
+
+    const kc = options.kubeConfig ?? loadKubeConfig(options.kubeconfigPath);
+    const core = kc.makeApiClient(CoreV1Api);
+    const discovery = kc.makeApiClient(DiscoveryV1Api);
+    const common = { kubeConfig: kc, pageSize, listTimeoutMs, backoff, onError: (e: Error) => this.#onError(e) };
+    const nodeSelector = `metadata.name=${this.#nodeName}`;
+
+    this.#services = new ResilientInformer<V1Service>({
+      ...common,
+      name: 'services',
+      path: '/api/v1/services',
+      listPage: async (r: PageRequest) =>
+        toPage(await core.listServiceForAllNamespaces(pageArgs(r)), 'V1Service', 'Service', 'v1'),
+      onChange: () => this.#changed(),
+      onListed: () => this.#listedOnce('services'),
+    });
+    this.#slices = new ResilientInformer<V1EndpointSlice>({
+      ...common,
+      name: 'endpointslices',
+      path: '/apis/discovery.k8s.io/v1/endpointslices',
+      listPage: async (r: PageRequest) =>
+        toPage(
+          await discovery.listEndpointSliceForAllNamespaces(pageArgs(r)),
+          'V1EndpointSlice',
+          'EndpointSlice',
+          'discovery.k8s.io/v1',
+        ),
+      onChange: (verb, slice) => {
+        if (verb !== 'delete') this.#recordTrigger(slice);
+        this.#changed();
+      },
+      onListed: () => this.#listedOnce('endpointslices'),
+    });
+    this.#nodes = new ResilientInformer<V1Node>({
+      ...common,
+      name: `node ${this.#nodeName}`,
+      path: '/api/v1/nodes',
+      fieldSelector: nodeSelector,
+      listPage: async (r: PageRequest) =>
+        toPage(await core.listNode({ ...pageArgs(r), fieldSelector: nodeSelector }), 'V1Node', 'Node', 'v1'),
+      onChange: () => this.#nodeChanged(),
+      onListed: () => this.#listedOnce('node'),
+    });
+  }
+
+  /** Starts the informers; resolves once all three have listed (or when stop() is called first). */
+  async start(): Promise<void> {
+    if (this.#started) throw new Error('KubernetesSource: already started');
+    this.#started = true;
+    this.#services.start();
+    this.#slices.start();
+    this.#nodes.start();
+    await this.#whenSynced;
+  }
+
+  /** Stops watching; no onChange is called afterwards. The last objects stay readable via snapshot(). */
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    clearImmediate(this.#emitting);
+    this.#emitting = undefined;
+    this.#services.stop();
+    this.#slices.stop();
+    this.#nodes.stop();
+    this.#resolveSynced();
+  }
+
+  /** Whether all three informers have listed at least once. */
+  get synced(): boolean {
+    return this.#synced;
+  }
+
+  /** The current objects (what the next onChange would carry, without pending trigger times). */
+  snapshot(): KubernetesSnapshot {
+    return {
+      services: this.#services.list(),
+      slices: this.#slices.list(),
+      node: { ...this.#node, addresses: [...this.#node.addresses] },
+      changeTriggerTimes: [],
+    };
+  }
+
+  /** The latest `last-change-trigger-time` recorded per EndpointSlice (`namespace/name`). */
+  lastChangeTriggerTimes(): Map<string, Date> {
+    return new Map(this.#lastTriggers);
+  }
+
+  status(): KubernetesSourceStatus {
+    return {
+      synced: this.#synced,
+      informers: { services: this.#services.status(), endpointslices: this.#slices.status(), node: this.#nodes.status() },
+    };
+  }
+
+  #recordTrigger(slice: V1EndpointSlice): void {
+    const t = triggerTime(slice);
+    if (!t) return;
+    const key = objectKey(slice);
+    const last = this.#lastTriggers.get(key);
+    // The same annotation again (a relist, a status-only update) is not a new change.
+    if (last && last.getTime() === t.getTime()) return;
+    this.#lastTriggers.set(key, t);
+    const pending = this.#pendingTriggers.get(key);
+    if (!pending || t < pending) this.#pendingTriggers.set(key, t);
+  }
+
+  #nodeChanged(): void {
+    const node = nodeInfo(this.#nodeName, this.#nodes.list().find((n) => n.metadata?.name === this.#nodeName));
+    // Nodes change often (status, heartbeat conditions); only what the model reads makes a snapshot.
+    if (sameNode(node, this.#node)) return;
+    this.#node = node;
+    this.#changed();
+  }
+
+  #listedOnce(which: string): void {
+    if (which === 'node') this.#nodeChanged();
+    if (this.#listed.has(which)) return;
+    this.#listed.add(which);
+    if (this.#listed.size < 3 || this.#synced) return;
+    this.#synced = true;
+    this.#dirty = true;
+    // The first list's trigger times are history, not changes programmed late: no latency to report.
+    this.#pendingTriggers.clear();
+    try {
+      this.#onSynced();
+    } catch (err) {
+      this.#onError(new Error(`kubernetes: onSynced failed: ${(err as Error)?.message}`, { cause: err }));
+    }
+    this.#emit();
+    this.#resolveSynced();
+  }
+
+  #changed(): void {
+    this.#dirty = true;
+    if (!this.#synced || this.#stopped || this.#emitting) return;
+    // One snapshot per burst: a relist fires a callback per difference, all in one turn.
+    this.#emitting = setImmediate(() => {
+      this.#emitting = undefined;
+      this.#emit();
+    });
+  }
+
+  #emit(): void {
+    if (!this.#dirty || this.#stopped) return;
+    this.#dirty = false;
+    const snapshot = this.snapshot();
+    snapshot.changeTriggerTimes = [...this.#pendingTriggers.values()];
+    this.#pendingTriggers.clear();
+    try {
+      this.#onChange(snapshot);
+    } catch (err) {
+      this.#onError(new Error(`kubernetes: onChange failed: ${(err as Error)?.message}`, { cause: err }));
+    }
+  }
+}
+
+function pageArgs(r: PageRequest): { limit?: number; _continue?: string } {
+  return { ...(r.limit !== undefined ? { limit: r.limit } : {}), ...(r.continue !== undefined ? { _continue: r.continue } : {}) };
+}
