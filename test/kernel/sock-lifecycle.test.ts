@@ -101,7 +101,8 @@ function startAgentProcess(sl: SockLab, agents: ChildProcess[]): Promise<{ child
   const child = spawn(
     join(ROOT, 'bin/socklb'),
     ['agent', '--manifests', sl.manifestPath, '--cgroup', sl.lab.cgroupPath, '--bpffs', sl.bpffs,
-      '--max-services', '256', '--max-backends', '256', '--max-slots', '1024'],
+      '--max-services', '256', '--max-backends', '256', '--max-slots', '1024',
+      '--health-address', '127.0.0.1:0', '--debug-address', '127.0.0.1:0'],
     { stdio: ['ignore', 'pipe', 'pipe'] },
   );
   agents.push(child);
