@@ -16,6 +16,7 @@ import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { cgroup2Mount } from '../agent/host.ts';
 import { PROBE_STARTED, type ProbeResult } from './probe.ts';
 
 export type { ProbeResult } from './probe.ts';
@@ -102,15 +103,6 @@ const SERVER_SCRIPT = path.join(LAB_DIR, 'backend-server.ts');
 // `$$` is the pid we spawned; exec keeps it, so killing child.pid kills the final node process.
 const IN_CGROUP = 'echo $$ > "$1/cgroup.procs" || exit 97; shift; exec ip netns exec "$@"';
 const NO_CGROUP = 'shift; exec ip netns exec "$@"';
-
-/** The cgroup2 mount point, read from /proc/mounts (hybrid hosts put it at .../unified). */
-export function cgroup2Root(): string {
-  for (const line of fs.readFileSync('/proc/mounts', 'utf8').split('\n')) {
-    const f = line.split(' ');
-    if (f[2] === 'cgroup2' && f[1]) return f[1].replace(/\\040/g, ' ');
-  }
-  throw new Error('no cgroup2 filesystem in /proc/mounts');
-}
 
 function ip(args: string[], input?: string): Promise<string> {
   return new Promise((resolve, reject) => {
@@ -282,7 +274,7 @@ export class NetnsLab {
     this.prefix = prefix;
     this.ipv6 = ipv6;
     this.nodeNs = `${prefix}-node`;
-    const root = cgroup2Root();
+    const root = cgroup2Mount();
     this.cgroupPath = path.join(root, prefix);
     this.serverCgroupPath = path.join(root, `${prefix}-srv`);
     this.nodeAddress = ipv6 ? { ipv4: NODE_IPV4, ipv6: NODE_IPV6 } : { ipv4: NODE_IPV4 };
@@ -616,7 +608,7 @@ export class NetnsLab {
   static #sweepPrefix(match: (name: string) => boolean, ownerPrefix?: string): SweepResult {
     const out: SweepResult = { namespaces: [], cgroups: [] };
     let root: string | undefined;
-    try { root = cgroup2Root(); } catch { /* no cgroup2: nothing to sweep there */ }
+    try { root = cgroup2Mount(); } catch { /* no cgroup2: nothing to sweep there */ }
     if (root) {
       for (const d of fs.readdirSync(root, { withFileTypes: true })) {
         if (d.isDirectory() && match(d.name) && removeCgroupSync(path.join(root, d.name))) out.cgroups.push(d.name);

@@ -5,7 +5,8 @@ import { execFileSync, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { NetnsLab, cgroup2Root, type ProbeResult } from '../../src/lab/netns-lab.ts';
+import { cgroup2Mount } from '../../src/agent/host.ts';
+import { NetnsLab, type ProbeResult } from '../../src/lab/netns-lab.ts';
 
 const LAB_MODULE = fileURLToPath(new URL('../../src/lab/netns-lab.ts', import.meta.url));
 
@@ -15,7 +16,7 @@ function netnsList(): string[] {
 }
 
 function leftovers(prefix: string): string[] {
-  const root = cgroup2Root();
+  const root = cgroup2Mount();
   return [
     ...netnsList().filter((n) => n.startsWith(prefix)),
     ...fs.readdirSync(root).filter((n) => n.startsWith(prefix)).map((n) => path.join(root, n)),
@@ -74,7 +75,7 @@ test('create builds the node netns, one netns per pod and the client cgroup', ()
   ]);
   for (const p of lab.pods) assert.ok(names.includes(p.ns), p.ns);
   assert.ok(fs.statSync(lab.cgroupPath).isDirectory());
-  assert.ok(lab.cgroupPath.startsWith(cgroup2Root()));
+  assert.ok(lab.cgroupPath.startsWith(cgroup2Mount()));
 });
 
 test('a probe runs inside the client cgroup and the node netns', async () => {
