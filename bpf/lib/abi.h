@@ -26,31 +26,31 @@ union v6addr {
 /* Frontend of an IPv4 service: a ClusterIP (or other VIP) with port and protocol. */
 struct lb4_key {
 	__be32 address; /* VIP, net order */
-	__be16 dport;   /* service port, net order */
-	__u8 proto;     /* IPPROTO_TCP or IPPROTO_UDP */
+	__be16 dport;	/* service port, net order */
+	__u8 proto;	/* IPPROTO_TCP or IPPROTO_UDP */
 	__u8 pad;
 };
 
 /* Frontend of an IPv6 service. */
 struct lb6_key {
 	union v6addr address; /* VIP, net order */
-	__be16 dport;        /* service port, net order */
-	__u8 proto;       /* IPPROTO_TCP or IPPROTO_UDP */
+	__be16 dport;	      /* service port, net order */
+	__u8 proto;	      /* IPPROTO_TCP or IPPROTO_UDP */
 	__u8 pad;
 };
 
 /* What a frontend maps to: its id (slot and counter index) and how many backend slots it has. */
 struct lb_service {
-	__u32 service_id;       /* index into lb_slots keys and lb_service_stats, 1..max-1 */
-	__u16 backend_count;    /* slots 1..backend_count are valid; 0 means refuse */
-	__u16 flags;            /* LB_SVC_F_* */
+	__u32 service_id;	/* index into lb_slots keys and lb_service_stats, 1..max-1 */
+	__u16 backend_count;	/* slots 1..backend_count are valid; 0 means refuse */
+	__u16 flags;		/* LB_SVC_F_* */
 	__u32 affinity_timeout; /* seconds a client sticks to its backend, with LB_SVC_F_AFFINITY */
 };
 
 /* One backend slot of a service: slot n of service_id holds a backend id. */
 struct lb_slot_key {
 	__u32 service_id; /* lb_service.service_id */
-	__u32 slot;       /* 1..backend_count */
+	__u32 slot;	  /* 1..backend_count */
 };
 
 struct lb_slot {
@@ -60,17 +60,17 @@ struct lb_slot {
 /* An IPv4 backend: a pod address and the resolved target port. */
 struct lb4_backend {
 	__be32 address; /* net order */
-	__be16 port;    /* target port, net order */
-	__u8 proto;     /* IPPROTO_TCP or IPPROTO_UDP */
-	__u8 flags;     /* reserved, 0 */
+	__be16 port;	/* target port, net order */
+	__u8 proto;	/* IPPROTO_TCP or IPPROTO_UDP */
+	__u8 flags;	/* reserved, 0 */
 };
 
 /* An IPv6 backend. */
 struct lb6_backend {
 	union v6addr address; /* net order */
-	__be16 port;      /* target port, net order */
-	__u8 proto;       /* IPPROTO_TCP or IPPROTO_UDP */
-	__u8 flags;       /* reserved, 0 */
+	__be16 port;	      /* target port, net order */
+	__u8 proto;	      /* IPPROTO_TCP or IPPROTO_UDP */
+	__u8 flags;	      /* reserved, 0 */
 };
 
 /*
@@ -79,28 +79,28 @@ struct lb6_backend {
  * keeps two services that share a backend apart.
  */
 struct lb4_reverse_key {
-	__u64 cookie;   /* bpf_get_socket_cookie() */
+	__u64 cookie;	/* bpf_get_socket_cookie() */
 	__be32 address; /* backend address, net order */
-	__be16 port;    /* backend port, net order */
+	__be16 port;	/* backend port, net order */
 	__u16 pad;
 };
 
 struct lb4_reverse {
 	__be32 address; /* VIP, net order */
-	__be16 port;    /* service port, net order */
+	__be16 port;	/* service port, net order */
 	__u16 pad;
 };
 
 struct lb6_reverse_key {
-	__u64 cookie;     /* bpf_get_socket_cookie() */
+	__u64 cookie;	      /* bpf_get_socket_cookie() */
 	union v6addr address; /* backend address, net order */
-	__be16 port;      /* backend port, net order */
+	__be16 port;	      /* backend port, net order */
 	__u8 pad[6];
 };
 
 struct lb6_reverse {
 	union v6addr address; /* VIP, net order */
-	__be16 port;      /* service port, net order */
+	__be16 port;	      /* service port, net order */
 	__u16 pad;
 };
 
@@ -109,7 +109,7 @@ struct lb6_reverse {
  * is known by its network namespace (at connect() there is no source address yet).
  */
 struct lb_affinity_key {
-	__u64 client;     /* bpf_get_netns_cookie() of the client's socket */
+	__u64 client;	  /* bpf_get_netns_cookie() of the client's socket */
 	__u32 service_id; /* lb_service.service_id */
 	__u32 pad;
 };
@@ -117,13 +117,13 @@ struct lb_affinity_key {
 struct lb_affinity {
 	__u64 last_used_ns; /* bpf_ktime_get_ns() of the client's latest connect */
 	__u32 backend_id;   /* the backend it reached */
-	__u32 slot;         /* the slot that held it: the entry counts only while it still does */
+	__u32 slot;	    /* the slot that held it: the entry counts only while it still does */
 };
 
 /* Per-CPU counters of one frontend (lb_service_stats, indexed by service_id). */
 struct lb_service_stats {
 	__u64 connects; /* connect() or sendmsg() balanced to a backend */
-	__u64 refused;  /* refused because the service had no backend */
+	__u64 refused;	/* refused because the service had no backend */
 };
 
 /* Per-CPU counters of one backend (lb_backend_stats, indexed by backend_id). */
@@ -136,14 +136,16 @@ struct lb_backend_stats {
  * the counters by these numbers.
  */
 enum sock_reason {
-	SOCK_BALANCED = 0,        /* destination rewritten to a backend */
-	SOCK_NOT_SERVICE = 1,     /* destination is not a service: passed untouched */
-	SOCK_NO_BACKEND = 2,      /* service with no backend: refused */
-	SOCK_SLOT_MISSING = 3,    /* a slot below backend_count was absent (racing an update): passed */
+	SOCK_BALANCED = 0,    /* destination rewritten to a backend */
+	SOCK_NOT_SERVICE = 1, /* destination is not a service: passed untouched */
+	SOCK_NO_BACKEND = 2,  /* service with no backend: refused */
+	SOCK_SLOT_MISSING =
+		3, /* a slot below backend_count was absent (racing an update): passed */
 	SOCK_BACKEND_MISSING = 4, /* a slot named a backend id that is absent: passed */
-	SOCK_REVERSE_FULL = 5,    /* the reverse map refused the entry: replies keep the backend address */
-	SOCK_REVERSED = 6,        /* recvmsg/getpeername address turned back into the VIP */
-	SOCK_AFFINITY_HIT = 7,    /* session affinity sent the client to its previous backend */
+	SOCK_REVERSE_FULL =
+		5,	   /* the reverse map refused the entry: replies keep the backend address */
+	SOCK_REVERSED = 6, /* recvmsg/getpeername address turned back into the VIP */
+	SOCK_AFFINITY_HIT = 7, /* session affinity sent the client to its previous backend */
 	SOCK_REASON_MAX = 8,
 };
 
@@ -153,16 +155,17 @@ struct socklb_config {
 	__u32 refuse_errno; /* errno a refused connect()/sendmsg() gets (ECONNREFUSED) */
 };
 
-/* Key of lb4_destroy_targets / lb6_destroy_targets: a removed backend whose UDP sockets must die. */
+/* Key of lb4_destroy_targets / lb6_destroy_targets: a removed backend whose UDP sockets must die.
+ */
 struct lb4_destroy_key {
 	__be32 address; /* backend address, net order */
-	__be16 port;    /* backend port, net order */
+	__be16 port;	/* backend port, net order */
 	__u16 pad;
 };
 
 struct lb6_destroy_key {
 	union v6addr address; /* backend address, net order */
-	__be16 port;      /* backend port, net order */
+	__be16 port;	      /* backend port, net order */
 	__u16 pad;
 };
 

@@ -10,15 +10,15 @@
 #include "abi.h"
 
 /* Not in vmlinux.h: these are macros in the kernel's headers. */
-#define AF_INET 2
-#define AF_INET6 10
-#define ENOENT 2
-#define ENXIO 6
+#define AF_INET	     2
+#define AF_INET6     10
+#define ENOENT	     2
+#define ENXIO	     6
 #define ECONNREFUSED 111
 
 /* What a cgroup sock_addr program returns: 1 lets the call go on, 0 fails it. */
 #define SYS_PROCEED 1
-#define SYS_REJECT 0
+#define SYS_REJECT  0
 
 #ifndef likely
 #define likely(x) __builtin_expect(!!(x), 1)

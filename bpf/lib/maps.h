@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
-/* The maps of the socket load balancer; the agent sizes them before load (max_entries 1 = placeholder). */
+/* The maps of the socket load balancer; the agent sizes them before load (max_entries 1 =
+ * placeholder). */
 #ifndef SOCKLB_MAPS_H
 #define SOCKLB_MAPS_H
 
@@ -45,7 +46,8 @@ struct {
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 } lb6_backends_v1 SEC(".maps");
 
-/* LRU: an entry per balanced socket, forgotten when space runs out rather than refusing new ones. */
+/* LRU: an entry per balanced socket, forgotten when space runs out rather than refusing new ones.
+ */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__type(key, struct lb4_reverse_key);
@@ -60,7 +62,8 @@ struct {
 	__uint(max_entries, 1);
 } lb6_reverse_v1 SEC(".maps");
 
-/* LRU: a client that stops connecting is forgotten first; its affinity would have expired anyway. */
+/* LRU: a client that stops connecting is forgotten first; its affinity would have expired anyway.
+ */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__type(key, struct lb_affinity_key);

@@ -28,8 +28,8 @@ static __always_inline int __sock4_fwd(struct bpf_sock_addr *ctx)
 	__be16 port = (__be16)ctx->user_port;
 	int ret;
 
-	ret = __lb4_xlate_fwd(bpf_get_socket_cookie(ctx), bpf_get_netns_cookie(ctx), &address, &port,
-			      ctx->protocol);
+	ret = __lb4_xlate_fwd(bpf_get_socket_cookie(ctx), bpf_get_netns_cookie(ctx), &address,
+			      &port, ctx->protocol);
 	if (ret == -ENXIO)
 		sock_count(SOCK_NOT_SERVICE);
 	if (ret)

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
-/* Per-CPU counters: why each hook call was or was not balanced, and connects per service/backend. */
+/* Per-CPU counters: why each hook call was or was not balanced, and connects per service/backend.
+ */
 #ifndef SOCKLB_STATS_H
 #define SOCKLB_STATS_H
 
