@@ -68,6 +68,8 @@ export interface SpawnOptions {
 
 export interface ProbeHandle {
   pid: number;
+  /** Resolves once the probe runs its loop (or has exited). */
+  started: Promise<void>;
   /** The probe's JSON line; rejects if it was killed, timed out, or printed none. */
   result(): Promise<ProbeResult>;
   /** SIGTERM: the probe stops its loop and still prints what it has (`stopped: 'signal'`). */
@@ -528,6 +530,7 @@ export class NetnsLab {
     result.catch(() => {});
     return {
       pid: t.child.pid!,
+      started,
       result: () => result,
       // A SIGTERM before the probe handles it would kill it without a report.
       stop: async () => {

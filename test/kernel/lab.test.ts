@@ -141,7 +141,8 @@ test('connect-only reports a mean connect time', async () => {
 test('a spawned probe loop can be stopped and still reports what it saw', async () => {
   const p = lab.pods[1]!;
   const h = lab.spawnProbe(['tcp', '--target', `${p.ipv4}:${TCP}`, '--count', '100000', '--interval-ms', '5', '--duration-ms', '20000']);
-  await new Promise((r) => setTimeout(r, 700));
+  await h.started;
+  await new Promise((r) => setTimeout(r, 300));
   const r: ProbeResult = await h.stop();
   assert.is(r.stopped, 'signal');
   assert.ok(r.ok > 0 && r.ok < 100000, JSON.stringify(r));

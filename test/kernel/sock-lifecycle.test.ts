@@ -56,7 +56,8 @@ rolling('replacing every backend one by one while a client connects fails no con
   const original = lab.pods.map((p) => p.index);
   let live = lab.pods.map((p) => p.ipv4);
   await sl.startAgent(webObjects(live));
-  const probe = lab.spawnProbe(['tcp', '--target', `${VIP}:80`, '--count', '1000000', '--duration-ms', '30000'], {
+  // A connect that fails counts; one slowed by a loaded machine does not (hence the long timeout).
+  const probe = lab.spawnProbe(['tcp', '--target', `${VIP}:80`, '--count', '1000000', '--duration-ms', '30000', '--timeout-ms', '10000'], {
     timeoutMs: 60_000,
   });
   await new Promise((r) => setTimeout(r, 300));
@@ -129,7 +130,7 @@ function startAgentProcess(sl: SockLab, agents: ChildProcess[]): Promise<{ child
 restart('kill -9 of the agent during a connect loop fails no connect; the restarted agent adopts the maps', async ({ sl, agents }) => {
   const first = await startAgentProcess(sl, agents);
   assert.is(first.inSync.adopted, false);
-  const probe = sl.lab.spawnProbe(['tcp', '--target', `${VIP}:80`, '--count', '1000000', '--duration-ms', '30000'], {
+  const probe = sl.lab.spawnProbe(['tcp', '--target', `${VIP}:80`, '--count', '1000000', '--duration-ms', '30000', '--timeout-ms', '10000'], {
     timeoutMs: 60_000,
   });
   await new Promise((r) => setTimeout(r, 300));
