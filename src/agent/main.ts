@@ -6,7 +6,8 @@ import { checkDebugListen, startDebugServer } from '../debug/server.ts';
 import { agentSource } from '../debug/source.ts';
 import { HealthServer } from '../health/health-server.ts';
 import { SocklbMetrics } from '../metrics/metrics.ts';
-import { KubernetesSource } from '../sources/kubernetes.ts';
+import type { Backoff } from '../sources/k8s-informer.ts';
+import { KubernetesSource, type KubernetesSnapshot } from '../sources/kubernetes.ts';
 import { ManifestSource } from '../sources/manifest.ts';
 import { Agent } from './agent.ts';
 import type { DatapathOptions } from './datapath.ts';
@@ -30,6 +31,43 @@ interface Source {
   stop(): Promise<void>;
 }
 
+/** Health follows every sync: the proxy is up to date, and the health-check listeners match the table. */
+export function wireHealth(agent: Agent, health: HealthServer, log: Logger): void {
+  agent.onSync((table) => {
+    health.updated();
+    void health.syncHealthChecks(table.healthChecks ?? []).then((problems) => {
+      for (const p of problems) log.error(p, 'health check listener');
+    });
+  });
+}
+
+export interface KubernetesWiring {
+  nodeName: string;
+  kubeconfig?: string;
+  log: Logger;
+  backoff?: Partial<Backoff>;
+  onError?: (err: Error) => void;
+  /** Sees each snapshot before the agent does. */
+  onSnapshot?: (snapshot: KubernetesSnapshot) => void;
+}
+
+/** A KubernetesSource feeding the agent and the health server. */
+export function kubernetesSourceFor(agent: Agent, health: HealthServer, o: KubernetesWiring): KubernetesSource {
+  return new KubernetesSource({
+    nodeName: o.nodeName,
+    ...(o.kubeconfig ? { kubeconfigPath: o.kubeconfig } : {}),
+    ...(o.backoff ? { backoff: o.backoff } : {}),
+    onChange: (snapshot) => {
+      o.onSnapshot?.(snapshot);
+      health.queuedUpdate();
+      health.syncNode(snapshot.node);
+      agent.update(snapshot);
+    },
+    onSynced: () => o.log.info('kubernetes caches synced'),
+    onError: o.onError ?? ((err) => o.log.warn(err.message)),
+  });
+}
+
 export async function runAgent(o: AgentRunOptions, stopped: Promise<void>): Promise<void> {
   const { log } = o;
   // Options are checked before anything touches the kernel.
@@ -41,12 +79,7 @@ export async function runAgent(o: AgentRunOptions, stopped: Promise<void>): Prom
     // Listening first lets /livez answer while the first sync runs.
     await health.listen();
     closers.unshift(() => health.close());
-    agent.onSync((table) => {
-      health.updated();
-      void health.syncHealthChecks(table.healthChecks ?? []).then((problems) => {
-        for (const p of problems) log.error(p, 'health check listener');
-      });
-    });
+    wireHealth(agent, health, log);
 
     const debugSource = agentSource(agent, {
       config: { node: o.nodeName, minSyncPeriodMs: o.minSyncPeriodMs, manifests: o.manifests, debugAddress: o.debug.address },
@@ -65,17 +98,7 @@ export async function runAgent(o: AgentRunOptions, stopped: Promise<void>): Prom
           },
           onError: (err) => log.error(err.message),
         })
-      : new KubernetesSource({
-          nodeName: o.nodeName,
-          ...(o.kubeconfig ? { kubeconfigPath: o.kubeconfig } : {}),
-          onChange: (snapshot) => {
-            health.queuedUpdate();
-            health.syncNode(snapshot.node);
-            agent.update(snapshot);
-          },
-          onSynced: () => log.info('kubernetes caches synced'),
-          onError: (err) => log.warn(err.message),
-        });
+      : kubernetesSourceFor(agent, health, { nodeName: o.nodeName, ...(o.kubeconfig ? { kubeconfig: o.kubeconfig } : {}), log });
     closers.unshift(() => source.stop());
     await Promise.race([source.start(), stopped]);
     await Promise.race([agent.whenSynced(), stopped]);
