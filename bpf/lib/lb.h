@@ -78,19 +78,35 @@ static __always_inline int lb_select_backend(const struct lb_service *svc, __u64
 	return 0;
 }
 
-/* A service with no backend refuses at once, as kube-proxy's REJECT rule does. */
-static __always_inline int lb_refuse(const struct lb_service *svc)
+/*
+ * The backend a new connection to `svc` goes to. A service with no backend refuses at once, as
+ * kube-proxy's REJECT rule does.
+ */
+static __always_inline int lb_choose(const struct lb_service *svc, __u64 client, __u32 *backend_id)
 {
-	sock_count(SOCK_NO_BACKEND);
-	lb_count_refused(svc->service_id);
-	return -ECONNREFUSED;
+	if (!svc->backend_count) {
+		sock_count(SOCK_NO_BACKEND);
+		lb_count_refused(svc->service_id);
+		return -ECONNREFUSED;
+	}
+	return lb_select_backend(svc, client, backend_id);
+}
+
+/* Counts a connection sent to a backend; `reverse_err` is how recording its VIP went. */
+static __always_inline void lb_count_balanced(const struct lb_service *svc, __u32 backend_id,
+					      long reverse_err)
+{
+	if (reverse_err)
+		sock_count(SOCK_REVERSE_FULL);
+	sock_count(SOCK_BALANCED);
+	lb_count_connect(svc->service_id, backend_id);
 }
 
 /*
  * Rewrites an IPv4 destination that is a service frontend into one of its backends, and records
  * the VIP for this socket so replies and getpeername() show it. `client` identifies the client for
- * session affinity. Returns 0 when rewritten, -ENXIO
- * when the destination is no service, another -errno when the service cannot take the connection.
+ * session affinity. Returns 0 when rewritten, -ENXIO when the destination is no service, another
+ * -errno when the service cannot take the connection.
  */
 static __always_inline int __lb4_xlate_fwd(__u64 cookie, __u64 client, __be32 *address,
 					   __be16 *port, __u8 proto)
@@ -101,29 +117,25 @@ static __always_inline int __lb4_xlate_fwd(__u64 cookie, __u64 client, __be32 *a
 	const struct lb4_backend *backend;
 	const struct lb_service *svc;
 	__u32 backend_id;
+	int ret;
 
 	svc = bpf_map_lookup_elem(&lb4_services_v1, &key);
 	if (!svc)
 		return -ENXIO;
-	if (!svc->backend_count)
-		return lb_refuse(svc);
-	if (lb_select_backend(svc, client, &backend_id))
-		return -ENOENT;
+	ret = lb_choose(svc, client, &backend_id);
+	if (ret)
+		return ret;
 	backend = bpf_map_lookup_elem(&lb4_backends_v1, &backend_id);
 	if (!backend) {
 		sock_count(SOCK_BACKEND_MISSING);
 		return -ENOENT;
 	}
-
 	rev_key.address = backend->address;
 	rev_key.port = backend->port;
-	if (bpf_map_update_elem(&lb4_reverse_v1, &rev_key, &rev, BPF_ANY))
-		sock_count(SOCK_REVERSE_FULL);
-
+	ret = bpf_map_update_elem(&lb4_reverse_v1, &rev_key, &rev, BPF_ANY);
+	lb_count_balanced(svc, backend_id, ret);
 	*address = backend->address;
 	*port = backend->port;
-	sock_count(SOCK_BALANCED);
-	lb_count_connect(svc->service_id, backend_id);
 	return 0;
 }
 
@@ -149,29 +161,25 @@ static __always_inline int __lb6_xlate_fwd(__u64 cookie, __u64 client, union v6a
 	const struct lb6_backend *backend;
 	const struct lb_service *svc;
 	__u32 backend_id;
+	int ret;
 
 	svc = bpf_map_lookup_elem(&lb6_services_v1, &key);
 	if (!svc)
 		return -ENXIO;
-	if (!svc->backend_count)
-		return lb_refuse(svc);
-	if (lb_select_backend(svc, client, &backend_id))
-		return -ENOENT;
+	ret = lb_choose(svc, client, &backend_id);
+	if (ret)
+		return ret;
 	backend = bpf_map_lookup_elem(&lb6_backends_v1, &backend_id);
 	if (!backend) {
 		sock_count(SOCK_BACKEND_MISSING);
 		return -ENOENT;
 	}
-
 	rev_key.address = backend->address;
 	rev_key.port = backend->port;
-	if (bpf_map_update_elem(&lb6_reverse_v1, &rev_key, &rev, BPF_ANY))
-		sock_count(SOCK_REVERSE_FULL);
-
+	ret = bpf_map_update_elem(&lb6_reverse_v1, &rev_key, &rev, BPF_ANY);
+	lb_count_balanced(svc, backend_id, ret);
 	*address = backend->address;
 	*port = backend->port;
-	sock_count(SOCK_BALANCED);
-	lb_count_connect(svc->service_id, backend_id);
 	return 0;
 }
 
