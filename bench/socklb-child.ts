@@ -1,0 +1,107 @@
+// Programs socklb for one benchmark point in a process of its own, so its RSS is the agent's at
+// that N: loads and attaches the datapath (pinned under --bpffs, attached to --cgroup), programs
+// the cluster through desired() + Reconciler over KernelMaps, applies one endpoint change, and
+// prints ONE JSON line. The pins stay: the parent measures connects, then removes them.
+//   node bench/socklb-child.ts '{"bpffs":"/sys/fs/bpf/x","cgroup":"/sys/fs/cgroup/...","others":1000,"dialled":[...]}'
+
+import { Datapath, DEFAULT_REVERSE_ENTRIES } from '../src/agent/datapath.ts';
+import { KernelMaps } from '../src/datapath/kernel-maps.ts';
+import type { Capacity } from '../src/datapath/maps.ts';
+import { desired } from '../src/model/desired.ts';
+import { Reconciler } from '../src/reconcile/reconciler.ts';
+import { clusterOf, toKubernetes, withOneEndpointChanged, type BenchService } from './services.ts';
+
+export interface SocklbChildInput {
+  bpffs: string;
+  cgroup: string;
+  others: number;
+  dialled: BenchService[];
+  /** Also time one endpoint change (needs at least one other service to change). */
+  change: boolean;
+}
+
+export interface SocklbChildResult {
+  frontends: number;
+  capacity: Capacity;
+  program: { desiredMs: number; reconcileMs: number; writes: number };
+  change: { desiredMs: number; reconcileMs: number; writes: number } | null;
+  /** Bytes the kernel charges for each map (memlock in /proc/PID/fdinfo, as bpftool shows it). */
+  memlock: Record<string, number>;
+  memlockTotal: number;
+  rssBeforeBytes: number;
+  rssAfterBytes: number;
+  heapUsedBytes: number;
+}
+
+function pow2AtLeast(n: number): number {
+  let p = 1;
+  while (p < n) p *= 2;
+  return p;
+}
+
+/** Maps sized for the point, as an operator would size them: the services fit with room to spare. */
+export function capacityFor(services: number, backends: number): Capacity {
+  const s = Math.max(1024, pow2AtLeast(services + 16));
+  const b = Math.max(4096, pow2AtLeast(backends + 64));
+  return { services: s, slots: b, backends: b, serviceIds: s, backendIds: b };
+}
+
+const ms = (from: bigint): number => Number(process.hrtime.bigint() - from) / 1e6;
+
+function main(): void {
+  const input = JSON.parse(process.argv[2] ?? '') as SocklbChildInput;
+  const rssBeforeBytes = process.memoryUsage().rss;
+  const cluster = clusterOf(input.others, input.dialled);
+  const backends = cluster.reduce((n, s) => n + s.endpoints.length, 0);
+  const capacity = capacityFor(cluster.length, backends + 1);
+  const datapath = Datapath.open({ bpffs: input.bpffs, cgroup: input.cgroup, capacity, reverseEntries: DEFAULT_REVERSE_ENTRIES });
+  try {
+    const reconciler = new Reconciler(new KernelMaps(datapath.maps, capacity));
+    const objects = toKubernetes(cluster);
+    const node = { name: 'bench-node' };
+
+    let t = process.hrtime.bigint();
+    const table = desired(objects.services, objects.slices, node);
+    const desiredMs = ms(t);
+    t = process.hrtime.bigint();
+    const programmed = reconciler.reconcile(table.frontends);
+    const reconcileMs = ms(t);
+    const problems = [...table.problems.map((p) => JSON.stringify(p)), ...programmed.problems.map((p) => p.message)];
+    if (problems.length > 0) throw new Error(`programming failed: ${problems.slice(0, 3).join('; ')}`);
+
+    let change: SocklbChildResult['change'] = null;
+    if (input.change) {
+      // The dialled services come last, so the changed one is never one the client dials.
+      if (input.others < 1) throw new RangeError('an endpoint change needs at least one other service');
+      const changed = toKubernetes(withOneEndpointChanged(cluster).cluster);
+      t = process.hrtime.bigint();
+      const table2 = desired(changed.services, changed.slices, node);
+      const changeDesiredMs = ms(t);
+      t = process.hrtime.bigint();
+      const applied = reconciler.reconcile(table2.frontends);
+      const changeReconcileMs = ms(t);
+      if (applied.problems.length > 0) throw new Error(`endpoint change failed: ${applied.problems[0]!.message}`);
+      change = { desiredMs: changeDesiredMs, reconcileMs: changeReconcileMs, writes: applied.writes };
+    }
+
+    const memlock: Record<string, number> = {};
+    for (const [name, map] of Object.entries(datapath.maps)) memlock[name] = map.info().memlock ?? 0;
+    const mem = process.memoryUsage();
+    const result: SocklbChildResult = {
+      frontends: table.frontends.length,
+      capacity,
+      program: { desiredMs, reconcileMs, writes: programmed.writes },
+      change,
+      memlock,
+      memlockTotal: Object.values(memlock).reduce((a, b) => a + b, 0),
+      rssBeforeBytes,
+      rssAfterBytes: mem.rss,
+      heapUsedBytes: mem.heapUsed,
+    };
+    process.stdout.write(`${JSON.stringify(result)}\n`);
+  } finally {
+    datapath.close();
+  }
+}
+
+main();
