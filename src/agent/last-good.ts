@@ -9,31 +9,52 @@ function idOf(s: V1Service): string {
 }
 
 export class LastGood {
-  #accepted = new Map<string, V1Service>();
+  /** The services last accepted, as a list (cheap to keep) with the ids that were not accepted. */
+  #acceptedList: V1Service[] = [];
+  #notAccepted = new Set<string>();
+  /** `#acceptedList` by id without `#notAccepted`, built only when a problem needs it. */
+  #accepted: Map<string, V1Service> | undefined = new Map();
 
   /**
    * Computes the table; for each service that is rejected outright (it has problems and yields no
    * frontend) while an earlier version was accepted, computes it again with that earlier version.
+   * Without service problems (the usual case) this costs no pass over the services.
    */
   resolve(services: V1Service[], compute: (services: V1Service[]) => DesiredTable): DesiredTable {
     let table = compute(services);
-    const withFrontends = new Set(table.frontends.map((f) => `${f.service.namespace}/${f.service.name}`));
-    const withProblems = new Set(table.problems.filter((p) => p.kind === 'Service').map((p) => `${p.namespace}/${p.name}`));
-    const rejected = new Set([...withProblems].filter((id) => !withFrontends.has(id) && this.#accepted.has(id)));
+    const withProblems = new Set<string>();
+    for (const p of table.problems) if (p.kind === 'Service') withProblems.add(`${p.namespace}/${p.name}`);
+    const notAccepted = new Set<string>();
     let effective = services;
-    if (rejected.size > 0) {
-      effective = services.map((s) => (rejected.has(idOf(s)) ? this.#accepted.get(idOf(s))! : s));
-      const kept = compute(effective);
-      table = { ...kept, problems: table.problems };
-    }
-    const accepted = new Map<string, V1Service>();
-    for (const s of effective) {
-      const id = idOf(s);
-      if (rejected.has(id) || withFrontends.has(id) || !withProblems.has(id)) {
-        accepted.set(id, s);
+    if (withProblems.size > 0) {
+      const withFrontends = new Set(table.frontends.map((f) => `${f.service.namespace}/${f.service.name}`));
+      const accepted = this.#acceptedById();
+      const rejected = new Set<string>();
+      for (const id of withProblems) {
+        if (withFrontends.has(id)) continue;
+        if (accepted.has(id)) rejected.add(id);
+        else notAccepted.add(id);
+      }
+      if (rejected.size > 0) {
+        effective = services.map((s) => (rejected.has(idOf(s)) ? accepted.get(idOf(s))! : s));
+        const kept = compute(effective);
+        table = { ...kept, problems: table.problems };
       }
     }
-    this.#accepted = accepted;
+    this.#acceptedList = effective;
+    this.#notAccepted = notAccepted;
+    this.#accepted = undefined;
     return table;
+  }
+
+  #acceptedById(): Map<string, V1Service> {
+    if (!this.#accepted) {
+      this.#accepted = new Map();
+      for (const s of this.#acceptedList) {
+        const id = idOf(s);
+        if (!this.#notAccepted.has(id)) this.#accepted.set(id, s);
+      }
+    }
+    return this.#accepted;
   }
 }

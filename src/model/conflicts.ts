@@ -10,24 +10,41 @@ export interface Claim {
   created: number | undefined;
   /** The field the frontend came from, for the loser's problem (`spec.ports[0]`). */
   field: string;
+  /** endpointKey(entry.frontend), when the claimer already has it. */
+  key?: string;
 }
 
 /**
  * Keeps one claim per frontend key: the oldest by creationTimestamp (a service without one counts as
  * newest), then the first by namespace/name, so the result does not depend on arrival order. Each
- * loser gets a FRONTEND_CONFLICT problem; its other frontends are unaffected.
+ * loser gets a FRONTEND_CONFLICT problem; its other frontends are unaffected. `keys[i]` is the key of
+ * `kept[i]`.
  */
-export function settleConflicts(claims: Claim[]): { kept: DesiredFrontend[]; problems: ObjectProblem[] } {
-  const byKey = new Map<string, Claim[]>();
+export function settleConflicts(claims: readonly Claim[]): { kept: DesiredFrontend[]; keys: string[]; problems: ObjectProblem[] } {
+  // Nearly every key has one claim: keep a list only for those with more.
+  const first = new Map<string, Claim>();
+  const contested = new Map<string, Claim[]>();
   for (const c of claims) {
-    const key = endpointKey(c.entry.frontend);
-    const list = byKey.get(key);
+    const key = c.key ?? endpointKey(c.entry.frontend);
+    const existing = first.get(key);
+    if (!existing) {
+      first.set(key, c);
+      continue;
+    }
+    const list = contested.get(key);
     if (list) list.push(c);
-    else byKey.set(key, [c]);
+    else contested.set(key, [existing, c]);
   }
   const kept: DesiredFrontend[] = [];
+  const keys: string[] = [];
   const problems: ObjectProblem[] = [];
-  for (const [key, list] of byKey) {
+  for (const [key, only] of first) {
+    const list = contested.get(key);
+    keys.push(key);
+    if (!list) {
+      kept.push(only.entry);
+      continue;
+    }
     list.sort(olderFirst);
     const [winner, ...losers] = list as [Claim, ...Claim[]];
     kept.push(winner.entry);
@@ -44,7 +61,7 @@ export function settleConflicts(claims: Claim[]): { kept: DesiredFrontend[]; pro
       );
     }
   }
-  return { kept, problems };
+  return { kept, keys, problems };
 }
 
 function olderFirst(a: Claim, b: Claim): number {

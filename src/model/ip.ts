@@ -16,14 +16,29 @@ export interface ParsedIp {
  */
 export function parseIp(text: unknown): ParsedIp | undefined {
   if (typeof text !== 'string') return undefined;
-  if (net.isIPv4(text)) return { family: 4, address: canonical(text, 'ipv4') };
-  // Node accepts a zone id; an address with one cannot be a ClusterIP or a pod address.
-  if (net.isIPv6(text) && !text.includes('%')) return { family: 6, address: canonical(text, 'ipv6') };
-  return undefined;
+  let canonical = canonicalCache.get(text);
+  if (canonical === undefined) {
+    canonical = canonicalOf(text);
+    // Bounded: a flood of distinct addresses costs a refill, never unbounded memory.
+    if (canonicalCache.size >= CANONICAL_CACHE_SIZE) canonicalCache.clear();
+    canonicalCache.set(text, canonical);
+  }
+  return canonical === null ? undefined : { family: canonical.family, address: canonical.address };
 }
 
-function canonical(text: string, family: 'ipv4' | 'ipv6'): string {
-  return new net.SocketAddress({ address: text, family }).address;
+/** Text -> its canonical form (null: not an address). Shared, so only ever copied out. */
+const canonicalCache = new Map<string, Readonly<ParsedIp> | null>();
+const CANONICAL_CACHE_SIZE = 1 << 16;
+
+function canonicalOf(text: string): Readonly<ParsedIp> | null {
+  // net.isIPv4 accepts only the dotted quad without leading zeros, which is already canonical; no
+  // SocketAddress (a native object) needed.
+  if (net.isIPv4(text)) return { family: 4, address: text };
+  // Node accepts a zone id; an address with one cannot be a ClusterIP or a pod address.
+  if (net.isIPv6(text) && !text.includes('%')) {
+    return { family: 6, address: new net.SocketAddress({ address: text, family: 'ipv6' }).address };
+  }
+  return null;
 }
 
 /** The address as bytes (4 or 16), for ordering. The input must be a valid address. */

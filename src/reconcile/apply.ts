@@ -9,7 +9,7 @@ export function applyOp(maps: DatapathMaps, state: ProgrammedState, op: Op): voi
   switch (op.kind) {
     case 'put-backend':
       maps.putBackend(op.id, op.backend);
-      state.backends.set(op.id, op.backend);
+      state.setBackend(op.id, op.backend);
       return;
     case 'reset-backend-counters':
       maps.resetBackendCounters(op.id);
@@ -43,7 +43,7 @@ export function applyOp(maps: DatapathMaps, state: ProgrammedState, op: Op): voi
       return;
     case 'delete-backend':
       maps.deleteBackend(op.id, op.backend.family);
-      state.backends.delete(op.id);
+      state.deleteBackend(op.id);
       return;
   }
 }

@@ -48,21 +48,46 @@ export interface Plan {
   problems: PlanProblem[];
 }
 
+interface KnownKey {
+  readonly family: Family;
+  readonly address: string;
+  readonly port: number;
+  readonly protocol: string;
+  readonly key: string;
+}
+
+/**
+ * endpointKey of frontends seen before: desired() with a cache hands over the same Frontend objects
+ * sync after sync, and a key string made once keeps its hash. Checked against the fields, so an
+ * object changed in place is keyed afresh.
+ */
+const frontendKeys = new WeakMap<Frontend, KnownKey>();
+
+function frontendKey(f: Frontend): string {
+  const k = frontendKeys.get(f);
+  if (k && k.address === f.address && k.port === f.port && k.protocol === f.protocol && k.family === f.family) return k.key;
+  const key = endpointKey(f);
+  frontendKeys.set(f, { family: f.family, address: f.address, port: f.port, protocol: f.protocol, key });
+  return key;
+}
+
 class IdPool {
-  readonly #used: Set<number>;
+  readonly #inUse: (id: number) => boolean;
+  readonly #taken = new Set<number>();
   readonly #limit: number;
   #next = 1;
 
-  constructor(used: Iterable<number>, limit: number) {
-    this.#used = new Set(used);
+  /** `inUse` says which ids the state holds; asked lazily, so an unused pool costs nothing. */
+  constructor(inUse: (id: number) => boolean, limit: number) {
+    this.#inUse = inUse;
     this.#limit = limit;
   }
 
   /** The lowest free id, or undefined when all are taken. */
   take(): number | undefined {
-    while (this.#next < this.#limit && this.#used.has(this.#next)) this.#next++;
+    while (this.#next < this.#limit && (this.#taken.has(this.#next) || this.#inUse(this.#next))) this.#next++;
     if (this.#next >= this.#limit) return undefined;
-    this.#used.add(this.#next);
+    this.#taken.add(this.#next);
     return this.#next;
   }
 }
@@ -73,42 +98,71 @@ interface Room {
   backends: Record<Family, number>;
 }
 
-export function plan(desired: readonly DesiredFrontend[], state: ProgrammedState, capacity: Capacity): Plan {
+export interface PlanOptions {
+  /**
+   * Pass over frontends the maps already hold exactly as desired without building their ops (default
+   * true). The plan is the same either way; false exists so tests can prove that.
+   */
+  skipProgrammed?: boolean;
+}
+
+export function plan(desired: readonly DesiredFrontend[], state: ProgrammedState, capacity: Capacity, options: PlanOptions = {}): Plan {
+  const skip = options.skipProgrammed ?? true;
   const wanted = new Map<string, DesiredFrontend>();
   for (const d of desired) {
-    const key = endpointKey(d.frontend);
+    const key = frontendKey(d.frontend);
     if (!wanted.has(key)) wanted.set(key, d);
   }
 
   const changes: FrontendChange[] = [];
   const problems: PlanProblem[] = [];
   const room = roomLeft(state, capacity);
-  const finalSlots = new Map<string, number[]>();
 
   for (const [serviceId, slots] of state.orphanSlots) {
     changes.push({ key: `orphan/${serviceId}`, frontend: undefined, ops: slotDeletes(serviceId, slots) });
     room.slots += slots.size;
   }
+  // Which backends end up unnamed follows from the state's live reference counts: only those named by
+  // the current entries of frontends this plan rewrites or removes (or by none at all) can be.
+  const released = new Map<number, number>();
+  const release = (svc: ProgrammedService): void => {
+    for (let slot = 1; slot <= svc.backendCount; slot++) {
+      const id = svc.slots.get(slot);
+      if (id !== undefined) released.set(id, (released.get(id) ?? 0) + 1);
+    }
+  };
+  /** Backend ids in the final slots of the frontends this plan rewrites (or refuses to). */
+  const kept = new Set<number>();
+  const keep = (ids: readonly number[]): void => {
+    for (const id of ids) kept.add(id);
+  };
+
   for (const [key, svc] of state.services) {
     if (wanted.has(key)) continue;
+    release(svc);
     changes.push({ key, frontend: svc.frontend, ops: removalOps(svc) });
     room.slots += svc.slots.size;
     room.services[svc.frontend.family]++;
   }
 
-  const backendIds = new Map<string, number>();
-  for (const [id, b] of state.backends) backendIds.set(endpointKey(b), id);
-  const backendPool = new IdPool(state.backends.keys(), capacity.backendIds);
-  const servicePool = new IdPool(
-    [...[...state.services.values()].map((s) => s.serviceId), ...state.orphanSlots.keys()],
-    capacity.serviceIds,
-  );
+  // Backends this plan adds, by key; the rest are looked up in the state.
+  const planned = new Map<string, number>();
+  const backendPool = new IdPool((id) => state.backends.has(id), capacity.backendIds);
+  const servicePool = new IdPool((id) => state.byId(id) !== undefined || state.orphanSlots.has(id), capacity.serviceIds);
+  const exactIds = !state.hasDuplicateBackends();
 
   for (const [key, d] of wanted) {
     const current = state.services.get(key);
+    // (With a room already overdrawn the slow path refuses even an unchanged frontend: let it.)
+    const roomOk = room.slots >= 0 && room.backends[4] >= 0 && room.backends[6] >= 0;
+    if (skip && current && exactIds && roomOk && isProgrammed(current, d, state)) {
+      // Nothing to write, and its backends stay named: the common case, checked without building keys or ops.
+      continue;
+    }
+    if (current) release(current);
     const refuse = (code: ErrorCode, message: string) => {
       problems.push({ key, service: d.service, code, message });
-      if (current) finalSlots.set(key, liveBackendIds(current));
+      if (current) keep(liveBackendIds(current));
     };
 
     // New backend ids become visible to later frontends only once this frontend is accepted.
@@ -118,7 +172,7 @@ export function plan(desired: readonly DesiredFrontend[], state: ProgrammedState
     const newBackends = { 4: 0, 6: 0 };
     for (const b of d.backends) {
       const bkey = endpointKey(b);
-      let id = backendIds.get(bkey) ?? pending.get(bkey);
+      let id = planned.get(bkey) ?? state.backendIdOf(bkey) ?? pending.get(bkey);
       if (id === undefined) {
         newBackends[b.family]++;
         id = backendPool.take();
@@ -167,18 +221,72 @@ export function plan(desired: readonly DesiredFrontend[], state: ProgrammedState
     room.backends[4] -= newBackends[4];
     room.backends[6] -= newBackends[6];
     if (!current) room.services[d.frontend.family]--;
-    for (const [bkey, id] of pending) backendIds.set(bkey, id);
-    finalSlots.set(key, layout.final);
+    for (const [bkey, id] of pending) planned.set(bkey, id);
+    keep(layout.final);
     if (ops.length > 0) changes.push({ key, frontend: d.frontend, service: d.service, ops });
   }
 
-  const referenced = new Set<number>();
-  for (const ids of finalSlots.values()) for (const id of ids) referenced.add(id);
-  const backendDeletes: Op[] = [];
-  for (const [id, backend] of state.backends) {
-    if (!referenced.has(id)) backendDeletes.push({ kind: 'delete-backend', id, backend });
-  }
+  const candidates = new Set<number>(state.unreferencedBackends());
+  for (const id of released.keys()) candidates.add(id);
+  const backendDeletes: Op[] = [...candidates]
+    .filter((id) => state.backends.has(id) && !kept.has(id) && state.liveRefs(id) - (released.get(id) ?? 0) <= 0)
+    .sort((a, b) => state.compareBackendIds(a, b))
+    .map((id) => ({ kind: 'delete-backend', id, backend: state.backends.get(id)! }));
   return { changes, backendDeletes, problems };
+}
+
+/**
+ * Whether the maps already hold `d` exactly as the slow path would leave them with no write: its
+ * backends, each under the id the state gives its key, in slots 1..n with no slot above, and the same
+ * flags. Compares backend fields directly (no keys built); with duplicate backend ids in the state
+ * (adopted maps) the caller takes the slow path instead.
+ */
+function isProgrammed(current: ProgrammedService, d: DesiredFrontend, state: ProgrammedState): boolean {
+  const n = d.backends.length;
+  const affinityTimeout = d.affinityTimeoutSeconds ?? 0;
+  const flags = affinityTimeout > 0 ? ServiceFlags.affinity : 0;
+  if (current.backendCount !== n || current.slots.size !== n || current.flags !== flags || current.affinityTimeout !== affinityTimeout) {
+    return false;
+  }
+  if (n > SMALL) return isProgrammedLarge(current, d, state);
+  // Each slot holds a distinct id whose backend matches a distinct wanted backend, so none is missing.
+  let used = 0;
+  for (let slot = 1; slot <= n; slot++) {
+    const id = current.slots.get(slot);
+    const b = id === undefined ? undefined : state.backends.get(id);
+    if (!b) return false;
+    for (let earlier = 1; earlier < slot; earlier++) if (current.slots.get(earlier) === id) return false;
+    let found = -1;
+    for (let j = 0; j < n; j++) {
+      if ((used & (1 << j)) === 0 && sameBackend(b, d.backends[j]!)) {
+        found = j;
+        break;
+      }
+    }
+    if (found < 0) return false;
+    used |= 1 << found;
+  }
+  return true;
+}
+
+const SMALL = 16;
+
+function isProgrammedLarge(current: ProgrammedService, d: DesiredFrontend, state: ProgrammedState): boolean {
+  const want = new Set<number>();
+  for (const b of d.backends) {
+    const id = state.backendIdOf(endpointKey(b));
+    if (id === undefined || want.has(id)) return false;
+    want.add(id);
+  }
+  for (let slot = 1; slot <= d.backends.length; slot++) {
+    const id = current.slots.get(slot);
+    if (id === undefined || !want.delete(id)) return false;
+  }
+  return want.size === 0;
+}
+
+function sameBackend(a: Backend, b: Backend): boolean {
+  return a.address === b.address && a.port === b.port && a.protocol === b.protocol && a.family === b.family;
 }
 
 function roomLeft(state: ProgrammedState, capacity: Capacity): Room {

@@ -52,9 +52,9 @@ export class Reconciler {
       }
     }
     const removedBackends: Backend[] = [];
-    const referenced = this.#referencedBackends();
     for (const op of p.backendDeletes) {
-      if (op.kind !== 'delete-backend' || referenced.has(op.id)) continue;
+      // A slot whose delete failed still names its backend: keep that backend.
+      if (op.kind !== 'delete-backend' || this.#state.isReferenced(op.id)) continue;
       try {
         applyOp(this.#maps, this.#state, op);
         writes++;
@@ -64,13 +64,6 @@ export class Reconciler {
       }
     }
     return { writes, removedBackends, problems };
-  }
-
-  #referencedBackends(): Set<number> {
-    const ids = new Set<number>();
-    for (const svc of this.#state.services.values()) for (const id of svc.slots.values()) ids.add(id);
-    for (const slots of this.#state.orphanSlots.values()) for (const id of slots.values()) ids.add(id);
-    return ids;
   }
 }
 

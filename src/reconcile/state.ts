@@ -16,13 +16,25 @@ export interface ProgrammedService {
 export class ProgrammedState {
   /** By endpointKey(frontend). */
   readonly services = new Map<string, ProgrammedService>();
-  readonly backends = new Map<number, Backend>();
+  /** By backend id; change it through setBackend and deleteBackend, which keep the indexes. */
+  readonly backends: ReadonlyMap<number, Backend> = new Map<number, Backend>();
   /**
    * Slots in the map whose service entry is absent: written for a service whose entry write then
    * failed, or left by a removal that was interrupted. Invisible to the datapath; deleted next time.
    */
   readonly orphanSlots = new Map<number, Map<number, number>>();
   readonly #keyById = new Map<number, string>();
+  /** endpointKey(backend) -> the id holding it, or the ids in the order they entered `backends`. */
+  readonly #idsByKey = new Map<string, number | number[]>();
+  /** Backend id -> how many slots (of services and orphans, at any slot number) name it. */
+  readonly #slotRefs = new Map<number, number>();
+  /** Backend id -> how many live slots (1..backendCount of a service entry) name it. */
+  readonly #liveRefs = new Map<number, number>();
+  /** Ids in `backends` that no live slot names. */
+  readonly #unreferenced = new Set<number>();
+  /** Backend id -> when it entered `backends`, to list ids in that order without walking them all. */
+  readonly #entered = new Map<number, number>();
+  #entries = 0;
 
   /** Adopts what pinned maps hold, so a restarted agent continues instead of starting over. */
   static fromDump(dump: MapsDump): ProgrammedState {
@@ -31,8 +43,100 @@ export class ProgrammedState {
       state.setService({ frontend, ...entry, slots: new Map() });
     }
     for (const s of dump.slots) state.setSlot(s.serviceId, s.slot, s.backendId);
-    for (const { id, backend } of dump.backends) state.backends.set(id, backend);
+    for (const { id, backend } of dump.backends) state.setBackend(id, backend);
     return state;
+  }
+
+  setBackend(id: number, backend: Backend): void {
+    const backends = this.backends as Map<number, Backend>;
+    const previous = backends.get(id);
+    backends.set(id, backend);
+    if (previous === undefined) {
+      this.#entered.set(id, this.#entries++);
+      if (!this.#liveRefs.has(id)) this.#unreferenced.add(id);
+      this.#index(endpointKey(backend), id);
+    } else if (endpointKey(previous) !== endpointKey(backend)) {
+      // An id rewritten with another backend keeps its place in `backends`: rebuild the index in that order.
+      this.#idsByKey.clear();
+      for (const [i, b] of backends) this.#index(endpointKey(b), i);
+    }
+  }
+
+  #index(key: string, id: number): void {
+    const ids = this.#idsByKey.get(key);
+    if (ids === undefined) this.#idsByKey.set(key, id);
+    else if (typeof ids === 'number') this.#idsByKey.set(key, [ids, id]);
+    else ids.push(id);
+  }
+
+  deleteBackend(id: number): void {
+    const backends = this.backends as Map<number, Backend>;
+    const previous = backends.get(id);
+    if (previous === undefined) return;
+    backends.delete(id);
+    this.#entered.delete(id);
+    this.#unreferenced.delete(id);
+    const key = endpointKey(previous);
+    const ids = this.#idsByKey.get(key);
+    if (ids === id) this.#idsByKey.delete(key);
+    else if (Array.isArray(ids)) {
+      const at = ids.indexOf(id);
+      if (at >= 0) ids.splice(at, 1);
+      if (ids.length === 1) this.#idsByKey.set(key, ids[0]!);
+    }
+  }
+
+  /**
+   * The id holding a backend with this endpointKey; when several do (maps adopted from an
+   * interrupted agent), the last to enter `backends`, as a map built by iterating it would say.
+   */
+  backendIdOf(key: string): number | undefined {
+    const ids = this.#idsByKey.get(key);
+    return typeof ids === 'number' ? ids : ids?.at(-1);
+  }
+
+  /** Whether some backend is held by more than one id. */
+  hasDuplicateBackends(): boolean {
+    return this.#idsByKey.size !== this.backends.size;
+  }
+
+  /** Whether any slot, of a service or an orphan, names this backend id. */
+  isReferenced(backendId: number): boolean {
+    return (this.#slotRefs.get(backendId) ?? 0) > 0;
+  }
+
+  /** How many live slots (1..backendCount of a service entry) name this backend id. */
+  liveRefs(backendId: number): number {
+    return this.#liveRefs.get(backendId) ?? 0;
+  }
+
+  /** Backend ids that no live slot names (normally none between reconciles). */
+  unreferencedBackends(): ReadonlySet<number> {
+    return this.#unreferenced;
+  }
+
+  /** Orders backend ids as `backends` iterates them. */
+  compareBackendIds(a: number, b: number): number {
+    return (this.#entered.get(a) ?? Infinity) - (this.#entered.get(b) ?? Infinity);
+  }
+
+  #live(backendId: number, by: number): void {
+    const n = (this.#liveRefs.get(backendId) ?? 0) + by;
+    if (n > 0) this.#liveRefs.set(backendId, n);
+    else this.#liveRefs.delete(backendId);
+    if (!this.backends.has(backendId)) return;
+    if (n > 0) this.#unreferenced.delete(backendId);
+    else this.#unreferenced.add(backendId);
+  }
+
+  #liveSlots(svc: ProgrammedService, by: number): void {
+    for (const [slot, id] of svc.slots) if (slot >= 1 && slot <= svc.backendCount) this.#live(id, by);
+  }
+
+  #ref(backendId: number, by: number): void {
+    const n = (this.#slotRefs.get(backendId) ?? 0) + by;
+    if (n > 0) this.#slotRefs.set(backendId, n);
+    else this.#slotRefs.delete(backendId);
   }
 
   byId(serviceId: number): ProgrammedService | undefined {
@@ -44,6 +148,13 @@ export class ProgrammedState {
     const key = endpointKey(svc.frontend);
     const previous = this.services.get(key);
     if (previous && previous.serviceId !== svc.serviceId) this.#keyById.delete(previous.serviceId);
+    if (previous?.slots !== svc.slots) {
+      // Slots of an entry replaced by one with other slots leave the state; the new ones enter it.
+      if (previous) for (const id of previous.slots.values()) this.#ref(id, -1);
+      for (const id of svc.slots.values()) this.#ref(id, 1);
+    }
+    if (previous) this.#liveSlots(previous, -1);
+    this.#liveSlots(svc, 1);
     this.services.set(key, svc);
     this.#keyById.set(svc.serviceId, key);
   }
@@ -55,6 +166,7 @@ export class ProgrammedState {
     if (!svc) return;
     this.services.delete(key);
     this.#keyById.delete(svc.serviceId);
+    this.#liveSlots(svc, -1);
     if (svc.slots.size > 0) this.orphanSlots.set(svc.serviceId, svc.slots);
   }
 
@@ -62,29 +174,36 @@ export class ProgrammedState {
   takeSlots(serviceId: number): Map<number, number> {
     const slots = this.orphanSlots.get(serviceId) ?? new Map<number, number>();
     this.orphanSlots.delete(serviceId);
+    // They leave the state until setService puts them back under their entry (which counts them again).
+    for (const id of slots.values()) this.#ref(id, -1);
     return slots;
   }
 
   setSlot(serviceId: number, slot: number, backendId: number): void {
     const svc = this.byId(serviceId);
-    if (svc) {
-      svc.slots.set(slot, backendId);
-      return;
-    }
-    let slots = this.orphanSlots.get(serviceId);
+    let slots = svc?.slots ?? this.orphanSlots.get(serviceId);
     if (!slots) this.orphanSlots.set(serviceId, (slots = new Map()));
+    const previous = slots.get(slot);
+    const live = svc !== undefined && slot >= 1 && slot <= svc.backendCount;
+    if (previous !== undefined) {
+      this.#ref(previous, -1);
+      if (live) this.#live(previous, -1);
+    }
     slots.set(slot, backendId);
+    this.#ref(backendId, 1);
+    if (live) this.#live(backendId, 1);
   }
 
   deleteSlot(serviceId: number, slot: number): void {
     const svc = this.byId(serviceId);
-    if (svc) {
-      svc.slots.delete(slot);
-      return;
+    const slots = svc ? svc.slots : this.orphanSlots.get(serviceId);
+    const previous = slots?.get(slot);
+    if (previous !== undefined) {
+      this.#ref(previous, -1);
+      if (svc && slot >= 1 && slot <= svc.backendCount) this.#live(previous, -1);
     }
-    const slots = this.orphanSlots.get(serviceId);
     slots?.delete(slot);
-    if (slots?.size === 0) this.orphanSlots.delete(serviceId);
+    if (!svc && slots?.size === 0) this.orphanSlots.delete(serviceId);
   }
 }
 

@@ -2,7 +2,7 @@ import type { V1Service } from '@kubernetes/client-node';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { LastGood } from '../../../src/agent/last-good.ts';
-import { desired } from '../../../src/model/desired.ts';
+import { desired, DesiredCache } from '../../../src/model/desired.ts';
 import { service, slice } from '../../support/objects.ts';
 
 const slices = [slice({ service: 'web', ports: [{ name: 'http', port: 8080 }], endpoints: [{ address: '10.244.0.11' }] })];
@@ -37,6 +37,22 @@ test('a service deleted while rejected is gone, and a fixed one replaces the kep
   lastGood.resolve([good], compute);
   const moved = service({ name: 'web', clusterIPs: ['10.96.0.12'], ports: [{ name: 'http', port: 80, targetPort: 8080 }] });
   assert.equal(frontends(lastGood.resolve([moved], compute)), ['web 10.96.0.12:80']);
+});
+
+test('the kept version holds through several rejected syncs, with a desired cache, until a fix replaces it', () => {
+  const cache = new DesiredCache();
+  const cached = (services: V1Service[]) => desired(services, slices, { name: 'node-a' }, { cache });
+  const lastGood = new LastGood();
+  lastGood.resolve([good, other], cached);
+  const bad = broken(good);
+  for (let i = 0; i < 3; i++) {
+    const table = lastGood.resolve([bad, other], cached);
+    assert.equal(frontends(table), ['web 10.96.0.10:80', 'other 10.96.0.11:81']);
+    assert.equal(table, { ...compute([good, other]), problems: compute([bad, other]).problems });
+  }
+  const moved = service({ name: 'web', clusterIPs: ['10.96.0.12'], ports: [{ name: 'http', port: 80, targetPort: 8080 }] });
+  assert.equal(frontends(lastGood.resolve([moved, other], cached)), ['other 10.96.0.11:81', 'web 10.96.0.12:80']);
+  assert.equal(frontends(lastGood.resolve([bad, other], cached)), ['other 10.96.0.11:81', 'web 10.96.0.12:80']);
 });
 
 test.run();

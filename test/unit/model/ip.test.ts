@@ -1,5 +1,6 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
+import * as net from 'node:net';
 import { compareIp, ipBytes, parseIp } from '../../../src/model/ip.ts';
 
 test('parseIp reads IPv4 and IPv6 and gives the canonical form', () => {
@@ -24,6 +25,27 @@ test('ipBytes expands compressed IPv6 and embedded IPv4', () => {
 test('compareIp orders numerically, IPv4 before IPv6', () => {
   const sorted = ['fd00::10', '10.0.0.10', 'fd00::9', '10.0.0.9', '9.0.0.1'].sort(compareIp);
   assert.equal(sorted, ['9.0.0.1', '10.0.0.9', '10.0.0.10', 'fd00::9', 'fd00::10']);
+});
+
+test('parseIp gives what net.SocketAddress prints, also when asked again (cached)', () => {
+  let seed = 7;
+  const next = (n: number): number => ((seed = (seed * 1103515245 + 12345) >>> 0) >>> 8) % n;
+  for (let i = 0; i < 2000; i++) {
+    const v4 = [0, 1, 2, 3].map(() => String(next(256))).join('.');
+    const v6 = Array.from({ length: 8 }, () => (next(3) === 0 ? '0' : next(65536).toString(16).toUpperCase())).join(':');
+    for (const [text, family] of [[v4, 'ipv4'], [v6, 'ipv6']] as const) {
+      const want = new net.SocketAddress({ address: text, family }).address;
+      for (let k = 0; k < 2; k++) assert.equal(parseIp(text), { family: family === 'ipv4' ? 4 : 6, address: want }, text);
+    }
+  }
+});
+
+test('parseIp hands out a fresh object each time, so a caller changing one changes no other', () => {
+  const a = parseIp('10.0.0.1')!;
+  a.address = 'changed';
+  assert.equal(parseIp('10.0.0.1'), { family: 4, address: '10.0.0.1' });
+  assert.is(parseIp('010.0.0.1'), undefined);
+  assert.is(parseIp('010.0.0.1'), undefined);
 });
 
 test.run();
