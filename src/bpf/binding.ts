@@ -5,13 +5,16 @@
 import { readFileSync, readlinkSync, unlinkSync } from 'node:fs';
 import { constants } from 'node:os';
 import { getSystemErrorMap, getSystemErrorName } from 'node:util';
-import { native, type BatchResult, type NativeBpfObject, type NativeFd, type Status } from './native.ts';
+import { ipv4ToBytes, ipv6ToBytes } from '../datapath/ip-bytes.ts';
+import { native, type BatchResult, type NativeBpfObject, type NativeFd, type NativeUdpTarget, type Status } from './native.ts';
 
 // The statuses this wrapper reacts to or makes, negative as the addon returns them.
 const EBADF = -constants.errno.EBADF;
 const EINVAL = -constants.errno.EINVAL;
 const ENOENT = -constants.errno.ENOENT;
 const ENOSPC = -constants.errno.ENOSPC;
+/** The kernel's internal ENOTSUPP (no libc name): a map type without batch ops. */
+const ENOTSUPP = -524;
 const ENODATA = -constants.errno.ENODATA;
 
 /** A failed libbpf or bpf() call. */
@@ -231,6 +234,8 @@ export class BpfMap {
       const keys = Buffer.alloc(want * this.keySize);
       const values = Buffer.alloc(want * this.valueBufferSize);
       const [rc, count]: BatchResult = native.mapLookupBatch(fd, cursor ?? null, nextCursor, keys, values, want);
+      // Per-CPU arrays have batch ops only since Linux 5.13: page through them a key at a time.
+      if (rc === ENOTSUPP) return this.#lookupByKeys(fd, cursor, maxCount);
       if (rc === ENOSPC && count === 0) continue;
       if (rc !== ENOENT) check(rc, 'bpf_map_lookup_batch');
       return {
@@ -240,6 +245,26 @@ export class BpfMap {
         nextCursor: rc === ENOENT ? undefined : nextCursor,
       };
     }
+  }
+
+  /** lookupBatch's page, read with get_next_key and lookup: the cursor is the last key returned. */
+  #lookupByKeys(fd: number, cursor: Buffer | undefined, maxCount: number): BatchPage {
+    const keys = Buffer.alloc(maxCount * this.keySize);
+    const values = Buffer.alloc(maxCount * this.valueBufferSize);
+    let prev: Buffer | null = cursor ?? null;
+    let count = 0;
+    while (count < maxCount) {
+      const key = keys.subarray(count * this.keySize, (count + 1) * this.keySize);
+      const rc = native.mapGetNextKey(fd, prev, key);
+      if (rc === ENOENT) return { keys: keys.subarray(0, count * this.keySize), values: values.subarray(0, count * this.valueBufferSize), count, nextCursor: undefined };
+      check(rc, 'bpf_map_get_next_key');
+      const lrc = native.mapLookup(fd, key, values.subarray(count * this.valueBufferSize, (count + 1) * this.valueBufferSize));
+      prev = key;
+      if (lrc === ENOENT) continue; // deleted meanwhile (hash maps only)
+      check(lrc, 'bpf_map_lookup_elem');
+      count++;
+    }
+    return { keys, values, count, nextCursor: Buffer.from(prev!) };
   }
 
   /** Every entry, read with lookupBatch pages. */
@@ -518,4 +543,48 @@ export interface StatsHandle {
 export function enableRunTimeStats(): StatsHandle {
   const fd = check(native.enableRunTimeStats(), 'bpf_enable_stats');
   return { close: () => fd.close() };
+}
+
+/** A backend whose connected UDP sockets are to end. */
+export interface UdpPeer {
+  family: 4 | 6;
+  /** An IP literal of the family, or its network-order bytes (4 or 16). */
+  address: string | Buffer;
+  port: number;
+}
+
+export interface UdpDestroyResult {
+  /** Sockets ended (their owners' next recv/send fails with ECONNABORTED). */
+  destroyed: number;
+  /** Sockets that matched but whose SOCK_DESTROY failed (other than being closed meanwhile). */
+  errors: number;
+}
+
+function nativeUdpTarget(peer: UdpPeer, i: number): NativeUdpTarget {
+  const { family, address, port } = peer;
+  if (family !== 4 && family !== 6) throw new RangeError(`targets[${i}].family must be 4 or 6`);
+  if (!Number.isInteger(port) || port < 1 || port > 65535) throw new RangeError(`targets[${i}].port must be 1..65535`);
+  let bytes: Buffer;
+  if (Buffer.isBuffer(address)) bytes = address;
+  else if (typeof address === 'string') bytes = family === 4 ? ipv4ToBytes(address) : ipv6ToBytes(address);
+  else throw new TypeError(`targets[${i}].address must be a string or a Buffer`);
+  if (bytes.length !== (family === 4 ? 4 : 16)) {
+    throw new RangeError(`targets[${i}].address holds ${bytes.length} bytes, not an IPv${family} address`);
+  }
+  return { family, address: bytes, port };
+}
+
+/**
+ * Ends the UDP sockets connected to any of targets through sock_diag's SOCK_DESTROY, as `ss -K`
+ * does: the fallback for kernels without the bpf_sock_destroy kfunc (before 6.5). An IPv4 target
+ * also ends dual-stack IPv6 sockets connected to its ::ffff:a.b.c.d form. Works in the caller's
+ * netns, or in netnsPath (/proc/PID/ns/net, /run/netns/NAME) entered on a short-lived thread.
+ *
+ * Throws a BpfError (operation 'sock_diag') with code 'EOPNOTSUPP' when the kernel has no
+ * SOCK_DESTROY (CONFIG_INET_DIAG_DESTROY off), 'EPERM' without CAP_NET_ADMIN over the netns,
+ * 'ENOENT' when netnsPath is missing or the kernel has no UDP sock_diag (CONFIG_INET_UDP_DIAG off).
+ */
+export function destroyUdpSockets(targets: readonly UdpPeer[], netnsPath?: string): UdpDestroyResult {
+  const list = targets.map(nativeUdpTarget);
+  return check(native.destroyUdpSockets(list, netnsPath), 'sock_diag', netnsPath);
 }

@@ -54,6 +54,18 @@ export interface NativeBpfObject {
   close(): void;
 }
 
+/** A peer whose connected UDP sockets destroyUdpSockets() ends; address in network order (4 or 16 bytes). */
+export interface NativeUdpTarget {
+  family: 4 | 6;
+  address: Buffer;
+  port: number;
+}
+
+export interface NativeDestroyCounts {
+  destroyed: number;
+  errors: number;
+}
+
 /** [status, elements done]. */
 export type BatchResult = [Status, number];
 
@@ -78,6 +90,7 @@ export interface Native {
   progInfo(fd: number): NativeProgInfo | Status;
   progGetFdById(id: number): NativeFd | Status;
   enableRunTimeStats(): NativeFd | Status;
+  destroyUdpSockets(targets: readonly NativeUdpTarget[], netnsPath?: string): NativeDestroyCounts | Status;
   BpfObject: new () => NativeBpfObject;
 }
 

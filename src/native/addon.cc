@@ -1,5 +1,6 @@
 // Module entry of the libbpf addon, and the capture of libbpf's own messages.
 #include "common.h"
+#include "sock_diag.h"
 
 #include <bpf/libbpf.h>
 
@@ -65,6 +66,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports)
 	InitMap(env, exports);
 	InitObject(env, exports);
 	InitLink(env, exports);
+	InitSockDiag(env, exports);
 	exports.Set("takeLog", Napi::Function::New<TakeLog>(env, "takeLog"));
 	exports.Set("possibleCpus", Napi::Function::New<PossibleCpus>(env, "possibleCpus"));
 	return exports;
