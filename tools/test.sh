@@ -34,6 +34,8 @@ if tsc -p tsconfig.json; then passed=$((passed + 1)); else failed=$((failed + 1)
 run_suite "unit tests" uvu test/unit '\.test\.ts$'
 # Bounded: a kernel test that hangs must fail the run, not eat CI's time.
 run_suite "kernel tests" timeout --kill-after=30 2400 uvu test/kernel '\.test\.ts$'
+# The 6.1 column of the QEMU kernel matrix (docs/lab.md): the datapath on Debian 12's kernel.
+run_suite "kernel tests on Linux 6.1 (QEMU)" timeout --kill-after=30 1500 bash tools/lab/run.sh --kernels 6.1 --ci
 
 echo "$passed passed, $failed failed"
 exit $status

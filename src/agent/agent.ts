@@ -4,7 +4,7 @@ import type { V1EndpointSlice, V1Service } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import { KernelMaps } from '../datapath/kernel-maps.ts';
 import { formatProblem, type ObjectProblem } from '../errors.ts';
-import { desired } from '../model/desired.ts';
+import { desired, DesiredCache } from '../model/desired.ts';
 import type { DesiredTable, NodeInfo } from '../model/types.ts';
 import type { PlanProblem } from '../reconcile/plan.ts';
 import { Reconciler } from '../reconcile/reconciler.ts';
@@ -26,7 +26,10 @@ export interface AgentStatus {
   frontends: number;
   objectProblems: ObjectProblem[];
   programProblems: PlanProblem[];
-  destroyUnavailable: string | undefined;
+  /** How UDP sockets of removed backends are destroyed: 'bpf_sock_destroy' (Linux 6.5+) or 'sock_diag'. */
+  destroyMethod: 'bpf_sock_destroy' | 'sock_diag';
+  /** errno of a connect()/sendmsg() to a service without backends; 0: the kernel has no bpf_set_retval, callers see EPERM. */
+  refuseErrno: number;
 }
 
 /** Told about each reconcile: the metrics implement it. */
@@ -45,6 +48,12 @@ export class Agent {
   readonly #options: AgentOptions;
   readonly #log: Logger;
   readonly #lastGood = new LastGood();
+  /**
+   * Per-object work reused between syncs: the sources hand over arrays in which unchanged objects are
+   * the same instances (the informer caches replace an object when it changes, never edit it), so a
+   * sync recomputes only the services whose object, slices or node facts changed.
+   */
+  readonly #desiredCache = new DesiredCache();
   #node: NodeInfo;
   #syncListeners: ((table: DesiredTable) => void)[] = [];
   #services: V1Service[] = [];
@@ -72,7 +81,10 @@ export class Agent {
     if (this.datapath.adopted) {
       this.#log.info({ frontends: this.reconciler.state.services.size }, 'adopted the pinned datapath of an earlier agent');
     }
-    if (this.datapath.destroyUnavailable) this.#log.warn(this.datapath.destroyUnavailable);
+    if (this.datapath.bpfDestroyUnavailable) {
+      this.#log.info(`UDP sockets of removed backends are destroyed through sock_diag: ${this.datapath.bpfDestroyUnavailable}`);
+    }
+    if (this.datapath.refuseErrno === 0) this.#log.warn('no bpf_set_retval in this kernel (Linux < 5.18): a connect() to a service without backends fails with EPERM, not ECONNREFUSED');
   }
 
   /**
@@ -104,12 +116,13 @@ export class Agent {
     this.#lastRun = Date.now();
     this.#dirty = false;
     const started = process.hrtime.bigint();
-    const table = this.#lastGood.resolve(this.#services, (s) => desired(s, this.#slices, this.#node));
+    const cache = this.#desiredCache;
+    const table = this.#lastGood.resolve(this.#services, (s) => desired(s, this.#slices, this.#node, { cache }));
     this.#table = table;
     const result = this.reconciler.reconcile(table.frontends);
     this.#programProblems = result.problems;
     this.#report([...this.#sourceProblems, ...table.problems], result.problems);
-    if (result.removedBackends.length > 0 && this.datapath.destroyer) {
+    if (result.removedBackends.length > 0) {
       const destroyed = this.datapath.destroyer.destroy(result.removedBackends);
       if (destroyed.destroyed > 0) this.#log.info(destroyed, 'destroyed UDP sockets of removed backends');
       for (const [ns, message] of Object.entries(destroyed.failures)) {
@@ -179,7 +192,8 @@ export class Agent {
       frontends: this.reconciler.state.services.size,
       objectProblems: [...this.#sourceProblems, ...this.#table.problems],
       programProblems: this.#programProblems,
-      destroyUnavailable: this.datapath.destroyUnavailable,
+      destroyMethod: this.datapath.destroyer.method,
+      refuseErrno: this.datapath.refuseErrno,
     };
   }
 

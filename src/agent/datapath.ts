@@ -9,8 +9,9 @@ import { ABI_VERSION, DESTROY_MAPS, encode, Layouts, MapNames, SOCK_MAPS, type M
 import type { ServiceMapSet } from '../datapath/kernel-maps.ts';
 import type { Capacity } from '../datapath/maps.ts';
 import { ErrorCodes, SocklbError } from '../errors.ts';
+import { planDatapath, probeFeatures, type Features } from './features.ts';
 import { bpffsRootOf, cgroupId, ensureBpffs } from './host.ts';
-import { SocketDestroyer } from './socket-destroyer.ts';
+import { SockDiagDestroyer, SocketDestroyer, type UdpSocketDestroyer } from './socket-destroyer.ts';
 
 const OBJECT_DIR = resolve(dirname(fileURLToPath(import.meta.url)), '../../bpf/out');
 export const SOCK_OBJECT = join(OBJECT_DIR, 'sock.bpf.o');
@@ -40,6 +41,8 @@ export interface DatapathOptions {
   reverseEntries: number;
   /** Entries of the session-affinity LRU map (one per client and affinity service). */
   affinityEntries?: number;
+  /** What the kernel offers (default: probed from its BTF, src/agent/features.ts). */
+  features?: Features;
 }
 
 export const DEFAULT_CAPACITY: Capacity = {
@@ -75,9 +78,15 @@ function mapSizes(o: DatapathOptions): Record<MapName, number> {
 export class Datapath {
   readonly maps: ServiceMapSet;
   readonly options: DatapathOptions;
-  readonly destroyer: SocketDestroyer | undefined;
-  /** Why UDP sockets of removed backends cannot be destroyed on this kernel, if they cannot. */
-  readonly destroyUnavailable: string | undefined;
+  /** Ends UDP sockets still connected to removed backends. */
+  readonly destroyer: UdpSocketDestroyer;
+  /** Why the BPF way of destroying sockets is not used here (sock_diag is), if it is not. */
+  readonly bpfDestroyUnavailable: string | undefined;
+  /**
+   * errno a connect()/sendmsg() to a service without backends gets: ECONNREFUSED, or 0 where the
+   * kernel has no bpf_set_retval (before 5.18) and the caller sees the hook's default, EPERM.
+   */
+  readonly refuseErrno: number;
   /** True when every hook was already attached by an earlier agent and was taken over. */
   readonly adopted: boolean;
   readonly #objects: BpfObject[];
@@ -85,20 +94,25 @@ export class Datapath {
   private constructor(init: {
     maps: ServiceMapSet;
     options: DatapathOptions;
-    destroyer: SocketDestroyer | undefined;
-    destroyUnavailable: string | undefined;
+    destroyer: UdpSocketDestroyer;
+    bpfDestroyUnavailable: string | undefined;
+    refuseErrno: number;
     adopted: boolean;
     objects: BpfObject[];
   }) {
     this.maps = init.maps;
     this.options = init.options;
     this.destroyer = init.destroyer;
-    this.destroyUnavailable = init.destroyUnavailable;
+    this.bpfDestroyUnavailable = init.bpfDestroyUnavailable;
+    this.refuseErrno = init.refuseErrno;
     this.adopted = init.adopted;
     this.#objects = init.objects;
   }
 
   static open(options: DatapathOptions): Datapath {
+    // Decided before anything touches the kernel: a missing hook is one clear error, not a verifier dump.
+    const plan = planDatapath(options.features ?? probeFeatures());
+    if (plan.unsupported) throw new SocklbError(ErrorCodes.HOST, plan.unsupported);
     prepareBpffs(options.bpffs);
     mkdirSync(join(options.bpffs, 'maps'), { recursive: true });
     mkdirSync(join(options.bpffs, 'links'), { recursive: true });
@@ -110,32 +124,38 @@ export class Datapath {
       if (rodata?.length !== Layouts.config.size) {
         throw new SocklbError(ErrorCodes.BPF, `${SOCK_OBJECT}: .rodata is ${rodata?.length} bytes, expected struct socklb_config alone`);
       }
-      obj.setInitialValue('.rodata', encode(Layouts.config, { abi_version: ABI_VERSION, refuse_errno: ECONNREFUSED }));
+      // refuse_errno 0 makes the bpf_set_retval call dead code, which the verifier drops: kernels
+      // before 5.18 do not know the helper and would reject the program.
+      obj.setInitialValue('.rodata', encode(Layouts.config, { abi_version: ABI_VERSION, refuse_errno: plan.refuseErrno }));
     });
     const adopted = attachHooks(sock, options);
     const maps = {} as ServiceMapSet;
     for (const name of SOCK_MAPS) maps[name] = sock.map(name);
 
+    // The BPF way where the kernel has bpf_sock_destroy, sock_diag's SOCK_DESTROY elsewhere.
     let destroy: BpfObject | undefined;
-    let destroyer: SocketDestroyer | undefined;
-    let destroyUnavailable: string | undefined;
-    try {
-      destroy = loadObject(DESTROY_OBJECT, options.bpffs, DESTROY_MAPS, sizes, () => {});
-      destroyer = new SocketDestroyer(
-        destroy.attachIter('sock_destroy_udp'),
-        destroy.map(MapNames.lb4Destroy),
-        destroy.map(MapNames.lb6Destroy),
-      );
-    } catch (err) {
-      destroy?.close();
-      destroy = undefined;
-      destroyUnavailable = `UDP sockets of removed backends cannot be destroyed on this kernel (bpf_sock_destroy needs Linux 6.5): ${(err as Error).message.split('\n')[0]}`;
+    let destroyer: UdpSocketDestroyer = new SockDiagDestroyer();
+    let bpfDestroyUnavailable = plan.destroyUnavailable;
+    if (plan.socketDestroy) {
+      try {
+        destroy = loadObject(DESTROY_OBJECT, options.bpffs, DESTROY_MAPS, sizes, () => {});
+        destroyer = new SocketDestroyer(
+          destroy.attachIter('sock_destroy_udp'),
+          destroy.map(MapNames.lb4Destroy),
+          destroy.map(MapNames.lb6Destroy),
+        );
+      } catch (err) {
+        destroy?.close();
+        destroy = undefined;
+        bpfDestroyUnavailable = `${DESTROY_OBJECT} did not load: ${(err as Error).message.split('\n')[0]}`;
+      }
     }
     return new Datapath({
       maps,
       options,
       destroyer,
-      destroyUnavailable,
+      bpfDestroyUnavailable,
+      refuseErrno: plan.refuseErrno,
       adopted,
       objects: destroy ? [sock, destroy] : [sock],
     });
@@ -143,13 +163,11 @@ export class Datapath {
 
   /** Closes our fds; pinned maps and links stay, so the datapath keeps working without us. */
   close(): void {
-    this.destroyer?.close();
+    this.destroyer.close();
     for (const m of Object.values(this.maps)) m.close();
     for (const o of this.#objects) o.close();
   }
 }
-
-const ECONNREFUSED = 111;
 
 function prepareBpffs(dir: string): void {
   if (bpffsRootOf(dir)) return;

@@ -1,21 +1,54 @@
 // Ends UDP sockets still connected to backends that were removed: a connected UDP socket keeps the
 // backend address connect() gave it, so without this a DNS client stays stuck on a dead backend.
+// Two ways, the same result: a BPF socket iterator calling bpf_sock_destroy (Linux 6.5+, the
+// filtering done in the kernel), or sock_diag's SOCK_DESTROY (any kernel with INET_DIAG_DESTROY).
 
 import { readdirSync, statSync } from 'node:fs';
-import { readIterator, type BpfLink, type BpfMap } from '../bpf/binding.ts';
+import { destroyUdpSockets, readIterator, type BpfLink, type BpfMap } from '../bpf/binding.ts';
 import { encode, Layouts } from '../datapath/abi.ts';
 import type { Backend } from '../model/types.ts';
-
-const PRESENT = Buffer.from([1]);
 
 export interface DestroyResult {
   destroyed: number;
   namespaces: number;
-  /** Namespaces that could not be entered (the process left, or a sandbox forbids it), by path. */
+  /** Namespaces that could not be searched (the process left, or a sandbox forbids it), by path. */
   failures: Record<string, string>;
 }
 
-export class SocketDestroyer {
+export interface UdpSocketDestroyer {
+  readonly method: 'bpf_sock_destroy' | 'sock_diag';
+  destroy(backends: readonly Backend[]): DestroyResult;
+  close(): void;
+}
+
+/**
+ * Runs `destroyIn` in every network namespace of the running processes: sockets belong to a
+ * namespace, and both ways only see the namespace they run in.
+ */
+function inEveryNamespace(destroyIn: (ns: string) => number): DestroyResult {
+  let destroyed = 0;
+  const failures: Record<string, string> = {};
+  const namespaces = networkNamespaces();
+  for (const ns of namespaces) {
+    try {
+      destroyed += destroyIn(ns);
+    } catch (err) {
+      failures[ns] = (err as Error).message;
+    }
+  }
+  return { destroyed, namespaces: namespaces.length, failures };
+}
+
+function udpOnly(backends: readonly Backend[]): Backend[] {
+  return backends.filter((b) => b.protocol === 'UDP');
+}
+
+const NOTHING: DestroyResult = { destroyed: 0, namespaces: 0, failures: {} };
+const PRESENT = Buffer.from([1]);
+
+/** The BPF way: mark the backends in the destroy maps, run the iterator, clear the marks. */
+export class SocketDestroyer implements UdpSocketDestroyer {
+  readonly method = 'bpf_sock_destroy';
   readonly #iterator: BpfLink;
   readonly #v4: BpfMap;
   readonly #v6: BpfMap;
@@ -26,13 +59,9 @@ export class SocketDestroyer {
     this.#v6 = v6;
   }
 
-  /**
-   * Marks the backends in the destroy maps, walks the UDP sockets of every network namespace (a
-   * socket iterator only sees the namespace it is created in), then clears the marks.
-   */
   destroy(backends: readonly Backend[]): DestroyResult {
-    const udp = backends.filter((b) => b.protocol === 'UDP');
-    if (udp.length === 0) return { destroyed: 0, namespaces: 0, failures: {} };
+    const udp = udpOnly(backends);
+    if (udp.length === 0) return NOTHING;
     const marked: [BpfMap, Buffer][] = udp.map((b) => {
       const values = { address: b.address, port: b.port };
       return b.family === 4
@@ -41,18 +70,9 @@ export class SocketDestroyer {
     });
     try {
       for (const [map, key] of marked) map.update(key, PRESENT);
-      let destroyed = 0;
-      const failures: Record<string, string> = {};
-      const namespaces = networkNamespaces();
-      for (const ns of namespaces) {
-        try {
-          const out = readIterator(this.#iterator, ns);
-          destroyed += out.split('\n').filter((line) => line === 'destroyed').length;
-        } catch (err) {
-          failures[ns] = (err as Error).message;
-        }
-      }
-      return { destroyed, namespaces: namespaces.length, failures };
+      return inEveryNamespace((ns) =>
+        readIterator(this.#iterator, ns).split('\n').filter((line) => line === 'destroyed').length,
+      );
     } finally {
       for (const [map, key] of marked) map.delete(key);
     }
@@ -63,6 +83,19 @@ export class SocketDestroyer {
     this.#v4.close();
     this.#v6.close();
   }
+}
+
+/** The sock_diag way, for kernels without the bpf_sock_destroy kfunc. */
+export class SockDiagDestroyer implements UdpSocketDestroyer {
+  readonly method = 'sock_diag';
+
+  destroy(backends: readonly Backend[]): DestroyResult {
+    const targets = udpOnly(backends).map((b) => ({ family: b.family, address: b.address, port: b.port }));
+    if (targets.length === 0) return NOTHING;
+    return inEveryNamespace((ns) => destroyUdpSockets(targets, ns).destroyed);
+  }
+
+  close(): void {}
 }
 
 /** One /proc/PID/ns/net path per distinct network namespace of the running processes. */

@@ -91,7 +91,7 @@ interface Status {
   inSync: boolean; adopted: boolean; lastSync: string | null; syncs: number; frontends: number;
   objectProblems: { kind: string; namespace: string; name: string; field: string; code: string; message: string }[];
   programProblems: { key: string; namespace: string; name: string; code: string; message: string }[];
-  destroyUnavailable: string | null;
+  destroyMethod: string;
 }
 
 // ---- tables -----------------------------------------------------------------------------------
@@ -238,7 +238,7 @@ async function statusCmd(c: Client, args: string[], json: boolean, io: InspectIo
   lines.push(['Sync', `${status.inSync ? 'in sync' : 'NOT in sync (a change is waiting)'}, ${status.syncs} syncs, last ${ago(status.lastSync)}`]);
   lines.push(['Services', `${services.filter((s) => s.name).length} services, ${frontends} frontends, ${backends} backends programmed`]);
   if (fullest) lines.push(['Fullest map', `${fullest.name} ${fullest.entries}/${fullest.maxEntries} (${percent(fullest.entries, fullest.maxEntries)})`]);
-  lines.push(['UDP destroy', status.destroyUnavailable ?? 'available']);
+  lines.push(['UDP destroy', `through ${status.destroyMethod}`]);
   const problems = status.objectProblems.length + status.programProblems.length;
   lines.push([
     'Problems',

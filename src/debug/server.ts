@@ -159,7 +159,8 @@ export async function buildDebugServer(source: DebugSource, options: DebugServer
       frontends: s.frontends,
       objectProblems: s.objectProblems,
       programProblems: s.programProblems.map((p) => ({ key: p.key, namespace: p.service.namespace, name: p.service.name, code: p.code, message: p.message })),
-      destroyUnavailable: s.destroyUnavailable ?? null,
+      destroyMethod: s.destroyMethod,
+      refuseErrno: s.refuseErrno,
     };
   });
 

@@ -1,12 +1,14 @@
 import { suite } from 'uvu';
 import { BpfObject } from '../../src/bpf/binding.ts';
 import { SOCK_OBJECT } from '../../src/agent/datapath.ts';
-import { SOCK_MAPS } from '../../src/datapath/abi.ts';
+import { planDatapath, probeFeatures } from '../../src/agent/features.ts';
+import { ABI_VERSION, encode, Layouts, SOCK_MAPS } from '../../src/datapath/abi.ts';
 import { KernelMaps, type ServiceMapSet } from '../../src/datapath/kernel-maps.ts';
 import type { DatapathMaps } from '../../src/datapath/maps.ts';
 import { CONTRACT_CAPACITY, datapathMapsContract } from '../contract/datapath-maps.ts';
 
 // The real sock.bpf.o maps, loaded but attached nowhere and pinned nowhere.
+const REFUSE_ERRNO = planDatapath(probeFeatures()).refuseErrno;
 const kernel = suite<{ maps: DatapathMaps; object?: BpfObject; set?: ServiceMapSet }>('KernelMaps contract');
 
 kernel.before.each((ctx) => {
@@ -25,6 +27,8 @@ kernel.before.each((ctx) => {
     lb_affinity_v1: 16,
   };
   for (const [name, n] of Object.entries(sizes)) object.setMaxEntries(name, n);
+  // As the agent loads it: no bpf_set_retval call where the kernel lacks the helper (< 5.18).
+  object.setInitialValue('.rodata', encode(Layouts.config, { abi_version: ABI_VERSION, refuse_errno: REFUSE_ERRNO }));
   object.load();
   const set = {} as ServiceMapSet;
   for (const name of SOCK_MAPS) set[name] = object.map(name);

@@ -3,9 +3,11 @@
 
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
+import { probeFeatures } from '../../src/agent/features.ts';
 import type { ProbeResult } from '../../src/lab/netns-lab.ts';
 import { service, slice, type EndpointSpec } from '../support/objects.ts';
 import { chiSquareUniform, SockLab } from '../support/sock-lab.ts';
+import { scaled } from '../support/time-scale.ts';
 
 const VIP4 = '10.96.0.10';
 const VIP6 = 'fd00:10:96::10';
@@ -17,6 +19,8 @@ const STICKY = '10.96.0.90';
 // Critical chi-square value for 2 degrees of freedom at p = 1e-4: a fair pick exceeds it once in
 // 10,000 runs, a pick biased by even 40/30/30 over 3,300 connects exceeds it by far.
 const CHI2_CRITICAL_2DOF = 18.42;
+// What this kernel offers (src/agent/features.ts): the tests below assert the probed behaviour.
+const FEATURES = probeFeatures();
 
 const lb = suite<{ sl: SockLab }>('socket load balancing');
 
@@ -78,7 +82,7 @@ lb('a TCP connect to the ClusterIP reaches a backend, and getpeername shows the 
 });
 
 lb('3,300 connects spread evenly over 3 backends (chi-square below the p=1e-4 bound)', async ({ sl }) => {
-  const r = await sl.lab.runProbe(['tcp', '--target', `${VIP4}:80`, '--count', '3300'], { timeoutMs: 120_000 });
+  const r = await sl.lab.runProbe(['tcp', '--target', `${VIP4}:80`, '--count', '3300'], { timeoutMs: scaled(120_000) });
   assert.is(r.failed, 0, JSON.stringify(r.errors));
   const counts = ['pod0', 'pod1', 'pod2'].map((p) => r.byBackend[p] ?? 0);
   const chi2 = chiSquareUniform(counts);
@@ -131,12 +135,15 @@ lb('a named targetPort reaches the port the EndpointSlice resolved it to', async
   assert.equal(r.byBackend, { alt2: 10 });
 });
 
-lb('a service without endpoints refuses at once: ECONNREFUSED for TCP connect and UDP send', async ({ sl }) => {
+lb('a service without endpoints refuses at once: ECONNREFUSED (EPERM before Linux 5.18) for TCP connect and UDP send', async ({ sl }) => {
+  // Without bpf_set_retval the hook can only reject, and the caller sees EPERM.
+  const code = FEATURES.set_retval.available ? 'ECONNREFUSED' : 'EPERM';
+  assert.is(sl.agent.status().refuseErrno, FEATURES.set_retval.available ? 111 : 0);
   const tcp = await sl.lab.runProbe(['tcp', '--target', `${NOEP}:80`, '--count', '5']);
-  assert.equal(tcp.errors, { ECONNREFUSED: 5 });
-  assert.ok(tcp.elapsedMs < 1000, `refusal took ${tcp.elapsedMs} ms`);
+  assert.equal(tcp.errors, { [code]: 5 });
+  assert.ok(tcp.elapsedMs < scaled(1000), `refusal took ${tcp.elapsedMs} ms`);
   const udp = await sl.lab.runProbe(['udp', '--target', `${NOEP}:53`, '--count', '3']);
-  assert.equal(Object.keys(udp.errors), ['ECONNREFUSED']);
+  assert.equal(Object.keys(udp.errors), [code]);
 });
 
 lb('the per-service and per-backend counters count the connects', async ({ sl }) => {
@@ -180,6 +187,8 @@ spec:
 });
 
 lb('a connected UDP socket whose backend is removed fails its next call; a new one reaches a live backend', async ({ sl }) => {
+  // Linux 6.5+ destroys through the bpf_sock_destroy kfunc, older kernels through sock_diag.
+  assert.is(sl.agent.status().destroyMethod, FEATURES.sock_destroy.available ? 'bpf_sock_destroy' : 'sock_diag');
   const pods = sl.lab.pods;
   const only0 = (backend: string) =>
     objects(sl).map((o) =>

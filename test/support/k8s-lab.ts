@@ -17,6 +17,7 @@ import { kubernetesSourceFor, wireHealth } from '../../src/agent/main.ts';
 import type { KubernetesSource } from '../../src/sources/kubernetes.ts';
 import { FakeApiServer, fixture, type KubeObject } from './fake-apiserver.ts';
 import { SMALL_CAPACITY } from './sock-lab.ts';
+import { scaled } from './time-scale.ts';
 
 export const NODE_NAME = 'node-a';
 export const OTHER_NODE = 'node-b';
@@ -135,8 +136,8 @@ export class K8sLab {
       onError: (err) => this.sourceErrors.push(err),
     });
     this.#source = source;
-    await withTimeout(source.start(), 15_000, 'the Kubernetes source did not list within 15 s');
-    await withTimeout(agent.whenSynced(), 5_000, 'the agent did not sync within 5 s');
+    await withTimeout(source.start(), scaled(15_000), `the Kubernetes source did not list within ${scaled(15)} s`);
+    await withTimeout(agent.whenSynced(), scaled(5_000), `the agent did not sync within ${scaled(5)} s`);
   }
 
   get agent(): Agent {
@@ -181,6 +182,7 @@ export class K8sLab {
 
   /** Polls until check() holds, the agent has no change queued, and returns; throws after ms. */
   async until(what: string, check: () => boolean, ms = 5000): Promise<void> {
+    ms = scaled(ms);
     const deadline = Date.now() + ms;
     for (;;) {
       if (this.agent.status().inSync && check()) return;
@@ -220,13 +222,13 @@ export class K8sLab {
 
   /** GET on the kube-proxy compatible health server (/healthz, /livez). */
   async healthz(path: '/healthz' | '/livez'): Promise<{ status: number; body: Record<string, unknown> }> {
-    const res = await fetch(`${this.#healthUrl}${path}`, { signal: AbortSignal.timeout(2000) });
+    const res = await fetch(`${this.#healthUrl}${path}`, { signal: AbortSignal.timeout(scaled(2000)) });
     return { status: res.status, body: (await res.json()) as Record<string, unknown> };
   }
 
   /** GET on a service health-check listener (healthCheckNodePort on 127.0.0.1). */
   async serviceHealth(port: number): Promise<{ status: number; weight: string | null; body: Record<string, unknown> }> {
-    const res = await fetch(`http://127.0.0.1:${port}/any/path`, { signal: AbortSignal.timeout(2000) });
+    const res = await fetch(`http://127.0.0.1:${port}/any/path`, { signal: AbortSignal.timeout(scaled(2000)) });
     return {
       status: res.status,
       weight: res.headers.get('x-load-balancing-endpoint-weight'),

@@ -13,6 +13,7 @@ import { NetnsLab } from '../../src/lab/netns-lab.ts';
 import { endpointKey, type Backend } from '../../src/model/types.ts';
 import { ManifestSource } from '../../src/sources/manifest.ts';
 import { manifest } from './objects.ts';
+import { scaled } from './time-scale.ts';
 
 export const SMALL_CAPACITY: Capacity = { services: 256, slots: 1024, backends: 256, serviceIds: 513, backendIds: 513 };
 
@@ -64,6 +65,7 @@ export class SockLab {
   async apply(docs: (object | string)[], timeoutMs = 5000): Promise<void> {
     const before = this.agent.status().syncs;
     writeFileSync(this.manifestPath, manifest(docs));
+    timeoutMs = scaled(timeoutMs);
     const deadline = Date.now() + timeoutMs;
     while (Date.now() < deadline) {
       const s = this.agent.status();
@@ -76,6 +78,7 @@ export class SockLab {
   /** Waits until the datapath has sent a connect or datagram to this backend (a client is up). */
   async waitForBackendUse(backend: Backend, timeoutMs = 15_000): Promise<void> {
     const key = endpointKey(backend);
+    timeoutMs = scaled(timeoutMs);
     const deadline = Date.now() + timeoutMs;
     while (Date.now() < deadline) {
       const id = [...this.agent.reconciler.state.backends].find(([, b]) => endpointKey(b) === key)?.[0];
