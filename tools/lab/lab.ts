@@ -429,9 +429,8 @@ export async function boot(spec: KernelSpec, vmlinuz: string, initrd: string, im
     // cx16=off: Debian's 6.12 SLUB allocates through a gs-relative cmpxchg16b, and under QEMU 7.2's
     // TCG its per-CPU freelist came out corrupt (a panic in kmem_cache_alloc, once at 0.3 s into
     // boot); without CX16 the kernel takes its cmpxchg16b emulation. la57=off: 4-level paging, as
-    // on most real machines (the first such panic was under 5-level paging). avx/avx2 off: Node
-    // died of SIGSEGV now and then with QEMU 7.2's then new AVX emulation.
-    '-cpu', 'max,la57=off,cx16=off,avx=off,avx2=off',
+    // on most real machines (the first such panic was under 5-level paging).
+    '-cpu', 'max,la57=off,cx16=off',
     '-smp', String(Math.min(2, Math.max(1, navigatorCpus()))),
     '-m', '2048',
     '-nographic', '-no-reboot', '-nodefaults',
