@@ -107,34 +107,27 @@ export class SocklbMetrics {
       },
     });
 
-    new Counter({
-      name: 'socklb_service_connects_total',
-      help: 'Connects (TCP) and sends (UDP) balanced to a backend, per frontend, from the per-CPU counters.',
-      labelNames: ['namespace', 'service', 'port_name', 'frontend'],
-      registers,
-      collect() {
-        this.reset();
-        for (const s of self.#snap().services) {
-          for (const f of s.frontends) {
-            this.inc({ namespace: s.namespace, service: s.name, port_name: f.portName, frontend: f.frontend }, f.connects);
+    const perFrontend = (name: string, help: string, count: (f: { connects: number; refused: number }) => number) =>
+      new Counter({
+        name,
+        help,
+        labelNames: ['namespace', 'service', 'port_name', 'frontend'],
+        registers,
+        collect() {
+          this.reset();
+          for (const s of self.#snap().services) {
+            for (const f of s.frontends) {
+              this.inc({ namespace: s.namespace, service: s.name, port_name: f.portName, frontend: f.frontend }, count(f));
+            }
           }
-        }
-      },
-    });
-    new Counter({
-      name: 'socklb_service_refused_total',
-      help: 'Connects and sends refused because the frontend had no backend.',
-      labelNames: ['namespace', 'service', 'port_name', 'frontend'],
-      registers,
-      collect() {
-        this.reset();
-        for (const s of self.#snap().services) {
-          for (const f of s.frontends) {
-            this.inc({ namespace: s.namespace, service: s.name, port_name: f.portName, frontend: f.frontend }, f.refused);
-          }
-        }
-      },
-    });
+        },
+      });
+    perFrontend(
+      'socklb_service_connects_total',
+      'Connects (TCP) and sends (UDP) balanced to a backend, per frontend, from the per-CPU counters.',
+      (f) => f.connects,
+    );
+    perFrontend('socklb_service_refused_total', 'Connects and sends refused because the frontend had no backend.', (f) => f.refused);
     new Counter({
       name: 'socklb_backend_connects_total',
       help: 'Connects and sends balanced to a backend, over every frontend that uses it.',
