@@ -154,7 +154,7 @@ export function renderFeatures(runs: KernelRun[]): string {
     return f === undefined ? '?' : f.available ? 'yes' : 'no';
   })]);
   rows.push(['=> refuse errno', ...runs.map((r) => (r.plan ? (r.plan.unsupported ? 'REFUSED' : r.plan.refuseErrno ? 'ECONNREFUSED' : 'EPERM') : '?'))]);
-  rows.push(['=> UDP destroy', ...runs.map((r) => (r.plan ? (r.plan.socketDestroy ? 'yes' : 'no') : '?'))]);
+  rows.push(['=> UDP destroy', ...runs.map((r) => (r.plan ? (r.plan.socketDestroy ? 'bpf_sock_destroy' : 'sock_diag') : '?'))]);
   return table(['feature', ...runs.map((r) => r.kernel)], rows);
 }
 
