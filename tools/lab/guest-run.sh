@@ -17,6 +17,11 @@ trap 'rm -f "$log"' EXIT
 
 emit() { printf '%s\n' "$*" >> "$out"; }
 now_ms() { date +%s%3N; }
+# rc 132-139 less the timeout's 137: uvu itself killed by SIGILL..SIGSEGV; or a child reported so.
+died_of_signal() {
+  case $1 in 0 | 124 | 137) return 1 ;; 13[2-9]) return 0 ;; esac
+  grep -qE 'signal SIG(SEGV|TRAP|ILL|BUS|ABRT)|Check failed|Fatal error' "$2"
+}
 
 emit "@@LAB kernel $(uname -r)"
 t0=$(now_ms)
@@ -43,14 +48,13 @@ for file in test/kernel/*.test.ts; do
   # One uvu process per file: a hang or crash costs that file only, and each file gets a time.
   timeout --kill-after=10 "$file_timeout" uvu test/kernel "^${name//./\\.}\$" --color=false > "$log" 2>&1
   rc=$?
-  # Under TCG emulation Node dies of a signal now and then (SIGSEGV, or SIGTRAP from a failed V8
-  # check; never on real CPUs): in the test process itself, or in a probe, server or agent it
-  # spawns. In a guest a failed file therefore gets up to two more runs, and the output says so; a
-  # datapath bug fails every run. A timeout (124, or 137 after --kill-after) is not retried.
+  # A Node process that dies of a signal (SIGSEGV, or SIGTRAP from a failed V8 check) in a guest,
+  # the test process or one it spawns, is taken for the emulator's fault, not ours: such a file
+  # gets up to two more runs, and the output says so. Any other failure fails at once.
   if [ "${SOCKLB_TEST_TIME_SCALE}" != 1 ]; then
     for try in 2 3; do
-      if [ "$rc" -eq 0 ] || [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then break; fi
-      echo "lab: $name failed (rc=$rc) under emulation; run $try of 3. The failed run said:" >> "$out"
+      if ! died_of_signal "$rc" "$log"; then break; fi
+      echo "lab: $name: a Node process died of a signal (rc=$rc) under emulation; run $try of 3. The failed run said:" >> "$out"
       sed 's/\x1b\[[0-9;]*m//g' "$log" | grep -E 'FAIL|signal|Fatal|Check failed' | head -5 | sed 's/^/lab:   /' >> "$out"
       timeout --kill-after=10 "$file_timeout" uvu test/kernel "^${name//./\\.}\$" --color=false > "$log" 2>&1
       rc=$?
