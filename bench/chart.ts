@@ -41,10 +41,16 @@ export function renderChart(r: BenchResults): string {
   const x = (n: number) => M.left + (pw * Math.log10(n / xLo)) / Math.log10(xHi / xLo);
   const y = (v: number) => M.top + ph - (ph * Math.log10(v / yLo)) / Math.log10(yHi / yLo);
   const parts: string[] = [];
-  parts.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="DejaVu Sans, Helvetica, Arial, sans-serif" font-size="12">`);
+  parts.push(
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="DejaVu Sans, Helvetica, Arial, sans-serif" font-size="12">`,
+  );
   parts.push(`<rect width="${W}" height="${H}" fill="#ffffff"/>`);
-  parts.push(`<text x="${W / 2}" y="22" text-anchor="middle" font-size="15" font-weight="bold">Cost of one connect() to a ClusterIP vs. other services programmed</text>`);
-  parts.push(`<text x="${W / 2}" y="40" text-anchor="middle" fill="#555">${esc(`kernel ${r.host.kernel}, ${r.host.cpus} CPUs, ${r.mode} run ${r.startedAt.slice(0, 10)}; median of ${String(r.params.rounds)} rounds`)}</text>`);
+  parts.push(
+    `<text x="${W / 2}" y="22" text-anchor="middle" font-size="15" font-weight="bold">Cost of one connect() to a ClusterIP vs. other services programmed</text>`,
+  );
+  parts.push(
+    `<text x="${W / 2}" y="40" text-anchor="middle" fill="#555">${esc(`kernel ${r.host.kernel}, ${r.host.cpus} CPUs, ${r.mode} run ${r.startedAt.slice(0, 10)}; median of ${String(r.params.rounds)} rounds`)}</text>`,
+  );
   // Grid and axes.
   for (const v of niceTicks(yLo, yHi)) {
     parts.push(`<line x1="${M.left}" x2="${M.left + pw}" y1="${y(v).toFixed(1)}" y2="${y(v).toFixed(1)}" stroke="#e3e3e3"/>`);
@@ -67,7 +73,9 @@ export function renderChart(r: BenchResults): string {
     const d = ps.map((p, i) => `${i ? 'L' : 'M'}${x(p.n).toFixed(1)} ${y(p.meanNs / 1000).toFixed(1)}`).join(' ');
     parts.push(`<path d="${d}" fill="none" stroke="${st.color}" stroke-width="2.5"${st.dash ? ` stroke-dasharray="${st.dash}"` : ''}/>`);
     for (const p of ps) {
-      parts.push(`<circle cx="${x(p.n).toFixed(1)}" cy="${y(p.meanNs / 1000).toFixed(1)}" r="4" fill="${st.color}"><title>${esc(`${st.label}, N=${p.n}: ${(p.meanNs / 1000).toFixed(1)} µs (${p.ratio.toFixed(2)}x direct)`)}</title></circle>`);
+      parts.push(
+        `<circle cx="${x(p.n).toFixed(1)}" cy="${y(p.meanNs / 1000).toFixed(1)}" r="4" fill="${st.color}"><title>${esc(`${st.label}, N=${p.n}: ${(p.meanNs / 1000).toFixed(1)} µs (${p.ratio.toFixed(2)}x direct)`)}</title></circle>`,
+      );
     }
   }
   // Legend below the plot, two columns.
@@ -75,13 +83,17 @@ export function renderChart(r: BenchResults): string {
     const st = STYLE[s];
     const lx = M.left + (i % 2) * (pw / 2);
     const ly = M.top + ph + 58 + Math.floor(i / 2) * 18;
-    parts.push(`<line x1="${lx}" x2="${lx + 28}" y1="${ly - 4}" y2="${ly - 4}" stroke="${st.color}" stroke-width="2.5"${st.dash ? ` stroke-dasharray="${st.dash}"` : ''}/>`);
+    parts.push(
+      `<line x1="${lx}" x2="${lx + 28}" y1="${ly - 4}" y2="${ly - 4}" stroke="${st.color}" stroke-width="2.5"${st.dash ? ` stroke-dasharray="${st.dash}"` : ''}/>`,
+    );
     parts.push(`<text x="${lx + 36}" y="${ly}">${esc(st.label)}</text>`);
   });
   const missing = r.programming.filter((p) => p.status === 'timeout');
   if (missing.length) {
     const note = missing.map((p) => `${p.system} at N=${p.n}`).join(', ');
-    parts.push(`<text x="${M.left}" y="${H - 8}" fill="#a00" font-size="11">${esc(`not plotted: loading the rules took longer than ${Math.round(Number(r.params.capMs) / 1000)} s (${note})`)}</text>`);
+    parts.push(
+      `<text x="${M.left}" y="${H - 8}" fill="#a00" font-size="11">${esc(`not plotted: loading the rules took longer than ${Math.round(Number(r.params.capMs) / 1000)} s (${note})`)}</text>`,
+    );
   }
   parts.push('</svg>');
   return `${parts.join('\n')}\n`;

@@ -22,9 +22,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#define MAX_COUNT 2000000
+#define MAX_COUNT   2000000
 #define MAX_REPLIES 64
-#define MAX_ERRORS 32
+#define MAX_ERRORS  32
 
 struct tally {
 	char name[40];
@@ -84,8 +84,8 @@ static long num(const char *flag, const char *v, long min, long max)
 }
 
 /* One connection; returns 0 and the connect() time, or an errno. */
-static int one(const struct sockaddr_in *sa, int timeout_ms, int read_reply, uint32_t *ns, char *reply,
-	       size_t reply_len)
+static int one(const struct sockaddr_in *sa, int timeout_ms, int read_reply, uint32_t *ns,
+	       char *reply, size_t reply_len)
 {
 	struct timeval tv = { .tv_sec = timeout_ms / 1000, .tv_usec = (timeout_ms % 1000) * 1000 };
 	struct linger lg = { .l_onoff = 1, .l_linger = 0 };
@@ -204,7 +204,8 @@ int main(int argc, char **argv)
 		err = one(&sa, (int)timeout_ms, read_reply, &ns, reply, sizeof(reply));
 		if (err) {
 			failed++;
-			bump(errors, &n_errors, MAX_ERRORS, strerrorname_np(err) ? strerrorname_np(err) : "EUNKNOWN");
+			bump(errors, &n_errors, MAX_ERRORS,
+			     strerrorname_np(err) ? strerrorname_np(err) : "EUNKNOWN");
 			continue;
 		}
 		samples[ok++] = ns;
@@ -216,10 +217,11 @@ int main(int argc, char **argv)
 	qsort(samples, (size_t)ok, sizeof(*samples), cmp_u32);
 #define PCT(p) (ok ? samples[(long)((double)(ok - 1) * (p))] : 0)
 	printf("{\"target\":\"%s\",\"count\":%ld,\"ok\":%ld,\"failed\":%ld,\"elapsed_ns\":%llu,"
-	       "\"mean_ns\":%.0f,\"min_ns\":%u,\"p50_ns\":%u,\"p90_ns\":%u,\"p99_ns\":%u,\"max_ns\":%u,"
+	       "\"mean_ns\":%.0f,\"min_ns\":%u,\"p50_ns\":%u,\"p90_ns\":%u,\"p99_ns\":%u,"
+	       "\"max_ns\":%u,"
 	       "\"connects_per_s\":%.1f,\"stopped\":%s%s%s,\"errors\":{",
-	       target, count, ok, failed, (unsigned long long)elapsed, ok ? sum / (double)ok : 0.0, PCT(0.0),
-	       PCT(0.5), PCT(0.9), PCT(0.99), PCT(1.0),
+	       target, count, ok, failed, (unsigned long long)elapsed, ok ? sum / (double)ok : 0.0,
+	       PCT(0.0), PCT(0.5), PCT(0.9), PCT(0.99), PCT(1.0),
 	       elapsed ? (double)(ok + failed) * 1e9 / (double)elapsed : 0.0, stopped ? "\"" : "",
 	       stopped ? stopped : "null", stopped ? "\"" : "");
 	for (int i = 0; i < n_errors; i++)

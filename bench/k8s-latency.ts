@@ -25,7 +25,7 @@ import { frontendKey } from '../src/datapath/kernel-maps.ts';
 import type { Frontend } from '../src/model/types.ts';
 import { KubernetesSource } from '../src/sources/kubernetes.ts';
 import { FakeApiServer, fixture, type KubeObject } from '../test/support/fake-apiserver.ts';
-import { intToIpv4, MAX_OTHER_SERVICES, otherService, sliceOf, toKubernetes, type BenchService } from './services.ts';
+import { type BenchService, intToIpv4, MAX_OTHER_SERVICES, otherService, sliceOf, toKubernetes } from './services.ts';
 
 const NODE_NAME = 'bench-node';
 /** New endpoint addresses: outside the range otherService() uses (10.64.0.0 + 3i). */
@@ -169,8 +169,18 @@ async function main(): Promise<void> {
       const want = `${newIp}:${s.endpoints[0]!.port}`;
       await sleep(o.minSyncPeriodMs + 200);
       const programmed = new Promise<number>((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error(`round ${round}: ${want} not in the maps within ${ROUND_TIMEOUT_MS} ms`)), ROUND_TIMEOUT_MS);
-        waiting = { frontend, want, resolve: (at) => { clearTimeout(timer); resolve(at); } };
+        const timer = setTimeout(
+          () => reject(new Error(`round ${round}: ${want} not in the maps within ${ROUND_TIMEOUT_MS} ms`)),
+          ROUND_TIMEOUT_MS,
+        );
+        waiting = {
+          frontend,
+          want,
+          resolve: (at) => {
+            clearTimeout(timer);
+            resolve(at);
+          },
+        };
       });
       handedAt = 0;
       const start = performance.now();
@@ -188,7 +198,9 @@ async function main(): Promise<void> {
     console.log(`  watch   (API server change -> snapshot to the agent) ${summary(watch)}`);
     console.log(`  program (snapshot -> maps written, read back)        ${summary(program)}`);
     console.log(`  total   (API server change -> new backend in maps)   ${summary(total)}`);
-    console.log(`  syncs ${status.syncs}, object problems ${status.objectProblems.length}, program problems ${status.programProblems.length}`);
+    console.log(
+      `  syncs ${status.syncs}, object problems ${status.objectProblems.length}, program problems ${status.programProblems.length}`,
+    );
   } finally {
     await source?.stop();
     agent?.close();

@@ -8,14 +8,17 @@ const BEGIN = '<!-- bench:begin (written by npm run bench; edits between the mar
 const END = '<!-- bench:end -->';
 
 const fmtN = (n: number): string => n.toLocaleString('en-US');
-const fmtMs = (v: number | null | undefined): string => (v === null || v === undefined || !Number.isFinite(v) ? '–' : v < 10 ? v.toFixed(2) : v.toFixed(0));
+const fmtMs = (v: number | null | undefined): string =>
+  v === null || v === undefined || !Number.isFinite(v) ? '–' : v < 10 ? v.toFixed(2) : v.toFixed(0);
 const fmtMiB = (b: number | null | undefined): string => (b === null || b === undefined ? '–' : (b / 1048576).toFixed(1));
 
 export function renderMarkdown(r: BenchResults, chartPath: string): string {
   const ns = [...new Set(r.connect.map((p) => p.n))].sort((a, b) => a - b);
   const systems = ORDER.filter((s) => r.connect.some((p) => p.system === s) || r.programming.some((p) => p.system === s));
   const out: string[] = [];
-  out.push(`Produced by \`${r.command}\` on ${r.startedAt.slice(0, 10)}: kernel ${r.host.kernel}, ${r.host.cpus} CPUs (${r.host.cpuModel}), ${r.host.iptables}, ${r.host.nft}.`);
+  out.push(
+    `Produced by \`${r.command}\` on ${r.startedAt.slice(0, 10)}: kernel ${r.host.kernel}, ${r.host.cpus} CPUs (${r.host.cpuModel}), ${r.host.iptables}, ${r.host.nft}.`,
+  );
   out.push('');
   out.push(`![connect cost vs. number of services](${chartPath})`);
   out.push('');
@@ -47,7 +50,9 @@ export function renderMarkdown(r: BenchResults, chartPath: string): string {
     out.push(`| ${s} | ${cells.join(' | ')} |`);
   }
   out.push('');
-  out.push('**Memory, MiB** (socklb: map memory as bpftool reports it (memlock) + the programming process\'s RSS; rulesets: size of `iptables-save` / `nft list ruleset` text + peak RSS of `iptables-restore` / `nft`)');
+  out.push(
+    "**Memory, MiB** (socklb: map memory as bpftool reports it (memlock) + the programming process's RSS; rulesets: size of `iptables-save` / `nft list ruleset` text + peak RSS of `iptables-restore` / `nft`)",
+  );
   out.push('');
   out.push(`| system | ${ns.map((n) => `N = ${fmtN(n)}`).join(' | ')} |`);
   out.push(`|---|${ns.map(() => '---:').join('|')}|`);
@@ -67,8 +72,13 @@ export function renderMarkdown(r: BenchResults, chartPath: string): string {
   out.push('| system | backends | connections | max/min | per backend |');
   out.push('|---|---:|---:|---:|---|');
   for (const b of r.balance) {
-    const counts = Object.entries(b.counts).sort(([a], [c]) => a.localeCompare(c, 'en', { numeric: true })).map(([, v]) => v).join(' ');
-    out.push(`| ${b.system} | ${b.backends} | ${fmtN(b.ok)}${b.failed ? ` (+${b.failed} failed)` : ''} | ${b.maxMinRatio.toFixed(2)} | ${counts} |`);
+    const counts = Object.entries(b.counts)
+      .sort(([a], [c]) => a.localeCompare(c, 'en', { numeric: true }))
+      .map(([, v]) => v)
+      .join(' ');
+    out.push(
+      `| ${b.system} | ${b.backends} | ${fmtN(b.ok)}${b.failed ? ` (+${b.failed} failed)` : ''} | ${b.maxMinRatio.toFixed(2)} | ${counts} |`,
+    );
   }
   out.push('');
   return `${out.join('\n')}\n`;

@@ -12,10 +12,19 @@ import { cleanup as cleanupDatapath, SOCK_OBJECT } from '../src/agent/datapath.t
 import { NetnsLab } from '../src/lab/netns-lab.ts';
 import { renderChart } from './chart.ts';
 import { renderMarkdown, updateDocs } from './report.ts';
-import { IPTABLES_EMPTY, iptablesRestore } from './rules/iptables.ts';
 import { iptSepChain } from './rules/chain-names.ts';
+import { IPTABLES_EMPTY, iptablesRestore } from './rules/iptables.ts';
 import { nftablesEndpointChange, nftablesRuleset } from './rules/nftables.ts';
-import { clusterOf, dialledService, SERVICE_CIDR, SERVICE_PORT, TARGET_PORT, TARGET_VIP, withOneEndpointChanged, type BenchService } from './services.ts';
+import {
+  type BenchService,
+  clusterOf,
+  dialledService,
+  SERVICE_CIDR,
+  SERVICE_PORT,
+  TARGET_PORT,
+  TARGET_VIP,
+  withOneEndpointChanged,
+} from './services.ts';
 import type { SocklbChildResult } from './socklb-child.ts';
 import type { BenchResults, ClientRun, ConnectPoint, SystemName } from './types.ts';
 
@@ -63,14 +72,36 @@ export function parseArgs(argv: string[]): BenchOptions {
     const flag = argv[i]!;
     const v = argv[i + 1];
     switch (flag) {
-      case '--quick': break;
-      case '--out': o.out = resolve(v ?? ''); o.docs = false; i++; break;
-      case '--n': o.ns = (v ?? '').split(',').map((x) => int('--n', x, 1, 200_000)); i++; break;
-      case '--rounds': o.rounds = int(flag, v, 1, 50); i++; break;
-      case '--count': o.count = int(flag, v, 10, 1_000_000); i++; break;
-      case '--balance': o.balance = int(flag, v, 10, 1_000_000); i++; break;
-      case '--cap-s': o.capMs = 1000 * int(flag, v, 1, 3600); i++; break;
-      case '--no-docs': o.docs = false; break;
+      case '--quick':
+        break;
+      case '--out':
+        o.out = resolve(v ?? '');
+        o.docs = false;
+        i++;
+        break;
+      case '--n':
+        o.ns = (v ?? '').split(',').map((x) => int('--n', x, 1, 200_000));
+        i++;
+        break;
+      case '--rounds':
+        o.rounds = int(flag, v, 1, 50);
+        i++;
+        break;
+      case '--count':
+        o.count = int(flag, v, 10, 1_000_000);
+        i++;
+        break;
+      case '--balance':
+        o.balance = int(flag, v, 10, 1_000_000);
+        i++;
+        break;
+      case '--cap-s':
+        o.capMs = 1000 * int(flag, v, 1, 3600);
+        i++;
+        break;
+      case '--no-docs':
+        o.docs = false;
+        break;
       case '--systems': {
         const list = (v ?? '').split(',') as SystemName[];
         for (const s of list) if (!ALL_SYSTEMS.includes(s)) throw new TypeError(`--systems: unknown system ${s}`);
@@ -78,7 +109,8 @@ export function parseArgs(argv: string[]): BenchOptions {
         i++;
         break;
       }
-      default: throw new TypeError(`unknown argument ${flag} (see docs/benchmarks.md)`);
+      default:
+        throw new TypeError(`unknown argument ${flag} (see docs/benchmarks.md)`);
     }
   }
   return o;
@@ -96,9 +128,14 @@ function run(cmd: string, args: string[], timeoutMs: number): Promise<{ code: nu
     const out: Buffer[] = [];
     let stderr = '';
     child.stdout.on('data', (c: Buffer) => out.push(c));
-    child.stderr.on('data', (c: Buffer) => { if (stderr.length < 20_000) stderr += c.toString(); });
+    child.stderr.on('data', (c: Buffer) => {
+      if (stderr.length < 20_000) stderr += c.toString();
+    });
     const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-    child.once('error', (err) => { clearTimeout(timer); reject(err); });
+    child.once('error', (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
     child.once('close', (code) => {
       clearTimeout(timer);
       if (child.pid) children.delete(child.pid);
@@ -116,11 +153,20 @@ function lastJson<T>(text: string, what: string): T {
   }
 }
 
-interface Timed { exit: number; signal: number; elapsed_ns: number; maxrss_kb: number }
+interface Timed {
+  exit: number;
+  signal: number;
+  elapsed_ns: number;
+  maxrss_kb: number;
+}
 
 // ---- the lab -----------------------------------------------------------------------------
 
-interface Bin { client: string; server: string; timed: string }
+interface Bin {
+  client: string;
+  server: string;
+  timed: string;
+}
 
 function buildPrograms(dir: string): Bin {
   const bin = { client: join(dir, 'client'), server: join(dir, 'server'), timed: join(dir, 'timed') };
@@ -156,7 +202,10 @@ class Bench {
     for (const pod of lab.pods) {
       await lab.exec(pod.ns, ['sysctl', '-qw', 'net.core.somaxconn=65535', 'net.ipv4.tcp_max_syn_backlog=65535']);
       // Not awaited: the server runs until the lab is destroyed (or its own --max-seconds).
-      lab.exec(pod.ns, [this.bin.server, '--port', String(TARGET_PORT), '--name', pod.name, '--max-seconds', '7200'], { timeoutMs: 7_200_000 })
+      lab
+        .exec(pod.ns, [this.bin.server, '--port', String(TARGET_PORT), '--name', pod.name, '--max-seconds', '7200'], {
+          timeoutMs: 7_200_000,
+        })
         .catch(() => {});
     }
     for (const pod of lab.pods) {
@@ -191,7 +240,17 @@ class Bench {
   async client(target: string, count: number, read: boolean): Promise<ClientRun> {
     const lab = this.lab!;
     const durationMs = Math.max(20_000, count * 5);
-    const args = [this.bin.client, '--target', target, '--count', String(count), '--duration-ms', String(durationMs), '--warmup', String(read ? 0 : this.o.warmup)];
+    const args = [
+      this.bin.client,
+      '--target',
+      target,
+      '--count',
+      String(count),
+      '--duration-ms',
+      String(durationMs),
+      '--warmup',
+      String(read ? 0 : this.o.warmup),
+    ];
     if (read) args.push('--read');
     const r = await lab.exec(lab.nodeNs, args, { inCgroup: true, timeoutMs: durationMs + 15_000 });
     return lastJson<ClientRun>(r.stdout, `client ${target}`);
@@ -206,7 +265,11 @@ class Bench {
   /** Runs a command in the node netns under `timed`; bounded by the cap. */
   async timed(argv: string[]): Promise<Timed & { stderr: string }> {
     const lab = this.lab!;
-    const r = await run('ip', ['netns', 'exec', lab.nodeNs, this.bin.timed, '--timeout-ms', String(this.o.capMs), '--', ...argv], this.o.capMs + 30_000);
+    const r = await run(
+      'ip',
+      ['netns', 'exec', lab.nodeNs, this.bin.timed, '--timeout-ms', String(this.o.capMs), '--', ...argv],
+      this.o.capMs + 30_000,
+    );
     const t = lastJson<Timed>(r.stdout, argv[0]!);
     return { ...t, stderr: r.stderr.trim() };
   }
@@ -272,7 +335,9 @@ async function connectBlock(b: Bench, n: number, results: BenchResults, slow: Se
     const vip = `${TARGET_VIP}:${SERVICE_PORT}`;
     const direct = `${pods[0]}:${TARGET_PORT}`;
     const directRuns: ClientRun[] = [];
-    const baseline = async () => { directRuns.push(...(await b.rounds(direct))); };
+    const baseline = async () => {
+      directRuns.push(...(await b.rounds(direct)));
+    };
     const change = withOneEndpointChanged(cluster);
     const staleSep = iptSepChain(change.before, change.before.endpoints[change.before.endpoints.length - 1]!);
     const want = (s: SystemName) => b.o.systems.includes(s) && !slow.has(s);
@@ -281,10 +346,27 @@ async function connectBlock(b: Bench, n: number, results: BenchResults, slow: Se
     if (want('socklb')) {
       b.log(`N=${n}: socklb`);
       const s = await b.socklb(n, [target], true);
-      results.programming.push({ n, system: 'socklb', status: 'ok', programMs: s.program.reconcileMs, changeMs: s.change?.reconcileMs ?? null,
-        details: { desiredMs: s.program.desiredMs, changeDesiredMs: s.change?.desiredMs, writes: s.program.writes, changeWrites: s.change?.writes } });
-      results.memory.push({ n, system: 'socklb', kernelBytes: s.memlockTotal, processRssBytes: s.rssAfterBytes, textBytes: null,
-        details: { memlock: s.memlock, capacity: s.capacity, rssBeforeBytes: s.rssBeforeBytes, heapUsedBytes: s.heapUsedBytes } });
+      results.programming.push({
+        n,
+        system: 'socklb',
+        status: 'ok',
+        programMs: s.program.reconcileMs,
+        changeMs: s.change?.reconcileMs ?? null,
+        details: {
+          desiredMs: s.program.desiredMs,
+          changeDesiredMs: s.change?.desiredMs,
+          writes: s.program.writes,
+          changeWrites: s.change?.writes,
+        },
+      });
+      results.memory.push({
+        n,
+        system: 'socklb',
+        kernelBytes: s.memlockTotal,
+        processRssBytes: s.rssAfterBytes,
+        textBytes: null,
+        details: { memlock: s.memlock, capacity: s.capacity, rssBeforeBytes: s.rssBeforeBytes, heapUsedBytes: s.heapUsedBytes },
+      });
       results.connect.push(point(n, 'socklb', await b.rounds(vip)));
       b.removeSocklb();
       await baseline();
@@ -301,7 +383,14 @@ async function connectBlock(b: Bench, n: number, results: BenchResults, slow: Se
         checkTimed(c, 'nft -f (change)');
         const text = await b.nodeText(['nft', 'list', 'ruleset']);
         results.programming.push({ n, system: 'nftables', status: 'ok', programMs: ms(t), changeMs: ms(c), details: {} });
-        results.memory.push({ n, system: 'nftables', kernelBytes: null, processRssBytes: t.maxrss_kb * 1024, textBytes: Buffer.byteLength(text), details: { inputBytes: Buffer.byteLength(readFileSync(full)) } });
+        results.memory.push({
+          n,
+          system: 'nftables',
+          kernelBytes: null,
+          processRssBytes: t.maxrss_kb * 1024,
+          textBytes: Buffer.byteLength(text),
+          details: { inputBytes: Buffer.byteLength(readFileSync(full)) },
+        });
         results.connect.push(point(n, 'nftables', await b.rounds(vip)));
       }
       await b.nodeText(['nft', 'flush', 'ruleset']);
@@ -321,12 +410,28 @@ async function connectBlock(b: Bench, n: number, results: BenchResults, slow: Se
         const text = await b.nodeText([`${tool}-save`]);
         const c = await b.timed([`${tool}-restore`, b.write(`ipt-${n}-change.txt`, iptablesRestore(change.cluster, { full: true }))]);
         checkTimed(c, `${tool}-restore (change)`);
-        const partialFile = b.write(`ipt-${n}-partial.txt`, iptablesRestore(change.cluster, { onlyServices: [change.changed], staleChains: [staleSep] }));
+        const partialFile = b.write(
+          `ipt-${n}-partial.txt`,
+          iptablesRestore(change.cluster, { onlyServices: [change.changed], staleChains: [staleSep] }),
+        );
         const p = await b.timed([`${tool}-restore`, '--noflush', partialFile]);
         const partial = checkTimed(p, `${tool}-restore --noflush (partial)`);
-        results.programming.push({ n, system, status: 'ok', programMs: ms(t), changeMs: ms(c),
-          details: { partialChangeMs: partial === 'ok' ? ms(p) : null, partialStatus: partial } });
-        results.memory.push({ n, system, kernelBytes: null, processRssBytes: t.maxrss_kb * 1024, textBytes: Buffer.byteLength(text), details: { inputBytes: Buffer.byteLength(readFileSync(full)) } });
+        results.programming.push({
+          n,
+          system,
+          status: 'ok',
+          programMs: ms(t),
+          changeMs: ms(c),
+          details: { partialChangeMs: partial === 'ok' ? ms(p) : null, partialStatus: partial },
+        });
+        results.memory.push({
+          n,
+          system,
+          kernelBytes: null,
+          processRssBytes: t.maxrss_kb * 1024,
+          textBytes: Buffer.byteLength(text),
+          details: { inputBytes: Buffer.byteLength(readFileSync(full)) },
+        });
         results.connect.push(point(n, system, await b.rounds(vip)));
       }
       for (const f of [`ipt-${n}.txt`, `ipt-${n}-change.txt`, `ipt-${n}-partial.txt`]) rmSync(join(b.work, f), { force: true });
@@ -359,9 +464,20 @@ async function balanceBlock(b: Bench, results: BenchResults): Promise<void> {
     const pods = lab.pods.map((p) => p.ipv4);
     const dialled = [dialledService('target3', TARGET_VIP, pods.slice(0, 3)), dialledService('target10', BALANCE_VIP_10, pods)];
     const measure = async (system: SystemName) => {
-      for (const [vip, backends] of [[TARGET_VIP, 3], [BALANCE_VIP_10, 10]] as const) {
+      for (const [vip, backends] of [
+        [TARGET_VIP, 3],
+        [BALANCE_VIP_10, 10],
+      ] as const) {
         const r = await b.client(`${vip}:${SERVICE_PORT}`, b.o.balance, true);
-        results.balance.push({ system, backends, connections: b.o.balance, ok: r.ok, failed: r.failed, counts: r.replies, maxMinRatio: spread(r.replies, backends) });
+        results.balance.push({
+          system,
+          backends,
+          connections: b.o.balance,
+          ok: r.ok,
+          failed: r.failed,
+          counts: r.replies,
+          maxMinRatio: spread(r.replies, backends),
+        });
       }
     };
     if (b.o.systems.includes('socklb')) {
@@ -390,7 +506,11 @@ async function balanceBlock(b: Bench, results: BenchResults): Promise<void> {
 
 function tool(cmd: string, args: string[]): string {
   try {
-    return execFileSync(cmd, args, { encoding: 'utf8', timeout: 10_000, stdio: ['ignore', 'pipe', 'ignore'] }).trim().split('\n')[0] ?? '';
+    return (
+      execFileSync(cmd, args, { encoding: 'utf8', timeout: 10_000, stdio: ['ignore', 'pipe', 'ignore'] })
+        .trim()
+        .split('\n')[0] ?? ''
+    );
   } catch {
     return 'unavailable';
   }
@@ -413,7 +533,13 @@ export async function runBench(o: BenchOptions, argv: string[]): Promise<{ json:
   const work = mkdtempSync(join(tmpdir(), 'socklb-bench-'));
   let bench: Bench | undefined;
   const onSignal = (sig: NodeJS.Signals) => {
-    for (const pid of children) { try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ } }
+    for (const pid of children) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        /* gone */
+      }
+    }
     bench?.removeSocklb();
     rmSync(work, { recursive: true, force: true });
     process.stderr.write(`bench: ${sig}: cleaned up\n`);
@@ -477,7 +603,9 @@ if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.ur
   runBench(parseArgs(argv), argv).then(
     (r) => {
       process.stdout.write(readFileSync(r.md, 'utf8'));
-      process.stdout.write(`\nwrote ${relative(process.cwd(), r.json)}, ${relative(process.cwd(), r.svg)}, ${relative(process.cwd(), r.md)}\n`);
+      process.stdout.write(
+        `\nwrote ${relative(process.cwd(), r.json)}, ${relative(process.cwd(), r.svg)}, ${relative(process.cwd(), r.md)}\n`,
+      );
     },
     (err: unknown) => {
       process.stderr.write(`bench failed: ${(err as Error).stack ?? String(err)}\n`);

@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 /*
- * The benchmark backend: accepts TCP connections on one port, writes its name and a newline, closes.
- * Run inside a pod netns; it dies with its parent and after --max-seconds at the latest, so a crashed
- * benchmark never leaves it pinning a namespace.
+ * The benchmark backend: accepts TCP connections on one port, writes its name and a newline,
+ * closes. Run inside a pod netns; it dies with its parent and after --max-seconds at the latest, so
+ * a crashed benchmark never leaves it pinning a namespace.
  *
  *   server --port 8080 --name pod0 [--max-seconds 3600]
  */
@@ -55,12 +55,14 @@ int main(int argc, char **argv)
 		int c = accept4(fd, NULL, NULL, SOCK_CLOEXEC);
 
 		if (c < 0) {
-			if (errno == EINTR || errno == ECONNABORTED || errno == EMFILE || errno == ENFILE)
+			if (errno == EINTR || errno == ECONNABORTED || errno == EMFILE ||
+			    errno == ENFILE)
 				continue;
 			perror("accept");
 			return 1;
 		}
-		/* The client may already have reset the connection (connect-only runs): ignore errors. */
+		/* The client may already have reset the connection (connect-only runs): ignore
+		 * errors. */
 		send(c, line, (size_t)len, MSG_NOSIGNAL | MSG_DONTWAIT);
 		close(c);
 	}

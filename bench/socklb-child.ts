@@ -9,7 +9,7 @@ import { KernelMaps } from '../src/datapath/kernel-maps.ts';
 import type { Capacity } from '../src/datapath/maps.ts';
 import { desired } from '../src/model/desired.ts';
 import { Reconciler } from '../src/reconcile/reconciler.ts';
-import { clusterOf, toKubernetes, withOneEndpointChanged, type BenchService } from './services.ts';
+import { type BenchService, clusterOf, toKubernetes, withOneEndpointChanged } from './services.ts';
 
 export interface SocklbChildInput {
   bpffs: string;

@@ -56,8 +56,10 @@ int main(int argc, char **argv)
 		;
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	printf("{\"exit\":%d,\"signal\":%d,\"elapsed_ns\":%lld,\"maxrss_kb\":%ld}\n",
-	       WIFEXITED(status) ? WEXITSTATUS(status) : -1, WIFSIGNALED(status) ? WTERMSIG(status) : 0,
-	       (long long)(t1.tv_sec - t0.tv_sec) * 1000000000ll + (t1.tv_nsec - t0.tv_nsec), ru.ru_maxrss);
+	       WIFEXITED(status) ? WEXITSTATUS(status) : -1,
+	       WIFSIGNALED(status) ? WTERMSIG(status) : 0,
+	       (long long)(t1.tv_sec - t0.tv_sec) * 1000000000ll + (t1.tv_nsec - t0.tv_nsec),
+	       ru.ru_maxrss);
 	/* Always 0: the JSON line carries the outcome, and the caller reads it either way. */
 	return 0;
 }

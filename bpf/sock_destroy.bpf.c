@@ -36,7 +36,7 @@ static __always_inline bool sock_targets_removed_backend(const struct sock_commo
 		return bpf_map_lookup_elem(&lb4_destroy_v1, &key) != NULL;
 	}
 	if (skc->skc_family == AF_INET6) {
-		struct lb6_destroy_key key = {.port = skc->skc_dport};
+		struct lb6_destroy_key key = { .port = skc->skc_dport };
 
 		__builtin_memcpy(key.address.addr, skc->skc_v6_daddr.in6_u.u6_addr8, 16);
 		return bpf_map_lookup_elem(&lb6_destroy_v1, &key) != NULL;

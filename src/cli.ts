@@ -1,15 +1,15 @@
 // socklb's command line: `socklb agent | demo | cleanup`.
 
-import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { pino, type Logger } from 'pino';
-import { runAgent } from './agent/main.ts';
+import { hostname } from 'node:os';
+import { type ParseArgsConfig, parseArgs } from 'node:util';
+import { type Logger, pino } from 'pino';
 import { cleanup, DEFAULT_BPFFS, DEFAULT_CAPACITY, DEFAULT_REVERSE_ENTRIES } from './agent/datapath.ts';
 import { cgroup2Mount } from './agent/host.ts';
-import { runDemo } from './demo/demo.ts';
-import { ErrorCodes, SocklbError } from './errors.ts';
-import { hostname } from 'node:os';
+import { runAgent } from './agent/main.ts';
 import { inspectCommand } from './cli/inspect.ts';
 import { DEFAULT_DEBUG_ADDRESS } from './debug/server.ts';
+import { runDemo } from './demo/demo.ts';
+import { ErrorCodes, SocklbError } from './errors.ts';
 
 const USAGE = `usage:
   socklb agent [--manifests FILE | --kubeconfig FILE] [--cgroup PATH] [--bpffs DIR] [--node-name NAME]

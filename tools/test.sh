@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Runs every test: type check, unit tests, then the kernel tests (real BPF programs in network
-# namespaces; they need root and fail, never skip, when the kernel or capabilities are missing).
+# Runs every test: type check, lint (tools/lint.sh), unit tests, then the kernel tests (real BPF
+# programs in network namespaces; they need root and fail, never skip, when the kernel or
+# capabilities are missing).
 # Prints one closing line: "N passed, N failed".
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -31,6 +32,8 @@ run_suite() {
 
 echo "== typecheck"
 if tsc -p tsconfig.json; then passed=$((passed + 1)); else failed=$((failed + 1)); status=1; fi
+echo "== lint"
+if bash tools/lint.sh; then passed=$((passed + 1)); else failed=$((failed + 1)); status=1; fi
 run_suite "unit tests" uvu test/unit '\.test\.ts$'
 # Bounded: a kernel test that hangs must fail the run, not eat CI's time.
 run_suite "kernel tests" timeout --kill-after=30 2400 uvu test/kernel '\.test\.ts$'

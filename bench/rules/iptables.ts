@@ -4,7 +4,7 @@
 // (k = endpoints still to choose from); each KUBE-SEP-<hash> marks hairpin traffic and DNATs.
 // The same text loads with the legacy and the nft back end of iptables-restore.
 
-import { POD_CIDR, type BenchService } from '../services.ts';
+import { type BenchService, POD_CIDR } from '../services.ts';
 import { endpointText, iptSepChain, iptSvcChain, servicePortName } from './chain-names.ts';
 
 /** kube-proxy drops per-endpoint comments above this many endpoints (largeClusterEndpointsThreshold). */
@@ -68,7 +68,13 @@ export function iptablesRestore(cluster: BenchService[], opts: IptablesRestoreOp
   const endpoints = cluster.reduce((n, s) => n + s.endpoints.length, 0);
   const large = endpoints > LARGE_CLUSTER_ENDPOINTS;
   const write = opts.onlyServices ? new Set(opts.onlyServices.map(servicePortName)) : undefined;
-  const filterChains = [':KUBE-NODEPORTS - [0:0]', ':KUBE-SERVICES - [0:0]', ':KUBE-EXTERNAL-SERVICES - [0:0]', ':KUBE-FORWARD - [0:0]', ':KUBE-PROXY-FIREWALL - [0:0]'];
+  const filterChains = [
+    ':KUBE-NODEPORTS - [0:0]',
+    ':KUBE-SERVICES - [0:0]',
+    ':KUBE-EXTERNAL-SERVICES - [0:0]',
+    ':KUBE-FORWARD - [0:0]',
+    ':KUBE-PROXY-FIREWALL - [0:0]',
+  ];
   const filterRules = [
     `-A KUBE-FORWARD -m comment --comment "kubernetes forwarding rules" -m mark --mark ${MASQ_MARK}/${MASQ_MARK} -j ACCEPT`,
     '-A KUBE-FORWARD -m comment --comment "kubernetes forwarding conntrack rule" -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT',
@@ -89,7 +95,9 @@ export function iptablesRestore(cluster: BenchService[], opts: IptablesRestoreOp
     natRules.push(`-A KUBE-SERVICES ${clusterIpComment} -m ${proto} -p ${proto} -d ${s.clusterIP} --dport ${s.port} -j ${svc}`);
     if (write && !write.has(name)) continue;
     natChains.push(`:${svc} - [0:0]`);
-    svcRules.push(`-A ${svc} ${clusterIpComment} -m ${proto} -p ${proto} -d ${s.clusterIP} --dport ${s.port} ! -s ${POD_CIDR} -j KUBE-MARK-MASQ`);
+    svcRules.push(
+      `-A ${svc} ${clusterIpComment} -m ${proto} -p ${proto} -d ${s.clusterIP} --dport ${s.port} ! -s ${POD_CIDR} -j KUBE-MARK-MASQ`,
+    );
     s.endpoints.forEach((e, i) => {
       const sep = iptSepChain(s, e);
       const left = s.endpoints.length - i;
@@ -112,7 +120,20 @@ export function iptablesRestore(cluster: BenchService[], opts: IptablesRestoreOp
   const declared = (lines: string[]) => lines.filter((l) => l.startsWith(':'));
   const rules = (lines: string[]) => lines.filter((l) => !l.startsWith(':'));
   return [
-    '*filter', ...declared(hooks.filter), ...filterChains, ...rules(hooks.filter), ...filterRules, 'COMMIT',
-    '*nat', ...declared(hooks.nat), ...natChains, ...rules(hooks.nat), ...natRules, ...svcRules, ...stale, 'COMMIT', '',
+    '*filter',
+    ...declared(hooks.filter),
+    ...filterChains,
+    ...rules(hooks.filter),
+    ...filterRules,
+    'COMMIT',
+    '*nat',
+    ...declared(hooks.nat),
+    ...natChains,
+    ...rules(hooks.nat),
+    ...natRules,
+    ...svcRules,
+    ...stale,
+    'COMMIT',
+    '',
   ].join('\n');
 }

@@ -3,7 +3,7 @@
 // `service-ips` verdict map (one hash lookup, whatever the number of services), each service
 // chain picks an endpoint with `numgen random mod n vmap`, each endpoint chain DNATs.
 
-import { POD_CIDR, SERVICE_CIDR, type BenchService } from '../services.ts';
+import { type BenchService, POD_CIDR, SERVICE_CIDR } from '../services.ts';
 import { nftEndpointChain, nftServiceChain } from './chain-names.ts';
 
 const T = 'ip kube-proxy';
@@ -83,7 +83,10 @@ function serviceLines(s: BenchService): Lines {
   for (const e of s.endpoints) {
     const ep = nftEndpointChain(s, e);
     out.chains.push(`add chain ${T} ${ep}`, `flush chain ${T} ${ep}`);
-    out.rules.push(`add rule ${T} ${ep} ip saddr ${e.ip} jump mark-for-masquerade`, `add rule ${T} ${ep} meta l4proto ${proto} dnat to ${e.ip}:${e.port}`);
+    out.rules.push(
+      `add rule ${T} ${ep} ip saddr ${e.ip} jump mark-for-masquerade`,
+      `add rule ${T} ${ep} meta l4proto ${proto} dnat to ${e.ip}:${e.port}`,
+    );
   }
   return out;
 }
@@ -106,7 +109,7 @@ export function nftablesRuleset(cluster: BenchService[]): string {
     for (const line of l.rules) rules.push(line);
   }
   const elements = cluster.flatMap(elementLines);
-  return [...base(), ...chains, ...rules, ...elements].join('\n') + '\n';
+  return `${[...base(), ...chains, ...rules, ...elements].join('\n')}\n`;
 }
 
 /**
@@ -118,7 +121,7 @@ export function nftablesEndpointChange(before: BenchService, after: BenchService
   const removed = before.endpoints.filter((e) => !old.has(`${e.ip}:${e.port}`));
   const l = serviceLines(after);
   const deletes = removed.map((e) => `delete chain ${T} ${nftEndpointChain(before, e)}`);
-  return [...l.chains, ...l.rules, ...deletes].join('\n') + '\n';
+  return `${[...l.chains, ...l.rules, ...deletes].join('\n')}\n`;
 }
 
 export const NFT_TABLE = T;

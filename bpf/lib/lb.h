@@ -23,7 +23,7 @@ static __always_inline int lb_affinity_backend(const struct lb_service *svc,
 					       __u32 *backend_id)
 {
 	struct lb_affinity *aff = bpf_map_lookup_elem(&lb_affinity_v1, key);
-	struct lb_slot_key slot_key = {.service_id = svc->service_id};
+	struct lb_slot_key slot_key = { .service_id = svc->service_id };
 	struct lb_slot *slot;
 
 	/* Written so a newer last_used_ns from another CPU cannot wrap into "expired". */
@@ -50,7 +50,7 @@ static __always_inline int lb_affinity_backend(const struct lb_service *svc,
 static __always_inline int lb_select_backend(const struct lb_service *svc, __u64 client,
 					     __u32 *backend_id)
 {
-	struct lb_affinity_key aff_key = {.client = client, .service_id = svc->service_id};
+	struct lb_affinity_key aff_key = { .client = client, .service_id = svc->service_id };
 	struct lb_slot_key key = {
 		.service_id = svc->service_id,
 		.slot = (bpf_get_prandom_u32() % svc->backend_count) + 1,
@@ -70,8 +70,9 @@ static __always_inline int lb_select_backend(const struct lb_service *svc, __u64
 	}
 	*backend_id = slot->backend_id;
 	if (svc->flags & LB_SVC_F_AFFINITY) {
-		struct lb_affinity aff = {
-			.last_used_ns = now, .backend_id = slot->backend_id, .slot = key.slot};
+		struct lb_affinity aff = { .last_used_ns = now,
+					   .backend_id = slot->backend_id,
+					   .slot = key.slot };
 
 		bpf_map_update_elem(&lb_affinity_v1, &aff_key, &aff, BPF_ANY);
 	}
@@ -111,9 +112,9 @@ static __always_inline void lb_count_balanced(const struct lb_service *svc, __u3
 static __always_inline int __lb4_xlate_fwd(__u64 cookie, __u64 client, __be32 *address,
 					   __be16 *port, __u8 proto)
 {
-	struct lb4_key key = {.address = *address, .dport = *port, .proto = proto};
-	struct lb4_reverse_key rev_key = {.cookie = cookie};
-	struct lb4_reverse rev = {.address = *address, .port = *port};
+	struct lb4_key key = { .address = *address, .dport = *port, .proto = proto };
+	struct lb4_reverse_key rev_key = { .cookie = cookie };
+	struct lb4_reverse rev = { .address = *address, .port = *port };
 	const struct lb4_backend *backend;
 	const struct lb_service *svc;
 	__u32 backend_id;
@@ -142,7 +143,7 @@ static __always_inline int __lb4_xlate_fwd(__u64 cookie, __u64 client, __be32 *a
 /* Turns a backend address seen by this socket back into the VIP it dialled, if it dialled one. */
 static __always_inline void __lb4_xlate_rev(__u64 cookie, __be32 *address, __be16 *port)
 {
-	struct lb4_reverse_key key = {.cookie = cookie, .address = *address, .port = *port};
+	struct lb4_reverse_key key = { .cookie = cookie, .address = *address, .port = *port };
 	const struct lb4_reverse *rev = bpf_map_lookup_elem(&lb4_reverse_v1, &key);
 
 	if (!rev)
@@ -155,9 +156,9 @@ static __always_inline void __lb4_xlate_rev(__u64 cookie, __be32 *address, __be1
 static __always_inline int __lb6_xlate_fwd(__u64 cookie, __u64 client, union v6addr *address,
 					   __be16 *port, __u8 proto)
 {
-	struct lb6_key key = {.address = *address, .dport = *port, .proto = proto};
-	struct lb6_reverse_key rev_key = {.cookie = cookie};
-	struct lb6_reverse rev = {.address = *address, .port = *port};
+	struct lb6_key key = { .address = *address, .dport = *port, .proto = proto };
+	struct lb6_reverse_key rev_key = { .cookie = cookie };
+	struct lb6_reverse rev = { .address = *address, .port = *port };
 	const struct lb6_backend *backend;
 	const struct lb_service *svc;
 	__u32 backend_id;
@@ -185,7 +186,7 @@ static __always_inline int __lb6_xlate_fwd(__u64 cookie, __u64 client, union v6a
 
 static __always_inline void __lb6_xlate_rev(__u64 cookie, union v6addr *address, __be16 *port)
 {
-	struct lb6_reverse_key key = {.cookie = cookie, .address = *address, .port = *port};
+	struct lb6_reverse_key key = { .cookie = cookie, .address = *address, .port = *port };
 	const struct lb6_reverse *rev = bpf_map_lookup_elem(&lb6_reverse_v1, &key);
 
 	if (!rev)

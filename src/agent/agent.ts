@@ -4,7 +4,7 @@ import type { V1EndpointSlice, V1Service } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import { KernelMaps } from '../datapath/kernel-maps.ts';
 import { formatProblem, type ObjectProblem } from '../errors.ts';
-import { desired, DesiredCache } from '../model/desired.ts';
+import { DesiredCache, desired } from '../model/desired.ts';
 import type { DesiredTable, NodeInfo } from '../model/types.ts';
 import type { PlanProblem } from '../reconcile/plan.ts';
 import { Reconciler } from '../reconcile/reconciler.ts';
@@ -84,7 +84,10 @@ export class Agent {
     if (this.datapath.bpfDestroyUnavailable) {
       this.#log.info(`UDP sockets of removed backends are destroyed through sock_diag: ${this.datapath.bpfDestroyUnavailable}`);
     }
-    if (this.datapath.refuseErrno === 0) this.#log.warn('no bpf_set_retval in this kernel (Linux < 5.18): a connect() to a service without backends fails with EPERM, not ECONNREFUSED');
+    if (this.datapath.refuseErrno === 0)
+      this.#log.warn(
+        'no bpf_set_retval in this kernel (Linux < 5.18): a connect() to a service without backends fails with EPERM, not ECONNREFUSED',
+      );
   }
 
   /**

@@ -1,15 +1,15 @@
 // Loads socklb's BPF objects, attaches them to a cgroup through pinned bpf_links, and adopts the
 // pinned maps and links an earlier agent left, so a restart never interrupts the datapath.
 
-import { existsSync, mkdirSync, readdirSync, rmSync, rmdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, rmdirSync, rmSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { BpfError, BpfLink, BpfObject } from '../bpf/binding.ts';
-import { ABI_VERSION, DESTROY_MAPS, encode, Layouts, MapNames, SOCK_MAPS, type MapName } from '../datapath/abi.ts';
+import { ABI_VERSION, DESTROY_MAPS, encode, Layouts, type MapName, MapNames, SOCK_MAPS } from '../datapath/abi.ts';
 import type { ServiceMapSet } from '../datapath/kernel-maps.ts';
 import type { Capacity } from '../datapath/maps.ts';
 import { ErrorCodes, SocklbError } from '../errors.ts';
-import { planDatapath, probeFeatures, type Features } from './features.ts';
+import { type Features, planDatapath, probeFeatures } from './features.ts';
 import { bpffsRootOf, cgroupId, ensureBpffs } from './host.ts';
 import { SockDiagDestroyer, SocketDestroyer, type UdpSocketDestroyer } from './socket-destroyer.ts';
 

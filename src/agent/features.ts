@@ -29,12 +29,36 @@ export type Features = Record<FeatureName, Feature>;
 
 /** What each feature needs, and the first mainline release that has it. */
 const NEEDS: Record<Exclude<FeatureName, 'btf'>, { what: string; since: [number, number]; btf: BtfNeed }> = {
-  connect: { what: 'cgroup/connect4 and connect6 (BPF_CGROUP_INET4_CONNECT)', since: [4, 17], btf: { enumerator: 'BPF_CGROUP_INET6_CONNECT' } },
-  sendmsg: { what: 'cgroup/sendmsg4 and sendmsg6 (BPF_CGROUP_UDP4_SENDMSG)', since: [4, 18], btf: { enumerator: 'BPF_CGROUP_UDP6_SENDMSG' } },
-  recvmsg: { what: 'cgroup/recvmsg4 and recvmsg6 (BPF_CGROUP_UDP4_RECVMSG)', since: [5, 2], btf: { enumerator: 'BPF_CGROUP_UDP6_RECVMSG' } },
-  getpeername: { what: 'cgroup/getpeername4 and getpeername6 (BPF_CGROUP_INET4_GETPEERNAME)', since: [5, 8], btf: { enumerator: 'BPF_CGROUP_INET6_GETPEERNAME' } },
-  cgroup_link: { what: 'bpf_link for cgroup programs (BPF_LINK_TYPE_CGROUP, BPF_LINK_UPDATE)', since: [5, 7], btf: { enumerator: 'BPF_LINK_TYPE_CGROUP' } },
-  set_retval: { what: 'the bpf_set_retval helper in cgroup programs (BPF_FUNC_set_retval)', since: [5, 18], btf: { enumerator: 'BPF_FUNC_set_retval' } },
+  connect: {
+    what: 'cgroup/connect4 and connect6 (BPF_CGROUP_INET4_CONNECT)',
+    since: [4, 17],
+    btf: { enumerator: 'BPF_CGROUP_INET6_CONNECT' },
+  },
+  sendmsg: {
+    what: 'cgroup/sendmsg4 and sendmsg6 (BPF_CGROUP_UDP4_SENDMSG)',
+    since: [4, 18],
+    btf: { enumerator: 'BPF_CGROUP_UDP6_SENDMSG' },
+  },
+  recvmsg: {
+    what: 'cgroup/recvmsg4 and recvmsg6 (BPF_CGROUP_UDP4_RECVMSG)',
+    since: [5, 2],
+    btf: { enumerator: 'BPF_CGROUP_UDP6_RECVMSG' },
+  },
+  getpeername: {
+    what: 'cgroup/getpeername4 and getpeername6 (BPF_CGROUP_INET4_GETPEERNAME)',
+    since: [5, 8],
+    btf: { enumerator: 'BPF_CGROUP_INET6_GETPEERNAME' },
+  },
+  cgroup_link: {
+    what: 'bpf_link for cgroup programs (BPF_LINK_TYPE_CGROUP, BPF_LINK_UPDATE)',
+    since: [5, 7],
+    btf: { enumerator: 'BPF_LINK_TYPE_CGROUP' },
+  },
+  set_retval: {
+    what: 'the bpf_set_retval helper in cgroup programs (BPF_FUNC_set_retval)',
+    since: [5, 18],
+    btf: { enumerator: 'BPF_FUNC_set_retval' },
+  },
   iter_udp: { what: 'the UDP socket iterator (iter/udp)', since: [5, 9], btf: { func: 'bpf_iter_udp' } },
   sock_destroy: { what: 'the bpf_sock_destroy kfunc', since: [6, 5], btf: { func: 'bpf_sock_destroy' } },
 };
@@ -77,9 +101,16 @@ export function parseBtfNames(buf: Buffer): BtfNames {
     const vlen = info & 0xffff;
     p += 12;
     switch (kind) {
-      case 1: p += 4; break; // INT
-      case 3: p += 12; break; // ARRAY
-      case 4: case 5: p += 12 * vlen; break; // STRUCT, UNION
+      case 1:
+        p += 4;
+        break; // INT
+      case 3:
+        p += 12;
+        break; // ARRAY
+      case 4:
+      case 5:
+        p += 12 * vlen;
+        break; // STRUCT, UNION
       case KIND.ENUM:
         for (let i = 0; i < vlen; i++) out.enumerators.add(name(buf.readUInt32LE(p + 8 * i)));
         p += 8 * vlen;
@@ -88,13 +119,32 @@ export function parseBtfNames(buf: Buffer): BtfNames {
         for (let i = 0; i < vlen; i++) out.enumerators.add(name(buf.readUInt32LE(p + 12 * i)));
         p += 12 * vlen;
         break;
-      case KIND.FUNC: out.funcs.add(name(nameOff)); break;
-      case 13: p += 8 * vlen; break; // FUNC_PROTO
-      case 14: p += 4; break; // VAR
-      case 15: p += 12 * vlen; break; // DATASEC
-      case 17: p += 4; break; // DECL_TAG
-      case 2: case 7: case 8: case 9: case 10: case 11: case 16: case 18: break; // no trailing data
-      default: throw new Error(`unknown BTF kind ${kind} at offset ${p - 12}`);
+      case KIND.FUNC:
+        out.funcs.add(name(nameOff));
+        break;
+      case 13:
+        p += 8 * vlen;
+        break; // FUNC_PROTO
+      case 14:
+        p += 4;
+        break; // VAR
+      case 15:
+        p += 12 * vlen;
+        break; // DATASEC
+      case 17:
+        p += 4;
+        break; // DECL_TAG
+      case 2:
+      case 7:
+      case 8:
+      case 9:
+      case 10:
+      case 11:
+      case 16:
+      case 18:
+        break; // no trailing data
+      default:
+        throw new Error(`unknown BTF kind ${kind} at offset ${p - 12}`);
     }
   }
   return out;
@@ -117,9 +167,10 @@ function atLeast(v: [number, number], want: [number, number]): boolean {
 export function decideFeatures(btf: BtfNames | Error, kernelRelease = release()): Features {
   const version = kernelVersion(kernelRelease);
   const out = {} as Features;
-  out.btf = btf instanceof Error
-    ? { available: false, reason: `no kernel BTF (${btf.message}); deciding by the release ${kernelRelease}` }
-    : { available: true };
+  out.btf =
+    btf instanceof Error
+      ? { available: false, reason: `no kernel BTF (${btf.message}); deciding by the release ${kernelRelease}` }
+      : { available: true };
   for (const [name, need] of Object.entries(NEEDS) as [Exclude<FeatureName, 'btf'>, (typeof NEEDS)[keyof typeof NEEDS]][]) {
     const since = `Linux ${need.since[0]}.${need.since[1]}`;
     if (btf instanceof Error) {
@@ -180,7 +231,8 @@ export function planDatapath(f: Features, kernelRelease = release()): DatapathPl
   if (missing.length) {
     plan.unsupported = `socklb cannot run on Linux ${kernelRelease}: it needs ${missing.map((n) => NEEDS[n].what).join(', ')} (${missing.map((n) => f[n].reason).join('; ')})`;
   }
-  if (!f.set_retval.available) notes.push(`a connect() or sendmsg() to a service without backends fails with EPERM, not ECONNREFUSED (${f.set_retval.reason})`);
+  if (!f.set_retval.available)
+    notes.push(`a connect() or sendmsg() to a service without backends fails with EPERM, not ECONNREFUSED (${f.set_retval.reason})`);
   if (destroyMissing.length) {
     plan.destroyUnavailable = `UDP sockets of removed backends cannot be destroyed on this kernel; they keep sending to the old backend until the application reconnects: ${destroyMissing.map((n) => f[n].reason).join('; ')}`;
     notes.push(plan.destroyUnavailable);

@@ -12,13 +12,13 @@ export interface Mount {
 
 /** /proc/mounts, with the octal escapes of paths (\040 for a space) decoded. */
 export function readMounts(text = readFileSync('/proc/mounts', 'utf8')): Mount[] {
-  const unescape = (s: string) => s.replace(/\\([0-7]{3})/g, (_, oct: string) => String.fromCharCode(parseInt(oct, 8)));
+  const unescapeOctal = (s: string) => s.replace(/\\([0-7]{3})/g, (_, oct: string) => String.fromCharCode(parseInt(oct, 8)));
   return text
     .split('\n')
     .filter((line) => line.trim() !== '')
     .map((line) => {
       const [source = '', target = '', fstype = ''] = line.split(' ');
-      return { source: unescape(source), target: unescape(target), fstype };
+      return { source: unescapeOctal(source), target: unescapeOctal(target), fstype };
     });
 }
 

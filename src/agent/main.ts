@@ -7,7 +7,7 @@ import { agentSource } from '../debug/source.ts';
 import { HealthServer } from '../health/health-server.ts';
 import { SocklbMetrics } from '../metrics/metrics.ts';
 import type { Backoff } from '../sources/k8s-informer.ts';
-import { KubernetesSource, type KubernetesSnapshot } from '../sources/kubernetes.ts';
+import { type KubernetesSnapshot, KubernetesSource } from '../sources/kubernetes.ts';
 import { ManifestSource } from '../sources/manifest.ts';
 import { Agent } from './agent.ts';
 import type { DatapathOptions } from './datapath.ts';

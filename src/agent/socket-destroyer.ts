@@ -4,7 +4,7 @@
 // filtering done in the kernel), or sock_diag's SOCK_DESTROY (any kernel with INET_DIAG_DESTROY).
 
 import { readdirSync, statSync } from 'node:fs';
-import { destroyUdpSockets, readIterator, type BpfLink, type BpfMap } from '../bpf/binding.ts';
+import { type BpfLink, type BpfMap, destroyUdpSockets, readIterator } from '../bpf/binding.ts';
 import { encode, Layouts } from '../datapath/abi.ts';
 import type { Backend } from '../model/types.ts';
 
@@ -64,14 +64,15 @@ export class SocketDestroyer implements UdpSocketDestroyer {
     if (udp.length === 0) return NOTHING;
     const marked: [BpfMap, Buffer][] = udp.map((b) => {
       const values = { address: b.address, port: b.port };
-      return b.family === 4
-        ? [this.#v4, encode(Layouts.lb4DestroyKey, values)]
-        : [this.#v6, encode(Layouts.lb6DestroyKey, values)];
+      return b.family === 4 ? [this.#v4, encode(Layouts.lb4DestroyKey, values)] : [this.#v6, encode(Layouts.lb6DestroyKey, values)];
     });
     try {
       for (const [map, key] of marked) map.update(key, PRESENT);
-      return inEveryNamespace((ns) =>
-        readIterator(this.#iterator, ns).split('\n').filter((line) => line === 'destroyed').length,
+      return inEveryNamespace(
+        (ns) =>
+          readIterator(this.#iterator, ns)
+            .split('\n')
+            .filter((line) => line === 'destroyed').length,
       );
     } finally {
       for (const [map, key] of marked) map.delete(key);

@@ -6,7 +6,7 @@ import { readFileSync, readlinkSync, unlinkSync } from 'node:fs';
 import { constants } from 'node:os';
 import { getSystemErrorMap, getSystemErrorName } from 'node:util';
 import { ipv4ToBytes, ipv6ToBytes } from '../datapath/ip-bytes.ts';
-import { native, type BatchResult, type NativeBpfObject, type NativeFd, type NativeUdpTarget, type Status } from './native.ts';
+import { type BatchResult, type NativeBpfObject, type NativeFd, type NativeUdpTarget, native, type Status } from './native.ts';
 
 // The statuses this wrapper reacts to or makes, negative as the addon returns them.
 const EBADF = -constants.errno.EBADF;
@@ -256,7 +256,13 @@ export class BpfMap {
     while (count < maxCount) {
       const key = keys.subarray(count * this.keySize, (count + 1) * this.keySize);
       const rc = native.mapGetNextKey(fd, prev, key);
-      if (rc === ENOENT) return { keys: keys.subarray(0, count * this.keySize), values: values.subarray(0, count * this.valueBufferSize), count, nextCursor: undefined };
+      if (rc === ENOENT)
+        return {
+          keys: keys.subarray(0, count * this.keySize),
+          values: values.subarray(0, count * this.valueBufferSize),
+          count,
+          nextCursor: undefined,
+        };
       check(rc, 'bpf_map_get_next_key');
       const lrc = native.mapLookup(fd, key, values.subarray(count * this.valueBufferSize, (count + 1) * this.valueBufferSize));
       prev = key;

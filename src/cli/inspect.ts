@@ -2,7 +2,7 @@
 // the agent's debug endpoint, printing aligned tables (or the endpoint's JSON with --json).
 
 import { readFileSync } from 'node:fs';
-import { parseArgs } from 'node:util';
+import { type ParseArgsOptionsConfig, parseArgs } from 'node:util';
 import { DEFAULT_DEBUG_ADDRESS } from '../debug/defaults.ts';
 
 export const INSPECT_COMMANDS = ['services', 'backends', 'maps', 'map', 'status'] as const;
@@ -52,7 +52,9 @@ function client(address: string, token: string | undefined): Client {
         res = await fetch(base + path, { headers: token ? { authorization: `Bearer ${token}` } : {}, signal: AbortSignal.timeout(10_000) });
       } catch (err) {
         const cause = (err as { cause?: { code?: string } }).cause?.code ?? (err as Error).message;
-        throw new InspectError(`cannot reach the socklb debug endpoint at ${base}: ${cause} (is the agent running? --address picks another)`);
+        throw new InspectError(
+          `cannot reach the socklb debug endpoint at ${base}: ${cause} (is the agent running? --address picks another)`,
+        );
       }
       const text = await res.text();
       if (!res.ok) {
@@ -72,23 +74,55 @@ function client(address: string, token: string | undefined): Client {
 
 // ---- shapes served by the endpoint (see src/debug/schemas.ts) ---------------------------------
 
-interface BackendRow { slot: number; backendId: number; backend: string; connects: number }
-interface FrontendRow {
-  frontend: string; portName: string; serviceId: number; backendCount: number; connects: number; refused: number; backends: BackendRow[];
+interface BackendRow {
+  slot: number;
+  backendId: number;
+  backend: string;
+  connects: number;
 }
-interface ServiceRow { namespace: string; name: string; frontends: FrontendRow[] }
+interface FrontendRow {
+  frontend: string;
+  portName: string;
+  serviceId: number;
+  backendCount: number;
+  connects: number;
+  refused: number;
+  backends: BackendRow[];
+}
+interface ServiceRow {
+  namespace: string;
+  name: string;
+  frontends: FrontendRow[];
+}
 interface MapRow {
-  name: string; type: string; keySize: number; valueSize: number; maxEntries: number; entries: number; memoryBytes: number | null; perCpu: boolean;
+  name: string;
+  type: string;
+  keySize: number;
+  valueSize: number;
+  maxEntries: number;
+  entries: number;
+  memoryBytes: number | null;
+  perCpu: boolean;
 }
 interface MapPage {
-  name: string; perCpu: boolean; keyLayout: string; valueLayout: string;
+  name: string;
+  perCpu: boolean;
+  keyLayout: string;
+  valueLayout: string;
   entries: { key: Record<string, number | string>; value: Record<string, number | string> }[];
   cursor: string | null;
 }
 interface Status {
-  version: string; healthy: boolean; loaded: boolean; attached: boolean;
+  version: string;
+  healthy: boolean;
+  loaded: boolean;
+  attached: boolean;
   hooks: { program: string; attachType: string; attached: boolean }[];
-  inSync: boolean; adopted: boolean; lastSync: string | null; syncs: number; frontends: number;
+  inSync: boolean;
+  adopted: boolean;
+  lastSync: string | null;
+  syncs: number;
+  frontends: number;
   objectProblems: { kind: string; namespace: string; name: string; field: string; code: string; message: string }[];
   programProblems: { key: string; namespace: string; name: string; code: string; message: string }[];
   destroyMethod: string;
@@ -101,14 +135,13 @@ export function formatTable(headers: string[], rows: (string | number)[][]): str
   const numeric = headers.map((_, c) => rows.length > 0 && rows.every((r) => typeof r[c] === 'number'));
   const cells = [headers, ...rows.map((r) => r.map(String))];
   const widths = headers.map((_, c) => Math.max(...cells.map((r) => (r[c] ?? '').length)));
-  return cells
-    .map((r) =>
-      r
-        .map((cell, c) => (numeric[c] ? cell.padStart(widths[c]!) : c === r.length - 1 ? cell : cell.padEnd(widths[c]!)))
-        .join('   ')
-        .trimEnd(),
-    )
-    .join('\n') + '\n';
+  const lines = cells.map((r) =>
+    r
+      .map((cell, c) => (numeric[c] ? cell.padStart(widths[c]!) : c === r.length - 1 ? cell : cell.padEnd(widths[c]!)))
+      .join('   ')
+      .trimEnd(),
+  );
+  return `${lines.join('\n')}\n`;
 }
 
 function serviceName(s: { namespace: string; name: string }): string {
@@ -142,7 +175,7 @@ async function servicesCmd(c: Client, args: string[], json: boolean, io: Inspect
   } else {
     services = (await c.get<{ services: ServiceRow[] }>('/v1/services')).services;
   }
-  if (json) return io.out(JSON.stringify(args[0] !== undefined ? services[0] : { services }, null, 2) + '\n');
+  if (json) return io.out(`${JSON.stringify(args[0] !== undefined ? services[0] : { services }, null, 2)}\n`);
   const rows = services.flatMap((s) =>
     s.frontends.map((f) => [serviceName(s), f.portName || '-', f.frontend, f.serviceId, f.backendCount, f.connects, f.refused]),
   );
@@ -156,7 +189,7 @@ async function backendsCmd(c: Client, args: string[], json: boolean, io: Inspect
     const flat = services.flatMap((s) =>
       s.frontends.flatMap((f) => f.backends.map((b) => ({ namespace: s.namespace, name: s.name, frontend: f.frontend, ...b }))),
     );
-    return io.out(JSON.stringify({ backends: flat }, null, 2) + '\n');
+    return io.out(`${JSON.stringify({ backends: flat }, null, 2)}\n`);
   }
   // One block per frontend, as `cilium-dbg bpf lb list` prints a service then its backends.
   const rows: (string | number)[][] = [];
@@ -174,7 +207,7 @@ async function backendsCmd(c: Client, args: string[], json: boolean, io: Inspect
 async function mapsCmd(c: Client, args: string[], json: boolean, io: InspectIo): Promise<void> {
   if (args.length > 0) throw new InspectError('socklb maps takes no arguments');
   const { maps } = await c.get<{ maps: MapRow[] }>('/v1/maps');
-  if (json) return io.out(JSON.stringify({ maps }, null, 2) + '\n');
+  if (json) return io.out(`${JSON.stringify({ maps }, null, 2)}\n`);
   // An array map always holds max entries: its fill says nothing.
   const use = (m: MapRow) => (m.type.endsWith('array') ? '-' : percent(m.entries, m.maxEntries));
   const rows = maps.map((m) => [m.name, m.type, m.keySize, m.valueSize, m.entries, m.maxEntries, use(m), bytes(m.memoryBytes)]);
@@ -196,7 +229,7 @@ async function mapDumpCmd(c: Client, args: string[], json: boolean, limit: numbe
     cursor = page.cursor;
   } while (cursor && (limit === undefined || entries.length < limit));
   const shown = limit === undefined ? entries : entries.slice(0, limit);
-  if (json) return io.out(JSON.stringify({ name, entries: shown }, null, 2) + '\n');
+  if (json) return io.out(`${JSON.stringify({ name, entries: shown }, null, 2)}\n`);
   const keyFields = Object.keys(shown[0]?.key ?? {});
   const valueFields = Object.keys(shown[0]?.value ?? {});
   const label = (f: string, other: string[], side: string) => (other.includes(f) ? `${side}.${f}` : f).toUpperCase();
@@ -206,7 +239,9 @@ async function mapDumpCmd(c: Client, args: string[], json: boolean, limit: numbe
   ];
   const rows = shown.map((e) => [...keyFields.map((f) => e.key[f]!), ...valueFields.map((f) => e.value[f]!)]);
   io.out(headers.length > 0 ? formatTable(headers, rows) : '');
-  io.out(`${shown.length} entries in ${name} (${first?.keyLayout} -> ${first?.valueLayout})${cursor ? ', more with a larger --limit' : ''}\n`);
+  io.out(
+    `${shown.length} entries in ${name} (${first?.keyLayout} -> ${first?.valueLayout})${cursor ? ', more with a larger --limit' : ''}\n`,
+  );
 }
 
 async function statusCmd(c: Client, args: string[], json: boolean, io: InspectIo): Promise<number> {
@@ -217,7 +252,7 @@ async function statusCmd(c: Client, args: string[], json: boolean, io: InspectIo
     c.get<{ maps: MapRow[] }>('/v1/maps'),
   ]);
   if (json) {
-    io.out(JSON.stringify(status, null, 2) + '\n');
+    io.out(`${JSON.stringify(status, null, 2)}\n`);
     return status.healthy ? 0 : 1;
   }
   const lines: [string, string][] = [];
@@ -225,9 +260,7 @@ async function statusCmd(c: Client, args: string[], json: boolean, io: InspectIo
   const missing = status.hooks.filter((h) => !h.attached).map((h) => h.program);
   const frontends = services.reduce((n, s) => n + s.frontends.length, 0);
   const backends = new Set(services.flatMap((s) => s.frontends.flatMap((f) => f.backends.map((b) => b.backendId)))).size;
-  const fullest = maps
-    .filter((m) => !m.type.endsWith('array'))
-    .sort((a, b) => b.entries / b.maxEntries - a.entries / a.maxEntries)[0];
+  const fullest = maps.filter((m) => !m.type.endsWith('array')).sort((a, b) => b.entries / b.maxEntries - a.entries / a.maxEntries)[0];
   lines.push(['Agent', `socklb ${status.version} at ${c.base}`]);
   lines.push(['Health', status.healthy ? 'healthy' : 'UNHEALTHY']);
   lines.push(['Datapath', `${status.loaded ? 'loaded' : 'NOT LOADED'}${status.adopted ? ' (adopted from an earlier agent)' : ''}`]);
@@ -235,9 +268,16 @@ async function statusCmd(c: Client, args: string[], json: boolean, io: InspectIo
     'Hooks',
     `${attachedHooks.length}/${status.hooks.length} attached${missing.length > 0 ? `; NOT attached: ${missing.join(', ')}` : ''}`,
   ]);
-  lines.push(['Sync', `${status.inSync ? 'in sync' : 'NOT in sync (a change is waiting)'}, ${status.syncs} syncs, last ${ago(status.lastSync)}`]);
+  lines.push([
+    'Sync',
+    `${status.inSync ? 'in sync' : 'NOT in sync (a change is waiting)'}, ${status.syncs} syncs, last ${ago(status.lastSync)}`,
+  ]);
   lines.push(['Services', `${services.filter((s) => s.name).length} services, ${frontends} frontends, ${backends} backends programmed`]);
-  if (fullest) lines.push(['Fullest map', `${fullest.name} ${fullest.entries}/${fullest.maxEntries} (${percent(fullest.entries, fullest.maxEntries)})`]);
+  if (fullest)
+    lines.push([
+      'Fullest map',
+      `${fullest.name} ${fullest.entries}/${fullest.maxEntries} (${percent(fullest.entries, fullest.maxEntries)})`,
+    ]);
   lines.push(['UDP destroy', `through ${status.destroyMethod}`]);
   const problems = status.objectProblems.length + status.programProblems.length;
   lines.push([
@@ -245,7 +285,7 @@ async function statusCmd(c: Client, args: string[], json: boolean, io: InspectIo
     problems === 0 ? 'none' : `${status.objectProblems.length} rejected objects, ${status.programProblems.length} frontends not programmed`,
   ]);
   const width = Math.max(...lines.map(([k]) => k.length)) + 1;
-  io.out(lines.map(([k, v]) => `${(k + ':').padEnd(width)}  ${v}`).join('\n') + '\n');
+  io.out(`${lines.map(([k, v]) => `${(`${k}:`).padEnd(width)}  ${v}`).join('\n')}\n`);
   const shown = 10;
   for (const p of status.objectProblems.slice(0, shown)) {
     io.out(`  ${p.code}: ${p.kind} ${p.namespace}/${p.name}: ${p.field ? `${p.field}: ` : ''}${p.message}\n`);
@@ -255,32 +295,34 @@ async function statusCmd(c: Client, args: string[], json: boolean, io: InspectIo
   return status.healthy ? 0 : 1;
 }
 
+const INSPECT_OPTIONS = {
+  address: { type: 'string', default: DEFAULT_DEBUG_ADDRESS },
+  'token-file': { type: 'string' },
+  json: { type: 'boolean', default: false },
+  limit: { type: 'string' },
+  help: { type: 'boolean', short: 'h', default: false },
+} as const satisfies ParseArgsOptionsConfig;
+
 /**
  * Runs one inspect command; returns the exit code (0 ok, 1 failed or unhealthy, 2 usage).
  * `command` is one of INSPECT_COMMANDS; argv is what follows it.
  */
 export async function inspectCommand(command: string, argv: string[], io: InspectIo = PROCESS_IO): Promise<number> {
-  let values;
+  let values: ReturnType<typeof parseArgs<{ options: typeof INSPECT_OPTIONS }>>['values'];
   let positionals: string[];
   try {
     ({ values, positionals } = parseArgs({
       args: argv,
       allowPositionals: true,
       strict: true,
-      options: {
-        address: { type: 'string', default: DEFAULT_DEBUG_ADDRESS },
-        'token-file': { type: 'string' },
-        json: { type: 'boolean', default: false },
-        limit: { type: 'string' },
-        help: { type: 'boolean', short: 'h', default: false },
-      },
+      options: INSPECT_OPTIONS,
     }));
   } catch (err) {
     io.err(`socklb ${command}: ${(err as Error).message}\n${INSPECT_USAGE}\n`);
     return 2;
   }
   if (values.help) {
-    io.out(INSPECT_USAGE + '\n');
+    io.out(`${INSPECT_USAGE}\n`);
     return 0;
   }
   let limit: number | undefined;

@@ -22,7 +22,7 @@ export function ipv6ToBytes(address: string): Buffer {
   const tailWords = tail === undefined ? [] : parse(tail);
   words.push(...headWords, ...new Array(8 - headWords.length - tailWords.length).fill(0), ...tailWords);
   const out = Buffer.alloc(16);
-  words.forEach((w, i) => out.writeUInt16BE(w, i * 2));
+  for (const [i, w] of words.entries()) out.writeUInt16BE(w, i * 2);
   return out;
 }
 

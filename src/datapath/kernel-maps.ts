@@ -3,7 +3,7 @@
 import type { BpfMap } from '../bpf/binding.ts';
 import { possibleCpus } from '../bpf/binding.ts';
 import type { Backend, Family, Frontend, Protocol } from '../model/types.ts';
-import { decode, encode, IPPROTO, Layouts, MapNames, sumPerCpu, type Layout, type SockMapName } from './abi.ts';
+import { decode, encode, IPPROTO, type Layout, Layouts, MapNames, type SockMapName, sumPerCpu } from './abi.ts';
 import type { Capacity, DatapathMaps, MapsDump, ServiceCounters, ServiceEntry, SlotEntry } from './maps.ts';
 
 export type ServiceMapSet = Record<SockMapName, BpfMap>;

@@ -2,7 +2,7 @@
 // fill, and pages of decoded entries behind an opaque cursor, over real BPF maps or in memory.
 
 import type { BpfMap } from '../bpf/binding.ts';
-import { decode, encode, Layouts, MapNames, sumPerCpu, type Decoded, type FieldValue, type Layout } from '../datapath/abi.ts';
+import { type Decoded, decode, encode, type FieldValue, type Layout, Layouts, MapNames, sumPerCpu } from '../datapath/abi.ts';
 import { backendValue, frontendKey } from '../datapath/kernel-maps.ts';
 import type { MemoryMaps } from '../datapath/maps.ts';
 

@@ -8,7 +8,7 @@ import type { MemoryMaps } from '../datapath/maps.ts';
 import type { DesiredTable } from '../model/types.ts';
 import type { PlanProblem } from '../reconcile/plan.ts';
 import { Reconciler } from '../reconcile/reconciler.ts';
-import { MemoryMapView, memoryMapViews, type MapView } from './map-views.ts';
+import { type MapView, MemoryMapView, memoryMapViews } from './map-views.ts';
 import type { DebugSource } from './source.ts';
 
 export interface MemorySource extends DebugSource {

@@ -62,8 +62,15 @@ export const statusSchema = {
     frontends: { type: 'integer' },
     objectProblems: { type: 'array', items: problemSchema },
     programProblems: { type: 'array', items: programProblemSchema },
-    destroyMethod: { type: 'string', enum: ['bpf_sock_destroy', 'sock_diag'], description: 'How UDP sockets of removed backends are destroyed.' },
-    refuseErrno: { type: 'integer', description: 'errno of a connect() to a service without backends; 0: no bpf_set_retval (Linux < 5.18), callers see EPERM.' },
+    destroyMethod: {
+      type: 'string',
+      enum: ['bpf_sock_destroy', 'sock_diag'],
+      description: 'How UDP sockets of removed backends are destroyed.',
+    },
+    refuseErrno: {
+      type: 'integer',
+      description: 'errno of a connect() to a service without backends; 0: no bpf_set_retval (Linux < 5.18), callers see EPERM.',
+    },
   },
 } as const;
 

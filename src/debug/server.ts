@@ -6,20 +6,13 @@ import { readFileSync } from 'node:fs';
 import { STATUS_CODES } from 'node:http';
 import { isIP } from 'node:net';
 import swagger from '@fastify/swagger';
-import { fastify, LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify';
-import { pino, type Logger } from 'pino';
+import { type FastifyBaseLogger, type FastifyError, type FastifyInstance, fastify, LogController } from 'fastify';
+import { type Logger, pino } from 'pino';
 import { ErrorCodes, SocklbError } from '../errors.ts';
 import { SocklbMetrics, VERSION } from '../metrics/metrics.ts';
 import { DEFAULT_DEBUG_ADDRESS, PROXY_MODE } from './defaults.ts';
 import { decodeEntry } from './map-views.ts';
-import {
-  configSchema,
-  mapPageQuerySchema,
-  mapPageSchema,
-  mapsSchema,
-  servicesSchema,
-  SHARED_SCHEMAS,
-} from './schemas.ts';
+import { configSchema, mapPageQuerySchema, mapPageSchema, mapsSchema, SHARED_SCHEMAS, servicesSchema } from './schemas.ts';
 import { serviceViews } from './service-view.ts';
 import type { DebugSource } from './source.ts';
 
@@ -114,123 +107,171 @@ export async function buildDebugServer(source: DebugSource, options: DebugServer
 
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
 
-  app.get('/healthz', {
-    schema: { summary: 'Healthy: loaded, hooks attached, synced once', response: { 200: { $ref: 'Health#' }, 503: { $ref: 'Health#' }, ...errors } },
-  }, async (_req, reply) => {
-    const s = source.status();
-    const loaded = source.loaded();
-    const attached = source.hooks().every((h) => h.attached);
-    const ok = loaded && attached && s.syncs > 0;
-    void reply.code(ok ? 200 : 503);
-    return { status: ok ? 'ok' : 'unhealthy', loaded, attached, inSync: s.inSync, lastSync: s.lastSync?.toISOString() ?? null };
-  });
-
-  app.get('/proxyMode', {
-    schema: { summary: 'The proxy mode, as kube-proxy serves it', response: { 200: { type: 'string' }, ...errors } },
-  }, async (_req, reply) => {
-    void reply.type('text/plain; charset=utf-8').header('x-content-type-options', 'nosniff');
-    return PROXY_MODE;
-  });
-
-  app.get('/metrics', {
-    schema: { summary: 'Prometheus metrics', produces: ['text/plain'], response: { 200: { type: 'string' }, ...errors } },
-  }, async (_req, reply) => {
-    void reply.type(metrics.contentType);
-    return metrics.metrics();
-  });
-
-  app.get('/v1/status', {
-    schema: { summary: 'Agent status: loaded, attached, in sync, problems', response: { 200: { $ref: 'Status#' }, ...errors } },
-  }, async () => {
-    const s = source.status();
-    const hooks = source.hooks();
-    const loaded = source.loaded();
-    const attached = hooks.every((h) => h.attached);
-    return {
-      version: VERSION,
-      healthy: loaded && attached && s.syncs > 0,
-      loaded,
-      attached,
-      hooks,
-      inSync: s.inSync,
-      adopted: s.adopted,
-      lastSync: s.lastSync?.toISOString() ?? null,
-      syncs: s.syncs,
-      frontends: s.frontends,
-      objectProblems: s.objectProblems,
-      programProblems: s.programProblems.map((p) => ({ key: p.key, namespace: p.service.namespace, name: p.service.name, code: p.code, message: p.message })),
-      destroyMethod: s.destroyMethod,
-      refuseErrno: s.refuseErrno,
-    };
-  });
-
-  app.get('/v1/config', {
-    schema: { summary: 'The settings the agent runs with', response: { 200: configSchema, ...errors } },
-  }, async () => ({ version: VERSION, proxyMode: PROXY_MODE, ...source.config() }));
-
-  app.get('/v1/services', {
-    schema: { summary: 'Every programmed service, read back from the maps', response: { 200: servicesSchema, ...errors } },
-  }, async () => ({ services: serviceViews(source.readback(), source.table()) }));
-
-  app.get<{ Params: { namespace: string; name: string } }>('/v1/services/:namespace/:name', {
-    schema: {
-      summary: 'One programmed service',
-      params: {
-        type: 'object',
-        properties: { namespace: { type: 'string', pattern: DNS_NAME }, name: { type: 'string', pattern: DNS_NAME } },
-        required: ['namespace', 'name'],
+  app.get(
+    '/healthz',
+    {
+      schema: {
+        summary: 'Healthy: loaded, hooks attached, synced once',
+        response: { 200: { $ref: 'Health#' }, 503: { $ref: 'Health#' }, ...errors },
       },
-      response: { 200: { $ref: 'Service#' }, ...errors },
     },
-  }, async (req) => {
-    const { namespace, name } = req.params;
-    const svc = serviceViews(source.readback(), source.table()).find((s) => s.namespace === namespace && s.name === name);
-    if (!svc) throw new HttpError(404, DebugErrorCodes.NOT_FOUND, `service ${namespace}/${name} is not programmed`);
-    return svc;
-  });
+    async (_req, reply) => {
+      const s = source.status();
+      const loaded = source.loaded();
+      const attached = source.hooks().every((h) => h.attached);
+      const ok = loaded && attached && s.syncs > 0;
+      void reply.code(ok ? 200 : 503);
+      return { status: ok ? 'ok' : 'unhealthy', loaded, attached, inSync: s.inSync, lastSync: s.lastSync?.toISOString() ?? null };
+    },
+  );
 
-  app.get('/v1/maps', {
-    schema: { summary: 'Every BPF map: type, sizes, entries in use, memory', response: { 200: mapsSchema, ...errors } },
-  }, async () => ({
-    maps: source.maps().map((m) => {
-      const s = m.summary();
-      return { ...s, memoryBytes: s.memoryBytes ?? null };
+  app.get(
+    '/proxyMode',
+    {
+      schema: { summary: 'The proxy mode, as kube-proxy serves it', response: { 200: { type: 'string' }, ...errors } },
+    },
+    async (_req, reply) => {
+      void reply.type('text/plain; charset=utf-8').header('x-content-type-options', 'nosniff');
+      return PROXY_MODE;
+    },
+  );
+
+  app.get(
+    '/metrics',
+    {
+      schema: { summary: 'Prometheus metrics', produces: ['text/plain'], response: { 200: { type: 'string' }, ...errors } },
+    },
+    async (_req, reply) => {
+      void reply.type(metrics.contentType);
+      return metrics.metrics();
+    },
+  );
+
+  app.get(
+    '/v1/status',
+    {
+      schema: { summary: 'Agent status: loaded, attached, in sync, problems', response: { 200: { $ref: 'Status#' }, ...errors } },
+    },
+    async () => {
+      const s = source.status();
+      const hooks = source.hooks();
+      const loaded = source.loaded();
+      const attached = hooks.every((h) => h.attached);
+      return {
+        version: VERSION,
+        healthy: loaded && attached && s.syncs > 0,
+        loaded,
+        attached,
+        hooks,
+        inSync: s.inSync,
+        adopted: s.adopted,
+        lastSync: s.lastSync?.toISOString() ?? null,
+        syncs: s.syncs,
+        frontends: s.frontends,
+        objectProblems: s.objectProblems,
+        programProblems: s.programProblems.map((p) => ({
+          key: p.key,
+          namespace: p.service.namespace,
+          name: p.service.name,
+          code: p.code,
+          message: p.message,
+        })),
+        destroyMethod: s.destroyMethod,
+        refuseErrno: s.refuseErrno,
+      };
+    },
+  );
+
+  app.get(
+    '/v1/config',
+    {
+      schema: { summary: 'The settings the agent runs with', response: { 200: configSchema, ...errors } },
+    },
+    async () => ({ version: VERSION, proxyMode: PROXY_MODE, ...source.config() }),
+  );
+
+  app.get(
+    '/v1/services',
+    {
+      schema: { summary: 'Every programmed service, read back from the maps', response: { 200: servicesSchema, ...errors } },
+    },
+    async () => ({ services: serviceViews(source.readback(), source.table()) }),
+  );
+
+  app.get<{ Params: { namespace: string; name: string } }>(
+    '/v1/services/:namespace/:name',
+    {
+      schema: {
+        summary: 'One programmed service',
+        params: {
+          type: 'object',
+          properties: { namespace: { type: 'string', pattern: DNS_NAME }, name: { type: 'string', pattern: DNS_NAME } },
+          required: ['namespace', 'name'],
+        },
+        response: { 200: { $ref: 'Service#' }, ...errors },
+      },
+    },
+    async (req) => {
+      const { namespace, name } = req.params;
+      const svc = serviceViews(source.readback(), source.table()).find((s) => s.namespace === namespace && s.name === name);
+      if (!svc) throw new HttpError(404, DebugErrorCodes.NOT_FOUND, `service ${namespace}/${name} is not programmed`);
+      return svc;
+    },
+  );
+
+  app.get(
+    '/v1/maps',
+    {
+      schema: { summary: 'Every BPF map: type, sizes, entries in use, memory', response: { 200: mapsSchema, ...errors } },
+    },
+    async () => ({
+      maps: source.maps().map((m) => {
+        const s = m.summary();
+        return { ...s, memoryBytes: s.memoryBytes ?? null };
+      }),
     }),
-  }));
+  );
 
-  app.get<{ Params: { name: string }; Querystring: { limit: number; cursor?: string } }>('/v1/maps/:name', {
-    schema: {
-      summary: 'One page of a map, decoded by field name',
-      params: { type: 'object', properties: { name: { type: 'string', pattern: '^[a-z0-9_]{1,64}$' } }, required: ['name'] },
-      querystring: mapPageQuerySchema,
-      response: { 200: mapPageSchema, ...errors },
+  app.get<{ Params: { name: string }; Querystring: { limit: number; cursor?: string } }>(
+    '/v1/maps/:name',
+    {
+      schema: {
+        summary: 'One page of a map, decoded by field name',
+        params: { type: 'object', properties: { name: { type: 'string', pattern: '^[a-z0-9_]{1,64}$' } }, required: ['name'] },
+        querystring: mapPageQuerySchema,
+        response: { 200: mapPageSchema, ...errors },
+      },
     },
-  }, async (req) => {
-    const view = source.maps().find((m) => m.name === req.params.name);
-    if (!view) {
-      const known = source.maps().map((m) => m.name).join(', ');
-      throw new HttpError(404, DebugErrorCodes.NOT_FOUND, `no map ${req.params.name}; the agent holds ${known}`);
-    }
-    const summary = view.summary();
-    const cursor = req.query.cursor === undefined ? undefined : Buffer.from(req.query.cursor, 'base64url');
-    let page;
-    try {
-      page = view.page(cursor, req.query.limit);
-    } catch (err) {
-      if (err instanceof RangeError) throw new HttpError(400, DebugErrorCodes.BAD_CURSOR, `cursor: ${err.message}`);
-      throw err;
-    }
-    return {
-      name: view.name,
-      type: summary.type,
-      perCpu: summary.perCpu,
-      keyLayout: view.key.name,
-      valueLayout: view.value.name,
-      count: page.entries.length,
-      entries: page.entries.map(([k, v]) => decodeEntry(view, summary.perCpu, k, v)),
-      cursor: page.next ? page.next.toString('base64url') : null,
-    };
-  });
+    async (req) => {
+      const view = source.maps().find((m) => m.name === req.params.name);
+      if (!view) {
+        const known = source
+          .maps()
+          .map((m) => m.name)
+          .join(', ');
+        throw new HttpError(404, DebugErrorCodes.NOT_FOUND, `no map ${req.params.name}; the agent holds ${known}`);
+      }
+      const summary = view.summary();
+      const cursor = req.query.cursor === undefined ? undefined : Buffer.from(req.query.cursor, 'base64url');
+      let page: ReturnType<typeof view.page>;
+      try {
+        page = view.page(cursor, req.query.limit);
+      } catch (err) {
+        if (err instanceof RangeError) throw new HttpError(400, DebugErrorCodes.BAD_CURSOR, `cursor: ${err.message}`);
+        throw err;
+      }
+      return {
+        name: view.name,
+        type: summary.type,
+        perCpu: summary.perCpu,
+        keyLayout: view.key.name,
+        valueLayout: view.value.name,
+        count: page.entries.length,
+        entries: page.entries.map(([k, v]) => decodeEntry(view, summary.perCpu, k, v)),
+        cursor: page.next ? page.next.toString('base64url') : null,
+      };
+    },
+  );
 
   return app;
 }
@@ -309,6 +350,8 @@ export async function startDebugServer(source: DebugSource, o: DebugListenOption
   } catch (err) {
     await server.close();
     const e = err as NodeJS.ErrnoException;
-    throw new SocklbError(ErrorCodes.HOST, `the debug endpoint cannot listen on ${address.host}:${address.port}: ${e.code ?? e.message}`, { cause: err });
+    throw new SocklbError(ErrorCodes.HOST, `the debug endpoint cannot listen on ${address.host}:${address.port}: ${e.code ?? e.message}`, {
+      cause: err,
+    });
   }
 }

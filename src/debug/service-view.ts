@@ -3,7 +3,7 @@
 
 import type { DatapathMaps } from '../datapath/maps.ts';
 import { cmp } from '../model/problem.ts';
-import { endpointKey, type Backend, type DesiredTable } from '../model/types.ts';
+import { type Backend, type DesiredTable, endpointKey } from '../model/types.ts';
 
 export interface BackendView {
   slot: number;
@@ -58,7 +58,10 @@ export function serviceViews(maps: DatapathMaps, table: DesiredTable): ServiceVi
   const slotsById = new Map<number, { slot: number; backendId: number }[]>();
   for (const s of dump.slots) {
     let list = slotsById.get(s.serviceId);
-    if (!list) slotsById.set(s.serviceId, (list = []));
+    if (!list) {
+      list = [];
+      slotsById.set(s.serviceId, list);
+    }
     list.push(s);
   }
   const services = new Map<string, ServiceView>();
@@ -69,7 +72,10 @@ export function serviceViews(maps: DatapathMaps, table: DesiredTable): ServiceVi
     const name = desired?.service.name ?? '';
     const id = `${ns}/${name}`;
     let svc = services.get(id);
-    if (!svc) services.set(id, (svc = { namespace: ns, name, frontends: [] }));
+    if (!svc) {
+      svc = { namespace: ns, name, frontends: [] };
+      services.set(id, svc);
+    }
     const counters = maps.serviceCounters(entry.serviceId);
     // Only slots 1..backend_count are live: the datapath never picks one above.
     const slots = (slotsById.get(entry.serviceId) ?? [])

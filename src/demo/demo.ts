@@ -93,7 +93,9 @@ export async function runDemo(argv: string[]): Promise<number> {
     for (const pod of lab.pods) await lab.startServer(pod.index, { tcp: [8080] });
     const manifest = join(workDir, 'services.yaml');
     writeFileSync(manifest, demoManifest(lab));
-    console.log(`service demo/web: ClusterIPs ${CLUSTER_IPV4}, ${CLUSTER_IPV6} port 80 -> pods ${lab.pods.map((p) => p.ipv4).join(', ')} port 8080`);
+    console.log(
+      `service demo/web: ClusterIPs ${CLUSTER_IPV4}, ${CLUSTER_IPV6} port 80 -> pods ${lab.pods.map((p) => p.ipv4).join(', ')} port 8080`,
+    );
 
     agent = new Agent({
       bpffs,

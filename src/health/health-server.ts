@@ -9,10 +9,10 @@
 // so a load balancer drains it first; `/livez` ignores the node, so the kubelet does not restart an agent
 // on a node that is merely going away.
 
-import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify';
 import type { AddressInfo } from 'node:net';
+import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify';
 import type { Logger } from 'pino';
-import { ServiceHealthServer, type HealthCheck, type HealthCheckProblem } from './service-health.ts';
+import { type HealthCheck, type HealthCheckProblem, ServiceHealthServer } from './service-health.ts';
 
 export type { HealthCheck, HealthCheckProblem } from './service-health.ts';
 

@@ -6,7 +6,7 @@
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
-import { ErrorCodes, type ErrorCode } from '../errors.ts';
+import { type ErrorCode, ErrorCodes } from '../errors.ts';
 import type { HealthCheck, ServiceName } from '../model/types.ts';
 
 export type { HealthCheck } from '../model/types.ts';
@@ -64,7 +64,8 @@ export class ServiceHealthServer {
   #closed = false;
 
   constructor(options: ServiceHealthOptions) {
-    if (typeof options?.host !== 'string' || options.host === '') throw new TypeError('ServiceHealthServer: options.host must be an address');
+    if (typeof options?.host !== 'string' || options.host === '')
+      throw new TypeError('ServiceHealthServer: options.host must be an address');
     if (typeof options.proxyHealthy !== 'function') throw new TypeError('ServiceHealthServer: options.proxyHealthy must be a function');
     this.#o = options;
   }

@@ -37,7 +37,13 @@ export async function startBackendServer(opts: BackendServerOptions): Promise<Ba
   const sockets: dgram.Socket[] = [];
   const close = async (): Promise<void> => {
     await Promise.all([
-      ...servers.map((s) => new Promise<void>((r) => { s.closeAllConnections(); s.close(() => r()); })),
+      ...servers.map(
+        (s) =>
+          new Promise<void>((r) => {
+            s.closeAllConnections();
+            s.close(() => r());
+          }),
+      ),
       ...sockets.map((s) => new Promise<void>((r) => s.close(() => r()))),
     ]);
   };
@@ -95,11 +101,14 @@ export async function startBackendServer(opts: BackendServerOptions): Promise<Ba
 
 function parsePorts(v: string | undefined): number[] {
   if (!v) return [];
-  return v.split(',').filter(Boolean).map((p) => {
-    const n = Number(p);
-    if (!Number.isInteger(n) || n < 0 || n > 65535) throw new RangeError(`bad port "${p}"`);
-    return n;
-  });
+  return v
+    .split(',')
+    .filter(Boolean)
+    .map((p) => {
+      const n = Number(p);
+      if (!Number.isInteger(n) || n < 0 || n > 65535) throw new RangeError(`bad port "${p}"`);
+      return n;
+    });
 }
 
 export function parseServerArgs(argv: string[]): BackendServerOptions {
@@ -108,11 +117,24 @@ export function parseServerArgs(argv: string[]): BackendServerOptions {
     const flag = argv[i];
     const value = argv[i + 1];
     switch (flag) {
-      case '--name': opts.name = value ?? ''; i++; break;
-      case '--tcp': opts.tcp = parsePorts(value); i++; break;
-      case '--udp': opts.udp = parsePorts(value); i++; break;
-      case '--host': opts.host = value; i++; break;
-      default: throw new TypeError(`unknown argument "${flag}"`);
+      case '--name':
+        opts.name = value ?? '';
+        i++;
+        break;
+      case '--tcp':
+        opts.tcp = parsePorts(value);
+        i++;
+        break;
+      case '--udp':
+        opts.udp = parsePorts(value);
+        i++;
+        break;
+      case '--host':
+        opts.host = value;
+        i++;
+        break;
+      default:
+        throw new TypeError(`unknown argument "${flag}"`);
     }
   }
   if (!opts.name || /\s/.test(opts.name)) throw new TypeError('--name must be one word');
@@ -129,12 +151,16 @@ async function main(): Promise<void> {
     process.exit(2);
   }
   const server = await startBackendServer(opts);
-  const stop = (): void => { void server.close().finally(() => process.exit(0)); };
+  const stop = (): void => {
+    void server.close().finally(() => process.exit(0));
+  };
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);
   // Orphaned (the lab's process died without cleaning up): re-parented, so leave too.
   const parent = process.ppid;
-  setInterval(() => { if (process.ppid !== parent) process.exit(0); }, 500).unref();
+  setInterval(() => {
+    if (process.ppid !== parent) process.exit(0);
+  }, 500).unref();
   process.stdout.write('ready\n');
 }
 

@@ -11,7 +11,7 @@
 // creates anything, so a sweep can tell a crashed run's leftovers from a lab another live
 // process is using at the same moment.
 
-import { spawn, execFileSync, execFile, type ChildProcess } from 'node:child_process';
+import { type ChildProcess, execFile, execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -122,7 +122,10 @@ function ipSync(args: string[]): string {
 
 function listNetns(): string[] {
   try {
-    return ipSync(['netns', 'list']).split('\n').map((l) => l.split(' ')[0] ?? '').filter(Boolean);
+    return ipSync(['netns', 'list'])
+      .split('\n')
+      .map((l) => l.split(' ')[0] ?? '')
+      .filter(Boolean);
   } catch {
     return [];
   }
@@ -137,7 +140,11 @@ function netnsPids(ns: string): number[] {
 }
 
 function killPid(pid: number): void {
-  try { process.kill(pid, 'SIGKILL'); } catch { /* gone already */ }
+  try {
+    process.kill(pid, 'SIGKILL');
+  } catch {
+    /* gone already */
+  }
 }
 
 function sleepSync(ms: number): void {
@@ -156,11 +163,19 @@ function startTime(pid: number): string | undefined {
   }
 }
 
-interface OwnerRecord { prefix: string; pid: number; start: string }
+interface OwnerRecord {
+  prefix: string;
+  pid: number;
+  start: string;
+}
 
 function readOwners(): OwnerRecord[] {
   let names: string[];
-  try { names = fs.readdirSync(OWNER_DIR); } catch { return []; }
+  try {
+    names = fs.readdirSync(OWNER_DIR);
+  } catch {
+    return [];
+  }
   const out: OwnerRecord[] = [];
   for (const n of names) {
     if (!n.endsWith('.json')) continue;
@@ -180,10 +195,16 @@ const ownedBy = (name: string, prefix: string): boolean => name === prefix || na
 function removeCgroupSync(dir: string): boolean {
   if (!fs.existsSync(dir)) return true;
   for (let i = 0; i < 300; i++) {
-    try { fs.writeFileSync(path.join(dir, 'cgroup.kill'), '1'); } catch { /* no cgroup.kill: pids below */ }
+    try {
+      fs.writeFileSync(path.join(dir, 'cgroup.kill'), '1');
+    } catch {
+      /* no cgroup.kill: pids below */
+    }
     try {
       for (const p of fs.readFileSync(path.join(dir, 'cgroup.procs'), 'utf8').split('\n')) if (p) killPid(Number(p));
-    } catch { /* gone */ }
+    } catch {
+      /* gone */
+    }
     try {
       fs.rmdirSync(dir);
       return true;
@@ -198,10 +219,16 @@ function removeCgroupSync(dir: string): boolean {
 async function removeCgroup(dir: string): Promise<void> {
   for (let i = 0; i < 300; i++) {
     if (!fs.existsSync(dir)) return;
-    try { fs.writeFileSync(path.join(dir, 'cgroup.kill'), '1'); } catch { /* see removeCgroupSync */ }
+    try {
+      fs.writeFileSync(path.join(dir, 'cgroup.kill'), '1');
+    } catch {
+      /* see removeCgroupSync */
+    }
     try {
       for (const p of fs.readFileSync(path.join(dir, 'cgroup.procs'), 'utf8').split('\n')) if (p) killPid(Number(p));
-    } catch { /* gone */ }
+    } catch {
+      /* gone */
+    }
     try {
       fs.rmdirSync(dir);
       return;
@@ -216,7 +243,11 @@ async function removeCgroup(dir: string): Promise<void> {
 /** Kills whatever still runs in a namespace (it would keep the netns alive) and deletes it. */
 function removeNetnsSync(ns: string): void {
   for (const pid of netnsPids(ns)) killPid(pid);
-  try { ipSync(['netns', 'del', ns]); } catch { /* already gone */ }
+  try {
+    ipSync(['netns', 'del', ns]);
+  } catch {
+    /* already gone */
+  }
 }
 
 // ---- cleanup on exit / Ctrl-C ------------------------------------------------------------
@@ -328,11 +359,9 @@ export class NetnsLab {
   async #setup(backends: number): Promise<void> {
     fs.mkdirSync(OWNER_DIR, { recursive: true });
     // 'wx': an existing record means the prefix is in use (or was not swept): refuse, touch nothing.
-    fs.writeFileSync(
-      this.#ownerFile,
-      JSON.stringify({ prefix: this.prefix, pid: process.pid, start: startTime(process.pid) ?? '' }),
-      { flag: 'wx' },
-    );
+    fs.writeFileSync(this.#ownerFile, JSON.stringify({ prefix: this.prefix, pid: process.pid, start: startTime(process.pid) ?? '' }), {
+      flag: 'wx',
+    });
     this.#ownerWritten = true;
     liveLabs.add(this);
     installHooks();
@@ -342,15 +371,18 @@ export class NetnsLab {
     }
     await this.#addNetns(this.nodeNs);
     const v6 = this.ipv6 ? [`addr add ${NODE_IPV6}/64 dev br0 nodad`] : [];
-    await ip(['-n', this.nodeNs, '-batch', '-'], [
-      'link set lo up',
-      // No STP (ports forward at once) and no snooping (IPv6 neighbour discovery must just work).
-      'link add br0 type bridge stp_state 0 mcast_snooping 0',
-      `addr add ${NODE_IPV4}/24 dev br0`,
-      ...v6,
-      'link set br0 up',
-      '',
-    ].join('\n'));
+    await ip(
+      ['-n', this.nodeNs, '-batch', '-'],
+      [
+        'link set lo up',
+        // No STP (ports forward at once) and no snooping (IPv6 neighbour discovery must just work).
+        'link add br0 type bridge stp_state 0 mcast_snooping 0',
+        `addr add ${NODE_IPV4}/24 dev br0`,
+        ...v6,
+        'link set br0 up',
+        '',
+      ].join('\n'),
+    );
     const made: Promise<LabPod>[] = [];
     for (let i = 0; i < backends; i++) made.push(this.addPod());
     const results = await Promise.allSettled(made);
@@ -383,22 +415,24 @@ export class NetnsLab {
     };
     if (this.ipv6) pod.ipv6 = `fd00:10:244::${host}`;
     await this.#addNetns(pod.ns);
-    await ip(['-n', this.nodeNs, '-batch', '-'], [
-      `link add ${pod.veth} type veth peer name eth0 netns ${pod.ns}`,
-      `link set ${pod.veth} master br0 up`,
-      '',
-    ].join('\n'));
+    await ip(
+      ['-n', this.nodeNs, '-batch', '-'],
+      [`link add ${pod.veth} type veth peer name eth0 netns ${pod.ns}`, `link set ${pod.veth} master br0 up`, ''].join('\n'),
+    );
     const v6 = pod.ipv6 ? [`addr add ${pod.ipv6}/64 dev eth0 nodad`] : [];
     const v6route = pod.ipv6 ? [`route add default via ${NODE_IPV6}`] : [];
-    await ip(['-n', pod.ns, '-batch', '-'], [
-      'link set lo up',
-      `addr add ${pod.ipv4}/24 dev eth0`,
-      ...v6,
-      'link set eth0 up',
-      `route add default via ${NODE_IPV4}`,
-      ...v6route,
-      '',
-    ].join('\n'));
+    await ip(
+      ['-n', pod.ns, '-batch', '-'],
+      [
+        'link set lo up',
+        `addr add ${pod.ipv4}/24 dev eth0`,
+        ...v6,
+        'link set eth0 up',
+        `route add default via ${NODE_IPV4}`,
+        ...v6route,
+        '',
+      ].join('\n'),
+    );
     this.#pods.set(index, pod);
     return pod;
   }
@@ -460,7 +494,9 @@ export class NetnsLab {
     const t = this.#spawn(pod.ns, argv, this.serverCgroupPath);
     const pid = t.child.pid!;
     let stderr = '';
-    t.child.stderr!.on('data', (c: Buffer) => { stderr += c.toString(); });
+    t.child.stderr!.on('data', (c: Buffer) => {
+      stderr += c.toString();
+    });
     await new Promise<void>((resolve, reject) => {
       let out = '';
       const timer = setTimeout(() => fail(`not ready after ${READY_TIMEOUT_MS} ms`), READY_TIMEOUT_MS);
@@ -479,7 +515,9 @@ export class NetnsLab {
       t.child.once('exit', (code, sig) => fail(`exited (${code ?? sig})`));
     });
     const handle: ServerHandle = {
-      pid, pod, name,
+      pid,
+      pod,
+      name,
       stop: async () => {
         t.child.kill('SIGTERM');
         await Promise.race([t.exited, sleep(2000)]);
@@ -504,14 +542,21 @@ export class NetnsLab {
     let stderr = '';
     let timedOut = false;
     let markStarted: () => void = () => {};
-    const started = new Promise<void>((resolve) => { markStarted = resolve; });
+    const started = new Promise<void>((resolve) => {
+      markStarted = resolve;
+    });
     t.child.stdout!.on('data', (c: Buffer) => {
       stdout += c.toString();
       if (stdout.includes(`${PROBE_STARTED}\n`)) markStarted();
     });
     t.child.once('exit', () => markStarted());
-    t.child.stderr!.on('data', (c: Buffer) => { stderr += c.toString(); });
-    const timer = setTimeout(() => { timedOut = true; t.child.kill('SIGKILL'); }, timeoutMs);
+    t.child.stderr!.on('data', (c: Buffer) => {
+      stderr += c.toString();
+    });
+    const timer = setTimeout(() => {
+      timedOut = true;
+      t.child.kill('SIGKILL');
+    }, timeoutMs);
     const result = new Promise<ProbeResult>((resolve, reject) => {
       t.child.once('exit', (code, sig) => {
         clearTimeout(timer);
@@ -520,7 +565,9 @@ export class NetnsLab {
           try {
             resolve(JSON.parse(line) as ProbeResult);
             return;
-          } catch { /* fall through */ }
+          } catch {
+            /* fall through */
+          }
         }
         const why = timedOut ? `timed out after ${timeoutMs} ms` : `exited (${code ?? sig})`;
         reject(new Error(`probe ${args.join(' ')} in ${ns}: ${why}: ${stderr.trim() || stdout.trim()}`));
@@ -538,7 +585,9 @@ export class NetnsLab {
         t.child.kill('SIGTERM');
         return result;
       },
-      kill: () => { t.child.kill('SIGKILL'); },
+      kill: () => {
+        t.child.kill('SIGKILL');
+      },
     };
   }
 
@@ -549,8 +598,12 @@ export class NetnsLab {
     const t = this.#spawn(ns, cmd, opts.inCgroup ? this.cgroupPath : undefined);
     let stdout = '';
     let stderr = '';
-    t.child.stdout!.on('data', (c: Buffer) => { stdout += c.toString(); });
-    t.child.stderr!.on('data', (c: Buffer) => { stderr += c.toString(); });
+    t.child.stdout!.on('data', (c: Buffer) => {
+      stdout += c.toString();
+    });
+    t.child.stderr!.on('data', (c: Buffer) => {
+      stderr += c.toString();
+    });
     const timer = setTimeout(() => t.child.kill('SIGKILL'), timeoutMs);
     const [code, sig] = await new Promise<[number | null, string | null]>((resolve) => {
       t.child.once('exit', (c, s) => resolve([c, s]));
@@ -584,7 +637,11 @@ export class NetnsLab {
     }
     this.#pods.clear();
     if (this.#ownerWritten) {
-      try { fs.unlinkSync(this.#ownerFile); } catch { /* gone */ }
+      try {
+        fs.unlinkSync(this.#ownerFile);
+      } catch {
+        /* gone */
+      }
     }
     if (problems.length) throw new AggregateError(problems, `lab ${this.prefix}: cleanup incomplete`);
   }
@@ -598,7 +655,11 @@ export class NetnsLab {
     for (const ns of this.#namespaces) removeNetnsSync(ns);
     this.#namespaces.clear();
     if (this.#ownerWritten) {
-      try { fs.unlinkSync(this.#ownerFile); } catch { /* gone */ }
+      try {
+        fs.unlinkSync(this.#ownerFile);
+      } catch {
+        /* gone */
+      }
     }
   }
 
@@ -611,7 +672,11 @@ export class NetnsLab {
   static #sweepPrefix(match: (name: string) => boolean, ownerPrefix?: string): SweepResult {
     const out: SweepResult = { namespaces: [], cgroups: [] };
     let root: string | undefined;
-    try { root = cgroup2Mount(); } catch { /* no cgroup2: nothing to sweep there */ }
+    try {
+      root = cgroup2Mount();
+    } catch {
+      /* no cgroup2: nothing to sweep there */
+    }
     if (root) {
       for (const d of fs.readdirSync(root, { withFileTypes: true })) {
         if (d.isDirectory() && match(d.name) && removeCgroupSync(path.join(root, d.name))) out.cgroups.push(d.name);
@@ -623,7 +688,11 @@ export class NetnsLab {
       out.namespaces.push(ns);
     }
     if (ownerPrefix) {
-      try { fs.unlinkSync(path.join(OWNER_DIR, `${ownerPrefix}.json`)); } catch { /* gone */ }
+      try {
+        fs.unlinkSync(path.join(OWNER_DIR, `${ownerPrefix}.json`));
+      } catch {
+        /* gone */
+      }
     }
     return out;
   }
@@ -644,7 +713,11 @@ export class NetnsLab {
     const res = NetnsLab.#sweepPrefix((n) => matches(n) && !live.some((p) => ownedBy(n, p)));
     for (const o of owners) {
       if (matches(o.prefix) && !live.includes(o.prefix)) {
-        try { fs.unlinkSync(path.join(OWNER_DIR, `${o.prefix}.json`)); } catch { /* gone */ }
+        try {
+          fs.unlinkSync(path.join(OWNER_DIR, `${o.prefix}.json`));
+        } catch {
+          /* gone */
+        }
       }
     }
     return res;

@@ -69,8 +69,15 @@ export function parseProbeArgs(argv: string[]): ProbeOptions {
     throw new TypeError(`mode must be tcp, udp or connect-only, got "${mode ?? ''}"`);
   }
   const o: ProbeOptions = {
-    mode, host: '', port: 0, count: 1, durationMs: 30_000, intervalMs: 0,
-    timeoutMs: mode === 'udp' ? 500 : 2000, connected: false, stopOnError: false,
+    mode,
+    host: '',
+    port: 0,
+    count: 1,
+    durationMs: 30_000,
+    intervalMs: 0,
+    timeoutMs: mode === 'udp' ? 500 : 2000,
+    connected: false,
+    stopOnError: false,
   };
   const num = (flag: string, v: string | undefined, min: number, max: number): number => {
     const n = Number(v);
@@ -82,14 +89,34 @@ export function parseProbeArgs(argv: string[]): ProbeOptions {
     const flag = argv[i]!;
     const v = argv[i + 1];
     switch (flag) {
-      case '--target': target = v ?? ''; i++; break;
-      case '--count': o.count = num(flag, v, 1, MAX_COUNT); i++; break;
-      case '--duration-ms': o.durationMs = num(flag, v, 1, 3_600_000); i++; break;
-      case '--interval-ms': o.intervalMs = num(flag, v, 0, 60_000); i++; break;
-      case '--timeout-ms': o.timeoutMs = num(flag, v, 1, 60_000); i++; break;
-      case '--connected': o.connected = true; break;
-      case '--stop-on-error': o.stopOnError = true; break;
-      default: throw new TypeError(`unknown argument "${flag}"`);
+      case '--target':
+        target = v ?? '';
+        i++;
+        break;
+      case '--count':
+        o.count = num(flag, v, 1, MAX_COUNT);
+        i++;
+        break;
+      case '--duration-ms':
+        o.durationMs = num(flag, v, 1, 3_600_000);
+        i++;
+        break;
+      case '--interval-ms':
+        o.intervalMs = num(flag, v, 0, 60_000);
+        i++;
+        break;
+      case '--timeout-ms':
+        o.timeoutMs = num(flag, v, 1, 60_000);
+        i++;
+        break;
+      case '--connected':
+        o.connected = true;
+        break;
+      case '--stop-on-error':
+        o.stopOnError = true;
+        break;
+      default:
+        throw new TypeError(`unknown argument "${flag}"`);
     }
   }
   Object.assign(o, parseTarget(target));
@@ -116,8 +143,14 @@ class Run {
   constructor(o: ProbeOptions) {
     this.o = o;
     this.r = {
-      mode: o.mode, target: formatPeer(o.host, o.port), ok: 0, failed: 0,
-      byBackend: {}, peers: {}, errors: {}, elapsedMs: 0,
+      mode: o.mode,
+      target: formatPeer(o.host, o.port),
+      ok: 0,
+      failed: 0,
+      byBackend: {},
+      peers: {},
+      errors: {},
+      elapsedMs: 0,
     };
   }
 
@@ -161,7 +194,10 @@ function tcpOnce(o: ProbeOptions, http: boolean): Promise<{ peer: string; body: 
     let peer = '';
     const chunks: Buffer[] = [];
     const sock = net.connect({ host: o.host, port: o.port });
-    const timer = setTimeout(() => { sock.destroy(); reject(timeoutError('tcp')); }, o.timeoutMs);
+    const timer = setTimeout(() => {
+      sock.destroy();
+      reject(timeoutError('tcp'));
+    }, o.timeoutMs);
     const done = (err: unknown): void => {
       clearTimeout(timer);
       if (err) reject(err);
@@ -242,7 +278,10 @@ async function runUdp(run: Run): Promise<void> {
     if (o.connected) {
       await new Promise<void>((resolve, reject) => {
         sock.once('error', reject);
-        sock.connect(o.port, o.host, () => { sock.off('error', reject); resolve(); });
+        sock.connect(o.port, o.host, () => {
+          sock.off('error', reject);
+          resolve();
+        });
       });
     }
     for (let i = 0; run.more(i); i++) {
@@ -251,10 +290,16 @@ async function runUdp(run: Run): Promise<void> {
       try {
         const reply = await new Promise<{ name: string; peer: string }>((resolve, reject) => {
           waiting = { seq: i, resolve, reject };
-          timer = setTimeout(() => { waiting = null; reject(timeoutError('udp')); }, o.timeoutMs);
+          timer = setTimeout(() => {
+            waiting = null;
+            reject(timeoutError('udp'));
+          }, o.timeoutMs);
           const msg = Buffer.from(`probe ${i}`);
           const cb = (err: Error | null): void => {
-            if (err) { waiting = null; reject(err); }
+            if (err) {
+              waiting = null;
+              reject(err);
+            }
           };
           if (o.connected) sock.send(msg, cb);
           else sock.send(msg, o.port, o.host, cb);
@@ -271,7 +316,11 @@ async function runUdp(run: Run): Promise<void> {
   } catch (err) {
     run.fail(err);
   } finally {
-    try { sock.close(); } catch { /* already closed */ }
+    try {
+      sock.close();
+    } catch {
+      /* already closed */
+    }
   }
 }
 
@@ -310,7 +359,9 @@ async function main(): Promise<void> {
   });
   // Tells a parent that may stop us early that SIGTERM is handled from now on.
   process.stdout.write(`${PROBE_STARTED}\n`);
-  const r = await probe(opts, (partial) => { finish = partial; });
+  const r = await probe(opts, (partial) => {
+    finish = partial;
+  });
   print(r);
   process.exit(0);
 }

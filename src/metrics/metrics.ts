@@ -5,20 +5,20 @@
 import { readFileSync } from 'node:fs';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { ABI_VERSION } from '../datapath/abi.ts';
-import { serviceViews, type ServiceView } from '../debug/service-view.ts';
-import { sockReasonCounts, type DebugSource } from '../debug/source.ts';
 import type { MapSummary } from '../debug/map-views.ts';
+import { type ServiceView, serviceViews } from '../debug/service-view.ts';
+import { type DebugSource, sockReasonCounts } from '../debug/source.ts';
 
-export const VERSION: string = (
-  JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }
-).version;
+export const VERSION: string = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string })
+  .version;
 
 /** kube-proxy's buckets for sync_proxy_rules_duration_seconds: 1 ms doubling to 16 s. */
 const SYNC_BUCKETS = Array.from({ length: 15 }, (_, i) => 0.001 * 2 ** i);
 
 /** kube-proxy's buckets for network_programming_duration_seconds (0.25 s .. 5 min). */
 const PROGRAMMING_BUCKETS = [
-  0.25, 0.5,
+  0.25,
+  0.5,
   ...Array.from({ length: 59 }, (_, i) => i + 1),
   ...Array.from({ length: 12 }, (_, i) => 60 + 5 * i),
   ...Array.from({ length: 7 }, (_, i) => 120 + 30 * i),

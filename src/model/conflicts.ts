@@ -2,7 +2,7 @@
 
 import { ErrorCodes, type ObjectProblem } from '../errors.ts';
 import { cmp, problem } from './problem.ts';
-import { endpointKey, type DesiredFrontend } from './types.ts';
+import { type DesiredFrontend, endpointKey } from './types.ts';
 
 export interface Claim {
   entry: DesiredFrontend;

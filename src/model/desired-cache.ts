@@ -7,7 +7,7 @@ import type { Claim } from './conflicts.ts';
 import type { ParsedIp } from './ip.ts';
 import { cmp, isRecord } from './problem.ts';
 import { readService, type ServiceRead } from './service-spec.ts';
-import { readSlice, sliceOwner, type SliceRead } from './slice-read.ts';
+import { readSlice, type SliceRead, sliceOwner } from './slice-read.ts';
 import type { DesiredFrontend, HealthCheck, NodeInfo } from './types.ts';
 
 /** A Service as desired() orders and reads it. */
@@ -150,7 +150,8 @@ export class DesiredCache {
   }
 
   readSlice(memo: SliceMemo): SliceRead {
-    return (memo.read ??= readSlice(memo.object));
+    memo.read ??= readSlice(memo.object);
+    return memo.read;
   }
 
   /** The node's facts; a change of them drops every per-service result. */

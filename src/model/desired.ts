@@ -2,27 +2,27 @@
 
 import type { V1EndpointSlice, V1Service } from '@kubernetes/client-node';
 import { ErrorCodes, type ObjectProblem } from '../errors.ts';
-import { portEndpoints, toBackends, type PortEndpoint } from './backends.ts';
-import { settleConflicts, type Claim } from './conflicts.ts';
-import { parseIp, type ParsedIp } from './ip.ts';
-import { cmp, problem, sortProblems } from './problem.ts';
+import { type PortEndpoint, portEndpoints, toBackends } from './backends.ts';
+import { type Claim, settleConflicts } from './conflicts.ts';
 import {
+  type AssembledTable,
   byNamespaceName,
   DesiredCache,
-  type AssembledTable,
   type NodeFacts,
   type ServiceMemo,
   type ServiceResult,
   type SliceMemo,
 } from './desired-cache.ts';
+import { type ParsedIp, parseIp } from './ip.ts';
+import { cmp, problem, sortProblems } from './problem.ts';
 import type { ServiceSpec } from './service-spec.ts';
 import type { SliceRead } from './slice-read.ts';
 import { categorizeEndpoints } from './topology.ts';
 import {
-  endpointKey,
   type Backend,
   type DesiredFrontend,
   type DesiredTable,
+  endpointKey,
   type FrontendKind,
   type HealthCheck,
   type NodeInfo,
@@ -56,12 +56,7 @@ const NO_SLICES: readonly SliceMemo[] = [];
  * gets. Pure and deterministic: the same objects in any order give the same table. Bad objects become
  * problems, never exceptions; only bad options throw.
  */
-export function desired(
-  services: V1Service[],
-  slices: V1EndpointSlice[],
-  node: NodeInfo,
-  options: DesiredOptions = {},
-): DesiredTable {
+export function desired(services: V1Service[], slices: V1EndpointSlice[], node: NodeInfo, options: DesiredOptions = {}): DesiredTable {
   const max = checkOptions(options);
   const cache = options.cache ?? new DesiredCache();
   const epoch = ++cache.epoch;
@@ -119,7 +114,7 @@ function assemble(
   keyed.sort(byKeyedFrontend);
   const frontends = keyed.map((k) => k.f);
   const index = new Map<string, number>();
-  keyed.forEach((k, i) => index.set(k.key, i));
+  for (const [i, k] of keyed.entries()) index.set(k.key, i);
   healthChecks.sort((a, b) => a.port - b.port || cmp(a.service.namespace, b.service.namespace) || cmp(a.service.name, b.service.name));
   return { maxBackends: max, nodeFacts, order, results, frontends, index, problems: sortProblems(problems), healthChecks };
 }
@@ -288,7 +283,10 @@ function groupSlices(slices: readonly V1EndpointSlice[], cache: DesiredCache, ep
   const touched = new Map<string, SliceMemo[]>();
   const group = (owner: string): SliceMemo[] => {
     let list = touched.get(owner);
-    if (!list) touched.set(owner, (list = [...(groups.get(owner) ?? [])]));
+    if (!list) {
+      list = [...(groups.get(owner) ?? [])];
+      touched.set(owner, list);
+    }
     return list;
   };
   for (const m of leaving) {
@@ -365,7 +363,9 @@ function nodeFactsOf(node: NodeInfo): NodeFacts {
     const ip = parseIp(text);
     if (!ip) {
       const who = { kind: 'Node', namespace: '', name: node.name };
-      problems.push(problem(who, `addresses[${i}]`, ErrorCodes.INVALID_IP, `${JSON.stringify(text)} is not an IP address; no NodePort frontends on it`));
+      problems.push(
+        problem(who, `addresses[${i}]`, ErrorCodes.INVALID_IP, `${JSON.stringify(text)} is not an IP address; no NodePort frontends on it`),
+      );
       return;
     }
     if (seen.has(ip.address)) return;
@@ -432,7 +432,15 @@ function claimsOf(spec: ServiceSpec, slices: SliceRead[], node: NodeInfo, nodeIp
         const entry: DesiredFrontend & { kind: FrontendKind } =
           kind === 'ClusterIP'
             ? { frontend, service: spec.service, portName: port.name, kind, backends: internal, ...affinity }
-            : { frontend, service: spec.service, portName: port.name, kind, backends: clusterWide, externalBackends: external, ...affinity };
+            : {
+                frontend,
+                service: spec.service,
+                portName: port.name,
+                kind,
+                backends: clusterWide,
+                externalBackends: external,
+                ...affinity,
+              };
         claims.push({ entry, created: spec.created, field, key });
       };
       add('ClusterIP', ip.address, port.port, `spec.ports[${port.index}]`);

@@ -2,7 +2,7 @@
 
 import { formatProblem } from '../errors.ts';
 import { sameBackends } from './backends.ts';
-import { endpointKey, type Backend, type DesiredFrontend, type DesiredTable, type HealthCheck } from './types.ts';
+import { type Backend, type DesiredFrontend, type DesiredTable, endpointKey, type HealthCheck } from './types.ts';
 
 /**
  * One line per frontend, then the health checks, then the problems:
@@ -30,7 +30,7 @@ export function formatTable(table: DesiredTable): string {
   lines.push('', 'problems:');
   if (table.problems.length === 0) lines.push('(none)');
   else lines.push(...table.problems.map(formatProblem));
-  return lines.join('\n') + '\n';
+  return `${lines.join('\n')}\n`;
 }
 
 export function formatFrontend(f: DesiredFrontend): string {

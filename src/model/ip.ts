@@ -48,8 +48,11 @@ export function ipBytes(address: string): number[] {
   let v4Tail: number[] = [];
   const lastColon = address.lastIndexOf(':');
   if (address.slice(lastColon + 1).includes('.')) {
-    v4Tail = address.slice(lastColon + 1).split('.').map(Number);
-    head = address.slice(0, lastColon + 1) + '0:0';
+    v4Tail = address
+      .slice(lastColon + 1)
+      .split('.')
+      .map(Number);
+    head = `${address.slice(0, lastColon + 1)}0:0`;
   }
   const [left, right] = head.includes('::') ? head.split('::') : [head, undefined];
   const groups = (s: string | undefined): number[] => (s ? s.split(':').map((g) => parseInt(g, 16)) : []);

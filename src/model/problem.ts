@@ -20,10 +20,7 @@ export function problem(ref: ObjectRef, field: string, code: ErrorCode, message:
 export function sortProblems(problems: ObjectProblem[]): ObjectProblem[] {
   return problems
     .map((p, i) => ({ p, i }))
-    .sort(
-      (a, b) =>
-        cmp(a.p.namespace, b.p.namespace) || cmp(a.p.name, b.p.name) || cmp(a.p.kind, b.p.kind) || a.i - b.i,
-    )
+    .sort((a, b) => cmp(a.p.namespace, b.p.namespace) || cmp(a.p.name, b.p.name) || cmp(a.p.kind, b.p.kind) || a.i - b.i)
     .map((x) => x.p);
 }
 

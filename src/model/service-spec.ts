@@ -2,8 +2,8 @@
 
 import type { V1Service } from '@kubernetes/client-node';
 import { ErrorCodes, type ObjectProblem } from '../errors.ts';
-import { parseIp, type ParsedIp } from './ip.ts';
-import { isRecord, problem, show, type ObjectRef } from './problem.ts';
+import { type ParsedIp, parseIp } from './ip.ts';
+import { isRecord, type ObjectRef, problem, show } from './problem.ts';
 import type { Protocol, ServiceName } from './types.ts';
 
 /** Label naming the proxy that owns a service; any value means it is not ours (kube-proxy too). */
@@ -204,7 +204,14 @@ function readAffinity(spec: Record<string, unknown>, who: ObjectRef, problems: O
 function readHealthCheckPort(value: unknown, who: ObjectRef, soft: ObjectProblem[]): number | undefined {
   const field = 'spec.healthCheckNodePort';
   if (value === undefined || value === null || value === 0) {
-    soft.push(problem(who, field, ErrorCodes.MISSING_FIELD, 'is required for a LoadBalancer with externalTrafficPolicy Local; no health check served'));
+    soft.push(
+      problem(
+        who,
+        field,
+        ErrorCodes.MISSING_FIELD,
+        'is required for a LoadBalancer with externalTrafficPolicy Local; no health check served',
+      ),
+    );
     return undefined;
   }
   return checkPort(value, field, who, soft);
@@ -261,14 +268,10 @@ function readClusterIps(spec: Record<string, unknown>, who: ObjectRef, problems:
   }
   if (problems.length > before) return ips;
   if (hasList && single !== undefined && single !== null && single !== '' && parseIp(single)?.address !== ips[0]?.address) {
-    problems.push(
-      problem(who, 'spec.clusterIP', ErrorCodes.INVALID_FIELD, `${show(single)} differs from spec.clusterIPs[0]`),
-    );
+    problems.push(problem(who, 'spec.clusterIP', ErrorCodes.INVALID_FIELD, `${show(single)} differs from spec.clusterIPs[0]`));
   }
   if (ips.length > 2 || (ips.length === 2 && ips[0]?.family === ips[1]?.family)) {
-    problems.push(
-      problem(who, 'spec.clusterIPs', ErrorCodes.INVALID_FIELD, 'holds at most one IPv4 and one IPv6 address'),
-    );
+    problems.push(problem(who, 'spec.clusterIPs', ErrorCodes.INVALID_FIELD, 'holds at most one IPv4 and one IPv6 address'));
   }
   checkFamilies(spec.ipFamilies, ips, who, problems);
   return ips;
@@ -285,12 +288,7 @@ function checkFamilies(families: unknown, ips: ServiceIp[], who: ObjectRef, prob
     if (want === undefined) return;
     if (want !== `IPv${ip.family}`) {
       problems.push(
-        problem(
-          who,
-          ip.field,
-          ErrorCodes.INVALID_IP,
-          `${ip.address} is IPv${ip.family} but spec.ipFamilies[${i}] is ${show(want)}`,
-        ),
+        problem(who, ip.field, ErrorCodes.INVALID_IP, `${ip.address} is IPv${ip.family} but spec.ipFamilies[${i}] is ${show(want)}`),
       );
     }
   });
@@ -330,12 +328,7 @@ function readPort(item: unknown, index: number, who: ObjectRef, problems: Object
   const protocol = item.protocol ?? 'TCP';
   if (protocol !== 'TCP' && protocol !== 'UDP') {
     problems.push(
-      problem(
-        who,
-        `${at}.protocol`,
-        ErrorCodes.UNSUPPORTED_PROTOCOL,
-        `${show(protocol)} is not supported (TCP and UDP are); port skipped`,
-      ),
+      problem(who, `${at}.protocol`, ErrorCodes.UNSUPPORTED_PROTOCOL, `${show(protocol)} is not supported (TCP and UDP are); port skipped`),
     );
     return undefined;
   }
@@ -370,12 +363,7 @@ function checkDuplicates(ports: ServicePortSpec[], who: ObjectRef, problems: Obj
     const first = seenPort.get(byPort);
     if (first !== undefined) {
       problems.push(
-        problem(
-          who,
-          `spec.ports[${p.index}].port`,
-          ErrorCodes.INVALID_FIELD,
-          `${p.protocol} ${p.port} repeats spec.ports[${first}]`,
-        ),
+        problem(who, `spec.ports[${p.index}].port`, ErrorCodes.INVALID_FIELD, `${p.protocol} ${p.port} repeats spec.ports[${first}]`),
       );
     }
     const firstName = seenName.get(byName);

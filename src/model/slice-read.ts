@@ -3,7 +3,7 @@
 import type { V1EndpointSlice } from '@kubernetes/client-node';
 import { ErrorCodes, type ObjectProblem } from '../errors.ts';
 import { parseIp } from './ip.ts';
-import { isRecord, problem, show, type ObjectRef } from './problem.ts';
+import { isRecord, type ObjectRef, problem, show } from './problem.ts';
 import { checkPort } from './service-spec.ts';
 import type { Family } from './types.ts';
 
@@ -119,13 +119,7 @@ function readEndpoints(list: unknown, family: Family, who: ObjectRef, problems: 
   return endpoints;
 }
 
-function readEndpoint(
-  item: unknown,
-  at: string,
-  family: Family,
-  who: ObjectRef,
-  problems: ObjectProblem[],
-): SliceEndpoint | undefined {
+function readEndpoint(item: unknown, at: string, family: Family, who: ObjectRef, problems: ObjectProblem[]): SliceEndpoint | undefined {
   if (!isRecord(item)) {
     problems.push(problem(who, at, ErrorCodes.INVALID_FIELD, `must be an object, got ${show(item)}`));
     return undefined;

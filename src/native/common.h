@@ -27,7 +27,8 @@ inline Napi::Value FdOrStatus(Napi::Env env, int fd)
 	return NewFd(env, fd);
 }
 
-// libbpf 1.x reports failures of pointer-returning calls through errno; never let a stale 0 through.
+// libbpf 1.x reports failures of pointer-returning calls through errno; never let a stale 0
+// through.
 inline int NegErrno()
 {
 	return errno ? -errno : -EINVAL;
@@ -40,7 +41,8 @@ inline Napi::Number Status(Napi::Env env, int rc)
 
 [[noreturn]] inline void ThrowArg(const Napi::CallbackInfo &info, size_t i, const char *what)
 {
-	throw Napi::TypeError::New(info.Env(), "argument " + std::to_string(i) + " must be " + what);
+	throw Napi::TypeError::New(info.Env(),
+				   "argument " + std::to_string(i) + " must be " + what);
 }
 
 inline int32_t ArgInt(const Napi::CallbackInfo &info, size_t i)

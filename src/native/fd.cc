@@ -17,7 +17,8 @@ public:
 				   });
 	}
 
-	explicit Fd(const Napi::CallbackInfo &info) : Napi::ObjectWrap<Fd>(info), fd_(ArgInt(info, 0))
+	explicit Fd(const Napi::CallbackInfo &info)
+	    : Napi::ObjectWrap<Fd>(info), fd_(ArgInt(info, 0))
 	{
 	}
 
@@ -52,13 +53,13 @@ struct FdClass {
 
 Napi::Object NewFd(Napi::Env env, int fd)
 {
-	return env.GetInstanceData<FdClass>()->ctor.New({Napi::Number::New(env, fd)});
+	return env.GetInstanceData<FdClass>()->ctor.New({ Napi::Number::New(env, fd) });
 }
 
 void InitFd(Napi::Env env)
 {
 	// Not exported: owners are made only by the addon, for fds it has just opened.
-	env.SetInstanceData(new FdClass{Napi::Persistent(Fd::Define(env))});
+	env.SetInstanceData(new FdClass{ Napi::Persistent(Fd::Define(env)) });
 }
 
 } // namespace socklb

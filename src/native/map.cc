@@ -36,8 +36,9 @@ Napi::Value MapCreate(const Napi::CallbackInfo &info)
 	opts.map_flags = ArgUint(info, 5);
 	if (type < 0)
 		return Status(info.Env(), -EINVAL);
-	int fd = bpf_map_create(static_cast<enum bpf_map_type>(type), name.empty() ? nullptr : name.c_str(),
-				key_size, value_size, max_entries, &opts);
+	int fd = bpf_map_create(static_cast<enum bpf_map_type>(type),
+				name.empty() ? nullptr : name.c_str(), key_size, value_size,
+				max_entries, &opts);
 	return FdOrStatus(info.Env(), fd);
 }
 
@@ -54,7 +55,8 @@ Napi::Value MapUpdate(const Napi::CallbackInfo &info)
 {
 	int fd = ArgInt(info, 0);
 	auto key = ArgBuffer(info, 1), value = ArgBuffer(info, 2);
-	return Status(info.Env(), bpf_map_update_elem(fd, key.Data(), value.Data(), ArgUint(info, 3)));
+	return Status(info.Env(),
+		      bpf_map_update_elem(fd, key.Data(), value.Data(), ArgUint(info, 3)));
 }
 
 // mapDelete(fd, key) -> 0 | -errno
@@ -97,8 +99,8 @@ Napi::Value MapLookupBatch(const Napi::CallbackInfo &info)
 	auto out_batch = ArgBuffer(info, 2), keys = ArgBuffer(info, 3), values = ArgBuffer(info, 4);
 	uint32_t count = ArgUint(info, 5);
 	bpf_map_batch_opts opts = BatchOpts(0);
-	int rc = bpf_map_lookup_batch(fd, in_batch, out_batch.Data(), keys.Data(), values.Data(), &count,
-				      &opts);
+	int rc = bpf_map_lookup_batch(fd, in_batch, out_batch.Data(), keys.Data(), values.Data(),
+				      &count, &opts);
 	return BatchResult(info.Env(), rc, count);
 }
 

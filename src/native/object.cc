@@ -26,22 +26,23 @@ class BpfObject : public Napi::ObjectWrap<BpfObject> {
 public:
 	static Napi::Function Define(Napi::Env env)
 	{
-		return DefineClass(env, "BpfObject",
-				   {
-					   InstanceMethod<&BpfObject::Open>("open"),
-					   InstanceMethod<&BpfObject::MapNames>("mapNames"),
-					   InstanceMethod<&BpfObject::ProgramNames>("programNames"),
-					   InstanceMethod<&BpfObject::SetMaxEntries>("setMaxEntries"),
-					   InstanceMethod<&BpfObject::SetPinPath>("setPinPath"),
-					   InstanceMethod<&BpfObject::InitialValue>("initialValue"),
-					   InstanceMethod<&BpfObject::SetInitialValue>("setInitialValue"),
-					   InstanceMethod<&BpfObject::Load>("load"),
-					   InstanceMethod<&BpfObject::MapFd>("mapFd"),
-					   InstanceMethod<&BpfObject::ProgramFd>("programFd"),
-					   InstanceMethod<&BpfObject::AttachCgroup>("attachCgroup"),
-					   InstanceMethod<&BpfObject::AttachIter>("attachIter"),
-					   InstanceMethod<&BpfObject::Close>("close"),
-				   });
+		return DefineClass(
+			env, "BpfObject",
+			{
+				InstanceMethod<&BpfObject::Open>("open"),
+				InstanceMethod<&BpfObject::MapNames>("mapNames"),
+				InstanceMethod<&BpfObject::ProgramNames>("programNames"),
+				InstanceMethod<&BpfObject::SetMaxEntries>("setMaxEntries"),
+				InstanceMethod<&BpfObject::SetPinPath>("setPinPath"),
+				InstanceMethod<&BpfObject::InitialValue>("initialValue"),
+				InstanceMethod<&BpfObject::SetInitialValue>("setInitialValue"),
+				InstanceMethod<&BpfObject::Load>("load"),
+				InstanceMethod<&BpfObject::MapFd>("mapFd"),
+				InstanceMethod<&BpfObject::ProgramFd>("programFd"),
+				InstanceMethod<&BpfObject::AttachCgroup>("attachCgroup"),
+				InstanceMethod<&BpfObject::AttachIter>("attachIter"),
+				InstanceMethod<&BpfObject::Close>("close"),
+			});
 	}
 
 	explicit BpfObject(const Napi::CallbackInfo &info) : Napi::ObjectWrap<BpfObject>(info)
@@ -94,7 +95,8 @@ private:
 	struct bpf_map *FindMap(const Napi::CallbackInfo &info, int *rc)
 	{
 		std::string name = ArgString(info, 0);
-		struct bpf_map *map = obj_ ? bpf_object__find_map_by_name(obj_, name.c_str()) : nullptr;
+		struct bpf_map *map =
+			obj_ ? bpf_object__find_map_by_name(obj_, name.c_str()) : nullptr;
 		*rc = obj_ ? -ENOENT : -EBADF;
 		return map;
 	}
@@ -141,7 +143,8 @@ private:
 		const void *data = bpf_map__initial_value(map, &size);
 		if (!data)
 			return Status(info.Env(), -ENODATA);
-		return Napi::Buffer<uint8_t>::Copy(info.Env(), static_cast<const uint8_t *>(data), size);
+		return Napi::Buffer<uint8_t>::Copy(info.Env(), static_cast<const uint8_t *>(data),
+						   size);
 	}
 
 	// setInitialValue(map, data) -> 0 | -errno; data must be exactly the map's value size.

@@ -22,9 +22,9 @@ namespace {
 
 // A backend whose connected sockets must go.
 struct UdpTarget {
-	int family; // AF_INET or AF_INET6
+	int family;	  // AF_INET or AF_INET6
 	uint8_t addr[16]; // network order; an IPv4 address fills the first 4 bytes
-	uint16_t port; // network order
+	uint16_t port;	  // network order
 };
 
 struct DestroyCounts {
@@ -84,7 +84,7 @@ template <typename OnSocket>
 int ReadReplies(int fd, uint32_t seq, std::vector<char> &buf, OnSocket on_socket)
 {
 	for (;;) {
-		iovec iov{buf.data(), buf.size()};
+		iovec iov{ buf.data(), buf.size() };
 		msghdr msg{};
 		msg.msg_iov = &iov;
 		msg.msg_iovlen = 1;
@@ -123,7 +123,7 @@ int ReadReplies(int fd, uint32_t seq, std::vector<char> &buf, OnSocket on_socket
 
 bool IsV4Mapped(const uint8_t *a)
 {
-	static const uint8_t prefix[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+	static const uint8_t prefix[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
 	return memcmp(a, prefix, sizeof(prefix)) == 0;
 }
 

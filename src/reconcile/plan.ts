@@ -6,10 +6,10 @@
 // slot names them any more. A backend that stays keeps its slot, so a change touches only the slots
 // whose backend changed.
 
-import { ErrorCodes, type ErrorCode } from '../errors.ts';
 import { ServiceFlags } from '../datapath/abi.ts';
 import type { Capacity } from '../datapath/maps.ts';
-import { endpointKey, type Backend, type DesiredFrontend, type Family, type Frontend, type ServiceName } from '../model/types.ts';
+import { type ErrorCode, ErrorCodes } from '../errors.ts';
+import { type Backend, type DesiredFrontend, endpointKey, type Family, type Frontend, type ServiceName } from '../model/types.ts';
 import { liveBackendIds, type ProgrammedService, type ProgrammedState } from './state.ts';
 
 export type Op =
@@ -190,7 +190,8 @@ export function plan(desired: readonly DesiredFrontend[], state: ProgrammedState
     let serviceId = current?.serviceId;
     const ops: Op[] = [...backendOps];
     if (serviceId === undefined) {
-      if (room.services[d.frontend.family] < 1 || (serviceId = servicePool.take()) === undefined) {
+      serviceId = room.services[d.frontend.family] < 1 ? undefined : servicePool.take();
+      if (serviceId === undefined) {
         refuse(ErrorCodes.MAP_FULL, `no room for another frontend (service map holds ${capacity.services} per family)`);
         continue;
       }
@@ -207,12 +208,7 @@ export function plan(desired: readonly DesiredFrontend[], state: ProgrammedState
     for (const w of layout.writes) ops.push({ kind: 'put-slot', serviceId, slot: w.slot, backendId: w.backendId });
     const affinityTimeout = d.affinityTimeoutSeconds ?? 0;
     const flags = affinityTimeout > 0 ? ServiceFlags.affinity : 0;
-    if (
-      !current ||
-      current.backendCount !== ids.length ||
-      current.flags !== flags ||
-      current.affinityTimeout !== affinityTimeout
-    ) {
+    if (!current || current.backendCount !== ids.length || current.flags !== flags || current.affinityTimeout !== affinityTimeout) {
       ops.push({ kind: 'put-service', frontend: d.frontend, serviceId, backendCount: ids.length, flags, affinityTimeout });
     }
     for (const slot of layout.deletes) ops.push({ kind: 'delete-slot', serviceId, slot });

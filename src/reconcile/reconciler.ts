@@ -1,11 +1,11 @@
 // Keeps the maps equal to the desired table: plan against the programmed state, apply each
 // frontend's writes as a unit, record what failed per service, and never stop at one failure.
 
-import { ErrorCodes, type ErrorCode } from '../errors.ts';
 import type { DatapathMaps } from '../datapath/maps.ts';
+import { type ErrorCode, ErrorCodes } from '../errors.ts';
 import type { Backend, DesiredFrontend, ServiceName } from '../model/types.ts';
 import { applyOp } from './apply.ts';
-import { plan, type Op, type PlanProblem } from './plan.ts';
+import { type Op, type PlanProblem, plan } from './plan.ts';
 import { ProgrammedState } from './state.ts';
 
 export interface ReconcileResult {
@@ -75,4 +75,3 @@ function describeFailure(err: unknown, op: Op, service?: ServiceName): { code: E
   }
   return { code: ErrorCodes.BPF, message: `${who}${op.kind} failed: ${e.message ?? String(err)}` };
 }
-

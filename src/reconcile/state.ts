@@ -1,7 +1,7 @@
 // The reconciler's picture of what the maps hold, rebuilt from a map dump at start-up.
 
 import type { MapsDump } from '../datapath/maps.ts';
-import { endpointKey, type Backend, type Frontend } from '../model/types.ts';
+import { type Backend, endpointKey, type Frontend } from '../model/types.ts';
 
 export interface ProgrammedService {
   frontend: Frontend;
@@ -182,7 +182,10 @@ export class ProgrammedState {
   setSlot(serviceId: number, slot: number, backendId: number): void {
     const svc = this.byId(serviceId);
     let slots = svc?.slots ?? this.orphanSlots.get(serviceId);
-    if (!slots) this.orphanSlots.set(serviceId, (slots = new Map()));
+    if (!slots) {
+      slots = new Map();
+      this.orphanSlots.set(serviceId, slots);
+    }
     const previous = slots.get(slot);
     const live = svc !== undefined && slot >= 1 && slot <= svc.backendCount;
     if (previous !== undefined) {

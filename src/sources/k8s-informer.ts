@@ -15,7 +15,7 @@
 // - It lists without paging; here the list pages with limit/continue and falls back to one unpaged list
 //   when a continue token expires (410), as client-go's pager does.
 
-import { ListWatch, Watch, type KubeConfig, type KubernetesListObject, type KubernetesObject } from '@kubernetes/client-node';
+import { type KubeConfig, type KubernetesListObject, type KubernetesObject, ListWatch, Watch } from '@kubernetes/client-node';
 
 export interface Backoff {
   /** First retry delay (default 500 ms). */
@@ -97,8 +97,8 @@ class InformerWatch extends Watch {
   override async watch(
     path: string,
     queryParams: Record<string, string | number | boolean | undefined>,
-    callback: (phase: string, apiObj: any, watchObj?: any) => void,
-    done: (err: any) => void,
+    callback: (phase: string, apiObj: unknown, watchObj?: unknown) => void,
+    done: (err: unknown) => void,
   ): Promise<AbortController> {
     if (this.#owner.stopped) return new AbortController();
     try {

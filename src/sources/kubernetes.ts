@@ -4,6 +4,7 @@
 // disconnect never empties a snapshot), and the informers reconnect with a capped, jittered backoff.
 // What client-node does by itself on 410 and disconnects, and what is added, is in k8s-informer.ts.
 
+import * as fs from 'node:fs';
 import {
   CoreV1Api,
   DiscoveryV1Api,
@@ -16,10 +17,9 @@ import {
 // Lists come back as model class instances (Dates for timestamps); watch events as plain JSON.
 // Serializing list items back to the wire shape keeps every cached object the same shape.
 import { ObjectSerializer } from '@kubernetes/client-node/dist/gen/models/ObjectSerializer.js';
-import * as fs from 'node:fs';
 import { ErrorCodes, SocklbError } from '../errors.ts';
 import type { NodeInfo } from '../model/types.ts';
-import { DEFAULT_BACKOFF, ResilientInformer, type Backoff, type InformerStatus, type Page, type PageRequest } from './k8s-informer.ts';
+import { type Backoff, DEFAULT_BACKOFF, type InformerStatus, type Page, type PageRequest, ResilientInformer } from './k8s-informer.ts';
 
 /** The annotation the EndpointSlice controller sets to when the change behind a slice update happened. */
 export const TRIGGER_TIME_ANNOTATION = 'endpoints.kubernetes.io/last-change-trigger-time';
@@ -231,8 +231,7 @@ export class KubernetesSource {
       ...common,
       name: 'services',
       path: '/api/v1/services',
-      listPage: async (r: PageRequest) =>
-        toPage(await core.listServiceForAllNamespaces(pageArgs(r)), 'V1Service', 'Service', 'v1'),
+      listPage: async (r: PageRequest) => toPage(await core.listServiceForAllNamespaces(pageArgs(r)), 'V1Service', 'Service', 'v1'),
       onChange: () => this.#changed(),
       onListed: () => this.#listedOnce('services'),
     });
@@ -241,12 +240,7 @@ export class KubernetesSource {
       name: 'endpointslices',
       path: '/apis/discovery.k8s.io/v1/endpointslices',
       listPage: async (r: PageRequest) =>
-        toPage(
-          await discovery.listEndpointSliceForAllNamespaces(pageArgs(r)),
-          'V1EndpointSlice',
-          'EndpointSlice',
-          'discovery.k8s.io/v1',
-        ),
+        toPage(await discovery.listEndpointSliceForAllNamespaces(pageArgs(r)), 'V1EndpointSlice', 'EndpointSlice', 'discovery.k8s.io/v1'),
       onChange: (verb, slice) => {
         if (verb !== 'delete') this.#recordTrigger(slice);
         this.#changed();
@@ -326,7 +320,10 @@ export class KubernetesSource {
   }
 
   #nodeChanged(): void {
-    const node = nodeInfo(this.#nodeName, this.#nodes.list().find((n) => n.metadata?.name === this.#nodeName));
+    const node = nodeInfo(
+      this.#nodeName,
+      this.#nodes.list().find((n) => n.metadata?.name === this.#nodeName),
+    );
     // Nodes change often (status, heartbeat conditions); only what the model reads makes a snapshot.
     if (sameNode(node, this.#node)) return;
     this.#node = node;

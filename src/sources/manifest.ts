@@ -1,12 +1,12 @@
 // The manifest-file source: Services and EndpointSlices from a multi-document YAML file, re-read
 // whenever the file changes, for clusters without an API server to watch (demos, tests, edge nodes).
 
-import type { V1EndpointSlice, V1Service } from '@kubernetes/client-node';
 import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
-import { parseAllDocuments, type Document } from 'yaml';
-import { ErrorCodes, SocklbError, type ObjectProblem } from '../errors.ts';
+import type { V1EndpointSlice, V1Service } from '@kubernetes/client-node';
+import { type Document, parseAllDocuments } from 'yaml';
+import { ErrorCodes, type ObjectProblem, SocklbError } from '../errors.ts';
 import { isRecord, show } from '../model/problem.ts';
 
 export interface ParsedManifest {
@@ -54,7 +54,7 @@ export function parseManifest(text: string, fileName: string): ParsedManifest {
         out.problems.push(docProblem(where, 'items', ErrorCodes.MANIFEST_KIND, 'a List needs an items list'));
         return;
       }
-      value.items.forEach((item: unknown, i) => addObject(item, where, `items[${i}]`, out, seen));
+      for (const [i, item] of (value.items as unknown[]).entries()) addObject(item, where, `items[${i}]`, out, seen);
     } else {
       addObject(value, where, '', out, seen);
     }
@@ -89,12 +89,7 @@ function addObject(value: unknown, where: string, field: string, out: ParsedMani
   if (!isRecord(value) || (!isService && !isSlice)) {
     const what = isRecord(value) ? `apiVersion ${show(value.apiVersion)} kind ${show(value.kind)}` : `a ${typeName(value)}`;
     out.problems.push(
-      docProblem(
-        where,
-        field,
-        ErrorCodes.MANIFEST_KIND,
-        `${what} is not read; expected v1 Service or discovery.k8s.io/v1 EndpointSlice`,
-      ),
+      docProblem(where, field, ErrorCodes.MANIFEST_KIND, `${what} is not read; expected v1 Service or discovery.k8s.io/v1 EndpointSlice`),
     );
     return;
   }

@@ -34,7 +34,10 @@ export function datapathMapsContract(t: Test<{ maps: DatapathMaps }>): void {
     maps.putService({ ...V4, protocol: 'UDP' }, { serviceId: 2, backendCount: 1, flags: 0, affinityTimeout: 0 });
     assert.is(maps.dump().services.length, 2);
     maps.deleteService(V4);
-    assert.equal(maps.dump().services.map((s) => s.frontend.protocol), ['UDP']);
+    assert.equal(
+      maps.dump().services.map((s) => s.frontend.protocol),
+      ['UDP'],
+    );
     maps.deleteService({ ...V4, protocol: 'UDP' });
   });
 
@@ -44,11 +47,20 @@ export function datapathMapsContract(t: Test<{ maps: DatapathMaps }>): void {
     maps.putSlot({ serviceId: 3, slot: 1, backendId: 1 });
     maps.putSlot({ serviceId: 3, slot: 2, backendId: 2 });
     const dump = maps.dump();
-    assert.equal(dump.backends.sort((a, b) => a.id - b.id), [{ id: 1, backend: B4 }, { id: 2, backend: B6 }]);
-    assert.equal(dump.slots.sort((a, b) => a.slot - b.slot), [
-      { serviceId: 3, slot: 1, backendId: 1 },
-      { serviceId: 3, slot: 2, backendId: 2 },
-    ]);
+    assert.equal(
+      dump.backends.sort((a, b) => a.id - b.id),
+      [
+        { id: 1, backend: B4 },
+        { id: 2, backend: B6 },
+      ],
+    );
+    assert.equal(
+      dump.slots.sort((a, b) => a.slot - b.slot),
+      [
+        { serviceId: 3, slot: 1, backendId: 1 },
+        { serviceId: 3, slot: 2, backendId: 2 },
+      ],
+    );
     maps.deleteSlot(3, 1);
     maps.deleteSlot(3, 2);
     maps.deleteBackend(1, 4);

@@ -5,7 +5,7 @@ import { execFileSync } from 'node:child_process';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { DESTROY_OBJECT, SOCK_OBJECT } from '../../src/agent/datapath.ts';
-import { fieldSize, Layouts, type Layout } from '../../src/datapath/abi.ts';
+import { fieldSize, type Layout, Layouts } from '../../src/datapath/abi.ts';
 
 interface BtfMember {
   name: string;

@@ -1,19 +1,23 @@
 // `npm run bench -- --quick` end to end: the harness runs, writes its files, and what it wrote is
 // sane. Never asserts a speed: the figures are the benchmark's business, not the test's.
-import { test } from 'uvu';
-import * as assert from 'uvu/assert';
+
 import { execFileSync, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
 import type { BenchResults, SystemName } from '../../bench/types.ts';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const SYSTEMS: SystemName[] = ['direct', 'socklb', 'nftables', 'iptables-nft', 'iptables-legacy'];
 
 function netns(): string[] {
-  return execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' }).split('\n').map((l) => l.split(' ')[0] ?? '').filter(Boolean);
+  return execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' })
+    .split('\n')
+    .map((l) => l.split(' ')[0] ?? '')
+    .filter(Boolean);
 }
 
 let out: string;
@@ -96,7 +100,10 @@ test('programming and memory are recorded for every system that programs rules',
 
 test('balance counts add up to the connections made, over every backend', () => {
   const want = [
-    ['socklb', 3], ['socklb', 10], ['iptables-legacy', 3], ['iptables-legacy', 10],
+    ['socklb', 3],
+    ['socklb', 10],
+    ['iptables-legacy', 3],
+    ['iptables-legacy', 10],
   ] as const;
   for (const [system, backends] of want) {
     const b = results.balance.find((x) => x.system === system && x.backends === backends);

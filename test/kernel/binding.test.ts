@@ -1,13 +1,14 @@
 // The libbpf addon against the real kernel: maps, pins, object loading, cgroup links, iterators.
+
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { createSocket } from 'node:dgram';
+import { once } from 'node:events';
+import { existsSync, mkdirSync, readFileSync, rmdirSync, rmSync, statSync } from 'node:fs';
+import { type AddressInfo, createServer } from 'node:net';
+import { fileURLToPath } from 'node:url';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, rmSync, rmdirSync, statSync } from 'node:fs';
-import { once } from 'node:events';
-import { createServer, type AddressInfo } from 'node:net';
-import { createSocket } from 'node:dgram';
-import { randomBytes } from 'node:crypto';
-import { fileURLToPath } from 'node:url';
 import {
   BpfError,
   BpfLink,
@@ -143,7 +144,10 @@ test('percpu_array map: values span possibleCpus() 8-byte slots', () => {
     map.update(u32(1), value);
     assert.equal(map.lookup(u32(1)), value);
     assert.equal(map.lookup(u32(0)), Buffer.alloc(cpus * 8), 'arrays are zero-filled');
-    assert.equal([...map.keys()].map((k) => k.readUInt32LE()), [0, 1, 2, 3]);
+    assert.equal(
+      [...map.keys()].map((k) => k.readUInt32LE()),
+      [0, 1, 2, 3],
+    );
     throwsBpf(() => map.update(u32(1), Buffer.alloc(4)), 'EINVAL', 'bpf_map_update_elem');
     throwsBpf(() => map.update(u32(4), value), 'E2BIG', 'bpf_map_update_elem');
     throwsBpf(() => map.delete(u32(1)), 'EINVAL', 'bpf_map_delete_elem');

@@ -2,10 +2,10 @@
 // with bpftool, paging walks a large map exactly once, and an exposed bind without a token fails.
 
 import { execFileSync } from 'node:child_process';
+import type { FastifyInstance } from 'fastify';
+import { pino } from 'pino';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { pino } from 'pino';
-import type { FastifyInstance } from 'fastify';
 import { Agent } from '../../src/agent/agent.ts';
 import { cleanup, DEFAULT_CAPACITY } from '../../src/agent/datapath.ts';
 import { BpfMap } from '../../src/bpf/binding.ts';
@@ -84,29 +84,53 @@ test('after N connects through the ClusterIP, /v1/services and /metrics counters
   assert.is(f.frontend, `TCP/${VIP}:80`);
   assert.is(f.backends.length, 3);
   assert.is(f.connects, CONNECTS);
-  assert.is(f.backends.reduce((n, b) => n + b.connects, 0), CONNECTS);
-  assert.ok(f.backends.every((b) => b.connects > 0), 'every backend got some');
+  assert.is(
+    f.backends.reduce((n, b) => n + b.connects, 0),
+    CONNECTS,
+  );
+  assert.ok(
+    f.backends.every((b) => b.connects > 0),
+    'every backend got some',
+  );
 
   const text = (await app.inject({ url: '/metrics' })).body;
   const perBackend = [...text.matchAll(/^socklb_backend_connects_total\{backend="([^"]+)"\} (\d+)$/gm)];
   assert.is(perBackend.length, 3);
-  assert.is(perBackend.reduce((n, m) => n + Number(m[2]), 0), CONNECTS);
+  assert.is(
+    perBackend.reduce((n, m) => n + Number(m[2]), 0),
+    CONNECTS,
+  );
   for (const b of f.backends) {
-    assert.ok(perBackend.some((m) => m[1] === b.backend && Number(m[2]) === b.connects), `${b.backend} agrees`);
+    assert.ok(
+      perBackend.some((m) => m[1] === b.backend && Number(m[2]) === b.connects),
+      `${b.backend} agrees`,
+    );
   }
-  assert.match(text, new RegExp(`socklb_service_connects_total\\{namespace="demo",service="web",port_name="http",frontend="TCP/${VIP.replace(/\./g, '\\.')}:80"\\} ${CONNECTS}\\n`));
+  assert.match(
+    text,
+    new RegExp(
+      `socklb_service_connects_total\\{namespace="demo",service="web",port_name="http",frontend="TCP/${VIP.replace(/\./g, '\\.')}:80"\\} ${CONNECTS}\\n`,
+    ),
+  );
   const balanced = Number(/^socklb_sock_hook_total\{reason="balanced"\} (\d+)$/m.exec(text)?.[1]);
   assert.ok(balanced >= CONNECTS, `sock_stats balanced ${balanced}`);
 });
 
 test('/v1/status and /healthz report the real datapath loaded, attached and in sync', async () => {
-  const status = (await app.inject({ url: '/v1/status' })).json() as { healthy: boolean; attached: boolean; hooks: { attached: boolean }[]; inSync: boolean };
+  const status = (await app.inject({ url: '/v1/status' })).json() as {
+    healthy: boolean;
+    attached: boolean;
+    hooks: { attached: boolean }[];
+    inSync: boolean;
+  };
   assert.is(status.healthy, true);
   assert.is(status.hooks.length, 8);
   assert.ok(status.hooks.every((h) => h.attached));
   assert.is(status.inSync, true);
   assert.is((await app.inject({ url: '/healthz' })).statusCode, 200);
-  const maps = (await app.inject({ url: '/v1/maps' })).json() as { maps: { name: string; entries: number; maxEntries: number; memoryBytes: number | null }[] };
+  const maps = (await app.inject({ url: '/v1/maps' })).json() as {
+    maps: { name: string; entries: number; maxEntries: number; memoryBytes: number | null }[];
+  };
   const backends = maps.maps.find((m) => m.name === 'lb4_backends_v1')!;
   assert.is(backends.entries, 3);
   assert.is(backends.maxEntries, 1024);
@@ -114,7 +138,9 @@ test('/v1/status and /healthz report the real datapath loaded, attached and in s
 });
 
 /** bpftool's BTF-formatted dump of a pinned map. */
-function bpftool(map: string): { formatted: { key: unknown; value?: Record<string, number>; values?: { cpu: number; value: Record<string, number> }[] } }[] {
+function bpftool(
+  map: string,
+): { formatted: { key: unknown; value?: Record<string, number>; values?: { cpu: number; value: Record<string, number> }[] } }[] {
   const out = execFileSync('bpftool', ['map', 'dump', 'pinned', `${bpffs}/maps/${map}`, '-j'], { encoding: 'utf8' });
   return JSON.parse(out);
 }
@@ -131,16 +157,25 @@ function be16(n: number): number {
 }
 
 test('/v1/maps/:name decodes the same entries bpftool map dump shows', async () => {
-  const ours = (await app.inject({ url: '/v1/maps/lb4_backends_v1?limit=1000' })).json() as { entries: { key: { backend_id: number }; value: Record<string, number | string> }[] };
+  const ours = (await app.inject({ url: '/v1/maps/lb4_backends_v1?limit=1000' })).json() as {
+    entries: { key: { backend_id: number }; value: Record<string, number | string> }[];
+  };
   const theirs = bpftool('lb4_backends_v1').map((e) => ({
     key: { backend_id: e.formatted.key as number },
-    value: { address: be32ToIp(e.formatted.value!.address!), port: be16(e.formatted.value!.port!), proto: e.formatted.value!.proto!, flags: e.formatted.value!.flags! },
+    value: {
+      address: be32ToIp(e.formatted.value!.address!),
+      port: be16(e.formatted.value!.port!),
+      proto: e.formatted.value!.proto!,
+      flags: e.formatted.value!.flags!,
+    },
   }));
   const sort = <T extends { key: { backend_id: number } }>(a: T[]) => [...a].sort((x, y) => x.key.backend_id - y.key.backend_id);
   assert.is(theirs.length, 3);
   assert.equal(sort(ours.entries), sort(theirs));
 
-  const services = (await app.inject({ url: '/v1/maps/lb4_services_v1' })).json() as { entries: { key: Record<string, unknown>; value: Record<string, unknown> }[] };
+  const services = (await app.inject({ url: '/v1/maps/lb4_services_v1' })).json() as {
+    entries: { key: Record<string, unknown>; value: Record<string, unknown> }[];
+  };
   const svc = bpftool('lb4_services_v1').map((e) => {
     const k = e.formatted.key as Record<string, number>;
     return { key: { address: be32ToIp(k.address!), dport: be16(k.dport!), proto: k.proto }, value: e.formatted.value };
@@ -148,13 +183,21 @@ test('/v1/maps/:name decodes the same entries bpftool map dump shows', async () 
   assert.equal(services.entries, svc);
 
   // Per-CPU: bpftool lists each CPU; we list them too, and their sum.
-  const stats = (await app.inject({ url: '/v1/maps/lb_be_stats_v1?limit=5000' })).json() as { entries: { key: { backend_id: number }; value: { connects: number }; cpus: { connects: number }[] }[] };
+  const stats = (await app.inject({ url: '/v1/maps/lb_be_stats_v1?limit=5000' })).json() as {
+    entries: { key: { backend_id: number }; value: { connects: number }; cpus: { connects: number }[] }[];
+  };
   const dumped = bpftool('lb_be_stats_v1');
   assert.is(stats.entries.length, dumped.length);
   for (const e of dumped) {
     const mine = stats.entries.find((s) => s.key.backend_id === e.formatted.key)!;
-    assert.equal(mine.cpus.map((c) => c.connects), e.formatted.values!.map((v) => v.value.connects));
-    assert.is(mine.value.connects, e.formatted.values!.reduce((n, v) => n + v.value.connects!, 0));
+    assert.equal(
+      mine.cpus.map((c) => c.connects),
+      e.formatted.values!.map((v) => v.value.connects),
+    );
+    assert.is(
+      mine.value.connects,
+      e.formatted.values!.reduce((n, v) => n + v.value.connects!, 0),
+    );
   }
 });
 
@@ -165,7 +208,11 @@ test('paging walks a 20,000-entry hash map once: no duplicates, no gaps', async 
     const keys = Buffer.alloc(COUNT * 16);
     const values = Buffer.alloc(COUNT * 8);
     for (let i = 0; i < COUNT; i++) {
-      encode(Layouts.lb4ReverseKey, { cookie: BigInt(i + 1), address: `10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`, port: 1000 + (i % 50000) }).copy(keys, i * 16);
+      encode(Layouts.lb4ReverseKey, {
+        cookie: BigInt(i + 1),
+        address: `10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`,
+        port: 1000 + (i % 50000),
+      }).copy(keys, i * 16);
       encode(Layouts.lb4Reverse, { address: '10.96.0.10', port: 80 }).copy(values, i * 8);
     }
     scratch.updateBatch(keys, values);

@@ -5,38 +5,51 @@ import { readFileSync } from 'node:fs';
 import { release } from 'node:os';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { BpfError, BpfObject } from '../../src/bpf/binding.ts';
 import { Datapath, DEFAULT_CAPACITY, SOCK_OBJECT } from '../../src/agent/datapath.ts';
 import {
-  decideFeatures, FEATURE_NAMES, kernelVersion, parseBtfNames, planDatapath, probeFeatures, type Features,
+  decideFeatures,
+  FEATURE_NAMES,
+  type Features,
+  kernelVersion,
+  parseBtfNames,
+  planDatapath,
+  probeFeatures,
 } from '../../src/agent/features.ts';
+import { BpfError, BpfObject } from '../../src/bpf/binding.ts';
 import { ABI_VERSION, encode, Layouts } from '../../src/datapath/abi.ts';
 import { SocklbError } from '../../src/errors.ts';
 
 /** First mainline release of each feature: a kernel at least that new must report it. */
 const SINCE: Record<string, [number, number]> = {
-  connect: [4, 17], sendmsg: [4, 18], recvmsg: [5, 2], getpeername: [5, 8], cgroup_link: [5, 7],
-  set_retval: [5, 18], iter_udp: [5, 9], sock_destroy: [6, 5],
+  connect: [4, 17],
+  sendmsg: [4, 18],
+  recvmsg: [5, 2],
+  getpeername: [5, 8],
+  cgroup_link: [5, 7],
+  set_retval: [5, 18],
+  iter_udp: [5, 9],
+  sock_destroy: [6, 5],
 };
 
 function all(available: boolean): Features {
   return Object.fromEntries(FEATURE_NAMES.map((n) => [n, { available }])) as Features;
 }
 
-test('the probe reads this kernel\'s BTF and finds every feature its release must have', () => {
+test("the probe reads this kernel's BTF and finds every feature its release must have", () => {
   const f = probeFeatures();
   assert.ok(f.btf.available, f.btf.reason);
   const v = kernelVersion();
   for (const [name, since] of Object.entries(SINCE)) {
     const feature = f[name as keyof Features];
-    if (v[0] > since[0] || (v[0] === since[0] && v[1] >= since[1])) assert.ok(feature.available, `${name} on ${release()}: ${feature.reason}`);
+    if (v[0] > since[0] || (v[0] === since[0] && v[1] >= since[1]))
+      assert.ok(feature.available, `${name} on ${release()}: ${feature.reason}`);
     else if (!feature.available) assert.match(feature.reason ?? '', release());
   }
   const names = parseBtfNames(readFileSync('/sys/kernel/btf/vmlinux'));
   assert.ok(names.enumerators.has('BPF_CGROUP_INET4_CONNECT'), 'the cgroup attach types are enumerators in the BTF');
 });
 
-test('the probe\'s set_retval verdict is the verifier\'s: refuse_errno 111 loads exactly where the helper exists', () => {
+test("the probe's set_retval verdict is the verifier's: refuse_errno 111 loads exactly where the helper exists", () => {
   const f = probeFeatures();
   const plan = planDatapath(f);
   const load = (refuseErrno: number): Error | undefined => {
@@ -64,14 +77,17 @@ test('the probe\'s set_retval verdict is the verifier\'s: refuse_errno 111 loads
 
 test('a kernel without set_retval or sock_destroy gets a degraded plan that says why', () => {
   const f = all(true);
-  f.set_retval = { available: false, reason: 'BPF_FUNC_set_retval is not in this kernel\'s BTF (5.10.0-46-cloud-amd64)' };
+  f.set_retval = { available: false, reason: "BPF_FUNC_set_retval is not in this kernel's BTF (5.10.0-46-cloud-amd64)" };
   f.sock_destroy = { available: false, reason: 'the bpf_sock_destroy kfunc needs Linux 6.5: not in BTF' };
   const plan = planDatapath(f, '5.10.0-46-cloud-amd64');
   assert.is(plan.unsupported, undefined);
   assert.is(plan.refuseErrno, 0);
   assert.is(plan.socketDestroy, false);
   assert.match(plan.destroyUnavailable ?? '', /bpf_sock_destroy/);
-  assert.ok(plan.notes.some((n) => n.includes('EPERM')), plan.notes.join('\n'));
+  assert.ok(
+    plan.notes.some((n) => n.includes('EPERM')),
+    plan.notes.join('\n'),
+  );
   const full = planDatapath(all(true));
   assert.equal([full.refuseErrno, full.socketDestroy, full.destroyUnavailable, full.notes], [111, true, undefined, []]);
 });

@@ -11,7 +11,7 @@ import type { ProbeResult } from '../../src/lab/netns-lab.ts';
 import { NODE_IPV4 } from '../../src/lab/netns-lab.ts';
 import type { KubeObject } from '../support/fake-apiserver.ts';
 import { freePort, K8sLab, labNode, NODE_NAME, OTHER_NODE } from '../support/k8s-lab.ts';
-import { service, slice, type EndpointSpec, type PortSpec } from '../support/objects.ts';
+import { type EndpointSpec, type PortSpec, service, slice } from '../support/objects.ts';
 import { scaled } from '../support/time-scale.ts';
 
 interface Ctx {
@@ -61,9 +61,7 @@ function keyOf(o: KubeObject): string {
 function put(ctx: Ctx, o: object): KubeObject {
   const obj = o as KubeObject;
   ctx.made.set(keyOf(obj), obj);
-  return ctx.k.api.get(obj.kind!, obj.metadata!.namespace ?? '', obj.metadata!.name)
-    ? ctx.k.api.modify(obj)
-    : ctx.k.api.add(obj);
+  return ctx.k.api.get(obj.kind!, obj.metadata!.namespace ?? '', obj.metadata!.name) ? ctx.k.api.modify(obj) : ctx.k.api.add(obj);
 }
 
 function svc(
@@ -72,7 +70,13 @@ function svc(
   ports: PortSpec[],
   more: { spec?: Record<string, unknown>; labels?: Record<string, string>; status?: unknown; affinitySeconds?: number } = {},
 ): KubeObject {
-  const s = service({ name, clusterIPs: [ip], ports, ...(more.labels ? { labels: more.labels } : {}), ...(more.affinitySeconds ? { affinitySeconds: more.affinitySeconds } : {}) }) as KubeObject;
+  const s = service({
+    name,
+    clusterIPs: [ip],
+    ports,
+    ...(more.labels ? { labels: more.labels } : {}),
+    ...(more.affinitySeconds ? { affinitySeconds: more.affinitySeconds } : {}),
+  }) as KubeObject;
   Object.assign(s.spec, more.spec ?? {});
   if (more.status) s.status = more.status;
   return s;
@@ -117,7 +121,11 @@ function backends(k: K8sLab, key: string, want: string[]): void {
 
 async function waitBackends(k: K8sLab, key: string, want: string[], ms = 5000): Promise<void> {
   const text = JSON.stringify(want);
-  await k.until(`${key} -> ${text}`, () => JSON.stringify(k.backendsOf(key)) === text && JSON.stringify(k.programmed(key)) === JSON.stringify([...want].sort()), ms);
+  await k.until(
+    `${key} -> ${text}`,
+    () => JSON.stringify(k.backendsOf(key)) === text && JSON.stringify(k.programmed(key)) === JSON.stringify([...want].sort()),
+    ms,
+  );
 }
 
 async function waitHealth(
@@ -212,7 +220,10 @@ e2e('should change the type: ExternalName -> ClusterIP -> NodePort -> LoadBalanc
   };
   put(ctx, eps('types-a', 'types', http(), [ready(POD.p2)]));
   await k.settle(put(ctx, externalName()));
-  assert.equal(k.agent.table.frontends.filter((f) => f.service.name === 'types'), []);
+  assert.equal(
+    k.agent.table.frontends.filter((f) => f.service.name === 'types'),
+    [],
+  );
   assert.ok(!k.agent.status().objectProblems.some((p) => p.name === 'types'), 'ExternalName is not ours, and no problem');
   await unbalanced(k, `${VIP}:80`);
 
@@ -341,7 +352,13 @@ e2e('should fall back to terminating endpoints when there are no ready ones (clu
   const { k } = ctx;
   const VIP = '10.96.1.70';
   const LOCAL_VIP = '10.96.1.71';
-  const term = (address: string, nodeName = NODE_NAME, serving = true): EndpointSpec => ({ address, nodeName, ready: false, serving, terminating: true });
+  const term = (address: string, nodeName = NODE_NAME, serving = true): EndpointSpec => ({
+    address,
+    nodeName,
+    ready: false,
+    serving,
+    terminating: true,
+  });
   put(ctx, svc('term', VIP, web()));
   await k.settle(put(ctx, eps('term-a', 'term', http(), [ready(POD.p0), term(POD.p1)])));
   await reaches(k, `${VIP}:80`, ['pod0'], 20);
@@ -476,7 +493,11 @@ e2e('malformed objects are rejected one by one, naming object and field; the oth
     assert.ok(problems.includes(want), `missing problem "${want}" in:\n${problems.join('\n')}`);
   }
   for (const name of ['bad-ip', 'bad-port', 'no-ports']) {
-    assert.equal(k.agent.table.frontends.filter((f) => f.service.name === name), [], `${name} has no frontend`);
+    assert.equal(
+      k.agent.table.frontends.filter((f) => f.service.name === name),
+      [],
+      `${name} has no frontend`,
+    );
   }
   backends(k, `TCP/${OK}:80`, [`${POD.p0}:8080`]);
   await reaches(k, `${OK}:80`, ['pod0'], 10);

@@ -1,7 +1,7 @@
 import { suite } from 'uvu';
-import { BpfObject } from '../../src/bpf/binding.ts';
 import { SOCK_OBJECT } from '../../src/agent/datapath.ts';
 import { planDatapath, probeFeatures } from '../../src/agent/features.ts';
+import { BpfObject } from '../../src/bpf/binding.ts';
 import { ABI_VERSION, encode, Layouts, SOCK_MAPS } from '../../src/datapath/abi.ts';
 import { KernelMaps, type ServiceMapSet } from '../../src/datapath/kernel-maps.ts';
 import type { DatapathMaps } from '../../src/datapath/maps.ts';

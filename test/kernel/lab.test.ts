@@ -1,10 +1,11 @@
 // The lab itself, without any BPF: real namespaces, real servers, real probes.
-import { test } from 'uvu';
-import * as assert from 'uvu/assert';
+
 import { execFileSync, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
 import { cgroup2Mount } from '../../src/agent/host.ts';
 import { NetnsLab, type ProbeResult } from '../../src/lab/netns-lab.ts';
 
@@ -12,14 +13,19 @@ const LAB_MODULE = fileURLToPath(new URL('../../src/lab/netns-lab.ts', import.me
 
 function netnsList(): string[] {
   return execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' })
-    .split('\n').map((l) => l.split(' ')[0] ?? '').filter(Boolean);
+    .split('\n')
+    .map((l) => l.split(' ')[0] ?? '')
+    .filter(Boolean);
 }
 
 function leftovers(prefix: string): string[] {
   const root = cgroup2Mount();
   return [
     ...netnsList().filter((n) => n.startsWith(prefix)),
-    ...fs.readdirSync(root).filter((n) => n.startsWith(prefix)).map((n) => path.join(root, n)),
+    ...fs
+      .readdirSync(root)
+      .filter((n) => n.startsWith(prefix))
+      .map((n) => path.join(root, n)),
     ...(fs.existsSync(`/run/socklb-lab/${prefix}.json`) ? [`/run/socklb-lab/${prefix}.json`] : []),
   ];
 }
@@ -42,11 +48,17 @@ async function waitFor(what: string, cond: () => boolean, ms = 5000): Promise<vo
 }
 
 /** Runs a script in a child Node process that owns a lab; returns its stdout lines as they come. */
-function childWithLab(body: string): { proc: ReturnType<typeof spawn>; lines: () => string[]; exited: Promise<[number | null, string | null]> } {
+function childWithLab(body: string): {
+  proc: ReturnType<typeof spawn>;
+  lines: () => string[];
+  exited: Promise<[number | null, string | null]>;
+} {
   const script = `const { NetnsLab } = await import(${JSON.stringify(LAB_MODULE)});\n${body}`;
   const proc = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
-  proc.stdout!.on('data', (c: Buffer) => { out += c.toString(); });
+  proc.stdout!.on('data', (c: Buffer) => {
+    out += c.toString();
+  });
   proc.stderr!.on('data', () => {});
   const exited = new Promise<[number | null, string | null]>((r) => proc.once('exit', (c, s) => r([c, s])));
   return { proc, lines: () => out.split('\n').filter(Boolean), exited };
@@ -68,11 +80,14 @@ test.after(async () => {
 test('create builds the node netns, one netns per pod and the client cgroup', () => {
   const names = netnsList();
   assert.ok(names.includes(lab.nodeNs));
-  assert.equal(lab.pods.map((p) => [p.name, p.ipv4, p.ipv6]), [
-    ['pod0', '10.244.0.11', 'fd00:10:244::11'],
-    ['pod1', '10.244.0.12', 'fd00:10:244::12'],
-    ['pod2', '10.244.0.13', 'fd00:10:244::13'],
-  ]);
+  assert.equal(
+    lab.pods.map((p) => [p.name, p.ipv4, p.ipv6]),
+    [
+      ['pod0', '10.244.0.11', 'fd00:10:244::11'],
+      ['pod1', '10.244.0.12', 'fd00:10:244::12'],
+      ['pod2', '10.244.0.13', 'fd00:10:244::13'],
+    ],
+  );
   for (const p of lab.pods) assert.ok(names.includes(p.ns), p.ns);
   assert.ok(fs.statSync(lab.cgroupPath).isDirectory());
   assert.ok(lab.cgroupPath.startsWith(cgroup2Mount()));
@@ -97,7 +112,10 @@ test('exec refuses namespaces the lab does not own', async () => {
 
 test('tcp probe to each pod address (IPv4 and IPv6) reaches that pod by name', async () => {
   for (const p of lab.pods) {
-    for (const [addr, peer] of [[p.ipv4, `${p.ipv4}:${TCP}`], [`[${p.ipv6}]`, `[${p.ipv6}]:${TCP}`]] as const) {
+    for (const [addr, peer] of [
+      [p.ipv4, `${p.ipv4}:${TCP}`],
+      [`[${p.ipv6}]`, `[${p.ipv6}]:${TCP}`],
+    ] as const) {
       const r = await lab.runProbe(['tcp', '--target', `${addr}:${TCP}`, '--count', '3'], { timeoutMs: 15_000 });
       assert.is(r.ok, 3, JSON.stringify(r));
       assert.is(r.failed, 0);
@@ -155,10 +173,14 @@ test('removePod deletes the namespace and its addresses stop answering; addPod a
   await lab.removePod(1);
   assert.not.ok(netnsList().includes(victim.ns));
   assert.throws(() => lab.pod(1));
-  const tcp = await lab.runProbe(['tcp', '--target', `${victim.ipv4}:${TCP}`, '--count', '1', '--timeout-ms', '300'], { timeoutMs: 10_000 });
+  const tcp = await lab.runProbe(['tcp', '--target', `${victim.ipv4}:${TCP}`, '--count', '1', '--timeout-ms', '300'], {
+    timeoutMs: 10_000,
+  });
   assert.is(tcp.ok, 0);
   assert.is(tcp.failed, 1);
-  const udp = await lab.runProbe(['udp', '--target', `[${victim.ipv6}]:${UDP}`, '--count', '2', '--timeout-ms', '200'], { timeoutMs: 10_000 });
+  const udp = await lab.runProbe(['udp', '--target', `[${victim.ipv6}]:${UDP}`, '--count', '2', '--timeout-ms', '200'], {
+    timeoutMs: 10_000,
+  });
   assert.is(udp.ok, 0);
   assert.is(udp.failed, 2);
 
@@ -184,7 +206,10 @@ test('destroy leaves no namespace, cgroup, owner record or process behind, and i
   await other.destroy();
   assert.equal(leftovers(other.prefix), []);
   for (const pid of pids) assert.not.ok(alive(pid), `pid ${pid} survived`);
-  await loop.result().then(() => assert.unreachable('a killed probe has no result'), () => {});
+  await loop.result().then(
+    () => assert.unreachable('a killed probe has no result'),
+    () => {},
+  );
   assert.ok(ms < 5000, `destroy took ${ms} ms`);
 });
 
@@ -253,7 +278,7 @@ test('SIGTERM of the owning process cleans up and still kills it', async () => {
   assert.equal(leftovers(prefix), []);
 });
 
-test('sweep removes a SIGKILLed run\'s leftovers but not a live lab', async () => {
+test("sweep removes a SIGKILLed run's leftovers but not a live lab", async () => {
   const c = childWithLab(`
     const lab = await NetnsLab.create({ prefix: NetnsLab.uniquePrefix('labk'), backends: 2 });
     await lab.startServer(1, { tcp: [8080] });
@@ -279,8 +304,15 @@ test('sweep removes a SIGKILLed run\'s leftovers but not a live lab', async () =
 });
 
 test('options are checked before anything is created', async () => {
-  for (const bad of [{ prefix: 'Bad_Prefix', backends: 1 }, { prefix: 'slb-ok', backends: -1 }, { prefix: 'x'.repeat(21), backends: 1 }]) {
-    await NetnsLab.create(bad).then(() => assert.unreachable(), (err: Error) => assert.instance(err, Error));
+  for (const bad of [
+    { prefix: 'Bad_Prefix', backends: 1 },
+    { prefix: 'slb-ok', backends: -1 },
+    { prefix: 'x'.repeat(21), backends: 1 },
+  ]) {
+    await NetnsLab.create(bad).then(
+      () => assert.unreachable(),
+      (err: Error) => assert.instance(err, Error),
+    );
   }
   assert.throws(() => NetnsLab.sweep('sl'), /at least 3/);
   assert.match(NetnsLab.uniquePrefix('t'), /^slb-t-[0-9a-f]{4}$/);

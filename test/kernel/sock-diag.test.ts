@@ -1,13 +1,14 @@
 // destroyUdpSockets against the real kernel: sock_diag's SOCK_DESTROY ends exactly the UDP sockets
 // connected to a target, in the netns asked for and no other.
-import { test } from 'uvu';
-import * as assert from 'uvu/assert';
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { createSocket, type Socket } from 'node:dgram';
 import { once } from 'node:events';
-import { randomBytes } from 'node:crypto';
 import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
 import { BpfError, destroyUdpSockets } from '../../src/bpf/binding.ts';
 
 const NETNS = `socklb-sockdiag-${randomBytes(4).toString('hex')}`;

@@ -5,7 +5,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { probeFeatures } from '../../src/agent/features.ts';
 import type { ProbeResult } from '../../src/lab/netns-lab.ts';
-import { service, slice, type EndpointSpec } from '../support/objects.ts';
+import { type EndpointSpec, service, slice } from '../support/objects.ts';
 import { chiSquareUniform, SockLab } from '../support/sock-lab.ts';
 import { scaled } from '../support/time-scale.ts';
 
@@ -77,7 +77,10 @@ lb('a TCP connect to the ClusterIP reaches a backend, and getpeername shows the 
   const r = await sl.lab.runProbe(['tcp', '--target', `${VIP4}:80`, '--count', '20']);
   assert.is(r.failed, 0, JSON.stringify(r.errors));
   assert.is(r.ok, 20);
-  assert.ok(only(r).every((name) => ['pod0', 'pod1', 'pod2'].includes(name)), only(r).join());
+  assert.ok(
+    only(r).every((name) => ['pod0', 'pod1', 'pod2'].includes(name)),
+    only(r).join(),
+  );
   assert.equal(r.peers, { [`${VIP4}:80`]: 20 });
 });
 
@@ -168,12 +171,16 @@ spec:
   await sl.apply([...objects(sl), bad, 'apiVersion: v1\nkind: Service\nmetadata: {name: cut']);
   const problems = sl.agent.status().objectProblems.map((p) => `${p.code} ${p.kind} ${p.name} ${p.field}`);
   assert.ok(problems.includes('SOCKLB_ERR_PORT_RANGE Service broken spec.ports[0].port'), problems.join('\n'));
-  assert.ok(problems.some((p) => p.startsWith('SOCKLB_ERR_MANIFEST_SYNTAX')), problems.join('\n'));
+  assert.ok(
+    problems.some((p) => p.startsWith('SOCKLB_ERR_MANIFEST_SYNTAX')),
+    problems.join('\n'),
+  );
   const r = await sl.lab.runProbe(['tcp', '--target', `${VIP4}:80`, '--count', '10']);
   assert.is(r.ok, 10);
 
   const edited = objects(sl).map((o) =>
-    (o as { kind: string; metadata: { name: string } }).kind === 'Service' && (o as { metadata: { name: string } }).metadata.name === 'named'
+    (o as { kind: string; metadata: { name: string } }).kind === 'Service' &&
+    (o as { metadata: { name: string } }).metadata.name === 'named'
       ? { ...o, spec: { ...(o as { spec: object }).spec, clusterIP: '10.96.0.300', clusterIPs: ['10.96.0.300'] } }
       : o,
   );
@@ -198,8 +205,17 @@ lb('a connected UDP socket whose backend is removed fails its next call; a new o
     );
   await sl.apply(only0(pods[0]!.ipv4));
   const probe = sl.lab.spawnProbe([
-    'udp', '--target', `${DNS4}:53`, '--connected', '--stop-on-error',
-    '--count', '2000', '--interval-ms', '10', '--duration-ms', '20000',
+    'udp',
+    '--target',
+    `${DNS4}:53`,
+    '--connected',
+    '--stop-on-error',
+    '--count',
+    '2000',
+    '--interval-ms',
+    '10',
+    '--duration-ms',
+    '20000',
   ]);
   await sl.waitForBackendUse({ family: 4, address: pods[0]!.ipv4, port: 5353, protocol: 'UDP' });
   await sl.apply(only0(pods[2]!.ipv4));

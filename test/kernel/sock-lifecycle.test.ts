@@ -1,14 +1,15 @@
 // The datapath across changes and agent lifetimes: backends replaced under load, the agent
 // killed and restarted under load, and cleanup leaving nothing behind.
 
-import { spawn, type ChildProcess } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { cgroupPrograms } from '../../src/bpf/binding.ts';
 import { SOCK_PROGRAMS } from '../../src/agent/datapath.ts';
+import { cgroupPrograms } from '../../src/bpf/binding.ts';
 import { MapNames, SOCK_REASONS } from '../../src/datapath/abi.ts';
+import type { NetnsLab, ProbeHandle } from '../../src/lab/netns-lab.ts';
 import { manifest, service, slice } from '../support/objects.ts';
 import { SockLab } from '../support/sock-lab.ts';
 import { scaled, TIME_SCALE, waitUntil } from '../support/time-scale.ts';
@@ -41,6 +42,15 @@ function attachedPrograms(cgroup: string): number {
   return Object.values(SOCK_PROGRAMS).reduce((n, type) => n + cgroupPrograms(cgroup, type).length, 0);
 }
 
+/**
+ * TCP connects to the VIP for 30 s (scaled) or until stopped. A connect that fails counts; one
+ * slowed by a loaded machine does not (hence the long per-connect timeout).
+ */
+function connectLoop(lab: NetnsLab): ProbeHandle {
+  const args = ['tcp', '--target', `${VIP}:80`, '--count', '1000000', '--duration-ms', String(scaled(30_000))];
+  return lab.spawnProbe([...args, '--timeout-ms', String(scaled(10_000, 60_000))], { timeoutMs: scaled(60_000) });
+}
+
 const rolling = suite<{ sl: SockLab }>('replacing backends under load');
 
 rolling.before(async (ctx) => {
@@ -57,10 +67,8 @@ rolling('replacing every backend one by one while a client connects fails no con
   const original = lab.pods.map((p) => p.index);
   let live = lab.pods.map((p) => p.ipv4);
   await sl.startAgent(webObjects(live));
-  // A connect that fails counts; one slowed by a loaded machine does not (hence the long timeout).
-  const probe = lab.spawnProbe(['tcp', '--target', `${VIP}:80`, '--count', '1000000', '--duration-ms', String(scaled(30_000)), '--timeout-ms', String(scaled(10_000, 60_000))], {
-    timeoutMs: scaled(60_000),
-  });
+  const probe = connectLoop(lab);
+
   await new Promise((r) => setTimeout(r, 300));
   for (const index of original) {
     const fresh = await lab.addPod();
@@ -102,9 +110,25 @@ restart.after(async (ctx) => {
 function startAgentProcess(sl: SockLab, agents: ChildProcess[]): Promise<{ child: ChildProcess; inSync: Record<string, unknown> }> {
   const child = spawn(
     join(ROOT, 'bin/socklb'),
-    ['agent', '--manifests', sl.manifestPath, '--cgroup', sl.lab.cgroupPath, '--bpffs', sl.bpffs,
-      '--max-services', '256', '--max-backends', '256', '--max-slots', '1024',
-      '--health-address', '127.0.0.1:0', '--debug-address', '127.0.0.1:0'],
+    [
+      'agent',
+      '--manifests',
+      sl.manifestPath,
+      '--cgroup',
+      sl.lab.cgroupPath,
+      '--bpffs',
+      sl.bpffs,
+      '--max-services',
+      '256',
+      '--max-backends',
+      '256',
+      '--max-slots',
+      '1024',
+      '--health-address',
+      '127.0.0.1:0',
+      '--debug-address',
+      '127.0.0.1:0',
+    ],
     { stdio: ['ignore', 'pipe', 'pipe'] },
   );
   agents.push(child);
@@ -131,9 +155,8 @@ function startAgentProcess(sl: SockLab, agents: ChildProcess[]): Promise<{ child
 restart('kill -9 of the agent during a connect loop fails no connect; the restarted agent adopts the maps', async ({ sl, agents }) => {
   const first = await startAgentProcess(sl, agents);
   assert.is(first.inSync.adopted, false);
-  const probe = sl.lab.spawnProbe(['tcp', '--target', `${VIP}:80`, '--count', '1000000', '--duration-ms', String(scaled(30_000)), '--timeout-ms', String(scaled(10_000, 60_000))], {
-    timeoutMs: scaled(60_000),
-  });
+  const probe = connectLoop(sl.lab);
+
   await new Promise((r) => setTimeout(r, 300));
   first.child.kill('SIGKILL');
   await new Promise((r) => setTimeout(r, 500));

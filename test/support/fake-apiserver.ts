@@ -18,10 +18,10 @@
 // expireWatches() (410 mid-watch), stallWatches() (a slow watcher: events stop reaching it),
 // bookmark(), failLists(), stop()/restart() on the same port.
 
-import * as http from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
 import { randomUUID } from 'node:crypto';
 import * as fs from 'node:fs';
+import * as http from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -350,23 +350,32 @@ current-context: fake
     const watch = url.searchParams.get('watch') === 'true' || url.searchParams.get('watch') === '1';
     this.requests.push({ method: req.method ?? '', path: url.pathname, query: url.searchParams, watch });
     if (this.#token && req.headers.authorization !== `Bearer ${this.#token}`) {
-      return this.#send(res, 401, status(401, 'Unauthorized', 'Unauthorized'));
+      this.#send(res, 401, status(401, 'Unauthorized', 'Unauthorized'));
+      return;
     }
-    if (req.method !== 'GET') return this.#send(res, 405, status(405, 'MethodNotAllowed', 'only GET is served'));
+    if (req.method !== 'GET') {
+      this.#send(res, 405, status(405, 'MethodNotAllowed', 'only GET is served'));
+      return;
+    }
     const m =
       /^\/api\/v1\/(?:namespaces\/([^/]+)\/)?(services|nodes)$/.exec(url.pathname) ??
       /^\/apis\/discovery\.k8s\.io\/v1\/(?:namespaces\/([^/]+)\/)?(endpointslices)$/.exec(url.pathname);
-    if (!m) return this.#send(res, 404, status(404, 'NotFound', `the server could not find the requested resource`));
+    if (!m) {
+      this.#send(res, 404, status(404, 'NotFound', `the server could not find the requested resource`));
+      return;
+    }
     const namespace = m[1];
     const resource = m[2] as Resource;
     if (namespace !== undefined && !RESOURCES[resource].namespaced) {
-      return this.#send(res, 404, status(404, 'NotFound', `${resource} are not namespaced`));
+      this.#send(res, 404, status(404, 'NotFound', `${resource} are not namespaced`));
+      return;
     }
     let match: (o: KubeObject) => boolean;
     try {
       match = fieldSelector(url.searchParams.get('fieldSelector') ?? '', namespace);
     } catch (err) {
-      return this.#send(res, 400, status(400, 'BadRequest', (err as Error).message));
+      this.#send(res, 400, status(400, 'BadRequest', (err as Error).message));
+      return;
     }
     if (watch) this.#watch(resource, match, url.searchParams, res);
     else this.#list(resource, match, url.searchParams, res);
@@ -381,7 +390,8 @@ current-context: fake
   #list(resource: Resource, match: (o: KubeObject) => boolean, query: URLSearchParams, res: http.ServerResponse): void {
     if (this.#failLists > 0) {
       this.#failLists--;
-      return this.#send(res, this.#failStatus, status(this.#failStatus, 'InternalError', 'injected list failure'));
+      this.#send(res, this.#failStatus, status(this.#failStatus, 'InternalError', 'injected list failure'));
+      return;
     }
     const info = RESOURCES[resource];
     const limit = Number(query.get('limit') ?? 0);
@@ -392,14 +402,12 @@ current-context: fake
       try {
         ({ rv: at, after } = JSON.parse(Buffer.from(token, 'base64url').toString()) as { rv: number; after: string });
       } catch {
-        return this.#send(res, 400, status(400, 'BadRequest', 'continue token is not valid'));
+        this.#send(res, 400, status(400, 'BadRequest', 'continue token is not valid'));
+        return;
       }
       if (at < this.#compactedRv) {
-        return this.#send(
-          res,
-          410,
-          status(410, 'Expired', 'The provided continue parameter is too old to display a consistent list result.'),
-        );
+        this.#send(res, 410, status(410, 'Expired', 'The provided continue parameter is too old to display a consistent list result.'));
+        return;
       }
     }
     const items = [...this.#snapshotAt(resource, at).entries()]
@@ -441,11 +449,13 @@ current-context: fake
     const rvText = query.get('resourceVersion') ?? '';
     const rv = rvText === '' || rvText === '0' ? undefined : Number(rvText);
     if (rv !== undefined && (!Number.isInteger(rv) || rv < 0)) {
-      return this.#send(res, 400, status(400, 'BadRequest', `invalid resourceVersion ${JSON.stringify(rvText)}`));
+      this.#send(res, 400, status(400, 'BadRequest', `invalid resourceVersion ${JSON.stringify(rvText)}`));
+      return;
     }
     const gone = rv !== undefined && rv < this.#compactedRv;
     if (gone && this.goneMode === 'http') {
-      return this.#send(res, 410, status(410, 'Expired', `too old resource version: ${rv} (${this.#compactedRv})`));
+      this.#send(res, 410, status(410, 'Expired', `too old resource version: ${rv} (${this.#compactedRv})`));
+      return;
     }
     res.writeHead(200, { 'Content-Type': 'application/json', 'Transfer-Encoding': 'chunked' });
     res.flushHeaders();

@@ -10,7 +10,7 @@ import { Agent } from '../../src/agent/agent.ts';
 import { cleanup } from '../../src/agent/datapath.ts';
 import type { Capacity } from '../../src/datapath/maps.ts';
 import { NetnsLab } from '../../src/lab/netns-lab.ts';
-import { endpointKey, type Backend } from '../../src/model/types.ts';
+import { type Backend, endpointKey } from '../../src/model/types.ts';
 import { ManifestSource } from '../../src/sources/manifest.ts';
 import { manifest } from './objects.ts';
 import { scaled } from './time-scale.ts';

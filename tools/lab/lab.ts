@@ -33,8 +33,22 @@ interface KernelSpec {
 }
 
 export const KERNELS: KernelSpec[] = [
-  { name: '5.10', suites: [['bullseye', 'main'], ['bullseye-security', 'security']], meta: 'linux-image-cloud-amd64' },
-  { name: '6.1', suites: [['bookworm', 'main'], ['bookworm-security', 'security']], meta: 'linux-image-cloud-amd64' },
+  {
+    name: '5.10',
+    suites: [
+      ['bullseye', 'main'],
+      ['bullseye-security', 'security'],
+    ],
+    meta: 'linux-image-cloud-amd64',
+  },
+  {
+    name: '6.1',
+    suites: [
+      ['bookworm', 'main'],
+      ['bookworm-security', 'security'],
+    ],
+    meta: 'linux-image-cloud-amd64',
+  },
   { name: '6.12', suites: [['bookworm-backports', 'main']], meta: 'linux-image-cloud-amd64' },
 ];
 
@@ -43,17 +57,64 @@ export const KERNELS: KernelSpec[] = [
  * skipped): the virtio disk, then what the tests' namespaces, links and socket tools use.
  */
 const WANTED_MODULES = [
-  'virtio_pci', 'virtio_blk', 'veth', 'bridge', 'tun', 'sch_ingress', 'cls_bpf', 'act_bpf',
-  'inet_diag', 'tcp_diag', 'udp_diag', 'raw_diag', 'overlay', 'nf_tables', 'nft_numgen', 'nft_chain_nat',
-  'nf_nat', 'nft_ct', 'ip_tables', 'iptable_nat', 'iptable_filter', 'xt_conntrack', 'xt_MASQUERADE',
-  'xt_statistic', 'xt_comment', 'xt_mark', 'xt_nat',
+  'virtio_pci',
+  'virtio_blk',
+  'veth',
+  'bridge',
+  'tun',
+  'sch_ingress',
+  'cls_bpf',
+  'act_bpf',
+  'inet_diag',
+  'tcp_diag',
+  'udp_diag',
+  'raw_diag',
+  'overlay',
+  'nf_tables',
+  'nft_numgen',
+  'nft_chain_nat',
+  'nf_nat',
+  'nft_ct',
+  'ip_tables',
+  'iptable_nat',
+  'iptable_filter',
+  'xt_conntrack',
+  'xt_MASQUERADE',
+  'xt_statistic',
+  'xt_comment',
+  'xt_mark',
+  'xt_nat',
 ];
 
 /** Debian packages whose files (and their libraries) go into the guest root. */
 const GUEST_PACKAGES = [
-  'bash', 'dash', 'coreutils', 'util-linux', 'mount', 'iproute2', 'procps', 'sed', 'grep', 'mawk',
-  'findutils', 'kmod', 'bpftool', 'ethtool', 'iptables', 'nftables', 'libc-bin', 'diffutils', 'gzip',
-  'tar', 'iputils-ping', 'psmisc', 'libc6', 'libgcc-s1', 'libstdc++6', 'libelf1', 'zlib1g',
+  'bash',
+  'dash',
+  'coreutils',
+  'util-linux',
+  'mount',
+  'iproute2',
+  'procps',
+  'sed',
+  'grep',
+  'mawk',
+  'findutils',
+  'kmod',
+  'bpftool',
+  'ethtool',
+  'iptables',
+  'nftables',
+  'libc-bin',
+  'diffutils',
+  'gzip',
+  'tar',
+  'iputils-ping',
+  'psmisc',
+  'libc6',
+  'libgcc-s1',
+  'libstdc++6',
+  'libelf1',
+  'zlib1g',
 ];
 
 /** Host packages the lab needs: QEMU, the initramfs, the image, module metadata. */
@@ -85,6 +146,7 @@ function tryRun(cmd: string, args: string[]): string | undefined {
 }
 
 function installed(pkg: string): boolean {
+  // biome-ignore lint/suspicious/noTemplateCurlyInString: dpkg-query's own format syntax, not a template
   return (tryRun('dpkg-query', ['-W', '-f=${Status}', pkg]) ?? '').includes('install ok installed');
 }
 
@@ -111,10 +173,16 @@ export function machineMirrors(): { main: string; security: string } {
     for (const f of fs.readdirSync('/etc/apt/sources.list.d')) {
       if (f.endsWith('.sources') || f.endsWith('.list')) files.push(path.join('/etc/apt/sources.list.d', f));
     }
-  } catch { /* no sources.list.d */ }
+  } catch {
+    /* no sources.list.d */
+  }
   for (const f of files) {
     let text = '';
-    try { text = fs.readFileSync(f, 'utf8'); } catch { continue; }
+    try {
+      text = fs.readFileSync(f, 'utf8');
+    } catch {
+      continue;
+    }
     for (const m of text.matchAll(/^URIs:\s*(.+)$/gm)) uris.push(...m[1]!.trim().split(/\s+/));
     for (const m of text.matchAll(/^deb\s+(?:\[[^\]]*\]\s+)?(\S+)/gm)) uris.push(m[1]!);
   }
@@ -130,12 +198,18 @@ function aptDir(suite: string): string {
 
 function aptOptions(dir: string): string[] {
   return [
-    '-o', `Dir::Etc::sourcelist=${path.join(dir, 'sources.list')}`,
-    '-o', 'Dir::Etc::sourceparts=-',
-    '-o', `Dir::State::Lists=${path.join(dir, 'lists')}`,
-    '-o', `Dir::Cache=${path.join(dir, 'cache')}`,
-    '-o', 'Dir::State::status=/dev/null',
-    '-o', 'APT::Sandbox::User=root',
+    '-o',
+    `Dir::Etc::sourcelist=${path.join(dir, 'sources.list')}`,
+    '-o',
+    'Dir::Etc::sourceparts=-',
+    '-o',
+    `Dir::State::Lists=${path.join(dir, 'lists')}`,
+    '-o',
+    `Dir::Cache=${path.join(dir, 'cache')}`,
+    '-o',
+    'Dir::State::status=/dev/null',
+    '-o',
+    'APT::Sandbox::User=root',
   ];
 }
 
@@ -235,7 +309,12 @@ export function elfNeeds(file: string): { needed: string[]; runpath: string[] } 
   const shnum = buf.readUInt16LE(0x3c);
   const sec = (i: number) => {
     const o = shoff + i * shentsize;
-    return { type: buf.readUInt32LE(o + 4), offset: Number(buf.readBigUInt64LE(o + 0x18)), size: Number(buf.readBigUInt64LE(o + 0x20)), link: buf.readUInt32LE(o + 0x28) };
+    return {
+      type: buf.readUInt32LE(o + 4),
+      offset: Number(buf.readBigUInt64LE(o + 0x18)),
+      size: Number(buf.readBigUInt64LE(o + 0x20)),
+      link: buf.readUInt32LE(o + 0x28),
+    };
   };
   const out = { needed: [] as string[], runpath: [] as string[] };
   for (let i = 0; i < shnum && shoff + (i + 1) * shentsize <= buf.length; i++) {
@@ -283,7 +362,11 @@ function libraryClosure(files: string[]): string[] {
 function withLinkTargets(p: string, into: Set<string>): void {
   for (let i = 0; i < 16; i++) {
     let st: fs.Stats;
-    try { st = fs.lstatSync(p); } catch { return; }
+    try {
+      st = fs.lstatSync(p);
+    } catch {
+      return;
+    }
     if (!st.isFile() && !st.isSymbolicLink()) return;
     into.add(p);
     if (!st.isSymbolicLink()) return;
@@ -305,13 +388,20 @@ export function buildRootImage(): string {
   }
   fs.chmodSync(path.join(stage, 'tmp'), 0o1777);
   // Debian's merged /usr: the top-level directories are links.
-  for (const [link, to] of [['bin', 'usr/bin'], ['sbin', 'usr/sbin'], ['lib', 'usr/lib'], ['lib64', 'usr/lib64']]) {
+  for (const [link, to] of [
+    ['bin', 'usr/bin'],
+    ['sbin', 'usr/sbin'],
+    ['lib', 'usr/lib'],
+    ['lib64', 'usr/lib64'],
+  ]) {
     fs.symlinkSync(to!, path.join(stage, link!));
   }
 
   const files = packageFiles(GUEST_PACKAGES);
   const node = fs.realpathSync(path.join(REPO, 'node_modules/.bin/node'));
-  const elfs = files.filter((f) => /\/(s?bin|libexec)\/|\.so(\.|$)/.test(f)).concat(node, fs.realpathSync(path.join(REPO, 'build/Release/socklb_bpf.node')));
+  const elfs = files
+    .filter((f) => /\/(s?bin|libexec)\/|\.so(\.|$)/.test(f))
+    .concat(node, fs.realpathSync(path.join(REPO, 'build/Release/socklb_bpf.node')));
   const all = new Set<string>();
   for (const f of [...files, ...libraryClosure(elfs)]) {
     // Resolve the merged-/usr aliases so the copy lands under usr/ beside the links above.
@@ -319,19 +409,24 @@ export function buildRootImage(): string {
   }
   const list = [...all].map((f) => f.slice(1)).join('\n');
   // Plain tar pipes: files, then /etc, then the repo (without the lab cache and .git).
-  execFileSync('bash', ['-c', 'tar -C / --no-recursion -cf - -T - | tar -C "$1" -xf -', 'bash', stage], { input: list, stdio: ['pipe', 'inherit', 'inherit'] });
+  execFileSync('bash', ['-c', 'tar -C / --no-recursion -cf - -T - | tar -C "$1" -xf -', 'bash', stage], {
+    input: list,
+    stdio: ['pipe', 'inherit', 'inherit'],
+  });
   execFileSync('bash', ['-c', 'tar -C / -cf - etc | tar -C "$1" -xf -', 'bash', stage], { stdio: 'inherit' });
   const rel = REPO.slice(1);
-  execFileSync('bash', [
-    '-c',
-    'tar -C / --exclude="$2/lab" --exclude="$2/.git" -cf - "$2" | tar -C "$1" -xf -',
-    'bash', stage, rel,
-  ], { stdio: 'inherit' });
+  execFileSync('bash', ['-c', 'tar -C / --exclude="$2/lab" --exclude="$2/.git" -cf - "$2" | tar -C "$1" -xf -', 'bash', stage, rel], {
+    stdio: 'inherit',
+  });
 
   const kib = Number(run('du', ['-sk', stage]).split('\t')[0]);
   const sizeMiB = Math.ceil((kib * 1.25) / 1024) + 128;
   fs.rmSync(image, { force: true });
-  run('mkfs.ext4', ['-q', '-F', '-L', 'socklb-lab', '-O', '^metadata_csum,^orphan_file', '-E', 'root_owner=0:0', '-d', stage, image, `${sizeMiB}M`], { quiet: true });
+  run(
+    'mkfs.ext4',
+    ['-q', '-F', '-L', 'socklb-lab', '-O', '^metadata_csum,^orphan_file', '-E', 'root_owner=0:0', '-d', stage, image, `${sizeMiB}M`],
+    { quiet: true },
+  );
   fs.rmSync(stage, { recursive: true, force: true });
   return image;
 }
@@ -400,7 +495,9 @@ export function buildInitramfs(spec: KernelSpec, kdir: string, release: string, 
     order.push(`${m.name}.ko`);
   }
   fs.writeFileSync(path.join(stage, 'modules.order'), order.map((m) => `${m}\n`).join(''));
-  execFileSync('bash', ['-c', 'cd "$1" && find . -print0 | cpio --null -o -H newc --quiet > "$2"', 'bash', stage, out], { stdio: 'inherit' });
+  execFileSync('bash', ['-c', 'cd "$1" && find . -print0 | cpio --null -o -H newc --quiet > "$2"', 'bash', stage, out], {
+    stdio: 'inherit',
+  });
   fs.rmSync(stage, { recursive: true, force: true });
   return out;
 }
@@ -426,30 +523,46 @@ export async function boot(spec: KernelSpec, vmlinuz: string, initrd: string, im
     // thread=single: under QEMU 7.2's multi-threaded TCG, Node died of SIGSEGV or a failed V8 check in
     // 4 of 28 short runs in the guest (with or without AVX or PKU exposed); with one TCG thread for
     // both vCPUs, 0 of 28 (the stress runs are in docs/lab.md).
-    '-accel', 'tcg,thread=single',
+    '-accel',
+    'tcg,thread=single',
     // q35: Debian's 6.12 corrupts its slab during ACPI PCI IRQ routing on QEMU 7.2's i440fx under TCG.
-    '-machine', 'q35',
+    '-machine',
+    'q35',
     // cx16=off: Debian's 6.12 SLUB allocates through a gs-relative cmpxchg16b, and under QEMU 7.2's
     // TCG its per-CPU freelist came out corrupt (a panic in kmem_cache_alloc, once at 0.3 s into
     // boot); without CX16 the kernel takes its cmpxchg16b emulation. la57=off: 4-level paging, as
     // on most real machines (the first such panic was under 5-level paging).
-    '-cpu', 'max,la57=off,cx16=off',
-    '-smp', String(Math.min(2, Math.max(1, navigatorCpus()))),
-    '-m', '2048',
-    '-nographic', '-no-reboot', '-nodefaults',
-    '-kernel', vmlinuz,
-    '-initrd', initrd,
-    '-append', 'console=ttyS0 panic=-1 loglevel=4 rdinit=/init',
-    '-drive', `file=${image},if=virtio,format=raw,snapshot=on`,
-    '-serial', `file:${consoleLog}`,
-    '-serial', `file:${resultsLog}`,
-    '-monitor', 'none',
+    '-cpu',
+    'max,la57=off,cx16=off',
+    '-smp',
+    String(Math.min(2, Math.max(1, navigatorCpus()))),
+    '-m',
+    '2048',
+    '-nographic',
+    '-no-reboot',
+    '-nodefaults',
+    '-kernel',
+    vmlinuz,
+    '-initrd',
+    initrd,
+    '-append',
+    'console=ttyS0 panic=-1 loglevel=4 rdinit=/init',
+    '-drive',
+    `file=${image},if=virtio,format=raw,snapshot=on`,
+    '-serial',
+    `file:${consoleLog}`,
+    '-serial',
+    `file:${resultsLog}`,
+    '-monitor',
+    'none',
   ];
   const started = Date.now();
   log(`${spec.name}: booting (timeout ${timeoutS}s)`);
   const qemu = spawn('qemu-system-x86_64', args, { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
-  qemu.stderr.on('data', (c: Buffer) => { stderr += c.toString(); });
+  qemu.stderr.on('data', (c: Buffer) => {
+    stderr += c.toString();
+  });
   let timedOut = false;
   const timer = setTimeout(() => {
     timedOut = true;
@@ -481,7 +594,11 @@ function navigatorCpus(): number {
 }
 
 function readOr(file: string): string {
-  try { return fs.readFileSync(file, 'utf8'); } catch { return ''; }
+  try {
+    return fs.readFileSync(file, 'utf8');
+  } catch {
+    return '';
+  }
 }
 
 /** The "host" column: the same runner on this machine's kernel, no VM. */
@@ -493,7 +610,15 @@ export function runOnHost(params: GuestParams): BootResult {
   const started = Date.now();
   execFileSync('bash', [path.join(REPO, 'tools/lab/guest-run.sh')], {
     stdio: 'inherit',
-    env: { ...process.env, LAB_OUT: resultsLog, LAB_TESTS: params.tests, LAB_EXCLUDE: params.exclude, LAB_DIAG: params.diag, LAB_FILE_TIMEOUT: String(params.fileTimeoutS), LAB_TIME_SCALE: '1' },
+    env: {
+      ...process.env,
+      LAB_OUT: resultsLog,
+      LAB_TESTS: params.tests,
+      LAB_EXCLUDE: params.exclude,
+      LAB_DIAG: params.diag,
+      LAB_FILE_TIMEOUT: String(params.fileTimeoutS),
+      LAB_TIME_SCALE: '1',
+    },
   });
   return { kernel: 'host', timedOut: false, seconds: (Date.now() - started) / 1000, results: readOr(resultsLog), consoleLog: '' };
 }

@@ -1,11 +1,9 @@
 // npm run lab / tools/lab/run.sh: fetch the kernels, build the guest, boot each kernel in turn,
 // print the feature table, the datapath decisions and the kernel x test matrix. Exits 1 when a
 // test fails (or a guest does not finish) on any kernel, 2 on a usage or setup error.
-import { parseArgs } from 'node:util';
-import {
-  KERNELS, boot, buildInitramfs, buildRootImage, ensureHostPackages, fetchKernel, runOnHost, type GuestParams,
-} from './lab.ts';
-import { failed, parseResults, renderDetails, renderFeatures, renderMatrix, type KernelRun } from './matrix.ts';
+import { type ParseArgsOptionsConfig, parseArgs } from 'node:util';
+import { boot, buildInitramfs, buildRootImage, ensureHostPackages, fetchKernel, type GuestParams, KERNELS, runOnHost } from './lab.ts';
+import { failed, type KernelRun, parseResults, renderDetails, renderFeatures, renderMatrix } from './matrix.ts';
 
 /**
  * Test files the lab leaves out unless --exclude says otherwise (the matrix lists them as not run):
@@ -39,23 +37,25 @@ const USAGE = `usage: tools/lab/run.sh [--kernels 5.10,6.1,6.12,host] [--ci] [--
   --file-timeout  per test file inside a guest (default 900)
   --refresh       re-resolve the kernel packages now (otherwise weekly)`;
 
+const LAB_OPTIONS = {
+  kernels: { type: 'string' },
+  ci: { type: 'boolean', default: false },
+  'time-scale': { type: 'string', default: String(GUEST_TIME_SCALE) },
+  tests: { type: 'string', default: '' },
+  exclude: { type: 'string', default: DEFAULT_EXCLUDE },
+  jobs: { type: 'string', default: '1' },
+  diag: { type: 'string', default: '' },
+  timeout: { type: 'string', default: '1800' },
+  'file-timeout': { type: 'string', default: '900' },
+  refresh: { type: 'boolean', default: false },
+  help: { type: 'boolean', default: false },
+} as const satisfies ParseArgsOptionsConfig;
+
 async function main(): Promise<number> {
-  let values;
+  let values: ReturnType<typeof parseArgs<{ options: typeof LAB_OPTIONS }>>['values'];
   try {
     ({ values } = parseArgs({
-      options: {
-        kernels: { type: 'string' },
-        ci: { type: 'boolean', default: false },
-        'time-scale': { type: 'string', default: String(GUEST_TIME_SCALE) },
-        tests: { type: 'string', default: '' },
-        exclude: { type: 'string', default: DEFAULT_EXCLUDE },
-        jobs: { type: 'string', default: '1' },
-        diag: { type: 'string', default: '' },
-        timeout: { type: 'string', default: '1800' },
-        'file-timeout': { type: 'string', default: '900' },
-        refresh: { type: 'boolean', default: false },
-        help: { type: 'boolean', default: false },
-      },
+      options: LAB_OPTIONS,
     }));
   } catch (err) {
     console.error(`${(err as Error).message}\n${USAGE}`);
@@ -70,7 +70,10 @@ async function main(): Promise<number> {
     console.error(`--ci chooses the test files itself; drop --tests\n${USAGE}`);
     return 2;
   }
-  const wanted = kernels.split(',').map((k) => k.trim()).filter(Boolean);
+  const wanted = kernels
+    .split(',')
+    .map((k) => k.trim())
+    .filter(Boolean);
   const unknown = wanted.filter((k) => k !== 'host' && !KERNELS.some((s) => s.name === k));
   if (unknown.length) {
     console.error(`unknown kernel ${unknown.join(', ')}; known: ${KERNELS.map((k) => k.name).join(', ')}, host`);
@@ -91,8 +94,11 @@ async function main(): Promise<number> {
   }
 
   const notRun = (file: string, why: string): string =>
-    values.ci && new RegExp(CI_EXCLUDE).test(file) ? 'not in the CI subset: npm run lab runs it'
-      : why === 'excluded' && values.exclude === DEFAULT_EXCLUDE ? 'excluded by default (--exclude \'\' runs it)' : why;
+    values.ci && new RegExp(CI_EXCLUDE).test(file)
+      ? 'not in the CI subset: npm run lab runs it'
+      : why === 'excluded' && values.exclude === DEFAULT_EXCLUDE
+        ? "excluded by default (--exclude '' runs it)"
+        : why;
   const guests = KERNELS.filter((k) => wanted.includes(k.name));
   let image = '';
   if (guests.length) {

@@ -43,13 +43,20 @@ export interface KernelRun {
   seconds: number;
 }
 
+// biome-ignore lint/suspicious/noControlCharactersInRegex: ESC starts the colour codes this strips
 const ANSI = /\x1b\[[0-9;]*m/g;
 
 /**
  * Reads what guest-run.sh wrote. `notRun` turns the file names the guest skipped into a reason
  * (e.g. "not in the CI subset"), so the matrix says what did not run instead of leaving it out.
  */
-export function parseResults(kernel: string, text: string, seconds: number, timedOut: boolean, notRun: (file: string, why: string) => string = (_f, why) => why): KernelRun {
+export function parseResults(
+  kernel: string,
+  text: string,
+  seconds: number,
+  timedOut: boolean,
+  notRun: (file: string, why: string) => string = (_f, why) => why,
+): KernelRun {
   const run: KernelRun = { kernel, tests: new Map(), seconds };
   // The serial port turns "\n" into "\r\n".
   const lines = text.replace(ANSI, '').split(/\r?\n/);
@@ -57,10 +64,22 @@ export function parseResults(kernel: string, text: string, seconds: number, time
   let done = false;
   for (const line of lines) {
     const kernelLine = /^@@LAB kernel (\S+)/.exec(line);
-    if (kernelLine) { run.release = kernelLine[1]; continue; }
+    if (kernelLine) {
+      run.release = kernelLine[1];
+      continue;
+    }
     const skip = /^@@LAB skip (\S+) (.*)$/.exec(line);
     if (skip) {
-      run.tests.set(skip[1]!, { file: skip[1]!, status: 'not-run', passed: 0, total: 0, ms: 0, failures: [], reason: notRun(skip[1]!, skip[2]!), output: '' });
+      run.tests.set(skip[1]!, {
+        file: skip[1]!,
+        status: 'not-run',
+        passed: 0,
+        total: 0,
+        ms: 0,
+        failures: [],
+        reason: notRun(skip[1]!, skip[2]!),
+        output: '',
+      });
       continue;
     }
     const begin = /^@@LAB begin (features|test|diag)(?: (\S+))?/.exec(line);
@@ -77,7 +96,10 @@ export function parseResults(kernel: string, text: string, seconds: number, time
       } else if (block.kind === 'features') {
         try {
           const json = block.body.join('\n');
-          const report = JSON.parse(json.slice(json.indexOf('{'), json.lastIndexOf('}') + 1)) as { features: FeatureReport; plan: PlanReport };
+          const report = JSON.parse(json.slice(json.indexOf('{'), json.lastIndexOf('}') + 1)) as {
+            features: FeatureReport;
+            plan: PlanReport;
+          };
           run.features = report.features;
           run.plan = report.plan;
         } catch {
@@ -89,7 +111,10 @@ export function parseResults(kernel: string, text: string, seconds: number, time
       block = undefined;
       continue;
     }
-    if (line.startsWith('@@LAB done')) { done = true; continue; }
+    if (line.startsWith('@@LAB done')) {
+      done = true;
+      continue;
+    }
     block?.body.push(line);
   }
   if (block?.kind === 'test') {
@@ -110,16 +135,22 @@ export function testCell(file: string, body: string[], rc: number, ms: number): 
   body.forEach((line, i) => {
     const m = /^\s*FAIL\s+(.+?)\s*$/.exec(line);
     if (!m) return;
-    const message = body.slice(i + 1).find((l) => l.trim() !== '')?.trim() ?? '';
+    const message =
+      body
+        .slice(i + 1)
+        .find((l) => l.trim() !== '')
+        ?.trim() ?? '';
     failures.push(`${m[1]!.replace(/\s{2,}/g, ' ')}: ${message}`);
   });
   // uvu exits 0 when a before/after hook throws, and prints neither the error nor a FAIL line
   // (its runner returns from `finally`): only all-passed, with a summary, counts as a pass.
   let status: CellStatus = rc === 0 && total > 0 && passed === total ? 'pass' : 'fail';
   if (status === 'fail' && (total === 0 || failures.length < total - passed)) {
-    failures.push(total === 0
-      ? `no uvu summary (rc=${rc}${rc > 128 ? `: killed by signal ${rc - 128}` : ''}): the file did not load or crashed`
-      : `${total - passed - failures.length} of ${total} tests did not run: a before/after hook threw (uvu hides the error; run the file alone)`);
+    failures.push(
+      total === 0
+        ? `no uvu summary (rc=${rc}${rc > 128 ? `: killed by signal ${rc - 128}` : ''}): the file did not load or crashed`
+        : `${total - passed - failures.length} of ${total} tests did not run: a before/after hook threw (uvu hides the error; run the file alone)`,
+    );
   }
   if (rc === 124 || rc === 137) status = 'timeout';
   return { file, status, passed, total, ms, failures, output: body.slice(-60).join('\n') };
@@ -131,7 +162,11 @@ function pad(s: string, n: number): string {
 
 function table(header: string[], rows: string[][]): string {
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
-  const line = (r: string[]) => r.map((c, i) => pad(c, widths[i]!)).join('  ').trimEnd();
+  const line = (r: string[]) =>
+    r
+      .map((c, i) => pad(c, widths[i]!))
+      .join('  ')
+      .trimEnd();
   return [line(header), line(widths.map((w) => '-'.repeat(w))), ...rows.map(line)].join('\n');
 }
 
@@ -139,21 +174,32 @@ function cellText(c: TestCell | undefined): string {
   if (!c) return '-';
   const secs = `${(c.ms / 1000).toFixed(0)}s`;
   switch (c.status) {
-    case 'pass': return `pass ${c.passed}/${c.total} ${secs}`;
-    case 'fail': return `FAIL ${c.passed}/${c.total} ${secs}`;
-    case 'not-run': return 'not run';
-    case 'timeout': return `TIMEOUT ${secs}`;
-    case 'missing': return 'NO RESULT';
+    case 'pass':
+      return `pass ${c.passed}/${c.total} ${secs}`;
+    case 'fail':
+      return `FAIL ${c.passed}/${c.total} ${secs}`;
+    case 'not-run':
+      return 'not run';
+    case 'timeout':
+      return `TIMEOUT ${secs}`;
+    case 'missing':
+      return 'NO RESULT';
   }
 }
 
 export function renderFeatures(runs: KernelRun[]): string {
   const names = [...new Set(runs.flatMap((r) => Object.keys(r.features ?? {})))];
-  const rows = names.map((n) => [n, ...runs.map((r) => {
-    const f = r.features?.[n];
-    return f === undefined ? '?' : f.available ? 'yes' : 'no';
-  })]);
-  rows.push(['=> refuse errno', ...runs.map((r) => (r.plan ? (r.plan.unsupported ? 'REFUSED' : r.plan.refuseErrno ? 'ECONNREFUSED' : 'EPERM') : '?'))]);
+  const rows = names.map((n) => [
+    n,
+    ...runs.map((r) => {
+      const f = r.features?.[n];
+      return f === undefined ? '?' : f.available ? 'yes' : 'no';
+    }),
+  ]);
+  rows.push([
+    '=> refuse errno',
+    ...runs.map((r) => (r.plan ? (r.plan.unsupported ? 'REFUSED' : r.plan.refuseErrno ? 'ECONNREFUSED' : 'EPERM') : '?')),
+  ]);
   rows.push(['=> UDP destroy', ...runs.map((r) => (r.plan ? (r.plan.socketDestroy ? 'bpf_sock_destroy' : 'sock_diag') : '?'))]);
   return table(['feature', ...runs.map((r) => r.kernel)], rows);
 }
@@ -173,7 +219,9 @@ export function renderDetails(runs: KernelRun[]): string {
     if (r.incomplete) out.push(`${r.kernel}: ${r.incomplete}`);
     if (r.plan) {
       const p = r.plan;
-      out.push(`${r.kernel}: datapath: ${p.unsupported ? `REFUSED: ${p.unsupported}` : `refuse_errno=${p.refuseErrno} (${p.refuseErrno ? 'ECONNREFUSED' : 'no bpf_set_retval: EPERM'}), sock_destroy.bpf.o ${p.socketDestroy ? 'loaded' : 'not loaded'}`}`);
+      out.push(
+        `${r.kernel}: datapath: ${p.unsupported ? `REFUSED: ${p.unsupported}` : `refuse_errno=${p.refuseErrno} (${p.refuseErrno ? 'ECONNREFUSED' : 'no bpf_set_retval: EPERM'}), sock_destroy.bpf.o ${p.socketDestroy ? 'loaded' : 'not loaded'}`}`,
+      );
     }
     for (const n of Object.keys(r.features ?? {})) {
       const f = r.features![n]!;
@@ -185,7 +233,14 @@ export function renderDetails(runs: KernelRun[]): string {
       if (c.status === 'pass' || c.status === 'not-run') continue;
       out.push(`${r.kernel} ${c.file}: ${c.status}`);
       for (const f of c.failures) out.push(`    FAIL ${f}`);
-      if (c.status !== 'fail' || c.failures.length === 0) out.push(c.output.split('\n').slice(-25).map((l) => `    | ${l}`).join('\n'));
+      if (c.status !== 'fail' || c.failures.length === 0)
+        out.push(
+          c.output
+            .split('\n')
+            .slice(-25)
+            .map((l) => `    | ${l}`)
+            .join('\n'),
+        );
     }
   }
   return out.join('\n');
@@ -193,6 +248,10 @@ export function renderDetails(runs: KernelRun[]): string {
 
 /** True when something failed (a file that did not run on purpose is not a failure; it is listed). */
 export function failed(runs: KernelRun[]): boolean {
-  return runs.some((r) => r.incomplete !== undefined || r.featuresError !== undefined
-    || [...r.tests.values()].some((c) => c.status !== 'pass' && c.status !== 'not-run'));
+  return runs.some(
+    (r) =>
+      r.incomplete !== undefined ||
+      r.featuresError !== undefined ||
+      [...r.tests.values()].some((c) => c.status !== 'pass' && c.status !== 'not-run'),
+  );
 }

@@ -2,7 +2,7 @@ import type { V1Service } from '@kubernetes/client-node';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { LastGood } from '../../../src/agent/last-good.ts';
-import { desired, DesiredCache } from '../../../src/model/desired.ts';
+import { DesiredCache, desired } from '../../../src/model/desired.ts';
 import { service, slice } from '../../support/objects.ts';
 
 const slices = [slice({ service: 'web', ports: [{ name: 'http', port: 8080 }], endpoints: [{ address: '10.244.0.11' }] })];

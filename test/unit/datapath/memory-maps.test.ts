@@ -1,5 +1,5 @@
 import { suite } from 'uvu';
-import { MemoryMaps, type DatapathMaps } from '../../../src/datapath/maps.ts';
+import { type DatapathMaps, MemoryMaps } from '../../../src/datapath/maps.ts';
 import { CONTRACT_CAPACITY, datapathMapsContract } from '../../contract/datapath-maps.ts';
 
 const memory = suite<{ maps: DatapathMaps }>('MemoryMaps contract');

@@ -1,8 +1,8 @@
 // A debug source over MemoryMaps with one dual-port service, a second service, counters that the
 // tests set, and one rejected object: what the endpoint, /metrics and the CLI tests read.
 
-import { MemoryMaps, type Capacity, type ServiceCounters } from '../../../src/datapath/maps.ts';
-import { memorySource, type MemorySource } from '../../../src/debug/memory-source.ts';
+import { type Capacity, MemoryMaps, type ServiceCounters } from '../../../src/datapath/maps.ts';
+import { type MemorySource, memorySource } from '../../../src/debug/memory-source.ts';
 import { ErrorCodes } from '../../../src/errors.ts';
 import type { Backend, DesiredFrontend, DesiredTable, Frontend } from '../../../src/model/types.ts';
 
@@ -42,7 +42,14 @@ export function table(extraBackends = 0): DesiredTable {
   return {
     frontends,
     problems: [
-      { kind: 'Service', namespace: 'demo', name: 'broken', field: 'spec.ports[0].port', code: ErrorCodes.PORT_RANGE, message: 'port 0 is outside 1-65535' },
+      {
+        kind: 'Service',
+        namespace: 'demo',
+        name: 'broken',
+        field: 'spec.ports[0].port',
+        code: ErrorCodes.PORT_RANGE,
+        message: 'port 0 is outside 1-65535',
+      },
     ],
   };
 }

@@ -1,9 +1,9 @@
 // The operator commands against a debug server on loopback (port chosen by the kernel).
 
-import { createServer, type AddressInfo } from 'node:net';
+import { type AddressInfo, createServer } from 'node:net';
+import type { FastifyInstance } from 'fastify';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import type { FastifyInstance } from 'fastify';
 import { formatTable, inspectCommand } from '../../../src/cli/inspect.ts';
 import { startDebugServer } from '../../../src/debug/server.ts';
 import { fixture } from './fixture.ts';
@@ -30,7 +30,16 @@ async function run(command: string, ...argv: string[]): Promise<{ code: number; 
 }
 
 test('formatTable pads columns and right-aligns numbers', () => {
-  assert.is(formatTable(['A', 'NUM', 'B'], [['x', 1, 'y'], ['longer', 100, 'z']]), 'A        NUM   B\nx          1   y\nlonger   100   z\n');
+  assert.is(
+    formatTable(
+      ['A', 'NUM', 'B'],
+      [
+        ['x', 1, 'y'],
+        ['longer', 100, 'z'],
+      ],
+    ),
+    'A        NUM   B\nx          1   y\nlonger   100   z\n',
+  );
 });
 
 test('socklb services prints one aligned row per frontend', async () => {

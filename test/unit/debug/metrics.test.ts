@@ -3,8 +3,8 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { buildDebugServer } from '../../../src/debug/server.ts';
-import { SocklbMetrics } from '../../../src/metrics/metrics.ts';
 import { ErrorCodes } from '../../../src/errors.ts';
+import { SocklbMetrics } from '../../../src/metrics/metrics.ts';
 import { fixture } from './fixture.ts';
 
 /** The value of one sample line, by metric name and exact label text. */

@@ -36,17 +36,29 @@ test('GET /v1/services lists programmed frontends by service, backends in slot o
   const res = await get(source, '/v1/services');
   assert.is(res.statusCode, 200);
   const { services } = res.json() as { services: any[] };
-  assert.equal(services.map((s) => `${s.namespace}/${s.name}`), ['demo/web', 'kube-system/dns']);
+  assert.equal(
+    services.map((s) => `${s.namespace}/${s.name}`),
+    ['demo/web', 'kube-system/dns'],
+  );
   const web = services[0];
-  assert.equal(web.frontends.map((f: any) => f.frontend), ['TCP/10.96.0.10:80', 'TCP/[fd00:10:96::10]:80']);
+  assert.equal(
+    web.frontends.map((f: any) => f.frontend),
+    ['TCP/10.96.0.10:80', 'TCP/[fd00:10:96::10]:80'],
+  );
   const v4 = web.frontends[0];
   assert.is(v4.portName, 'http');
   assert.is(v4.backendCount, 3);
   assert.is(v4.connects, 10);
   assert.is(v4.refused, 1);
-  assert.equal(v4.backends.map((b: any) => b.slot), [1, 2, 3]);
+  assert.equal(
+    v4.backends.map((b: any) => b.slot),
+    [1, 2, 3],
+  );
   assert.equal(v4.backends.map((b: any) => b.backend).sort(), ['TCP/10.244.0.11:8080', 'TCP/10.244.0.12:8080', 'TCP/10.244.0.13:8080']);
-  assert.is(v4.backends.reduce((n: number, b: any) => n + b.connects, 0), 10);
+  assert.is(
+    v4.backends.reduce((n: number, b: any) => n + b.connects, 0),
+    10,
+  );
 });
 
 test('GET /v1/services names a frontend the desired table lacks as unnamed, not dropped', async () => {
@@ -83,8 +95,16 @@ test('GET /v1/maps lists every map with type, sizes, entries in use and capacity
   const byName = Object.fromEntries(maps.map((m) => [m.name, m]));
   assert.ok(byName.lb4_services_v1 && byName.lb_slots_v1 && byName.sock_stats_v1 && byName.lb_be_stats_v1);
   assert.equal(byName.lb4_services_v1, {
-    name: 'lb4_services_v1', type: 'hash', keySize: 8, valueSize: Layouts.service.size, maxEntries: 64, entries: 2,
-    memoryBytes: null, perCpu: false, keyLayout: 'lb4_key', valueLayout: 'lb_service',
+    name: 'lb4_services_v1',
+    type: 'hash',
+    keySize: 8,
+    valueSize: Layouts.service.size,
+    maxEntries: 64,
+    entries: 2,
+    memoryBytes: null,
+    perCpu: false,
+    keyLayout: 'lb4_key',
+    valueLayout: 'lb_service',
   });
   assert.is(byName.lb_slots_v1.entries, 3 + 2 + 1);
   assert.is(byName.lb4_backends_v1.entries, 4);
@@ -100,7 +120,10 @@ test('GET /v1/maps/:name decodes keys and values by field name', async () => {
   assert.is(page.cursor, null);
   const web = page.entries.find((e: any) => e.key.address === '10.96.0.10');
   assert.equal(web.key, { address: '10.96.0.10', dport: 80, proto: 6 });
-  assert.equal(Object.keys(web.value), Layouts.service.fields.filter((f) => f.type !== 'pad').map((f) => f.name));
+  assert.equal(
+    Object.keys(web.value),
+    Layouts.service.fields.filter((f) => f.type !== 'pad').map((f) => f.name),
+  );
   assert.is(web.value.backend_count, 3);
   const backends = (await get(source, '/v1/maps/lb4_backends_v1')).json() as any;
   assert.ok(backends.entries.some((e: any) => e.value.address === '10.244.0.21' && e.value.port === 53 && e.value.proto === 17));
@@ -204,7 +227,17 @@ test('GET /openapi.json is generated from the route schemas', async () => {
   const { source } = fixture();
   const doc = (await get(source, '/openapi.json')).json() as any;
   assert.is(doc.openapi, '3.0.3');
-  for (const p of ['/v1/services', '/v1/services/{namespace}/{name}', '/v1/maps', '/v1/maps/{name}', '/v1/config', '/v1/status', '/healthz', '/proxyMode', '/metrics']) {
+  for (const p of [
+    '/v1/services',
+    '/v1/services/{namespace}/{name}',
+    '/v1/maps',
+    '/v1/maps/{name}',
+    '/v1/config',
+    '/v1/status',
+    '/healthz',
+    '/proxyMode',
+    '/metrics',
+  ]) {
     assert.ok(doc.paths[p], `${p} documented`);
   }
   assert.not.ok(doc.paths['/openapi.json']);

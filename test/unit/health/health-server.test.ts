@@ -235,7 +235,13 @@ test('a port in use is a problem for that service alone, retried at the next syn
 
     // The port frees up: the next sync opens it.
     await new Promise<void>((r) => squatter.close(() => r()));
-    assert.equal(await h.syncHealthChecks([{ service: web, port: taken, localEndpoints: 1 }, { service: db, port: free, localEndpoints: 1 }]), []);
+    assert.equal(
+      await h.syncHealthChecks([
+        { service: web, port: taken, localEndpoints: 1 },
+        { service: db, port: free, localEndpoints: 1 },
+      ]),
+      [],
+    );
     assert.is((await get(taken)).status, 200);
   } finally {
     if (squatter.listening) await new Promise<void>((r) => squatter.close(() => r()));

@@ -1,7 +1,7 @@
 import type { V1EndpointSlice, V1Service } from '@kubernetes/client-node';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { desired, DesiredCache } from '../../../src/model/desired.ts';
+import { DesiredCache, desired } from '../../../src/model/desired.ts';
 import type { NodeInfo } from '../../../src/model/types.ts';
 
 // A small deterministic PRNG, so a failure reproduces.
@@ -186,9 +186,13 @@ test('a changed slice recomputes only its service; the others keep their very en
   const before = desired([a.svc, b.svc], [a.slice, b.slice], node, { cache });
   const moved: V1EndpointSlice = { ...b.slice, endpoints: [{ addresses: ['10.244.9.9'] }] };
   const after = desired([a.svc, b.svc], [a.slice, moved], node, { cache });
-  entriesOf(after, 's1').forEach((e, i) => assert.ok(e === entriesOf(before, 's1')[i], 'the unchanged service was recomputed'));
-  entriesOf(after, 's2').forEach((e, i) => assert.ok(e !== entriesOf(before, 's2')[i], 'the changed slice was not seen'));
-  assert.equal(after.frontends.find((f) => f.service.name === 's2')!.backends.map((x) => x.address), ['10.244.9.9']);
+  for (const [i, e] of entriesOf(after, 's1').entries())
+    assert.ok(e === entriesOf(before, 's1')[i], 'the unchanged service was recomputed');
+  for (const [i, e] of entriesOf(after, 's2').entries()) assert.ok(e !== entriesOf(before, 's2')[i], 'the changed slice was not seen');
+  assert.equal(
+    after.frontends.find((f) => f.service.name === 's2')!.backends.map((x) => x.address),
+    ['10.244.9.9'],
+  );
 });
 
 test('a changed service, a new or removed slice, and new node facts each invalidate the right results', () => {
@@ -203,9 +207,16 @@ test('a changed service, a new or removed slice, and new node facts each invalid
   assert.ok(entriesOf(t1, 's2').every((e, i) => e === entriesOf(base, 's2')[i]));
   assert.equal(t1, desired([edited, b.svc], [a.slice, b.slice], node));
 
-  const second: V1EndpointSlice = { ...b.slice, metadata: { ...b.slice.metadata, name: 's2-y' }, endpoints: [{ addresses: ['10.244.0.77'] }] };
+  const second: V1EndpointSlice = {
+    ...b.slice,
+    metadata: { ...b.slice.metadata, name: 's2-y' },
+    endpoints: [{ addresses: ['10.244.0.77'] }],
+  };
   const t2 = desired([edited, b.svc], [a.slice, b.slice, second], node, { cache });
-  assert.equal(t2.frontends.find((f) => f.service.name === 's2')!.backends.map((x) => x.address), ['10.244.0.2', '10.244.0.77']);
+  assert.equal(
+    t2.frontends.find((f) => f.service.name === 's2')!.backends.map((x) => x.address),
+    ['10.244.0.2', '10.244.0.77'],
+  );
   const t3 = desired([edited, b.svc], [a.slice], node, { cache });
   assert.equal(t3.frontends.find((f) => f.service.name === 's2')!.backends, []);
   assert.ok(entriesOf(t3, 's1').every((e, i) => e === entriesOf(t1, 's1')[i]));
@@ -240,7 +251,10 @@ test('services with the same name in one call keep input order, as without a cac
 test('slices with the same name in one call keep input order, as without a cache', () => {
   const a = simple(1);
   // The same address twice: the first copy wins unless a later one is not terminating.
-  const one: V1EndpointSlice = { ...a.slice, endpoints: [{ addresses: ['10.244.0.5'], conditions: { ready: false, serving: true, terminating: true } }] };
+  const one: V1EndpointSlice = {
+    ...a.slice,
+    endpoints: [{ addresses: ['10.244.0.5'], conditions: { ready: false, serving: true, terminating: true } }],
+  };
   const two: V1EndpointSlice = { ...a.slice, ports: [{ name: 'http', port: 9090 }], endpoints: [{ addresses: ['10.244.0.5'] }] };
   const cache = new DesiredCache();
   for (const list of [[a.slice], [one, two], [two, one], [one], [one, two, a.slice], [two]]) {
@@ -249,7 +263,10 @@ test('slices with the same name in one call keep input order, as without a cache
 });
 
 test('a cache option that is not a DesiredCache is refused', () => {
-  assert.throws(() => desired([], [], node, { cache: {} as never }), (e: Error) => e instanceof TypeError);
+  assert.throws(
+    () => desired([], [], node, { cache: {} as never }),
+    (e: Error) => e instanceof TypeError,
+  );
 });
 
 test.run();

@@ -2,7 +2,7 @@ import type { V1EndpointSlice, V1Service } from '@kubernetes/client-node';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { ErrorCodes } from '../../../src/errors.ts';
-import { desired, type DesiredOptions } from '../../../src/model/desired.ts';
+import { type DesiredOptions, desired } from '../../../src/model/desired.ts';
 import { formatFrontend } from '../../../src/model/format.ts';
 import type { DesiredTable } from '../../../src/model/types.ts';
 
@@ -102,13 +102,7 @@ test('services labelled with service-proxy-name (any value) belong to another pr
 
 test('dual-stack: one frontend per family, each with backends of its own family, IPv6 canonical', () => {
   const s = svc('dns', { ip: ['10.96.0.10', 'FD00:0:0::A'], families: ['IPv4', 'IPv6'] });
-  const t = run(
-    [s],
-    [
-      slice('dns-v4', 'dns', [ep('10.244.0.5')]),
-      slice('dns-v6', 'dns', [ep('FD00:244::5')], { type: 'IPv6' }),
-    ],
-  );
+  const t = run([s], [slice('dns-v4', 'dns', [ep('10.244.0.5')]), slice('dns-v6', 'dns', [ep('FD00:244::5')], { type: 'IPv6' })]);
   assert.equal(lines(t), [
     'ClusterIP TCP/10.96.0.10:80 default/dns:http -> 10.244.0.5:8080',
     'ClusterIP TCP/[fd00::a]:80 default/dns:http -> [fd00:244::5]:8080',
@@ -165,17 +159,19 @@ test('a named targetPort resolves per slice: pods in different slices may listen
       slice('web-old', 'web', [ep('10.244.0.11')], { ports: [{ name: 'http', port: 8080 }] }),
       slice('web-new', 'web', [ep('10.244.0.12')], { ports: [{ name: 'http', port: 8443 }] }),
       // A slice port with another name (or protocol) is not this service port's.
-      slice('web-x', 'web', [ep('10.244.0.13')], { ports: [{ name: 'admin', port: 9000 }, { name: 'http', port: 80, protocol: 'UDP' }] }),
+      slice('web-x', 'web', [ep('10.244.0.13')], {
+        ports: [
+          { name: 'admin', port: 9000 },
+          { name: 'http', port: 80, protocol: 'UDP' },
+        ],
+      }),
     ],
   );
   assert.equal(lines(t), ['ClusterIP TCP/10.96.0.10:80 default/web:http -> 10.244.0.11:8080 10.244.0.12:8443']);
 });
 
 test('an unnamed service port matches the unnamed slice port', () => {
-  const t = run(
-    [svc('web', { ports: [{ port: 80 }] })],
-    [slice('web-1', 'web', [ep('10.244.0.11')], { ports: [{ port: 8080 }] })],
-  );
+  const t = run([svc('web', { ports: [{ port: 80 }] })], [slice('web-1', 'web', [ep('10.244.0.11')], { ports: [{ port: 8080 }] })]);
   assert.equal(lines(t), ['ClusterIP TCP/10.96.0.10:80 default/web -> 10.244.0.11:8080']);
   assert.is(t.frontends[0]?.portName, '');
 });
@@ -183,10 +179,7 @@ test('an unnamed service port matches the unnamed slice port', () => {
 test('a slice port with a null port contributes no backends', () => {
   const t = run(
     [svc('web')],
-    [
-      slice('web-1', 'web', [ep('10.244.0.11')], { ports: [{ name: 'http', port: null }] }),
-      slice('web-2', 'web', [ep('10.244.0.12')]),
-    ],
+    [slice('web-1', 'web', [ep('10.244.0.11')], { ports: [{ name: 'http', port: null }] }), slice('web-2', 'web', [ep('10.244.0.12')])],
   );
   assert.equal(lines(t), ['ClusterIP TCP/10.96.0.10:80 default/web:http -> 10.244.0.12:8080']);
   assert.equal(t.problems, []);
@@ -223,11 +216,11 @@ test('with no ready endpoint, serving and terminating endpoints take the traffic
 });
 
 test('a service without usable endpoints keeps its frontends with no backends', () => {
-  const t = run(
-    [svc('web'), svc('idle', { ip: '10.96.0.11' })],
-    [slice('web-1', 'web', [ep('10.244.0.11', { ready: false })])],
-  );
-  assert.equal(lines(t), ['ClusterIP TCP/10.96.0.10:80 default/web:http -> (no backends)', 'ClusterIP TCP/10.96.0.11:80 default/idle:http -> (no backends)']);
+  const t = run([svc('web'), svc('idle', { ip: '10.96.0.11' })], [slice('web-1', 'web', [ep('10.244.0.11', { ready: false })])]);
+  assert.equal(lines(t), [
+    'ClusterIP TCP/10.96.0.10:80 default/web:http -> (no backends)',
+    'ClusterIP TCP/10.96.0.11:80 default/idle:http -> (no backends)',
+  ]);
   assert.equal(t.frontends[0]?.backends, []);
 });
 
@@ -337,10 +330,22 @@ test('a bad endpoint address or slice port is skipped with a problem; the rest o
 
 test('two services claiming one frontend: the older one wins whatever the input order', () => {
   const young = svc('a-young', { created: '2024-05-01T00:00:00Z' });
-  const old = svc('z-old', { created: '2023-01-01T00:00:00Z', ports: [{ name: 'http', port: 80 }, { name: 'x', port: 81 }] });
-  for (const order of [[young, old], [old, young]]) {
+  const old = svc('z-old', {
+    created: '2023-01-01T00:00:00Z',
+    ports: [
+      { name: 'http', port: 80 },
+      { name: 'x', port: 81 },
+    ],
+  });
+  for (const order of [
+    [young, old],
+    [old, young],
+  ]) {
     const t = run(order);
-    assert.equal(lines(t), ['ClusterIP TCP/10.96.0.10:80 default/z-old:http -> (no backends)', 'ClusterIP TCP/10.96.0.10:81 default/z-old:x -> (no backends)']);
+    assert.equal(lines(t), [
+      'ClusterIP TCP/10.96.0.10:80 default/z-old:http -> (no backends)',
+      'ClusterIP TCP/10.96.0.10:81 default/z-old:x -> (no backends)',
+    ]);
     assert.equal(problemsOf(t), [`${ErrorCodes.FRONTEND_CONFLICT} Service default/a-young spec.ports[0]`]);
     assert.match(t.problems[0]?.message ?? '', 'default/z-old');
   }
@@ -350,12 +355,17 @@ test('a conflict between services without timestamps goes to the first by namesp
   const a = svc('a', { ns: 'beta', ip: ['10.96.0.10', 'fd00::10'] });
   const b = svc('b', { ns: 'alpha' });
   const t = run([a, b]);
-  assert.equal(lines(t), ['ClusterIP TCP/10.96.0.10:80 alpha/b:http -> (no backends)', 'ClusterIP TCP/[fd00::10]:80 beta/a:http -> (no backends)']);
+  assert.equal(lines(t), [
+    'ClusterIP TCP/10.96.0.10:80 alpha/b:http -> (no backends)',
+    'ClusterIP TCP/[fd00::10]:80 beta/a:http -> (no backends)',
+  ]);
   assert.equal(problemsOf(t), [`${ErrorCodes.FRONTEND_CONFLICT} Service beta/a spec.ports[0]`]);
 });
 
 test('more backends than maxBackendsPerService: the first N by address are kept, with a problem', () => {
-  const t = run([svc('web')], [slice('web-1', 'web', [ep('10.244.0.3'), ep('10.244.0.1'), ep('10.244.0.2')])], { maxBackendsPerService: 2 });
+  const t = run([svc('web')], [slice('web-1', 'web', [ep('10.244.0.3'), ep('10.244.0.1'), ep('10.244.0.2')])], {
+    maxBackendsPerService: 2,
+  });
   assert.equal(lines(t), ['ClusterIP TCP/10.96.0.10:80 default/web:http -> 10.244.0.1:8080 10.244.0.2:8080']);
   assert.equal(problemsOf(t), [`${ErrorCodes.TOO_MANY_BACKENDS} Service default/web `]);
   assert.throws(() => run([], [], { maxBackendsPerService: 0 }), RangeError);
@@ -363,8 +373,16 @@ test('more backends than maxBackendsPerService: the first N by address are kept,
 });
 
 test('the table does not depend on input order, and equal input gives an equal table', () => {
-  const services = [svc('b', { ip: '10.96.0.2' }), svc('a', { ip: '10.96.0.1', ports: [{ name: 'http', port: 70000 }] }), svc('c', { ip: '10.96.0.3' })];
-  const slices = [slice('b-1', 'b', [ep('10.244.0.2'), ep('bad')]), slice('c-1', 'c', [ep('10.244.0.3')]), slice('b-2', 'b', [ep('10.244.0.1')])];
+  const services = [
+    svc('b', { ip: '10.96.0.2' }),
+    svc('a', { ip: '10.96.0.1', ports: [{ name: 'http', port: 70000 }] }),
+    svc('c', { ip: '10.96.0.3' }),
+  ];
+  const slices = [
+    slice('b-1', 'b', [ep('10.244.0.2'), ep('bad')]),
+    slice('c-1', 'c', [ep('10.244.0.3')]),
+    slice('b-2', 'b', [ep('10.244.0.1')]),
+  ];
   const first = run(services, slices);
   const reversed = run([...services].reverse(), [...slices].reverse());
   assert.equal(reversed, first);
@@ -373,8 +391,16 @@ test('the table does not depend on input order, and equal input gives an equal t
 });
 
 test('objects too malformed to read are problems, not exceptions', () => {
-  const junk = [null, 'x', { metadata: 'x', spec: 7 }, { metadata: { name: 'y', namespace: 'default' }, spec: { clusterIPs: '10.0.0.1', ports: {} } }];
-  const t = run(junk as unknown as V1Service[], [null, { metadata: { namespace: 'default', labels: { 'kubernetes.io/service-name': 'web' } } }] as unknown as V1EndpointSlice[]);
+  const junk = [
+    null,
+    'x',
+    { metadata: 'x', spec: 7 },
+    { metadata: { name: 'y', namespace: 'default' }, spec: { clusterIPs: '10.0.0.1', ports: {} } },
+  ];
+  const t = run(
+    junk as unknown as V1Service[],
+    [null, { metadata: { namespace: 'default', labels: { 'kubernetes.io/service-name': 'web' } } }] as unknown as V1EndpointSlice[],
+  );
   assert.equal(t.frontends, []);
   assert.ok(t.problems.length >= 4);
 });

@@ -11,7 +11,10 @@ import { parseManifest } from '../../../src/sources/manifest.ts';
 
 const dir = path.resolve(import.meta.dirname, '../../golden');
 const update = process.env.UPDATE_GOLDEN === '1';
-const cases = fs.readdirSync(dir).filter((f) => f.endsWith('.yaml')).sort();
+const cases = fs
+  .readdirSync(dir)
+  .filter((f) => f.endsWith('.yaml'))
+  .sort();
 
 /** Parses a case as the manifest source would and dumps the table, manifest problems first. */
 function render(yamlFile: string): string {

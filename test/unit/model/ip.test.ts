@@ -1,6 +1,6 @@
+import * as net from 'node:net';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import * as net from 'node:net';
 import { compareIp, ipBytes, parseIp } from '../../../src/model/ip.ts';
 
 test('parseIp reads IPv4 and IPv6 and gives the canonical form', () => {
@@ -29,11 +29,17 @@ test('compareIp orders numerically, IPv4 before IPv6', () => {
 
 test('parseIp gives what net.SocketAddress prints, also when asked again (cached)', () => {
   let seed = 7;
-  const next = (n: number): number => ((seed = (seed * 1103515245 + 12345) >>> 0) >>> 8) % n;
+  const next = (n: number): number => {
+    seed = (seed * 1103515245 + 12345) >>> 0;
+    return (seed >>> 8) % n;
+  };
   for (let i = 0; i < 2000; i++) {
     const v4 = [0, 1, 2, 3].map(() => String(next(256))).join('.');
     const v6 = Array.from({ length: 8 }, () => (next(3) === 0 ? '0' : next(65536).toString(16).toUpperCase())).join(':');
-    for (const [text, family] of [[v4, 'ipv4'], [v6, 'ipv6']] as const) {
+    for (const [text, family] of [
+      [v4, 'ipv4'],
+      [v6, 'ipv6'],
+    ] as const) {
       const want = new net.SocketAddress({ address: text, family }).address;
       for (let k = 0; k < 2; k++) assert.equal(parseIp(text), { family: family === 'ipv4' ? 4 : 6, address: want }, text);
     }

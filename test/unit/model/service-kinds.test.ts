@@ -5,7 +5,7 @@ import type { V1EndpointSlice, V1Service } from '@kubernetes/client-node';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { ErrorCodes } from '../../../src/errors.ts';
-import { desired, type DesiredOptions } from '../../../src/model/desired.ts';
+import { type DesiredOptions, desired } from '../../../src/model/desired.ts';
 import { formatFrontend } from '../../../src/model/format.ts';
 import type { DesiredTable, NodeInfo } from '../../../src/model/types.ts';
 
@@ -66,7 +66,8 @@ const lines = (t: DesiredTable): string[] => t.frontends.map(formatFrontend);
 const problemsOf = (t: DesiredTable): string[] => t.problems.map((p) => `${p.code} ${p.kind} ${p.namespace}/${p.name} ${p.field}`);
 
 /** One local and one remote ready endpoint: the usual shape to tell the policies apart. */
-const mixed = (service: string): V1EndpointSlice => slice(`${service}-1`, service, [ep('10.244.0.5', 'node-a', READY), ep('10.244.1.5', 'node-b', READY)]);
+const mixed = (service: string): V1EndpointSlice =>
+  slice(`${service}-1`, service, [ep('10.244.0.5', 'node-a', READY), ep('10.244.1.5', 'node-b', READY)]);
 
 // --- NodePort ---
 
@@ -84,35 +85,58 @@ test('NodePort: one frontend per node address of the service family and port, on
   assert.is(t.frontends[0]?.externalBackends, undefined);
 });
 
-test('NodePort on a dual-stack service: node addresses of each family with that family\'s backends', () => {
+test("NodePort on a dual-stack service: node addresses of each family with that family's backends", () => {
   const s = svc('web', { type: 'NodePort', clusterIPs: ['10.96.0.10', 'fd00::10'], ipFamilies: ['IPv4', 'IPv6'], ports: [http(30080)] });
-  const t = run([s], [mixed('web'), slice('web-6', 'web', [ep('fd00:244::5', 'node-b')], { type: 'IPv6' })], { name: 'node-a', addresses: ['192.168.0.2', 'FD00:192::2'] });
-  assert.equal(lines(t).filter((l) => l.startsWith('NodePort')), [
-    'NodePort TCP/192.168.0.2:30080 default/web:http -> 10.244.0.5:8080 10.244.1.5:8080',
-    'NodePort TCP/[fd00:192::2]:30080 default/web:http -> [fd00:244::5]:8080',
-  ]);
+  const t = run([s], [mixed('web'), slice('web-6', 'web', [ep('fd00:244::5', 'node-b')], { type: 'IPv6' })], {
+    name: 'node-a',
+    addresses: ['192.168.0.2', 'FD00:192::2'],
+  });
+  assert.equal(
+    lines(t).filter((l) => l.startsWith('NodePort')),
+    [
+      'NodePort TCP/192.168.0.2:30080 default/web:http -> 10.244.0.5:8080 10.244.1.5:8080',
+      'NodePort TCP/[fd00:192::2]:30080 default/web:http -> [fd00:244::5]:8080',
+    ],
+  );
 });
 
 test('a node without addresses (callers passing only a name) gets no NodePort frontends', () => {
   const t = run([svc('web', { type: 'NodePort', ports: [http(30080)] })], [mixed('web')], { name: 'node-a' });
-  assert.equal(t.frontends.map((f) => f.kind), ['ClusterIP']);
+  assert.equal(
+    t.frontends.map((f) => f.kind),
+    ['ClusterIP'],
+  );
 });
 
 test('a node address that does not parse is skipped with a problem on the Node; the others still serve', () => {
-  const t = run([svc('web', { type: 'NodePort', ports: [http(30080)] })], [], { name: 'node-a', addresses: ['node-a.example', '192.168.0.2', '192.168.0.2'] });
-  assert.equal(t.frontends.map((f) => `${f.kind} ${f.frontend.address}`), ['ClusterIP 10.96.0.10', 'NodePort 192.168.0.2']);
+  const t = run([svc('web', { type: 'NodePort', ports: [http(30080)] })], [], {
+    name: 'node-a',
+    addresses: ['node-a.example', '192.168.0.2', '192.168.0.2'],
+  });
+  assert.equal(
+    t.frontends.map((f) => `${f.kind} ${f.frontend.address}`),
+    ['ClusterIP 10.96.0.10', 'NodePort 192.168.0.2'],
+  );
   assert.equal(problemsOf(t), [`${ErrorCodes.INVALID_IP} Node /node-a addresses[0]`]);
 });
 
 test('a nodePort out of range rejects the service, naming the field', () => {
-  const t = run([svc('bad', { type: 'NodePort', ports: [http(70000)] }), svc('ok', { clusterIP: '10.96.0.11', clusterIPs: ['10.96.0.11'] })]);
+  const t = run([
+    svc('bad', { type: 'NodePort', ports: [http(70000)] }),
+    svc('ok', { clusterIP: '10.96.0.11', clusterIPs: ['10.96.0.11'] }),
+  ]);
   assert.equal(lines(t), ['ClusterIP TCP/10.96.0.11:80 default/ok:http -> (no backends)']);
   assert.equal(problemsOf(t), [`${ErrorCodes.PORT_RANGE} Service default/bad spec.ports[0].nodePort`]);
 });
 
 test('two services on one nodePort: the older keeps it, the other gets a conflict naming its nodePort', () => {
   const a = svc('a', { type: 'NodePort', ports: [http(30080)] }, {}, { creationTimestamp: '2024-01-01T00:00:00Z' });
-  const b = svc('b', { type: 'NodePort', clusterIP: '10.96.0.11', clusterIPs: ['10.96.0.11'], ports: [http(30080)] }, {}, { creationTimestamp: '2024-02-01T00:00:00Z' });
+  const b = svc(
+    'b',
+    { type: 'NodePort', clusterIP: '10.96.0.11', clusterIPs: ['10.96.0.11'], ports: [http(30080)] },
+    {},
+    { creationTimestamp: '2024-02-01T00:00:00Z' },
+  );
   const t = run([b, a], [], { name: 'node-a', addresses: ['192.168.0.2'] });
   assert.equal(lines(t), [
     'ClusterIP TCP/10.96.0.10:80 default/a:http -> (no backends)',
@@ -125,8 +149,16 @@ test('two services on one nodePort: the older keeps it, the other gets a conflic
 // --- LoadBalancer and externalIPs ---
 
 test('LoadBalancer: ingress IPs become frontends on the service port; Proxy mode and hostname-only entries are skipped', () => {
-  const ingress = [{ ip: '203.0.113.10' }, { ip: '203.0.113.11', ipMode: 'Proxy' }, { hostname: 'lb.example.com' }, { ip: '203.0.113.12', ipMode: 'VIP' }];
-  const t = run([svc('lb', { type: 'LoadBalancer', ports: [http(31080)] }, { loadBalancer: { ingress } })], [mixed('lb')], { name: 'node-a', addresses: ['192.168.0.2'] });
+  const ingress = [
+    { ip: '203.0.113.10' },
+    { ip: '203.0.113.11', ipMode: 'Proxy' },
+    { hostname: 'lb.example.com' },
+    { ip: '203.0.113.12', ipMode: 'VIP' },
+  ];
+  const t = run([svc('lb', { type: 'LoadBalancer', ports: [http(31080)] }, { loadBalancer: { ingress } })], [mixed('lb')], {
+    name: 'node-a',
+    addresses: ['192.168.0.2'],
+  });
   assert.equal(lines(t), [
     'ClusterIP TCP/10.96.0.10:80 default/lb:http -> 10.244.0.5:8080 10.244.1.5:8080',
     'NodePort TCP/192.168.0.2:31080 default/lb:http -> 10.244.0.5:8080 10.244.1.5:8080',
@@ -137,15 +169,25 @@ test('LoadBalancer: ingress IPs become frontends on the service port; Proxy mode
 });
 
 test('LoadBalancer with allocateLoadBalancerNodePorts false (no nodePort) has no NodePort frontends', () => {
-  const s = svc('lb', { type: 'LoadBalancer', allocateLoadBalancerNodePorts: false }, { loadBalancer: { ingress: [{ ip: '203.0.113.10' }] } });
+  const s = svc(
+    'lb',
+    { type: 'LoadBalancer', allocateLoadBalancerNodePorts: false },
+    { loadBalancer: { ingress: [{ ip: '203.0.113.10' }] } },
+  );
   const t = run([s]);
-  assert.equal(t.frontends.map((f) => f.kind), ['ClusterIP', 'LoadBalancer']);
+  assert.equal(
+    t.frontends.map((f) => f.kind),
+    ['ClusterIP', 'LoadBalancer'],
+  );
 });
 
 test('a bad ingress IP is dropped with a problem naming it; the rest of the service is programmed', () => {
   const s = svc('lb', { type: 'LoadBalancer' }, { loadBalancer: { ingress: [{ ip: '203.0.113.300' }, { ip: '203.0.113.10' }] } });
   const t = run([s]);
-  assert.equal(t.frontends.map((f) => `${f.kind} ${f.frontend.address}`), ['ClusterIP 10.96.0.10', 'LoadBalancer 203.0.113.10']);
+  assert.equal(
+    t.frontends.map((f) => `${f.kind} ${f.frontend.address}`),
+    ['ClusterIP 10.96.0.10', 'LoadBalancer 203.0.113.10'],
+  );
   assert.equal(problemsOf(t), [`${ErrorCodes.INVALID_IP} Service default/lb status.loadBalancer.ingress[0].ip`]);
 });
 
@@ -163,14 +205,21 @@ test('externalIPs become frontends on the service port; a bad one is dropped wit
 test('an address the service names twice (external IP also in its ingress) is one frontend, no conflict', () => {
   const s = svc('lb', { type: 'LoadBalancer', externalIPs: ['203.0.113.10'] }, { loadBalancer: { ingress: [{ ip: '203.0.113.10' }] } });
   const t = run([s]);
-  assert.equal(t.frontends.map((f) => `${f.kind} ${f.frontend.address}`), ['ClusterIP 10.96.0.10', 'ExternalIP 203.0.113.10']);
+  assert.equal(
+    t.frontends.map((f) => `${f.kind} ${f.frontend.address}`),
+    ['ClusterIP 10.96.0.10', 'ExternalIP 203.0.113.10'],
+  );
   assert.equal(t.problems, []);
 });
 
 // --- Traffic policies ---
 
-test('externalTrafficPolicy Local: outside traffic gets this node\'s endpoints, clients on the node the cluster-wide set', () => {
-  const s = svc('lb', { type: 'LoadBalancer', externalTrafficPolicy: 'Local', healthCheckNodePort: 32000, ports: [http(31080)] }, { loadBalancer: { ingress: [{ ip: '203.0.113.10' }] } });
+test("externalTrafficPolicy Local: outside traffic gets this node's endpoints, clients on the node the cluster-wide set", () => {
+  const s = svc(
+    'lb',
+    { type: 'LoadBalancer', externalTrafficPolicy: 'Local', healthCheckNodePort: 32000, ports: [http(31080)] },
+    { loadBalancer: { ingress: [{ ip: '203.0.113.10' }] } },
+  );
   const t = run([s], [mixed('lb')], { name: 'node-a', addresses: ['192.168.0.2'] });
   assert.equal(lines(t), [
     'ClusterIP TCP/10.96.0.10:80 default/lb:http -> 10.244.0.5:8080 10.244.1.5:8080',
@@ -184,20 +233,29 @@ test('externalTrafficPolicy Local on a node without endpoints: nothing from outs
   const s = svc('np', { type: 'NodePort', externalTrafficPolicy: 'Local', ports: [http(30080)] });
   const t = run([s], [slice('np-1', 'np', [ep('10.244.1.5', 'node-b')])], { name: 'node-a', addresses: ['192.168.0.2'] });
   const np = t.frontends.find((f) => f.kind === 'NodePort');
-  assert.equal(np?.backends.map((b) => b.address), ['10.244.1.5']);
+  assert.equal(
+    np?.backends.map((b) => b.address),
+    ['10.244.1.5'],
+  );
   assert.equal(np?.externalBackends, []);
 });
 
 test('externalTrafficPolicy Local applies to a ClusterIP service with externalIPs', () => {
   const t = run([svc('web', { externalIPs: ['198.51.100.7'], externalTrafficPolicy: 'Local' })], [mixed('web')]);
-  assert.equal(t.frontends[1]?.externalBackends?.map((b) => b.address), ['10.244.0.5']);
+  assert.equal(
+    t.frontends[1]?.externalBackends?.map((b) => b.address),
+    ['10.244.0.5'],
+  );
 });
 
 test('the local terminating fallback is decided apart from the cluster-wide one', () => {
   // This node's only endpoint is terminating while node-b has a ready one: outside traffic drains to
   // the terminating local endpoint; clients on the node go to the ready remote one.
   const s = svc('np', { type: 'NodePort', externalTrafficPolicy: 'Local', ports: [http(30080)] });
-  const t = run([s], [slice('np-1', 'np', [ep('10.244.0.5', 'node-a', TERMINATING), ep('10.244.1.5', 'node-b', READY)])], { name: 'node-a', addresses: ['192.168.0.2'] });
+  const t = run([s], [slice('np-1', 'np', [ep('10.244.0.5', 'node-a', TERMINATING), ep('10.244.1.5', 'node-b', READY)])], {
+    name: 'node-a',
+    addresses: ['192.168.0.2'],
+  });
   assert.equal(lines(t), [
     'ClusterIP TCP/10.96.0.10:80 default/np:http -> 10.244.1.5:8080',
     'NodePort TCP/192.168.0.2:30080 default/np:http -> 10.244.1.5:8080 | from outside -> 10.244.0.5:8080',
@@ -213,8 +271,11 @@ test('internalTrafficPolicy Local narrows only the cluster IP; NodePort traffic 
   ]);
 });
 
-test('internalTrafficPolicy Local falls back to this node\'s terminating endpoints, not to remote ready ones', () => {
-  const t = run([svc('web', { internalTrafficPolicy: 'Local' })], [slice('web-1', 'web', [ep('10.244.0.5', 'node-a', TERMINATING), ep('10.244.1.5', 'node-b', READY)])]);
+test("internalTrafficPolicy Local falls back to this node's terminating endpoints, not to remote ready ones", () => {
+  const t = run(
+    [svc('web', { internalTrafficPolicy: 'Local' })],
+    [slice('web-1', 'web', [ep('10.244.0.5', 'node-a', TERMINATING), ep('10.244.1.5', 'node-b', READY)])],
+  );
   assert.equal(lines(t), ['ClusterIP TCP/10.96.0.10:80 default/web:http -> 10.244.0.5:8080']);
 });
 
@@ -223,10 +284,19 @@ test('internalTrafficPolicy Local falls back to this node\'s terminating endpoin
 test('conditions: a missing ready counts as ready; a missing serving as serving; not-ready non-terminating never used', () => {
   const t = run(
     [svc('web')],
-    [slice('web-1', 'web', [ep('10.244.0.1', 'node-a'), ep('10.244.0.2', 'node-a', NOT_READY), ep('10.244.0.3', 'node-b', { ready: false, terminating: true })])],
+    [
+      slice('web-1', 'web', [
+        ep('10.244.0.1', 'node-a'),
+        ep('10.244.0.2', 'node-a', NOT_READY),
+        ep('10.244.0.3', 'node-b', { ready: false, terminating: true }),
+      ]),
+    ],
   );
   assert.equal(lines(t), ['ClusterIP TCP/10.96.0.10:80 default/web:http -> 10.244.0.1:8080']);
-  const draining = run([svc('web')], [slice('web-1', 'web', [ep('10.244.0.2', 'node-a', NOT_READY), ep('10.244.0.3', 'node-b', { ready: false, terminating: true })])]);
+  const draining = run(
+    [svc('web')],
+    [slice('web-1', 'web', [ep('10.244.0.2', 'node-a', NOT_READY), ep('10.244.0.3', 'node-b', { ready: false, terminating: true })])],
+  );
   assert.equal(lines(draining), ['ClusterIP TCP/10.96.0.10:80 default/web:http -> 10.244.0.3:8080']);
 });
 
@@ -238,7 +308,13 @@ test('publishNotReadyAddresses: every endpoint counts as ready, terminating ones
 });
 
 test('an address in two slices: a non-terminating copy wins over a terminating one (an IP reused by a new pod)', () => {
-  const t = run([svc('web')], [slice('web-a', 'web', [ep('10.244.0.1', 'node-b', TERMINATING), ep('10.244.0.2', 'node-b', READY)]), slice('web-b', 'web', [ep('10.244.0.1', 'node-a', READY)])]);
+  const t = run(
+    [svc('web')],
+    [
+      slice('web-a', 'web', [ep('10.244.0.1', 'node-b', TERMINATING), ep('10.244.0.2', 'node-b', READY)]),
+      slice('web-b', 'web', [ep('10.244.0.1', 'node-a', READY)]),
+    ],
+  );
   assert.equal(lines(t), ['ClusterIP TCP/10.96.0.10:80 default/web:http -> 10.244.0.1:8080 10.244.0.2:8080']);
 });
 
@@ -257,12 +333,12 @@ const zoneOnly = (service: string): V1EndpointSlice =>
     ep('10.244.1.5', 'node-b', READY, { forZones: [{ name: 'zone-b' }] }),
   ]);
 
-test('zone hints on every ready endpoint and one for this zone: only this zone\'s endpoints', () => {
+test("zone hints on every ready endpoint and one for this zone: only this zone's endpoints", () => {
   const t = run([svc('web', { trafficDistribution: 'PreferClose' })], [zoneOnly('web')]);
   assert.equal(lines(t), ['ClusterIP TCP/10.96.0.10:80 default/web:http -> 10.244.0.5:8080 10.244.2.5:8080']);
 });
 
-test('node hints for this node (PreferSameNode): only this node\'s endpoint', () => {
+test("node hints for this node (PreferSameNode): only this node's endpoint", () => {
   const t = run([svc('web', { trafficDistribution: 'PreferSameNode' })], [zoned('web')]);
   assert.equal(lines(t), ['ClusterIP TCP/10.96.0.10:80 default/web:http -> 10.244.0.5:8080']);
 });
@@ -273,29 +349,60 @@ test('a node without a zone label ignores zone hints', () => {
 });
 
 test('a ready endpoint without a hint disables topology; trafficDistribution alone filters nothing', () => {
-  const partial = slice('web-1', 'web', [ep('10.244.0.5', 'node-a', READY, { forZones: [{ name: 'zone-a' }] }), ep('10.244.1.5', 'node-b', READY)]);
-  assert.equal(lines(run([svc('web', { trafficDistribution: 'PreferSameZone' })], [partial])), ['ClusterIP TCP/10.96.0.10:80 default/web:http -> 10.244.0.5:8080 10.244.1.5:8080']);
-  assert.equal(lines(run([svc('web', { trafficDistribution: 'PreferSameZone' })], [mixed('web')])), ['ClusterIP TCP/10.96.0.10:80 default/web:http -> 10.244.0.5:8080 10.244.1.5:8080']);
+  const partial = slice('web-1', 'web', [
+    ep('10.244.0.5', 'node-a', READY, { forZones: [{ name: 'zone-a' }] }),
+    ep('10.244.1.5', 'node-b', READY),
+  ]);
+  assert.equal(lines(run([svc('web', { trafficDistribution: 'PreferSameZone' })], [partial])), [
+    'ClusterIP TCP/10.96.0.10:80 default/web:http -> 10.244.0.5:8080 10.244.1.5:8080',
+  ]);
+  assert.equal(lines(run([svc('web', { trafficDistribution: 'PreferSameZone' })], [mixed('web')])), [
+    'ClusterIP TCP/10.96.0.10:80 default/web:http -> 10.244.0.5:8080 10.244.1.5:8080',
+  ]);
 });
 
 test('internalTrafficPolicy Local wins over topology', () => {
-  const t = run([svc('web', { internalTrafficPolicy: 'Local' })], [slice('web-1', 'web', [ep('10.244.0.5', 'node-a', READY, { forZones: [{ name: 'zone-b' }] }), ep('10.244.1.5', 'node-b', READY, { forZones: [{ name: 'zone-a' }] })])]);
+  const t = run(
+    [svc('web', { internalTrafficPolicy: 'Local' })],
+    [
+      slice('web-1', 'web', [
+        ep('10.244.0.5', 'node-a', READY, { forZones: [{ name: 'zone-b' }] }),
+        ep('10.244.1.5', 'node-b', READY, { forZones: [{ name: 'zone-a' }] }),
+      ]),
+    ],
+  );
   assert.equal(lines(t), ['ClusterIP TCP/10.96.0.10:80 default/web:http -> 10.244.0.5:8080']);
 });
 
 test('topology narrows external frontends too under externalTrafficPolicy Cluster, not the Local set', () => {
-  const cluster = run([svc('np', { type: 'NodePort', ports: [http(30080)] })], [zoneOnly('np')], { name: 'node-a', zone: 'zone-a', addresses: ['192.168.0.2'] });
+  const cluster = run([svc('np', { type: 'NodePort', ports: [http(30080)] })], [zoneOnly('np')], {
+    name: 'node-a',
+    zone: 'zone-a',
+    addresses: ['192.168.0.2'],
+  });
   assert.equal(lines(cluster)[1], 'NodePort TCP/192.168.0.2:30080 default/np:http -> 10.244.0.5:8080 10.244.2.5:8080');
-  const local = run([svc('np', { type: 'NodePort', externalTrafficPolicy: 'Local', ports: [http(30080)] })], [zoneOnly('np')], { name: 'node-a', zone: 'zone-b', addresses: ['192.168.0.2'] });
+  const local = run([svc('np', { type: 'NodePort', externalTrafficPolicy: 'Local', ports: [http(30080)] })], [zoneOnly('np')], {
+    name: 'node-a',
+    zone: 'zone-b',
+    addresses: ['192.168.0.2'],
+  });
   assert.equal(lines(local)[1], 'NodePort TCP/192.168.0.2:30080 default/np:http -> 10.244.1.5:8080 | from outside -> 10.244.0.5:8080');
 });
 
 // --- Session affinity ---
 
 test('sessionAffinity ClientIP: timeoutSeconds from sessionAffinityConfig, 10800 when absent, on every frontend', () => {
-  const explicit = svc('a', { type: 'NodePort', sessionAffinity: 'ClientIP', sessionAffinityConfig: { clientIP: { timeoutSeconds: 60 } }, ports: [http(30080)] });
+  const explicit = svc('a', {
+    type: 'NodePort',
+    sessionAffinity: 'ClientIP',
+    sessionAffinityConfig: { clientIP: { timeoutSeconds: 60 } },
+    ports: [http(30080)],
+  });
   const t = run([explicit], [], { name: 'node-a', addresses: ['192.168.0.2'] });
-  assert.equal(t.frontends.map((f) => f.affinityTimeoutSeconds), [60, 60]);
+  assert.equal(
+    t.frontends.map((f) => f.affinityTimeoutSeconds),
+    [60, 60],
+  );
   const defaulted = run([svc('b', { sessionAffinity: 'ClientIP' })]);
   assert.is(defaulted.frontends[0]?.affinityTimeoutSeconds, 10800);
   const none = run([svc('c', { sessionAffinity: 'None', sessionAffinityConfig: { clientIP: { timeoutSeconds: 60 } } })]);
@@ -307,7 +414,12 @@ test('a timeout outside 1-86400 or an unknown sessionAffinity rejects the servic
     svc('zero', { sessionAffinity: 'ClientIP', sessionAffinityConfig: { clientIP: { timeoutSeconds: 0 } } }),
     svc('big', { sessionAffinity: 'ClientIP', sessionAffinityConfig: { clientIP: { timeoutSeconds: 86401 } } }),
     svc('odd', { sessionAffinity: 'Cookie' }),
-    svc('max', { clusterIP: '10.96.0.11', clusterIPs: ['10.96.0.11'], sessionAffinity: 'ClientIP', sessionAffinityConfig: { clientIP: { timeoutSeconds: 86400 } } }),
+    svc('max', {
+      clusterIP: '10.96.0.11',
+      clusterIPs: ['10.96.0.11'],
+      sessionAffinity: 'ClientIP',
+      sessionAffinityConfig: { clientIP: { timeoutSeconds: 86400 } },
+    }),
   ]);
   assert.equal(lines(t), ['ClusterIP TCP/10.96.0.11:80 default/max:http affinity=86400s -> (no backends)']);
   assert.equal(problemsOf(t), [
@@ -322,9 +434,22 @@ test('a timeout outside 1-86400 or an unknown sessionAffinity rejects the servic
 test('LoadBalancer + externalTrafficPolicy Local: a health check counting local ready endpoints by address', () => {
   const s = svc('lb', { type: 'LoadBalancer', externalTrafficPolicy: 'Local', healthCheckNodePort: 32000 });
   const slices = [
-    slice('lb-1', 'lb', [ep('10.244.0.5', 'node-a', READY), ep('10.244.0.6', 'node-a', TERMINATING), ep('10.244.0.7', 'node-a', NOT_READY), ep('10.244.1.5', 'node-b', READY)], {
-      ports: [{ name: 'http', port: 8080, protocol: 'TCP' }, { name: 'admin', port: 9000, protocol: 'TCP' }],
-    }),
+    slice(
+      'lb-1',
+      'lb',
+      [
+        ep('10.244.0.5', 'node-a', READY),
+        ep('10.244.0.6', 'node-a', TERMINATING),
+        ep('10.244.0.7', 'node-a', NOT_READY),
+        ep('10.244.1.5', 'node-b', READY),
+      ],
+      {
+        ports: [
+          { name: 'http', port: 8080, protocol: 'TCP' },
+          { name: 'admin', port: 9000, protocol: 'TCP' },
+        ],
+      },
+    ),
   ];
   const t = run([s], slices);
   assert.equal(t.healthChecks, [{ service: { namespace: 'default', name: 'lb' }, port: 32000, localEndpoints: 1 }]);
@@ -349,15 +474,23 @@ test('service type changes: ClusterIP -> NodePort -> LoadBalancer -> ClusterIP',
   const base = { ports: [http()] };
   const steps: [Spec, Spec, string[]][] = [
     [{ ...base }, {}, ['ClusterIP TCP/10.96.0.10:80 default/web:http -> 10.244.0.5:8080 10.244.1.5:8080']],
-    [{ type: 'NodePort', ports: [http(30080)] }, {}, [
-      'ClusterIP TCP/10.96.0.10:80 default/web:http -> 10.244.0.5:8080 10.244.1.5:8080',
-      'NodePort TCP/192.168.0.2:30080 default/web:http -> 10.244.0.5:8080 10.244.1.5:8080',
-    ]],
-    [{ type: 'LoadBalancer', externalTrafficPolicy: 'Local', healthCheckNodePort: 32000, ports: [http(30080)] }, { loadBalancer: { ingress: [{ ip: '203.0.113.10' }] } }, [
-      'ClusterIP TCP/10.96.0.10:80 default/web:http -> 10.244.0.5:8080 10.244.1.5:8080',
-      'NodePort TCP/192.168.0.2:30080 default/web:http -> 10.244.0.5:8080 10.244.1.5:8080 | from outside -> 10.244.0.5:8080',
-      'LoadBalancer TCP/203.0.113.10:80 default/web:http -> 10.244.0.5:8080 10.244.1.5:8080 | from outside -> 10.244.0.5:8080',
-    ]],
+    [
+      { type: 'NodePort', ports: [http(30080)] },
+      {},
+      [
+        'ClusterIP TCP/10.96.0.10:80 default/web:http -> 10.244.0.5:8080 10.244.1.5:8080',
+        'NodePort TCP/192.168.0.2:30080 default/web:http -> 10.244.0.5:8080 10.244.1.5:8080',
+      ],
+    ],
+    [
+      { type: 'LoadBalancer', externalTrafficPolicy: 'Local', healthCheckNodePort: 32000, ports: [http(30080)] },
+      { loadBalancer: { ingress: [{ ip: '203.0.113.10' }] } },
+      [
+        'ClusterIP TCP/10.96.0.10:80 default/web:http -> 10.244.0.5:8080 10.244.1.5:8080',
+        'NodePort TCP/192.168.0.2:30080 default/web:http -> 10.244.0.5:8080 10.244.1.5:8080 | from outside -> 10.244.0.5:8080',
+        'LoadBalancer TCP/203.0.113.10:80 default/web:http -> 10.244.0.5:8080 10.244.1.5:8080 | from outside -> 10.244.0.5:8080',
+      ],
+    ],
     // The API server drops nodePorts, healthCheckNodePort and the ingress status when going back.
     [{ ...base }, {}, ['ClusterIP TCP/10.96.0.10:80 default/web:http -> 10.244.0.5:8080 10.244.1.5:8080']],
   ];
@@ -369,9 +502,17 @@ test('service type changes: ClusterIP -> NodePort -> LoadBalancer -> ClusterIP',
 });
 
 test('service type changes: ExternalName -> ClusterIP -> ExternalName', () => {
-  const external = svc('web', { type: 'ExternalName', externalName: 'web.example.com', clusterIP: undefined, clusterIPs: undefined, ports: undefined });
+  const external = svc('web', {
+    type: 'ExternalName',
+    externalName: 'web.example.com',
+    clusterIP: undefined,
+    clusterIPs: undefined,
+    ports: undefined,
+  });
   assert.equal(run([external], [mixed('web')]), { frontends: [], problems: [], healthChecks: [] });
-  assert.equal(lines(run([svc('web')], [mixed('web')])), ['ClusterIP TCP/10.96.0.10:80 default/web:http -> 10.244.0.5:8080 10.244.1.5:8080']);
+  assert.equal(lines(run([svc('web')], [mixed('web')])), [
+    'ClusterIP TCP/10.96.0.10:80 default/web:http -> 10.244.0.5:8080 10.244.1.5:8080',
+  ]);
   assert.equal(run([external], [mixed('web')]).frontends, []);
 });
 
@@ -383,8 +524,16 @@ test('an unknown service type rejects the service', () => {
 
 test('maxBackendsPerService limits the outside backends too', () => {
   const s = svc('np', { type: 'NodePort', ports: [http(30080)] });
-  const t = run([s], [slice('np-1', 'np', [ep('10.244.0.3'), ep('10.244.0.1'), ep('10.244.0.2')])], { name: 'node-a', addresses: ['192.168.0.2'] }, { maxBackendsPerService: 2 });
-  assert.equal(t.frontends[1]?.externalBackends?.map((b) => b.address), ['10.244.0.1', '10.244.0.2']);
+  const t = run(
+    [s],
+    [slice('np-1', 'np', [ep('10.244.0.3'), ep('10.244.0.1'), ep('10.244.0.2')])],
+    { name: 'node-a', addresses: ['192.168.0.2'] },
+    { maxBackendsPerService: 2 },
+  );
+  assert.equal(
+    t.frontends[1]?.externalBackends?.map((b) => b.address),
+    ['10.244.0.1', '10.244.0.2'],
+  );
 });
 
 test('a node being deleted changes nothing in the table', () => {
@@ -394,7 +543,17 @@ test('a node being deleted changes nothing in the table', () => {
 
 test('with every kind present the table does not depend on input order', () => {
   const services = [
-    svc('lb', { type: 'LoadBalancer', externalTrafficPolicy: 'Local', healthCheckNodePort: 32000, externalIPs: ['198.51.100.7'], ports: [http(31080)] }, { loadBalancer: { ingress: [{ ip: '203.0.113.10' }] } }),
+    svc(
+      'lb',
+      {
+        type: 'LoadBalancer',
+        externalTrafficPolicy: 'Local',
+        healthCheckNodePort: 32000,
+        externalIPs: ['198.51.100.7'],
+        ports: [http(31080)],
+      },
+      { loadBalancer: { ingress: [{ ip: '203.0.113.10' }] } },
+    ),
     svc('np', { type: 'NodePort', clusterIP: '10.96.0.11', clusterIPs: ['10.96.0.11'], ports: [http(30080)] }),
   ];
   const slices = [mixed('lb'), mixed('np'), slice('lb-2', 'lb', [ep('10.244.0.9', 'node-a')])];

@@ -4,7 +4,7 @@
 
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { categorizeEndpoints, topologyModeFromHints, type TopologyEndpoint, type TrafficPolicy } from '../../../src/model/topology.ts';
+import { categorizeEndpoints, type TopologyEndpoint, type TrafficPolicy, topologyModeFromHints } from '../../../src/model/topology.ts';
 
 interface Ep extends TopologyEndpoint {
   id: string;

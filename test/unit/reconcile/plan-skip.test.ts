@@ -1,9 +1,9 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { MemoryMaps, type Capacity, type MapsDump } from '../../../src/datapath/maps.ts';
-import { endpointKey, type Backend, type DesiredFrontend, type Frontend } from '../../../src/model/types.ts';
+import { type Capacity, type MapsDump, MemoryMaps } from '../../../src/datapath/maps.ts';
+import { type Backend, type DesiredFrontend, endpointKey, type Frontend } from '../../../src/model/types.ts';
 import { applyOp } from '../../../src/reconcile/apply.ts';
-import { plan, type Plan } from '../../../src/reconcile/plan.ts';
+import { type Plan, plan } from '../../../src/reconcile/plan.ts';
 import { Reconciler } from '../../../src/reconcile/reconciler.ts';
 import { ProgrammedState } from '../../../src/reconcile/state.ts';
 
@@ -94,9 +94,10 @@ function expectedDeletes(maps: MemoryMaps, p: Plan): number[] {
 test('skipping programmed frontends gives the same plan as checking each, through failures and tight maps', () => {
   for (const seed of [1, 2, 3, 4, 5, 6]) {
     const r = rng(seed);
-    const capacity: Capacity = seed % 2
-      ? { services: 64, slots: 512, backends: 128, serviceIds: 128, backendIds: 256 }
-      : { services: 12, slots: 40, backends: 24, serviceIds: 24, backendIds: 48 };
+    const capacity: Capacity =
+      seed % 2
+        ? { services: 64, slots: 512, backends: 128, serviceIds: 128, backendIds: 256 }
+        : { services: 12, slots: 40, backends: 24, serviceIds: 24, backendIds: 48 };
     const maps = new FlakyMaps(capacity);
     const rec = new Reconciler(maps);
     let table = randomTable(r);
@@ -109,7 +110,10 @@ test('skipping programmed frontends gives the same plan as checking each, throug
       }
       const p = plan(table, rec.state, capacity);
       assert.equal(p, plan(table, rec.state, capacity, { skipProgrammed: false }), `seed ${seed} round ${round}`);
-      assert.equal(p.backendDeletes.map((op) => (op.kind === 'delete-backend' ? op.id : -1)), expectedDeletes(maps, p));
+      assert.equal(
+        p.backendDeletes.map((op) => (op.kind === 'delete-backend' ? op.id : -1)),
+        expectedDeletes(maps, p),
+      );
       maps.fail = () => r() < 0.05;
       rec.reconcile(table);
       maps.fail = () => false;
@@ -138,7 +142,10 @@ test('a backend held twice in adopted maps is still resolved to the id a full sc
   const d: DesiredFrontend[] = [{ frontend: f, service: { namespace: 'default', name: 'web' }, portName: '', backends: [b] }];
   const p = plan(d, state, capacity);
   assert.equal(p, plan(d, state, capacity, { skipProgrammed: false }));
-  assert.equal(p.changes.flatMap((c) => c.ops), [{ kind: 'put-slot', serviceId: 1, slot: 1, backendId: 7 }]);
+  assert.equal(
+    p.changes.flatMap((c) => c.ops),
+    [{ kind: 'put-slot', serviceId: 1, slot: 1, backendId: 7 }],
+  );
   assert.equal(p.backendDeletes, [{ kind: 'delete-backend', id: 3, backend: b }]);
 });
 

@@ -1,6 +1,6 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { MemoryMaps, type Capacity, type DatapathMaps } from '../../../src/datapath/maps.ts';
+import { type Capacity, type DatapathMaps, MemoryMaps } from '../../../src/datapath/maps.ts';
 import type { Backend, DesiredFrontend, Frontend } from '../../../src/model/types.ts';
 import { plan } from '../../../src/reconcile/plan.ts';
 import { Reconciler } from '../../../src/reconcile/reconciler.ts';
@@ -19,7 +19,9 @@ function frontend(backends: Backend[], f: Frontend = VIP, name = 'web'): Desired
 /** The backends the datapath may pick for a frontend, read back from the maps. */
 function picks(maps: DatapathMaps, f: Frontend): string[] | undefined {
   const dump = maps.dump();
-  const svc = dump.services.find((s) => s.frontend.address === f.address && s.frontend.port === f.port && s.frontend.protocol === f.protocol);
+  const svc = dump.services.find(
+    (s) => s.frontend.address === f.address && s.frontend.port === f.port && s.frontend.protocol === f.protocol,
+  );
   if (!svc) return undefined;
   const out: string[] = [];
   for (let slot = 1; slot <= svc.entry.backendCount; slot++) {
@@ -72,7 +74,10 @@ test('removing a backend moves the last slot into its place before shrinking the
     p.changes[0]!.ops.map((o) => o.kind),
     ['put-slot', 'put-service', 'delete-slot'],
   );
-  assert.equal(p.backendDeletes.map((o) => o.kind), ['delete-backend']);
+  assert.equal(
+    p.backendDeletes.map((o) => o.kind),
+    ['delete-backend'],
+  );
 });
 
 test('a removed service loses its entry before its slots, and its backends last', () => {
@@ -190,7 +195,10 @@ test('slots left without a service entry by an interrupted apply are cleaned up'
   r.reconcile([frontend([pod(11)])]);
   const dump = maps.dump();
   assert.is(dump.slots.filter((s) => s.serviceId === 5).length, 0);
-  assert.is(dump.backends.find((b) => b.id === 7), undefined);
+  assert.is(
+    dump.backends.find((b) => b.id === 7),
+    undefined,
+  );
 });
 
 test.run();

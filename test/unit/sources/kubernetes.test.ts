@@ -4,7 +4,7 @@ import * as path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { backoffDelay, jittered } from '../../../src/sources/k8s-informer.ts';
-import { KubernetesSource, loadKubeConfig, nodeInfo, type KubernetesSnapshot } from '../../../src/sources/kubernetes.ts';
+import { type KubernetesSnapshot, KubernetesSource, loadKubeConfig, nodeInfo } from '../../../src/sources/kubernetes.ts';
 import { FakeApiServer, fixture, type KubeObject } from '../../support/fake-apiserver.ts';
 
 const FAST = { initialMs: 20, maxMs: 200 };
@@ -189,7 +189,10 @@ test('records last-change-trigger-time of each EndpointSlice change', async () =
     h.api.modify(slice('web-abc', 'web', '2025-03-04T09:22:41Z'));
     h.api.add(slice('db-xyz', 'db', '2025-03-04T09:22:42Z'));
     await until('slices', () => last(h).slices.length === 2 && h.source.lastChangeTriggerTimes().size === 2);
-    const times = h.snapshots.slice(1).flatMap((s) => s.changeTriggerTimes.map((t) => t.toISOString())).sort();
+    const times = h.snapshots
+      .slice(1)
+      .flatMap((s) => s.changeTriggerTimes.map((t) => t.toISOString()))
+      .sort();
     assert.equal(times, ['2025-03-04T09:22:41.000Z', '2025-03-04T09:22:42.000Z']);
     assert.is(h.source.lastChangeTriggerTimes().get('default/web-abc')?.toISOString(), '2025-03-04T09:22:41.000Z');
   } finally {
@@ -370,10 +373,21 @@ test('credentials that cannot be applied are errors retried with backoff, not a 
   const file = path.join(dir, 'kubeconfig');
   fs.writeFileSync(
     file,
-    api.kubeconfig().replace(/user:\n    token: .*\n/, 'user:\n    exec:\n      apiVersion: client.authentication.k8s.io/v1\n      command: /bin/false\n'),
+    api
+      .kubeconfig()
+      .replace(
+        /user:\n {4}token: .*\n/,
+        'user:\n    exec:\n      apiVersion: client.authentication.k8s.io/v1\n      command: /bin/false\n',
+      ),
   );
   const errors: Error[] = [];
-  const source = new KubernetesSource({ nodeName: 'node-a', kubeconfigPath: file, backoff: FAST, onChange: () => {}, onError: (e) => errors.push(e) });
+  const source = new KubernetesSource({
+    nodeName: 'node-a',
+    kubeconfigPath: file,
+    backoff: FAST,
+    onChange: () => {},
+    onError: (e) => errors.push(e),
+  });
   try {
     const started = source.start();
     await until('retries', () => errors.length >= 6);
@@ -415,9 +429,18 @@ test('nodeInfo reads zone, InternalIP/ExternalIP addresses and deletion', () => 
 
 test('backoff doubles to its cap and jitter stays within [d/2, d]', () => {
   const b = { initialMs: 100, maxMs: 1000 };
-  assert.equal([0, 1, 2, 3, 4, 50].map((a) => backoffDelay(b, a)), [100, 200, 400, 800, 1000, 1000]);
-  assert.is(jittered(1000, () => 0), 500);
-  assert.is(jittered(1000, () => 1), 1000);
+  assert.equal(
+    [0, 1, 2, 3, 4, 50].map((a) => backoffDelay(b, a)),
+    [100, 200, 400, 800, 1000, 1000],
+  );
+  assert.is(
+    jittered(1000, () => 0),
+    500,
+  );
+  assert.is(
+    jittered(1000, () => 1),
+    1000,
+  );
 });
 
 function loadKubeConfigFromText() {

@@ -4,7 +4,7 @@ import * as path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { ErrorCodes, SocklbError } from '../../../src/errors.ts';
-import { ManifestSource, mergeManifest, parseManifest, type ManifestSnapshot } from '../../../src/sources/manifest.ts';
+import { type ManifestSnapshot, ManifestSource, mergeManifest, parseManifest } from '../../../src/sources/manifest.ts';
 
 function service(name: string, ip: string, ns?: string): string {
   const namespace = ns ? `\n  namespace: ${ns}` : '';
@@ -93,7 +93,10 @@ test('a truncated file: earlier documents parse, the cut one is reported, comple
   assert.equal(names(m.services), ['default/web']);
   assert.equal(names(m.slices), ['default/web-1']);
   assert.is(m.complete, false);
-  assert.equal(m.problems.map((p) => [p.code, p.name]), [[ErrorCodes.MANIFEST_SYNTAX, 't.yaml#2']]);
+  assert.equal(
+    m.problems.map((p) => [p.code, p.name]),
+    [[ErrorCodes.MANIFEST_SYNTAX, 't.yaml#2']],
+  );
   assert.match(m.problems[0]!.message, `line ${cut.split('\n').length},`, 'names the line where the file ends');
 });
 
@@ -101,7 +104,10 @@ test('the same object twice: the later document wins, with a problem', () => {
   const m = parseManifest(`${service('web', '10.96.0.10')}---\n${service('web', '10.96.0.99')}`, 'd.yaml');
   assert.is(m.services.length, 1);
   assert.is(m.services[0]?.spec?.clusterIP, '10.96.0.99');
-  assert.equal(m.problems.map((p) => [p.code, p.name, p.field]), [[ErrorCodes.INVALID_FIELD, 'd.yaml#1', 'metadata.name']]);
+  assert.equal(
+    m.problems.map((p) => [p.code, p.name, p.field]),
+    [[ErrorCodes.INVALID_FIELD, 'd.yaml#1', 'metadata.name']],
+  );
 });
 
 test('an empty file or empty documents yield nothing and no problem', () => {
