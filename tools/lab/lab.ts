@@ -570,15 +570,18 @@ export async function boot(spec: KernelSpec, vmlinuz: string, initrd: string, im
   }, timeoutS * 1000);
   // Progress while the guest runs: each finished test file, as it lands in results.log.
   let reported = 0;
-  const ticker = setInterval(() => {
+  const reportProgress = (): void => {
     const text = readOr(resultsLog);
     const ends = [...text.matchAll(/^@@LAB end (\S+)(?: (\S+))? rc=(\d+) ms=(\d+)/gm)];
     for (const m of ends.slice(reported)) log(`${spec.name}: ${m[2] ?? m[1]} rc=${m[3]} (${(Number(m[4]) / 1000).toFixed(1)}s)`);
     reported = ends.length;
-  }, 2000);
+  };
+  const ticker = setInterval(reportProgress, 2000);
   const code = await new Promise<number | null>((resolve) => qemu.once('exit', (c) => resolve(c)));
   clearTimeout(timer);
   clearInterval(ticker);
+  // The last file often ends within the final tick.
+  reportProgress();
   if (code !== 0 && !timedOut) log(`${spec.name}: qemu exited ${code}: ${stderr.trim()}`);
   return {
     kernel: spec.name,
