@@ -285,7 +285,11 @@ async function statusCmd(c: Client, args: string[], json: boolean, io: InspectIo
     problems === 0 ? 'none' : `${status.objectProblems.length} rejected objects, ${status.programProblems.length} frontends not programmed`,
   ]);
   const width = Math.max(...lines.map(([k]) => k.length)) + 1;
-  io.out(`${lines.map(([k, v]) => `${(`${k}:`).padEnd(width)}  ${v}`).join('\n')}\n`);
+  const rows = lines.map(([label, value]) => {
+    const key = `${label}:`;
+    return `${key.padEnd(width)}  ${value}\n`;
+  });
+  io.out(rows.join(''));
   const shown = 10;
   for (const p of status.objectProblems.slice(0, shown)) {
     io.out(`  ${p.code}: ${p.kind} ${p.namespace}/${p.name}: ${p.field ? `${p.field}: ` : ''}${p.message}\n`);
