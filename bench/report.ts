@@ -12,6 +12,16 @@ const fmtMs = (v: number | null | undefined): string =>
   v === null || v === undefined || !Number.isFinite(v) ? '–' : v < 10 ? v.toFixed(2) : v.toFixed(0);
 const fmtMiB = (b: number | null | undefined): string => (b === null || b === undefined ? '–' : (b / 1048576).toFixed(1));
 
+/** A table with a row per system and a column per N; `cell` fills each. */
+function perNTable(out: string[], title: string, ns: number[], systems: SystemName[], cell: (s: SystemName, n: number) => string): void {
+  out.push(title);
+  out.push('');
+  out.push(`| system | ${ns.map((n) => `N = ${fmtN(n)}`).join(' | ')} |`);
+  out.push(`|---|${ns.map(() => '---:').join('|')}|`);
+  for (const s of systems) out.push(`| ${s} | ${ns.map((n) => cell(s, n)).join(' | ')} |`);
+  out.push('');
+}
+
 export function renderMarkdown(r: BenchResults, chartPath: string): string {
   const ns = [...new Set(r.connect.map((p) => p.n))].sort((a, b) => a - b);
   const systems = ORDER.filter((s) => r.connect.some((p) => p.system === s) || r.programming.some((p) => p.system === s));
@@ -22,51 +32,44 @@ export function renderMarkdown(r: BenchResults, chartPath: string): string {
   out.push('');
   out.push(`![connect cost vs. number of services](${chartPath})`);
   out.push('');
-  out.push('**Connect cost, as a ratio to a direct connect to the pod** (median of per-round means; µs in brackets; lower is better)');
-  out.push('');
-  out.push(`| system | ${ns.map((n) => `N = ${fmtN(n)}`).join(' | ')} |`);
-  out.push(`|---|${ns.map(() => '---:').join('|')}|`);
-  for (const s of systems) {
-    const cells = ns.map((n) => {
+  perNTable(
+    out,
+    '**Connect cost, as a ratio to a direct connect to the pod** (median of per-round means; µs in brackets; lower is better)',
+    ns,
+    systems,
+    (s, n) => {
       const p = r.connect.find((c) => c.n === n && c.system === s);
       if (!p) return r.programming.find((c) => c.n === n && c.system === s && c.status === 'timeout') ? 'load timed out' : '–';
       return `${p.ratio.toFixed(2)}× (${(p.meanNs / 1000).toFixed(1)} µs)${p.failed ? ` ⚠ ${p.failed} failed` : ''}`;
-    });
-    out.push(`| ${s} | ${cells.join(' | ')} |`);
-  }
-  out.push('');
-  out.push('**Programming cost, ms** (program N+1 services from nothing / apply one endpoint change with them present)');
-  out.push('');
-  out.push(`| system | ${ns.map((n) => `N = ${fmtN(n)}`).join(' | ')} |`);
-  out.push(`|---|${ns.map(() => '---:').join('|')}|`);
-  for (const s of systems.filter((x) => x !== 'direct')) {
-    const cells = ns.map((n) => {
+    },
+  );
+  const balanced = systems.filter((x) => x !== 'direct');
+  perNTable(
+    out,
+    '**Programming cost, ms** (program N+1 services from nothing / apply one endpoint change with them present)',
+    ns,
+    balanced,
+    (s, n) => {
       const p = r.programming.find((c) => c.n === n && c.system === s);
       if (!p) return '–';
       if (p.status === 'timeout') return `> ${fmtMs(p.programMs)} (timed out)`;
       const partial = p.details.partialChangeMs as number | null | undefined;
       return `${fmtMs(p.programMs)} / ${fmtMs(p.changeMs)}${partial !== undefined ? ` (partial ${fmtMs(partial)})` : ''}`;
-    });
-    out.push(`| ${s} | ${cells.join(' | ')} |`);
-  }
-  out.push('');
-  out.push(
-    "**Memory, MiB** (socklb: map memory as bpftool reports it (memlock) + the programming process's RSS; rulesets: size of `iptables-save` / `nft list ruleset` text + peak RSS of `iptables-restore` / `nft`)",
+    },
   );
-  out.push('');
-  out.push(`| system | ${ns.map((n) => `N = ${fmtN(n)}`).join(' | ')} |`);
-  out.push(`|---|${ns.map(() => '---:').join('|')}|`);
-  for (const s of systems.filter((x) => x !== 'direct')) {
-    const cells = ns.map((n) => {
+  perNTable(
+    out,
+    "**Memory, MiB** (socklb: map memory as bpftool reports it (memlock) + the programming process's RSS; rulesets: size of `iptables-save` / `nft list ruleset` text + peak RSS of `iptables-restore` / `nft`)",
+    ns,
+    balanced,
+    (s, n) => {
       const m = r.memory.find((c) => c.n === n && c.system === s);
       if (!m) return '–';
       return s === 'socklb'
         ? `maps ${fmtMiB(m.kernelBytes)} + RSS ${fmtMiB(m.processRssBytes)}`
         : `text ${fmtMiB(m.textBytes)} + RSS ${fmtMiB(m.processRssBytes)}`;
-    });
-    out.push(`| ${s} | ${cells.join(' | ')} |`);
-  }
-  out.push('');
+    },
+  );
   out.push('**Balance** (connections per backend; max/min ratio, 1.00 is perfect)');
   out.push('');
   out.push('| system | backends | connections | max/min | per backend |');

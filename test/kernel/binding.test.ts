@@ -10,7 +10,6 @@ import { fileURLToPath } from 'node:url';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import {
-  BpfError,
   BpfLink,
   BpfMap,
   BpfObject,
@@ -20,6 +19,7 @@ import {
   programStats,
   readIterator,
 } from '../../src/bpf/binding.ts';
+import { throwsBpf } from '../support/assert-bpf.ts';
 import { scaled, waitUntil } from '../support/time-scale.ts';
 
 const FIXTURE = fileURLToPath(new URL('../../bpf/out/binding_fixture.bpf.o', import.meta.url));
@@ -61,25 +61,6 @@ const u64 = (n: number): Buffer => {
   b.writeBigUInt64LE(BigInt(n));
   return b;
 };
-
-function throwsBpf(fn: () => unknown, code: string, operation: string): BpfError {
-  try {
-    fn();
-  } catch (err) {
-    assert.instance(err, BpfError);
-    const e = err as BpfError;
-    assert.is(e.code, code, e.message);
-    assert.is(e.operation, operation);
-    assert.ok(e.message.includes(operation), e.message);
-    return e;
-  }
-  throw new assert.Assertion({
-    message: `expected ${operation} to fail with ${code}`,
-    operator: 'throws',
-    expects: code,
-    actual: 'no error',
-  });
-}
 
 /** The fixture's .rodata with fixture_cfg (increment, tag) replaced; the rest (format strings) kept. */
 function configuredRodata(obj: BpfObject, increment: number, tag: number): Buffer {

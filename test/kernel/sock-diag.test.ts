@@ -9,7 +9,8 @@ import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { BpfError, destroyUdpSockets } from '../../src/bpf/binding.ts';
+import { destroyUdpSockets } from '../../src/bpf/binding.ts';
+import { throwsBpf } from '../support/assert-bpf.ts';
 
 const NETNS = `socklb-sockdiag-${randomBytes(4).toString('hex')}`;
 const WAIT_MS = 5_000;
@@ -132,19 +133,6 @@ async function until(check: () => boolean, what: string): Promise<void> {
   }
 }
 
-function throwsBpf(fn: () => unknown, code: string): BpfError {
-  try {
-    fn();
-  } catch (err) {
-    assert.instance(err, BpfError);
-    const e = err as BpfError;
-    assert.is(e.code, code, e.message);
-    assert.is(e.operation, 'sock_diag');
-    return e;
-  }
-  throw new assert.Assertion({ message: `expected sock_diag to fail with ${code}`, operator: 'throws', expects: code, actual: 'no error' });
-}
-
 test('ends the v4, v6 and dual-stack mapped sockets connected to the targets in the netns only', async () => {
   // Root netns: an echo server on 127.0.0.1:P and a client connected to it, the same peer the
   // netns clients have; P is free in the fresh netns too.
@@ -221,6 +209,7 @@ test('nothing to end: zero counts; a missing netns is ENOENT, bad targets fail b
   const err = throwsBpf(
     () => destroyUdpSockets([{ family: 4, address: '127.0.0.1', port: 9 }], '/run/netns/socklb-no-such-netns'),
     'ENOENT',
+    'sock_diag',
   );
   assert.match(err.message, /socklb-no-such-netns/);
   assert.throws(() => destroyUdpSockets([{ family: 4, address: '127.0.0.1', port: 0 }]), RangeError);

@@ -3,18 +3,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { DesiredCache, desired } from '../../../src/model/desired.ts';
 import type { NodeInfo } from '../../../src/model/types.ts';
-
-// A small deterministic PRNG, so a failure reproduces.
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { rng } from '../../support/rng.ts';
 
 const NODES = ['node-a', 'node-b', 'node-c'];
 

@@ -2,6 +2,7 @@ import * as net from 'node:net';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { compareIp, ipBytes, parseIp } from '../../../src/model/ip.ts';
+import { rng } from '../../support/rng.ts';
 
 test('parseIp reads IPv4 and IPv6 and gives the canonical form', () => {
   assert.equal(parseIp('10.96.0.10'), { family: 4, address: '10.96.0.10' });
@@ -28,11 +29,8 @@ test('compareIp orders numerically, IPv4 before IPv6', () => {
 });
 
 test('parseIp gives what net.SocketAddress prints, also when asked again (cached)', () => {
-  let seed = 7;
-  const next = (n: number): number => {
-    seed = (seed * 1103515245 + 12345) >>> 0;
-    return (seed >>> 8) % n;
-  };
+  const random = rng(7);
+  const next = (n: number): number => Math.floor(random() * n);
   for (let i = 0; i < 2000; i++) {
     const v4 = [0, 1, 2, 3].map(() => String(next(256))).join('.');
     const v6 = Array.from({ length: 8 }, () => (next(3) === 0 ? '0' : next(65536).toString(16).toUpperCase())).join(':');

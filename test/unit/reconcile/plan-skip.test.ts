@@ -6,17 +6,7 @@ import { applyOp } from '../../../src/reconcile/apply.ts';
 import { type Plan, plan } from '../../../src/reconcile/plan.ts';
 import { Reconciler } from '../../../src/reconcile/reconciler.ts';
 import { ProgrammedState } from '../../../src/reconcile/state.ts';
-
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { rng } from '../../support/rng.ts';
 
 function pod(n: number): Backend {
   return n % 5 === 0
