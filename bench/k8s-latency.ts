@@ -203,7 +203,7 @@ async function main(): Promise<void> {
     );
   } finally {
     await source?.stop();
-    agent?.close();
+    await agent?.close();
     try {
       cleanup(bpffs);
     } catch (err) {

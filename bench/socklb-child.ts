@@ -66,6 +66,8 @@ function main(): void {
     t = process.hrtime.bigint();
     const programmed = reconciler.reconcile(table.frontends);
     const reconcileMs = ms(t);
+    // The hooks go live once the maps hold the table, as the agent does it.
+    datapath.commit();
     const problems = [...table.problems.map((p) => JSON.stringify(p)), ...programmed.problems.map((p) => p.message)];
     if (problems.length > 0) throw new Error(`programming failed: ${problems.slice(0, 3).join('; ')}`);
 

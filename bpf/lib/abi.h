@@ -10,7 +10,7 @@
  * agent never reads a pinned map of the old layout as if it were new.
  */
 
-#define SOCKLB_ABI_VERSION 1
+#define SOCKLB_ABI_VERSION 2
 
 /* An IPv6 address, net order; the words view lets BPF copy it with 4-byte loads and stores. */
 union v6addr {
@@ -23,12 +23,27 @@ union v6addr {
 /* sessionAffinity: ClientIP; affinity_timeout holds its timeout. */
 #define LB_SVC_F_AFFINITY 1
 
-/* Frontend of an IPv4 service: a ClusterIP (or other VIP) with port and protocol. */
+/*
+ * Who a frontend entry serves (struct lb4_key.scope). A NodePort, LoadBalancer or external IP has
+ * an entry of each scope: with externalTrafficPolicy: Local the external one lists only the
+ * backends on this node, while clients on the node still reach every backend.
+ */
+enum lb_scope {
+	LB_SCOPE_INTERNAL = 0, /* dialled by a process on this node: the socket hooks */
+	LB_SCOPE_EXTERNAL = 1, /* arrived from outside the node: the XDP program */
+};
+
+/* How a service picks a backend (struct lb_service.scheduler). Append only. */
+enum lb_scheduler {
+	LB_SCHED_RANDOM = 0, /* uniform over the slots, as kube-proxy's iptables mode */
+};
+
+/* Frontend of an IPv4 service: a ClusterIP (or other VIP) with port, protocol and scope. */
 struct lb4_key {
 	__be32 address; /* VIP, net order */
 	__be16 dport;	/* service port, net order */
 	__u8 proto;	/* IPPROTO_TCP or IPPROTO_UDP */
-	__u8 pad;
+	__u8 scope;	/* enum lb_scope */
 };
 
 /* Frontend of an IPv6 service. */
@@ -36,7 +51,7 @@ struct lb6_key {
 	union v6addr address; /* VIP, net order */
 	__be16 dport;	      /* service port, net order */
 	__u8 proto;	      /* IPPROTO_TCP or IPPROTO_UDP */
-	__u8 pad;
+	__u8 scope;	      /* enum lb_scope */
 };
 
 /* What a frontend maps to: its id (slot and counter index) and how many backend slots it has. */
@@ -45,6 +60,8 @@ struct lb_service {
 	__u16 backend_count;	/* slots 1..backend_count are valid; 0 means refuse */
 	__u16 flags;		/* LB_SVC_F_* */
 	__u32 affinity_timeout; /* seconds a client sticks to its backend, with LB_SVC_F_AFFINITY */
+	__u8 scheduler;		/* enum lb_scheduler */
+	__u8 pad[3];
 };
 
 /* One backend slot of a service: slot n of service_id holds a backend id. */
@@ -57,20 +74,28 @@ struct lb_slot {
 	__u32 backend_id; /* key into lb4_backends or lb6_backends */
 };
 
-/* An IPv4 backend: a pod address and the resolved target port. */
+/* Backend flags (struct lb4_backend.flags). */
+#define LB_BE_F_LOCAL 1 /* the endpoint runs on this node */
+
+/*
+ * An IPv4 backend: a pod address and the resolved target port, and the address of the node it
+ * runs on, where direct server return sends the packet (0 when unknown).
+ */
 struct lb4_backend {
-	__be32 address; /* net order */
-	__be16 port;	/* target port, net order */
-	__u8 proto;	/* IPPROTO_TCP or IPPROTO_UDP */
-	__u8 flags;	/* reserved, 0 */
+	__be32 address;	     /* net order */
+	__be16 port;	     /* target port, net order */
+	__u8 proto;	     /* IPPROTO_TCP or IPPROTO_UDP */
+	__u8 flags;	     /* LB_BE_F_* */
+	__be32 node_address; /* the backend's node, net order; 0 when unknown */
 };
 
 /* An IPv6 backend. */
 struct lb6_backend {
-	union v6addr address; /* net order */
-	__be16 port;	      /* target port, net order */
-	__u8 proto;	      /* IPPROTO_TCP or IPPROTO_UDP */
-	__u8 flags;	      /* reserved, 0 */
+	union v6addr address;	   /* net order */
+	__be16 port;		   /* target port, net order */
+	__u8 proto;		   /* IPPROTO_TCP or IPPROTO_UDP */
+	__u8 flags;		   /* LB_BE_F_* */
+	union v6addr node_address; /* the backend's node, net order; :: when unknown */
 };
 
 /*
@@ -120,13 +145,16 @@ struct lb_affinity {
 	__u32 slot;	    /* the slot that held it: the entry counts only while it still does */
 };
 
-/* Per-CPU counters of one frontend (lb_service_stats, indexed by service_id). */
+/*
+ * Counters of one frontend (lb_svc_stats, indexed by service_id). Shared by all CPUs and added to
+ * atomically: per-CPU copies would make their memory grow with the host's CPU count.
+ */
 struct lb_service_stats {
 	__u64 connects; /* connect() or sendmsg() balanced to a backend */
 	__u64 refused;	/* refused because the service had no backend */
 };
 
-/* Per-CPU counters of one backend (lb_backend_stats, indexed by backend_id). */
+/* Counters of one backend (lb_be_stats, indexed by backend_id), shared like lb_service_stats. */
 struct lb_backend_stats {
 	__u64 connects; /* connect() or sendmsg() sent to this backend */
 };
@@ -136,17 +164,17 @@ struct lb_backend_stats {
  * the counters by these numbers.
  */
 enum sock_reason {
-	SOCK_BALANCED = 0,    /* destination rewritten to a backend */
-	SOCK_NOT_SERVICE = 1, /* destination is not a service: passed untouched */
-	SOCK_NO_BACKEND = 2,  /* service with no backend: refused */
-	SOCK_SLOT_MISSING =
-		3, /* a slot below backend_count was absent (racing an update): passed */
-	SOCK_BACKEND_MISSING = 4, /* a slot named a backend id that is absent: passed */
+	SOCK_BALANCED = 0,	  /* destination rewritten to a backend */
+	SOCK_NOT_SERVICE = 1,	  /* destination is not a service: passed untouched */
+	SOCK_NO_BACKEND = 2,	  /* service with no backend: refused */
+	SOCK_SLOT_MISSING = 3,	  /* no slot found even after picking again: passed */
+	SOCK_BACKEND_MISSING = 4, /* no backend found even after picking again: passed */
 	SOCK_REVERSE_FULL =
 		5,	   /* the reverse map refused the entry: replies keep the backend address */
 	SOCK_REVERSED = 6, /* recvmsg/getpeername address turned back into the VIP */
 	SOCK_AFFINITY_HIT = 7, /* session affinity sent the client to its previous backend */
-	SOCK_REASON_MAX = 8,
+	SOCK_PICK_RETRIED = 8, /* a lookup missed mid-update; picked again */
+	SOCK_REASON_MAX = 9,
 };
 
 /* Load-time configuration, set by the agent between open and load (.rodata). */

@@ -13,6 +13,7 @@
 #define AF_INET	     2
 #define AF_INET6     10
 #define ENOENT	     2
+#define ESRCH	     3
 #define ENXIO	     6
 #define ECONNREFUSED 111
 

@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
-/* The maps of the socket load balancer; the agent sizes them before load (max_entries 1 =
- * placeholder). */
+/*
+ * The service maps every datapath reads (frontends, slots, backends, affinity, counters); the
+ * agent sizes them before load (max_entries 1 = placeholder).
+ */
 #ifndef SOCKLB_MAPS_H
 #define SOCKLB_MAPS_H
 
@@ -12,7 +14,7 @@ struct {
 	__type(value, struct lb_service);
 	__uint(max_entries, 1);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
-} lb4_services_v1 SEC(".maps");
+} lb4_services_v2 SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -20,7 +22,7 @@ struct {
 	__type(value, struct lb_service);
 	__uint(max_entries, 1);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
-} lb6_services_v1 SEC(".maps");
+} lb6_services_v2 SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -36,7 +38,7 @@ struct {
 	__type(value, struct lb4_backend);
 	__uint(max_entries, 1);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
-} lb4_backends_v1 SEC(".maps");
+} lb4_backends_v2 SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -44,23 +46,7 @@ struct {
 	__type(value, struct lb6_backend);
 	__uint(max_entries, 1);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
-} lb6_backends_v1 SEC(".maps");
-
-/* LRU: an entry per balanced socket, forgotten when space runs out rather than refusing new ones.
- */
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__type(key, struct lb4_reverse_key);
-	__type(value, struct lb4_reverse);
-	__uint(max_entries, 1);
-} lb4_reverse_v1 SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__type(key, struct lb6_reverse_key);
-	__type(value, struct lb6_reverse);
-	__uint(max_entries, 1);
-} lb6_reverse_v1 SEC(".maps");
+} lb6_backends_v2 SEC(".maps");
 
 /* LRU: a client that stops connecting is forgotten first; its affinity would have expired anyway.
  */
@@ -72,24 +58,17 @@ struct {
 } lb_affinity_v1 SEC(".maps");
 
 struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__type(key, __u32);
 	__type(value, struct lb_service_stats);
 	__uint(max_entries, 1);
-} lb_svc_stats_v1 SEC(".maps");
+} lb_svc_stats_v2 SEC(".maps");
 
 struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__type(key, __u32);
 	__type(value, struct lb_backend_stats);
 	__uint(max_entries, 1);
-} lb_be_stats_v1 SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__type(key, __u32);
-	__type(value, __u64);
-	__uint(max_entries, SOCK_REASON_MAX);
-} sock_stats_v1 SEC(".maps");
+} lb_be_stats_v2 SEC(".maps");
 
 #endif /* SOCKLB_MAPS_H */

@@ -1,9 +1,181 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
-/* The cgroup sock_addr side: reading and writing the address in a bpf_sock_addr context. */
+/*
+ * The cgroup sock_addr side: reading and writing the address in a bpf_sock_addr context, the
+ * reverse translation that makes a socket see the VIP it dialled, and the socket hooks' counters.
+ */
 #ifndef SOCKLB_SOCK_H
 #define SOCKLB_SOCK_H
 
 #include "lb.h"
+
+/* LRU: an entry per balanced socket, forgotten when space runs out rather than refusing new ones.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, struct lb4_reverse_key);
+	__type(value, struct lb4_reverse);
+	__uint(max_entries, 1);
+} lb4_reverse_v1 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, struct lb6_reverse_key);
+	__type(value, struct lb6_reverse);
+	__uint(max_entries, 1);
+} lb6_reverse_v1 SEC(".maps");
+
+/* Per-CPU, and only SOCK_REASON_MAX entries: its memory stays negligible on any host. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(max_entries, SOCK_REASON_MAX);
+} sock_stats_v1 SEC(".maps");
+
+/* Set by the agent before load; see struct socklb_config. */
+const volatile struct socklb_config socklb_cfg = {
+	.abi_version = SOCKLB_ABI_VERSION,
+	.refuse_errno = ECONNREFUSED,
+};
+
+static __always_inline void sock_count(enum sock_reason reason)
+{
+	__u32 key = reason;
+	__u64 *count = bpf_map_lookup_elem(&sock_stats_v1, &key);
+
+	if (count)
+		*count += 1;
+}
+
+/*
+ * Counts how a pick for a new connection went. Returns the pick's result, with a miss that even
+ * the second pick could not resolve turned into "pass" (-ENOENT): the connect goes on untouched.
+ */
+static __always_inline int sock_count_pick(int ret, const struct lb_pick *pick)
+{
+	if (pick->retried)
+		sock_count(SOCK_PICK_RETRIED);
+	switch (ret) {
+	case 0:
+		if (pick->affinity)
+			sock_count(SOCK_AFFINITY_HIT);
+		sock_count(SOCK_BALANCED);
+		lb_count_connect(pick->service_id, pick->backend_id);
+		return 0;
+	case -ECONNREFUSED:
+		sock_count(SOCK_NO_BACKEND);
+		lb_count_refused(pick->service_id);
+		return ret;
+	case -ENXIO:
+		sock_count(SOCK_NOT_SERVICE);
+		return ret;
+	case -ESRCH:
+		sock_count(SOCK_BACKEND_MISSING);
+		return -ENOENT;
+	default:
+		sock_count(SOCK_SLOT_MISSING);
+		return -ENOENT;
+	}
+}
+
+/*
+ * Rewrites an IPv4 destination that is a service frontend into one of its backends, and records
+ * the VIP for this socket so replies and getpeername() show it. Returns 0 when rewritten, -ENXIO
+ * when the destination is no service, another -errno when the service cannot take the connection.
+ * The socket and netns cookies are read only once the destination is known to be a service: every
+ * other connect on the node pays for the lookup alone.
+ */
+static __always_inline int __lb4_xlate_fwd(struct bpf_sock_addr *ctx, __be32 *address, __be16 *port)
+{
+	struct lb4_key key = { .address = *address,
+			       .dport = *port,
+			       .proto = ctx->protocol,
+			       .scope = LB_SCOPE_INTERNAL };
+	struct lb4_reverse rev = { .address = *address, .port = *port };
+	struct lb4_reverse_key rev_key = {};
+	const struct lb4_backend *backend;
+	const struct lb_service *svc;
+	struct lb_pick pick = {};
+	int ret;
+
+	svc = bpf_map_lookup_elem(&lb4_services_v2, &key);
+	if (!svc) {
+		sock_count(SOCK_NOT_SERVICE);
+		return -ENXIO;
+	}
+	ret = lb_pick(&lb4_services_v2, &key, svc, &lb4_backends_v2, bpf_get_netns_cookie(ctx),
+		      &pick, (const void **)&backend);
+	ret = sock_count_pick(ret, &pick);
+	if (ret)
+		return ret;
+	rev_key.cookie = bpf_get_socket_cookie(ctx);
+	rev_key.address = backend->address;
+	rev_key.port = backend->port;
+	if (bpf_map_update_elem(&lb4_reverse_v1, &rev_key, &rev, BPF_ANY))
+		sock_count(SOCK_REVERSE_FULL);
+	*address = backend->address;
+	*port = backend->port;
+	return 0;
+}
+
+/* Turns a backend address seen by this socket back into the VIP it dialled, if it dialled one. */
+static __always_inline void __lb4_xlate_rev(__u64 cookie, __be32 *address, __be16 *port)
+{
+	struct lb4_reverse_key key = { .cookie = cookie, .address = *address, .port = *port };
+	const struct lb4_reverse *rev = bpf_map_lookup_elem(&lb4_reverse_v1, &key);
+
+	if (!rev)
+		return;
+	*address = rev->address;
+	*port = rev->port;
+	sock_count(SOCK_REVERSED);
+}
+
+static __always_inline int __lb6_xlate_fwd(struct bpf_sock_addr *ctx, union v6addr *address,
+					   __be16 *port)
+{
+	struct lb6_key key = { .address = *address,
+			       .dport = *port,
+			       .proto = ctx->protocol,
+			       .scope = LB_SCOPE_INTERNAL };
+	struct lb6_reverse rev = { .address = *address, .port = *port };
+	struct lb6_reverse_key rev_key = {};
+	const struct lb6_backend *backend;
+	const struct lb_service *svc;
+	struct lb_pick pick = {};
+	int ret;
+
+	svc = bpf_map_lookup_elem(&lb6_services_v2, &key);
+	if (!svc) {
+		sock_count(SOCK_NOT_SERVICE);
+		return -ENXIO;
+	}
+	ret = lb_pick(&lb6_services_v2, &key, svc, &lb6_backends_v2, bpf_get_netns_cookie(ctx),
+		      &pick, (const void **)&backend);
+	ret = sock_count_pick(ret, &pick);
+	if (ret)
+		return ret;
+	rev_key.cookie = bpf_get_socket_cookie(ctx);
+	rev_key.address = backend->address;
+	rev_key.port = backend->port;
+	if (bpf_map_update_elem(&lb6_reverse_v1, &rev_key, &rev, BPF_ANY))
+		sock_count(SOCK_REVERSE_FULL);
+	*address = backend->address;
+	*port = backend->port;
+	return 0;
+}
+
+static __always_inline void __lb6_xlate_rev(__u64 cookie, union v6addr *address, __be16 *port)
+{
+	struct lb6_reverse_key key = { .cookie = cookie, .address = *address, .port = *port };
+	const struct lb6_reverse *rev = bpf_map_lookup_elem(&lb6_reverse_v1, &key);
+
+	if (!rev)
+		return;
+	*address = rev->address;
+	*port = rev->port;
+	sock_count(SOCK_REVERSED);
+}
 
 /* ::ffff:a.b.c.d: a dual-stack socket dialling an IPv4 address goes through the IPv6 hooks. */
 static __always_inline bool sock6_is_v4mapped(const union v6addr *address)
@@ -28,10 +200,7 @@ static __always_inline int __sock4_fwd(struct bpf_sock_addr *ctx)
 	__be16 port = (__be16)ctx->user_port;
 	int ret;
 
-	ret = __lb4_xlate_fwd(bpf_get_socket_cookie(ctx), bpf_get_netns_cookie(ctx), &address,
-			      &port, ctx->protocol);
-	if (ret == -ENXIO)
-		sock_count(SOCK_NOT_SERVICE);
+	ret = __lb4_xlate_fwd(ctx, &address, &port);
 	if (ret)
 		return ret;
 	ctx->user_ip4 = address;
@@ -67,19 +236,15 @@ static __always_inline void sock6_write(struct bpf_sock_addr *ctx, const union v
 
 static __always_inline int __sock6_fwd(struct bpf_sock_addr *ctx)
 {
-	__u64 cookie = bpf_get_socket_cookie(ctx);
-	__u64 client = bpf_get_netns_cookie(ctx);
 	__be16 port = (__be16)ctx->user_port;
 	union v6addr address;
 	int ret;
 
 	sock6_read(ctx, &address);
 	if (sock6_is_v4mapped(&address))
-		ret = __lb4_xlate_fwd(cookie, client, &address.words[3], &port, ctx->protocol);
+		ret = __lb4_xlate_fwd(ctx, &address.words[3], &port);
 	else
-		ret = __lb6_xlate_fwd(cookie, client, &address, &port, ctx->protocol);
-	if (ret == -ENXIO)
-		sock_count(SOCK_NOT_SERVICE);
+		ret = __lb6_xlate_fwd(ctx, &address, &port);
 	if (ret)
 		return ret;
 	sock6_write(ctx, &address);

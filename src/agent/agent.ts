@@ -3,12 +3,13 @@
 import type { V1EndpointSlice, V1Service } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import { KernelMaps } from '../datapath/kernel-maps.ts';
-import { formatProblem, type ObjectProblem } from '../errors.ts';
-import { DesiredCache, desired } from '../model/desired.ts';
-import type { DesiredTable, NodeInfo } from '../model/types.ts';
+import { ErrorCodes, formatProblem, type ObjectProblem } from '../errors.ts';
+import { DesiredCache, desiredSteps } from '../model/desired.ts';
+import { runStepsSliced } from '../model/steps.ts';
+import { type Backend, type DesiredTable, endpointKey, type NodeInfo } from '../model/types.ts';
 import type { PlanProblem } from '../reconcile/plan.ts';
 import { Reconciler } from '../reconcile/reconciler.ts';
-import { Datapath, type DatapathOptions } from './datapath.ts';
+import { Datapath, type DatapathOptions, type MigrationReport } from './datapath.ts';
 import { LastGood } from './last-good.ts';
 
 export interface AgentOptions extends DatapathOptions {
@@ -30,13 +31,34 @@ export interface AgentStatus {
   destroyMethod: 'bpf_sock_destroy' | 'sock_diag';
   /** errno of a connect()/sendmsg() to a service without backends; 0: the kernel has no bpf_set_retval, callers see EPERM. */
   refuseErrno: number;
+  /** The hooks run this agent's programs: false until the first full sync is in the maps. */
+  committed: boolean;
+  /** What start-up did to the pinned maps of an earlier agent (created, copied, removed). */
+  migration: MigrationReport;
+  /** Steps of the last sync that failed, to be retried; empty when the last sync went through. */
+  syncErrors: SyncError[];
+  /** UDP backends removed from the maps whose sockets are still to be destroyed (a retry is due). */
+  pendingDestroy: number;
+}
+
+/** A step of a sync that failed; the next sync retries it. */
+export interface SyncError {
+  step: 'program' | 'commit' | 'destroy';
+  code: string;
+  message: string;
+  at: Date;
 }
 
 /** Told about each reconcile: the metrics implement it. */
 export interface SyncObserver {
   observeSync(seconds: number, problems: readonly { code: string }[]): void;
   observeProgramming(triggerTime: Date): void;
+  observeSyncError(step: SyncError['step'], code: string): void;
 }
+
+/** A failed step is retried after this long at first, doubling up to RETRY_MAX_MS. */
+const RETRY_MIN_MS = 500;
+const RETRY_MAX_MS = 30_000;
 
 const TRIGGER_TIME = 'endpoints.kubernetes.io/last-change-trigger-time';
 
@@ -61,6 +83,12 @@ export class Agent {
   #sourceProblems: ObjectProblem[] = [];
   #table: DesiredTable = { frontends: [], problems: [] };
   #timer: NodeJS.Timeout | undefined;
+  #running: Promise<void> | undefined;
+  #closed = false;
+  #retryMs = 0;
+  #syncErrors: SyncError[] = [];
+  /** UDP backends removed from the maps whose sockets are not yet destroyed, by endpoint key. */
+  #pendingDestroy = new Map<string, Backend>();
   #lastRun = 0;
   #dirty = false;
   #synced = false;
@@ -103,44 +131,104 @@ export class Agent {
     this.#schedule();
   }
 
-  #schedule(): void {
-    if (this.#timer) return;
-    const wait = Math.max(0, this.#lastRun + this.#options.minSyncPeriodMs - Date.now());
+  #schedule(delayMs = 0): void {
+    if (this.#timer || this.#running || this.#closed) return;
+    const wait = Math.max(delayMs, this.#lastRun + this.#options.minSyncPeriodMs - Date.now(), 0);
     this.#timer = setTimeout(() => {
       this.#timer = undefined;
-      this.syncNow();
+      void this.sync();
     }, wait);
   }
 
-  /** Reconciles at once; returns after the maps hold the current desired table. */
-  syncNow(): void {
+  /**
+   * Reconciles now (or, when a sync is running, once it ends); resolves when the maps hold the
+   * table of the objects seen at the start. Never rejects: a failed step is logged with its code,
+   * counted, shown in status() and retried after a back-off.
+   */
+  sync(): Promise<void> {
     clearTimeout(this.#timer);
     this.#timer = undefined;
+    if (this.#running) {
+      this.#dirty = true;
+      return this.#running;
+    }
+    this.#running = this.#syncOnce().finally(() => {
+      this.#running = undefined;
+      if (this.#syncErrors.length > 0) {
+        this.#retryMs = Math.min(this.#retryMs === 0 ? RETRY_MIN_MS : this.#retryMs * 2, RETRY_MAX_MS);
+        this.#dirty = true;
+        this.#schedule(this.#retryMs);
+      } else {
+        this.#retryMs = 0;
+        if (this.#dirty) this.#schedule();
+      }
+      if (!this.#dirty && !this.#timer) for (const resolve of this.#idle.splice(0)) resolve();
+    });
+    return this.#running;
+  }
+
+  async #syncOnce(): Promise<void> {
     this.#lastRun = Date.now();
     this.#dirty = false;
     const started = process.hrtime.bigint();
-    const cache = this.#desiredCache;
-    const table = this.#lastGood.resolve(this.#services, (s) => desired(s, this.#slices, this.#node, { cache }));
-    this.#table = table;
-    const result = this.reconciler.reconcile(table.frontends);
-    this.#programProblems = result.problems;
-    this.#report([...this.#sourceProblems, ...table.problems], result.problems);
-    if (result.removedBackends.length > 0) {
-      const destroyed = this.datapath.destroyer.destroy(result.removedBackends);
-      if (destroyed.destroyed > 0) this.#log.info(destroyed, 'destroyed UDP sockets of removed backends');
-      for (const [ns, message] of Object.entries(destroyed.failures)) {
-        this.#log.debug({ ns, message }, 'could not look for sockets of removed backends in a network namespace');
+    const errors: SyncError[] = [];
+    const fail = (step: SyncError['step'], err: unknown) => {
+      const e = err as { code?: unknown; message?: unknown };
+      const code = typeof e.code === 'string' ? e.code : ErrorCodes.BPF;
+      const error: SyncError = { step, code, message: String(e.message ?? err), at: new Date() };
+      errors.push(error);
+      this.#log.error({ step, code }, `sync step ${step} failed (retried): ${error.message}`);
+      this.observer?.observeSyncError(step, code);
+    };
+    let writes = 0;
+    try {
+      const cache = this.#desiredCache;
+      const services = this.#services;
+      const slices = this.#slices;
+      const node = this.#node;
+      const table = await runStepsSliced(this.#lastGood.resolveSteps(services, (s) => desiredSteps(s, slices, node, { cache })));
+      this.#table = table;
+      const result = await runStepsSliced(this.reconciler.reconcileSteps(table.frontends));
+      writes = result.writes;
+      this.#programProblems = result.problems;
+      this.#report([...this.#sourceProblems, ...table.problems], result.problems);
+      for (const b of result.removedBackends) if (b.protocol === 'UDP') this.#pendingDestroy.set(endpointKey(b), b);
+      this.observer?.observeSync(Number(process.hrtime.bigint() - started) / 1e9, result.problems);
+      for (const listener of this.#syncListeners) listener(table);
+    } catch (err) {
+      fail('program', err);
+    }
+    if (errors.length === 0 && !this.datapath.committed) {
+      try {
+        this.datapath.commit();
+        this.#log.info({ migration: this.datapath.migration }, "hooks run this agent's programs");
+      } catch (err) {
+        fail('commit', err);
       }
     }
+    if (this.#pendingDestroy.size > 0) await this.#destroyRemoved(fail);
+    this.#syncErrors = errors;
     this.#synced = true;
     this.#syncs++;
     this.#lastSync = new Date();
     const ms = Number(process.hrtime.bigint() - started) / 1e6;
-    if (result.writes > 0) this.#log.info({ writes: result.writes, frontends: table.frontends.length, ms }, 'reconciled');
-    this.observer?.observeSync(ms / 1000, result.problems);
+    if (writes > 0) this.#log.info({ writes, frontends: this.#table.frontends.length, ms }, 'reconciled');
     this.#observeProgramming(this.#syncs > 1);
-    for (const listener of this.#syncListeners) listener(table);
-    for (const resolve of this.#idle.splice(0)) resolve();
+  }
+
+  /** Ends the UDP sockets of removed backends; what fails stays pending for the next sync. */
+  async #destroyRemoved(fail: (step: SyncError['step'], err: unknown) => void): Promise<void> {
+    const backends: Backend[] = [...this.#pendingDestroy.values()];
+    try {
+      const destroyed = await this.datapath.destroyer.destroy(backends);
+      for (const b of backends) this.#pendingDestroy.delete(endpointKey(b));
+      if (destroyed.destroyed > 0) this.#log.info(destroyed, 'destroyed UDP sockets of removed backends');
+      for (const [ns, message] of Object.entries(destroyed.failures)) {
+        this.#log.debug({ ns, message }, 'could not look for sockets of removed backends in a network namespace');
+      }
+    } catch (err) {
+      fail('destroy', err);
+    }
   }
 
   /**
@@ -170,7 +258,7 @@ export class Agent {
 
   /** Resolves once no change is waiting to be programmed. */
   whenSynced(): Promise<void> {
-    if (this.#synced && !this.#dirty && !this.#timer) return Promise.resolve();
+    if (this.#synced && !this.#dirty && !this.#timer && !this.#running) return Promise.resolve();
     return new Promise((resolve) => this.#idle.push(resolve));
   }
 
@@ -197,13 +285,19 @@ export class Agent {
       programProblems: this.#programProblems,
       destroyMethod: this.datapath.destroyer.method,
       refuseErrno: this.datapath.refuseErrno,
+      committed: this.datapath.committed,
+      migration: this.datapath.migration,
+      syncErrors: [...this.#syncErrors],
+      pendingDestroy: this.#pendingDestroy.size,
     };
   }
 
   /** Stops reconciling and closes fds; the pinned datapath keeps balancing without the agent. */
-  close(): void {
+  async close(): Promise<void> {
+    this.#closed = true;
     clearTimeout(this.#timer);
     this.#timer = undefined;
+    await this.#running;
     this.datapath.close();
   }
 }

@@ -4,10 +4,21 @@
 import { existsSync, mkdirSync, readdirSync, rmdirSync, rmSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { BpfError, BpfLink, BpfObject } from '../bpf/binding.ts';
-import { ABI_VERSION, DESTROY_MAPS, encode, Layouts, type MapName, MapNames, SOCK_MAPS } from '../datapath/abi.ts';
+import { BpfError, BpfLink, BpfMap, BpfObject, possibleCpus } from '../bpf/binding.ts';
+import {
+  ABI_VERSION,
+  DESTROY_MAPS,
+  encode,
+  Layouts,
+  MAP_DEFINITIONS,
+  type MapName,
+  MapNames,
+  SOCK_MAPS,
+  SOCK_REASONS,
+} from '../datapath/abi.ts';
 import type { ServiceMapSet } from '../datapath/kernel-maps.ts';
 import type { Capacity } from '../datapath/maps.ts';
+import { type MapEntry, migrationsInto } from '../datapath/migrations.ts';
 import { ErrorCodes, SocklbError } from '../errors.ts';
 import { type Features, planDatapath, probeFeatures } from './features.ts';
 import { bpffsRootOf, cgroupId, ensureBpffs } from './host.ts';
@@ -67,11 +78,21 @@ function mapSizes(o: DatapathOptions): Record<MapName, number> {
     [MapNames.lb6Reverse]: o.reverseEntries,
     [MapNames.serviceStats]: o.capacity.serviceIds,
     [MapNames.backendStats]: o.capacity.backendIds,
-    [MapNames.sockStats]: 0,
+    [MapNames.sockStats]: SOCK_REASONS.length,
     [MapNames.affinity]: o.affinityEntries ?? DEFAULT_AFFINITY_ENTRIES,
-    [MapNames.lb4Destroy]: 1024,
-    [MapNames.lb6Destroy]: 1024,
+    [MapNames.lb4Destroy]: DESTROY_MAP_ENTRIES,
+    [MapNames.lb6Destroy]: DESTROY_MAP_ENTRIES,
   };
+}
+
+/** What the start-up did to the pinned maps of an earlier agent. */
+export interface MigrationReport {
+  /** Maps made anew because no map was pinned under their name or the pinned one differs. */
+  created: string[];
+  /** Entries carried from an earlier agent's pinned map into a new one. */
+  copied: { from: string; to: string; entries: number; dropped: number }[];
+  /** Pins of earlier maps removed once the programs use the new ones (at commit). */
+  removed: string[];
 }
 
 /** A loaded, attached datapath: the maps by name, and the UDP socket destroyer when the kernel has it. */
@@ -87,9 +108,16 @@ export class Datapath {
    * kernel has no bpf_set_retval (before 5.18) and the caller sees the hook's default, EPERM.
    */
   readonly refuseErrno: number;
-  /** True when every hook was already attached by an earlier agent and was taken over. */
+  /** True when every hook was already attached by an earlier agent, to be taken over at commit. */
   readonly adopted: boolean;
+  readonly migration: MigrationReport;
   readonly #objects: BpfObject[];
+  readonly #sock: BpfObject;
+  /** Maps made anew, to pin (over the earlier agent's pin) once the hooks use them. */
+  readonly #unpinned: Map<MapName, BpfMap>;
+  /** Pins of earlier layouts that nothing reads after commit. */
+  readonly #obsolete: string[];
+  #committed = false;
 
   private constructor(init: {
     maps: ServiceMapSet;
@@ -98,7 +126,10 @@ export class Datapath {
     bpfDestroyUnavailable: string | undefined;
     refuseErrno: number;
     adopted: boolean;
+    migration: MigrationReport;
     objects: BpfObject[];
+    unpinned: Map<MapName, BpfMap>;
+    obsolete: string[];
   }) {
     this.maps = init.maps;
     this.options = init.options;
@@ -106,9 +137,19 @@ export class Datapath {
     this.bpfDestroyUnavailable = init.bpfDestroyUnavailable;
     this.refuseErrno = init.refuseErrno;
     this.adopted = init.adopted;
+    this.migration = init.migration;
     this.#objects = init.objects;
+    this.#sock = init.objects[0]!;
+    this.#unpinned = init.unpinned;
+    this.#obsolete = init.obsolete;
   }
 
+  /**
+   * Loads the programs over the maps an earlier agent pinned, reusing each pinned map that matches
+   * MAP_DEFINITIONS and the sizes asked for, and filling a new map from it where it does not. The
+   * hooks are not touched: an earlier agent's programs keep serving until commit(), which the agent
+   * calls once its first full sync is in the maps.
+   */
   static open(options: DatapathOptions): Datapath {
     // Decided before anything touches the kernel: a missing hook is one clear error, not a verifier dump.
     const plan = planDatapath(options.features ?? probeFeatures());
@@ -117,6 +158,7 @@ export class Datapath {
     mkdirSync(join(options.bpffs, 'maps'), { recursive: true });
     mkdirSync(join(options.bpffs, 'links'), { recursive: true });
     const sizes = mapSizes(options);
+    const migration: MigrationReport = { created: [], copied: [], removed: [] };
 
     const sock = loadObject(SOCK_OBJECT, options.bpffs, SOCK_MAPS, sizes, (obj) => {
       // socklb_cfg is the only constant of sock.bpf.c, so it is the whole of .rodata.
@@ -128,24 +170,39 @@ export class Datapath {
       // before 5.18 do not know the helper and would reject the program.
       obj.setInitialValue('.rodata', encode(Layouts.config, { abi_version: ABI_VERSION, refuse_errno: plan.refuseErrno }));
     });
-    const adopted = attachHooks(sock, options);
+    const unpinned = new Map<MapName, BpfMap>();
+    const obsolete: string[] = [];
     const maps = {} as ServiceMapSet;
-    for (const name of SOCK_MAPS) maps[name] = sock.map(name);
+    try {
+      for (const name of SOCK_MAPS) maps[name] = sock.object.map(name);
+      for (const name of sock.created) {
+        unpinned.set(name, maps[name]);
+        migration.created.push(name);
+        obsolete.push(...migrateInto(maps[name], name, options.bpffs, migration));
+      }
+    } catch (err) {
+      for (const m of Object.values(maps)) m.close();
+      sock.object.close();
+      throw err;
+    }
 
     // The BPF way where the kernel has bpf_sock_destroy, sock_diag's SOCK_DESTROY elsewhere.
-    let destroy: BpfObject | undefined;
+    let destroy: LoadedObject<(typeof DESTROY_MAPS)[number]> | undefined;
     let destroyer: UdpSocketDestroyer = new SockDiagDestroyer();
     let bpfDestroyUnavailable = plan.destroyUnavailable;
     if (plan.socketDestroy) {
       try {
         destroy = loadObject(DESTROY_OBJECT, options.bpffs, DESTROY_MAPS, sizes, () => {});
-        destroyer = new SocketDestroyer(
-          destroy.attachIter('sock_destroy_udp'),
-          destroy.map(MapNames.lb4Destroy),
-          destroy.map(MapNames.lb6Destroy),
-        );
+        const v4 = destroy.object.map(MapNames.lb4Destroy);
+        const v6 = destroy.object.map(MapNames.lb6Destroy);
+        // The destroy maps hold marks only while a destroy runs: nothing to carry over.
+        for (const name of destroy.created) {
+          unpinned.set(name, destroy.object.map(name));
+          migration.created.push(name);
+        }
+        destroyer = new SocketDestroyer(destroy.object.attachIter('sock_destroy_udp'), v4, v6, DESTROY_MAP_ENTRIES);
       } catch (err) {
-        destroy?.close();
+        destroy?.object.close();
         destroy = undefined;
         bpfDestroyUnavailable = `${DESTROY_OBJECT} did not load: ${(err as Error).message.split('\n')[0]}`;
       }
@@ -156,18 +213,53 @@ export class Datapath {
       destroyer,
       bpfDestroyUnavailable,
       refuseErrno: plan.refuseErrno,
-      adopted,
-      objects: destroy ? [sock, destroy] : [sock],
+      adopted: hooksPinnedOn(options),
+      migration,
+      objects: destroy ? [sock.object, destroy.object] : [sock.object],
+      unpinned,
+      obsolete,
     });
+  }
+
+  /** Whether the hooks run this agent's programs (commit() was called). */
+  get committed(): boolean {
+    return this.#committed;
+  }
+
+  /**
+   * Puts this agent's programs in the hooks: swaps them into the links an earlier agent pinned on
+   * the same cgroup (atomically: no connect sees no program), or attaches and pins new links. Then
+   * pins the maps made anew over the earlier ones and removes the pins of older layouts, which no
+   * program reads any more. Called once the maps hold the first full sync; later calls do nothing.
+   */
+  commit(): void {
+    if (this.#committed) return;
+    attachHooks(this.#sock, this.options);
+    for (const [name, map] of this.#unpinned) {
+      const pin = join(this.options.bpffs, 'maps', name);
+      rmSync(pin, { force: true });
+      map.pin(pin);
+      if (!(SOCK_MAPS as readonly string[]).includes(name)) map.close();
+    }
+    this.#unpinned.clear();
+    for (const pin of this.#obsolete) {
+      rmSync(pin, { force: true });
+      this.migration.removed.push(pin);
+    }
+    this.#committed = true;
   }
 
   /** Closes our fds; pinned maps and links stay, so the datapath keeps working without us. */
   close(): void {
     this.destroyer.close();
+    for (const [name, map] of this.#unpinned) if (!(SOCK_MAPS as readonly string[]).includes(name)) map.close();
     for (const m of Object.values(this.maps)) m.close();
     for (const o of this.#objects) o.close();
   }
 }
+
+/** The marks of one destroy run: removed backends beyond it are destroyed in further runs. */
+const DESTROY_MAP_ENTRIES = 1024;
 
 function prepareBpffs(dir: string): void {
   if (bpffsRootOf(dir)) return;
@@ -178,45 +270,133 @@ function prepareBpffs(dir: string): void {
   throw new SocklbError(ErrorCodes.HOST, `${dir} is not on a bpf file system (mount -t bpf bpf <dir>)`);
 }
 
-function loadObject(
+interface LoadedObject<N extends MapName> {
+  object: BpfObject;
+  /** Its maps that were not taken from a pin: new, unpinned until commit. */
+  created: N[];
+}
+
+/** Whether the map pinned at `pin` is the one this agent would make: same definition and size. */
+function pinMatches(pin: string, name: MapName, maxEntries: number): boolean {
+  const map = BpfMap.fromPin(pin);
+  try {
+    const info = map.info();
+    const want = MAP_DEFINITIONS[name];
+    return (
+      info.type === want.type &&
+      info.keySize === want.keySize &&
+      info.valueSize === want.valueSize &&
+      info.flags === want.flags &&
+      info.maxEntries === maxEntries
+    );
+  } finally {
+    map.close();
+  }
+}
+
+function loadObject<N extends MapName>(
   path: string,
   bpffs: string,
-  maps: readonly MapName[],
+  maps: readonly N[],
   sizes: Record<MapName, number>,
   configure: (obj: BpfObject) => void,
-): BpfObject {
+): LoadedObject<N> {
   if (!existsSync(path)) {
     throw new SocklbError(ErrorCodes.HOST, `${path} is missing: build socklb first (npm run build)`);
   }
   const obj = BpfObject.open(path);
+  const created: N[] = [];
   try {
     for (const name of maps) {
-      if (sizes[name] > 0) obj.setMaxEntries(name, sizes[name]);
-      obj.setPinPath(name, join(bpffs, 'maps', name));
+      obj.setMaxEntries(name, sizes[name]);
+      const pin = join(bpffs, 'maps', name);
+      // libbpf reuses a pinned map given as pin path; any other map it creates anew, unpinned.
+      if (existsSync(pin) && pinMatches(pin, name, sizes[name])) obj.setPinPath(name, pin);
+      else created.push(name);
     }
     configure(obj);
     obj.load();
-    return obj;
+    return { object: obj, created };
   } catch (err) {
     obj.close();
     if (err instanceof BpfError && err.operation.includes('load')) {
-      throw new SocklbError(
-        ErrorCodes.BPF,
-        `loading ${path} failed (${err.code}): ${err.message}. If the pinned maps under ${bpffs}/maps were made with other sizes or by another version, run 'socklb cleanup --bpffs ${bpffs}' first.`,
-        { cause: err },
-      );
+      throw new SocklbError(ErrorCodes.BPF, `loading ${path} failed (${err.code}): ${err.message}`, { cause: err });
     }
     throw err;
   }
 }
 
 /**
+ * Fills a new map from what an earlier agent pinned: a pin of the same name (another size) as it
+ * is, or a pin of an older layout through its conversion. Returns the pins it read, to remove at
+ * commit (a same-name pin is replaced by the new map's pin anyway).
+ */
+function migrateInto(target: BpfMap, name: MapName, bpffs: string, report: MigrationReport): string[] {
+  const sources = [
+    { from: name, convert: (e: MapEntry) => e as MapEntry | undefined },
+    ...migrationsInto(name).map((m) => ({ from: m.from, convert: (e: MapEntry) => m.convert(e, possibleCpus()) })),
+  ];
+  const read: string[] = [];
+  for (const { from, convert } of sources) {
+    const pin = join(bpffs, 'maps', from);
+    if (!existsSync(pin)) continue;
+    const source = BpfMap.fromPin(pin);
+    try {
+      report.copied.push({ from, to: name, ...copyEntries(source, target, convert) });
+    } finally {
+      source.close();
+    }
+    if (from !== name) read.push(pin);
+  }
+  return read;
+}
+
+function copyEntries(source: BpfMap, target: BpfMap, convert: (e: MapEntry) => MapEntry | undefined): { entries: number; dropped: number } {
+  let entries = 0;
+  let dropped = 0;
+  let cursor: Buffer | undefined;
+  do {
+    const page = source.lookupBatch(cursor, 4096);
+    for (let i = 0; i < page.count; i++) {
+      const key = page.keys.subarray(i * source.keySize, (i + 1) * source.keySize);
+      const value = page.values.subarray(i * source.valueBufferSize, (i + 1) * source.valueBufferSize);
+      const entry = convert({ key, value });
+      if (!entry) continue;
+      try {
+        target.update(entry.key, entry.value);
+        entries++;
+      } catch (err) {
+        // A smaller map than before: what does not fit is left to the first sync, which reports it.
+        if ((err as BpfError).code !== 'E2BIG') throw err;
+        dropped++;
+      }
+    }
+    cursor = page.nextCursor;
+  } while (cursor);
+  return { entries, dropped };
+}
+
+/** Whether every hook already has a link pinned on this cgroup by an earlier agent. */
+function hooksPinnedOn(o: DatapathOptions): boolean {
+  const wantCgroup = cgroupId(o.cgroup);
+  return Object.keys(SOCK_PROGRAMS).every((program) => {
+    const pin = join(o.bpffs, 'links', program);
+    if (!existsSync(pin)) return false;
+    const link = BpfLink.fromPin(pin);
+    try {
+      return link.info().cgroupId === wantCgroup;
+    } finally {
+      link.close();
+    }
+  });
+}
+
+/**
  * Attaches each hook through a pinned link, or, where an earlier agent's link is pinned on the
  * same cgroup, swaps the new program into it atomically: no moment without a hook.
  */
-function attachHooks(obj: BpfObject, o: DatapathOptions): boolean {
+function attachHooks(obj: BpfObject, o: DatapathOptions): void {
   const wantCgroup = cgroupId(o.cgroup);
-  let adoptedAll = true;
   for (const program of Object.keys(SOCK_PROGRAMS)) {
     const pin = join(o.bpffs, 'links', program);
     if (existsSync(pin)) {
@@ -231,7 +411,6 @@ function attachHooks(obj: BpfObject, o: DatapathOptions): boolean {
         link.close();
       }
     }
-    adoptedAll = false;
     const link = obj.attachCgroup(program, o.cgroup);
     try {
       link.pin(pin);
@@ -239,7 +418,6 @@ function attachHooks(obj: BpfObject, o: DatapathOptions): boolean {
       link.close();
     }
   }
-  return adoptedAll;
 }
 
 /** Detaches and unpins everything an agent made under `bpffs`. Returns what it removed. */

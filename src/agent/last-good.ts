@@ -2,7 +2,13 @@
 // never tears down what was already programmed for it.
 
 import type { V1Service } from '@kubernetes/client-node';
+import { runSteps } from '../model/steps.ts';
 import type { DesiredTable } from '../model/types.ts';
+
+// biome-ignore lint/correctness/useYield: a result with no steps to yield between
+function* stepless<T>(value: T): Generator<void, T> {
+  return value;
+}
 
 function idOf(s: V1Service): string {
   return `${s.metadata?.namespace ?? ''}/${s.metadata?.name ?? ''}`;
@@ -21,7 +27,12 @@ export class LastGood {
    * Without service problems (the usual case) this costs no pass over the services.
    */
   resolve(services: V1Service[], compute: (services: V1Service[]) => DesiredTable): DesiredTable {
-    let table = compute(services);
+    return runSteps(this.resolveSteps(services, (s) => stepless(compute(s))));
+  }
+
+  /** resolve(), for a computation written as steps (src/model/steps.ts). */
+  *resolveSteps(services: V1Service[], compute: (services: V1Service[]) => Generator<void, DesiredTable>): Generator<void, DesiredTable> {
+    let table = yield* compute(services);
     const withProblems = new Set<string>();
     for (const p of table.problems) if (p.kind === 'Service') withProblems.add(`${p.namespace}/${p.name}`);
     const notAccepted = new Set<string>();
@@ -37,7 +48,7 @@ export class LastGood {
       }
       if (rejected.size > 0) {
         effective = services.map((s) => (rejected.has(idOf(s)) ? accepted.get(idOf(s))! : s));
-        const kept = compute(effective);
+        const kept = yield* compute(effective);
         table = { ...kept, problems: table.problems };
       }
     }

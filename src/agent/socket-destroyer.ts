@@ -17,24 +17,32 @@ export interface DestroyResult {
 
 export interface UdpSocketDestroyer {
   readonly method: 'bpf_sock_destroy' | 'sock_diag';
-  destroy(backends: readonly Backend[]): DestroyResult;
+  /**
+   * Ends the UDP sockets connected to any of these backends, in every network namespace, whatever
+   * their number. Yields to the event loop between namespaces, so health and debug keep answering.
+   * Throws (rejects) only when the whole run failed, e.g. a map write: the caller retries it.
+   */
+  destroy(backends: readonly Backend[]): Promise<DestroyResult>;
   close(): void;
 }
+
+const yieldToLoop = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
 /**
  * Runs `destroyIn` in every network namespace of the running processes: sockets belong to a
  * namespace, and both ways only see the namespace they run in.
  */
-function inEveryNamespace(destroyIn: (ns: string) => number): DestroyResult {
+async function inEveryNamespace(destroyIn: (ns: string) => number | Promise<number>): Promise<DestroyResult> {
   let destroyed = 0;
   const failures: Record<string, string> = {};
   const namespaces = networkNamespaces();
   for (const ns of namespaces) {
     try {
-      destroyed += destroyIn(ns);
+      destroyed += await destroyIn(ns);
     } catch (err) {
       failures[ns] = (err as Error).message;
     }
+    await yieldToLoop();
   }
   return { destroyed, namespaces: namespaces.length, failures };
 }
@@ -43,32 +51,46 @@ function udpOnly(backends: readonly Backend[]): Backend[] {
   return backends.filter((b) => b.protocol === 'UDP');
 }
 
-const NOTHING: DestroyResult = { destroyed: 0, namespaces: 0, failures: {} };
 const PRESENT = Buffer.from([1]);
 
-/** The BPF way: mark the backends in the destroy maps, run the iterator, clear the marks. */
+/**
+ * The BPF way: mark the backends in the destroy maps, run the iterator, clear the marks. The maps
+ * hold `chunk` marks, so more backends than that are destroyed in several runs.
+ */
 export class SocketDestroyer implements UdpSocketDestroyer {
   readonly method = 'bpf_sock_destroy';
   readonly #iterator: BpfLink;
   readonly #v4: BpfMap;
   readonly #v6: BpfMap;
+  readonly #chunk: number;
 
-  constructor(iterator: BpfLink, v4: BpfMap, v6: BpfMap) {
+  constructor(iterator: BpfLink, v4: BpfMap, v6: BpfMap, chunk: number) {
     this.#iterator = iterator;
     this.#v4 = v4;
     this.#v6 = v6;
+    this.#chunk = chunk;
   }
 
-  destroy(backends: readonly Backend[]): DestroyResult {
+  async destroy(backends: readonly Backend[]): Promise<DestroyResult> {
     const udp = udpOnly(backends);
-    if (udp.length === 0) return NOTHING;
+    const total: DestroyResult = { destroyed: 0, namespaces: 0, failures: {} };
+    for (let at = 0; at < udp.length; at += this.#chunk) {
+      const one = await this.#destroyChunk(udp.slice(at, at + this.#chunk));
+      total.destroyed += one.destroyed;
+      total.namespaces = one.namespaces;
+      Object.assign(total.failures, one.failures);
+    }
+    return total;
+  }
+
+  async #destroyChunk(udp: readonly Backend[]): Promise<DestroyResult> {
     const marked: [BpfMap, Buffer][] = udp.map((b) => {
       const values = { address: b.address, port: b.port };
       return b.family === 4 ? [this.#v4, encode(Layouts.lb4DestroyKey, values)] : [this.#v6, encode(Layouts.lb6DestroyKey, values)];
     });
     try {
       for (const [map, key] of marked) map.update(key, PRESENT);
-      return inEveryNamespace(
+      return await inEveryNamespace(
         (ns) =>
           readIterator(this.#iterator, ns)
             .split('\n')
@@ -90,9 +112,9 @@ export class SocketDestroyer implements UdpSocketDestroyer {
 export class SockDiagDestroyer implements UdpSocketDestroyer {
   readonly method = 'sock_diag';
 
-  destroy(backends: readonly Backend[]): DestroyResult {
+  async destroy(backends: readonly Backend[]): Promise<DestroyResult> {
     const targets = udpOnly(backends).map((b) => ({ family: b.family, address: b.address, port: b.port }));
-    if (targets.length === 0) return NOTHING;
+    if (targets.length === 0) return { destroyed: 0, namespaces: 0, failures: {} };
     return inEveryNamespace((ns) => destroyUdpSockets(targets, ns).destroyed);
   }
 

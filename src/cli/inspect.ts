@@ -126,6 +126,8 @@ interface Status {
   objectProblems: { kind: string; namespace: string; name: string; field: string; code: string; message: string }[];
   programProblems: { key: string; namespace: string; name: string; code: string; message: string }[];
   destroyMethod: string;
+  syncErrors: { step: string; code: string; message: string; at: string }[];
+  pendingDestroy: number;
 }
 
 // ---- tables -----------------------------------------------------------------------------------
@@ -278,7 +280,14 @@ async function statusCmd(c: Client, args: string[], json: boolean, io: InspectIo
       'Fullest map',
       `${fullest.name} ${fullest.entries}/${fullest.maxEntries} (${percent(fullest.entries, fullest.maxEntries)})`,
     ]);
-  lines.push(['UDP destroy', `through ${status.destroyMethod}`]);
+  lines.push([
+    'UDP destroy',
+    `through ${status.destroyMethod}${status.pendingDestroy > 0 ? `; ${status.pendingDestroy} removed backends still to do` : ''}`,
+  ]);
+  lines.push([
+    'Sync errors',
+    status.syncErrors.length === 0 ? 'none' : status.syncErrors.map((e) => `${e.step}: ${e.code} (retrying)`).join(', '),
+  ]);
   const problems = status.objectProblems.length + status.programProblems.length;
   lines.push([
     'Problems',
@@ -295,6 +304,7 @@ async function statusCmd(c: Client, args: string[], json: boolean, io: InspectIo
     io.out(`  ${p.code}: ${p.kind} ${p.namespace}/${p.name}: ${p.field ? `${p.field}: ` : ''}${p.message}\n`);
   }
   for (const p of status.programProblems.slice(0, shown)) io.out(`  ${p.code}: ${p.key}: ${p.message}\n`);
+  for (const e of status.syncErrors) io.out(`  ${e.code}: sync step ${e.step}: ${e.message}\n`);
   if (status.objectProblems.length > shown || status.programProblems.length > shown) io.out('  ... (--json lists them all)\n');
   return status.healthy ? 0 : 1;
 }

@@ -4,18 +4,18 @@
 import { endianness } from 'node:os';
 import { bytesToIpv4, bytesToIpv6, ipv4ToBytes, ipv6ToBytes } from './ip-bytes.ts';
 
-export const ABI_VERSION = 1;
+export const ABI_VERSION = 2;
 
 export const MapNames = {
-  lb4Services: 'lb4_services_v1',
-  lb6Services: 'lb6_services_v1',
+  lb4Services: 'lb4_services_v2',
+  lb6Services: 'lb6_services_v2',
   slots: 'lb_slots_v1',
-  lb4Backends: 'lb4_backends_v1',
-  lb6Backends: 'lb6_backends_v1',
+  lb4Backends: 'lb4_backends_v2',
+  lb6Backends: 'lb6_backends_v2',
   lb4Reverse: 'lb4_reverse_v1',
   lb6Reverse: 'lb6_reverse_v1',
-  serviceStats: 'lb_svc_stats_v1',
-  backendStats: 'lb_be_stats_v1',
+  serviceStats: 'lb_svc_stats_v2',
+  backendStats: 'lb_be_stats_v2',
   sockStats: 'sock_stats_v1',
   affinity: 'lb_affinity_v1',
   lb4Destroy: 'lb4_destroy_v1',
@@ -44,6 +44,42 @@ export type SockMapName = (typeof SOCK_MAPS)[number];
 /** The maps of bpf/sock_destroy.bpf.c. */
 export const DESTROY_MAPS = [MapNames.lb4Destroy, MapNames.lb6Destroy] as const;
 
+/** enum bpf_map_type values of the map types socklb uses. */
+export const MapType = { hash: 1, array: 2, percpuArray: 6, lruHash: 9 } as const;
+
+/** BPF_F_NO_PREALLOC: a hash map allocates an entry when it is written, not all at creation. */
+export const BPF_F_NO_PREALLOC = 1;
+
+/** How a map is declared in bpf/ (its max_entries aside, which the agent sets). */
+export interface MapDefinition {
+  type: (typeof MapType)[keyof typeof MapType];
+  keySize: number;
+  /** Per element; per CPU for a per-CPU map. */
+  valueSize: number;
+  flags: number;
+}
+
+/**
+ * Every pinned map as bpf/ declares it. The agent compares a pinned map against this before it
+ * reuses the pin: one that differs is migrated into a new map (src/datapath/migrations.ts).
+ * test/kernel/abi.test.ts checks this table against the loaded objects.
+ */
+export const MAP_DEFINITIONS: Readonly<Record<MapName, MapDefinition>> = {
+  [MapNames.lb4Services]: { type: MapType.hash, keySize: 8, valueSize: 16, flags: BPF_F_NO_PREALLOC },
+  [MapNames.lb6Services]: { type: MapType.hash, keySize: 20, valueSize: 16, flags: BPF_F_NO_PREALLOC },
+  [MapNames.slots]: { type: MapType.hash, keySize: 8, valueSize: 4, flags: BPF_F_NO_PREALLOC },
+  [MapNames.lb4Backends]: { type: MapType.hash, keySize: 4, valueSize: 12, flags: BPF_F_NO_PREALLOC },
+  [MapNames.lb6Backends]: { type: MapType.hash, keySize: 4, valueSize: 36, flags: BPF_F_NO_PREALLOC },
+  [MapNames.lb4Reverse]: { type: MapType.lruHash, keySize: 16, valueSize: 8, flags: 0 },
+  [MapNames.lb6Reverse]: { type: MapType.lruHash, keySize: 32, valueSize: 20, flags: 0 },
+  [MapNames.serviceStats]: { type: MapType.array, keySize: 4, valueSize: 16, flags: 0 },
+  [MapNames.backendStats]: { type: MapType.array, keySize: 4, valueSize: 8, flags: 0 },
+  [MapNames.sockStats]: { type: MapType.percpuArray, keySize: 4, valueSize: 8, flags: 0 },
+  [MapNames.affinity]: { type: MapType.lruHash, keySize: 16, valueSize: 16, flags: 0 },
+  [MapNames.lb4Destroy]: { type: MapType.hash, keySize: 8, valueSize: 1, flags: BPF_F_NO_PREALLOC },
+  [MapNames.lb6Destroy]: { type: MapType.hash, keySize: 20, valueSize: 1, flags: BPF_F_NO_PREALLOC },
+};
+
 /** enum sock_reason, by index. */
 export const SOCK_REASONS = [
   'balanced',
@@ -54,10 +90,17 @@ export const SOCK_REASONS = [
   'reverse_full',
   'reversed',
   'affinity_hit',
+  'pick_retried',
 ] as const;
 
 /** struct lb_service.flags */
 export const ServiceFlags = { affinity: 1 } as const;
+
+/** enum lb_scope: who a frontend entry serves (struct lb4_key.scope). */
+export const Scope = { internal: 0, external: 1 } as const;
+
+/** struct lb4_backend.flags */
+export const BackendFlags = { local: 1 } as const;
 
 export const IPPROTO = { TCP: 6, UDP: 17 } as const;
 
@@ -101,19 +144,21 @@ export const Layouts = {
     { name: 'address', type: 'be32ip', offset: 0 },
     { name: 'dport', type: 'be16', offset: 4 },
     { name: 'proto', type: 'u8', offset: 6 },
-    { name: 'pad', type: 'pad', offset: 7, size: 1 },
+    { name: 'scope', type: 'u8', offset: 7 },
   ]),
   lb6Key: layout('lb6_key', 20, [
     { name: 'address', type: 'ip6', offset: 0 },
     { name: 'dport', type: 'be16', offset: 16 },
     { name: 'proto', type: 'u8', offset: 18 },
-    { name: 'pad', type: 'pad', offset: 19, size: 1 },
+    { name: 'scope', type: 'u8', offset: 19 },
   ]),
-  service: layout('lb_service', 12, [
+  service: layout('lb_service', 16, [
     { name: 'service_id', type: 'u32', offset: 0 },
     { name: 'backend_count', type: 'u16', offset: 4 },
     { name: 'flags', type: 'u16', offset: 6 },
     { name: 'affinity_timeout', type: 'u32', offset: 8 },
+    { name: 'scheduler', type: 'u8', offset: 12 },
+    { name: 'pad', type: 'pad', offset: 13, size: 3 },
   ]),
   affinityKey: layout('lb_affinity_key', 16, [
     { name: 'client', type: 'u64', offset: 0 },
@@ -131,17 +176,19 @@ export const Layouts = {
   ]),
   slot: layout('lb_slot', 4, [{ name: 'backend_id', type: 'u32', offset: 0 }]),
   backendId: layout('backend_id', 4, [{ name: 'backend_id', type: 'u32', offset: 0 }]),
-  lb4Backend: layout('lb4_backend', 8, [
+  lb4Backend: layout('lb4_backend', 12, [
     { name: 'address', type: 'be32ip', offset: 0 },
     { name: 'port', type: 'be16', offset: 4 },
     { name: 'proto', type: 'u8', offset: 6 },
     { name: 'flags', type: 'u8', offset: 7 },
+    { name: 'node_address', type: 'be32ip', offset: 8 },
   ]),
-  lb6Backend: layout('lb6_backend', 20, [
+  lb6Backend: layout('lb6_backend', 36, [
     { name: 'address', type: 'ip6', offset: 0 },
     { name: 'port', type: 'be16', offset: 16 },
     { name: 'proto', type: 'u8', offset: 18 },
     { name: 'flags', type: 'u8', offset: 19 },
+    { name: 'node_address', type: 'ip6', offset: 20 },
   ]),
   lb4ReverseKey: layout('lb4_reverse_key', 16, [
     { name: 'cookie', type: 'u64', offset: 0 },

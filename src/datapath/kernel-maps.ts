@@ -1,9 +1,8 @@
 // DatapathMaps over the real BPF maps: encodes model values into the ABI structs.
 
 import type { BpfMap } from '../bpf/binding.ts';
-import { possibleCpus } from '../bpf/binding.ts';
 import type { Backend, Family, Frontend, Protocol } from '../model/types.ts';
-import { decode, encode, IPPROTO, type Layout, Layouts, MapNames, type SockMapName, sumPerCpu } from './abi.ts';
+import { decode, encode, IPPROTO, Layouts, MapNames, type SockMapName } from './abi.ts';
 import type { Capacity, DatapathMaps, MapsDump, ServiceCounters, ServiceEntry, SlotEntry } from './maps.ts';
 
 export type ServiceMapSet = Record<SockMapName, BpfMap>;
@@ -22,10 +21,6 @@ export function backendValue(b: Backend): Buffer {
 
 function u32(n: number): Buffer {
   return encode(Layouts.backendId, { backend_id: n });
-}
-
-function perCpuZero(l: Layout): Buffer {
-  return Buffer.alloc(possibleCpus() * Math.ceil(l.size / 8) * 8);
 }
 
 export class KernelMaps implements DatapathMaps {
@@ -77,23 +72,23 @@ export class KernelMaps implements DatapathMaps {
   }
 
   resetServiceCounters(serviceId: number): void {
-    this.#maps[MapNames.serviceStats].update(u32(serviceId), perCpuZero(Layouts.serviceStats));
+    this.#maps[MapNames.serviceStats].update(u32(serviceId), Buffer.alloc(Layouts.serviceStats.size));
   }
 
   resetBackendCounters(backendId: number): void {
-    this.#maps[MapNames.backendStats].update(u32(backendId), perCpuZero(Layouts.backendStats));
+    this.#maps[MapNames.backendStats].update(u32(backendId), Buffer.alloc(Layouts.backendStats.size));
   }
 
   serviceCounters(serviceId: number): ServiceCounters {
     const raw = this.#maps[MapNames.serviceStats].lookup(u32(serviceId));
     if (!raw) return { connects: 0n, refused: 0n };
-    const sum = sumPerCpu(Layouts.serviceStats, raw);
-    return { connects: sum.connects!, refused: sum.refused! };
+    const counters = decode(Layouts.serviceStats, raw);
+    return { connects: BigInt(counters.connects!), refused: BigInt(counters.refused!) };
   }
 
   backendConnects(backendId: number): bigint {
     const raw = this.#maps[MapNames.backendStats].lookup(u32(backendId));
-    return raw ? sumPerCpu(Layouts.backendStats, raw).connects! : 0n;
+    return raw ? BigInt(decode(Layouts.backendStats, raw).connects!) : 0n;
   }
 
   dump(): MapsDump {

@@ -89,7 +89,7 @@ export class MemoryMaps implements DatapathMaps {
     const id = frontendId(frontend);
     const sameFamily = [...this.#services.values()].filter((s) => s.frontend.family === frontend.family);
     if (!this.#services.has(id) && sameFamily.length >= this.capacity.services) {
-      throw mapFullError(frontend.family === 4 ? 'lb4_services_v1' : 'lb6_services_v1', this.capacity.services);
+      throw mapFullError(frontend.family === 4 ? 'lb4_services_v2' : 'lb6_services_v2', this.capacity.services);
     }
     this.#services.set(id, { frontend: { ...frontend }, entry: { ...entry } });
   }
@@ -113,7 +113,7 @@ export class MemoryMaps implements DatapathMaps {
   putBackend(id: number, backend: Backend): void {
     const sameFamily = [...this.#backends.values()].filter((b) => b.family === backend.family);
     if (!this.#backends.has(id) && sameFamily.length >= this.capacity.backends) {
-      throw mapFullError(backend.family === 4 ? 'lb4_backends_v1' : 'lb6_backends_v1', this.capacity.backends);
+      throw mapFullError(backend.family === 4 ? 'lb4_backends_v2' : 'lb6_backends_v2', this.capacity.backends);
     }
     this.#backends.set(id, { ...backend });
   }

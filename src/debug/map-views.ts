@@ -255,8 +255,8 @@ export function memoryMapViews(maps: MemoryMaps): { views: MemoryMapView[]; refr
     slots: v(MapNames.slots, 'hash', c.slots),
     lb4Backends: v(MapNames.lb4Backends, 'hash', c.backends),
     lb6Backends: v(MapNames.lb6Backends, 'hash', c.backends),
-    serviceStats: v(MapNames.serviceStats, 'percpu_array', c.serviceIds, true),
-    backendStats: v(MapNames.backendStats, 'percpu_array', c.backendIds, true),
+    serviceStats: v(MapNames.serviceStats, 'array', c.serviceIds),
+    backendStats: v(MapNames.backendStats, 'array', c.backendIds),
   };
   const u32 = (n: number) => encode(Layouts.backendId, { backend_id: n });
   const refresh = () => {

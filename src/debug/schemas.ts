@@ -71,6 +71,36 @@ export const statusSchema = {
       type: 'integer',
       description: 'errno of a connect() to a service without backends; 0: no bpf_set_retval (Linux < 5.18), callers see EPERM.',
     },
+    committed: { type: 'boolean', description: "The hooks run this agent's programs (after its first full sync)." },
+    migration: {
+      type: 'object',
+      description: 'What start-up did to the pinned maps of an earlier agent.',
+      properties: {
+        created: { type: 'array', items: { type: 'string' } },
+        copied: {
+          type: 'array',
+          items: {
+            type: 'object',
+            properties: { from: { type: 'string' }, to: { type: 'string' }, entries: { type: 'integer' }, dropped: { type: 'integer' } },
+          },
+        },
+        removed: { type: 'array', items: { type: 'string' } },
+      },
+    },
+    syncErrors: {
+      type: 'array',
+      description: 'Steps of the last sync that failed; each is retried.',
+      items: {
+        type: 'object',
+        properties: {
+          step: { type: 'string', enum: ['program', 'commit', 'destroy'] },
+          code: { type: 'string' },
+          message: { type: 'string' },
+          at: { type: 'string', format: 'date-time' },
+        },
+      },
+    },
+    pendingDestroy: { type: 'integer', description: 'UDP backends removed whose sockets are still to be destroyed.' },
   },
 } as const;
 

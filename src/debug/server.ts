@@ -178,6 +178,10 @@ export async function buildDebugServer(source: DebugSource, options: DebugServer
         })),
         destroyMethod: s.destroyMethod,
         refuseErrno: s.refuseErrno,
+        committed: s.committed,
+        migration: s.migration,
+        syncErrors: s.syncErrors.map((e) => ({ ...e, at: e.at.toISOString() })),
+        pendingDestroy: s.pendingDestroy,
       };
     },
   );

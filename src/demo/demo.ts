@@ -77,7 +77,7 @@ export async function runDemo(argv: string[]): Promise<number> {
   let source: ManifestSource | undefined;
   const tearDown = async () => {
     await source?.stop();
-    agent?.close();
+    await agent?.close();
     cleanup(bpffs);
     await lab?.destroy();
     rmSync(workDir, { recursive: true, force: true });

@@ -36,6 +36,7 @@ export class SocklbMetrics {
   readonly #sync: Histogram;
   readonly #programming: Histogram;
   readonly #syncErrors: Counter<'reason'>;
+  readonly #stepErrors: Counter<'step' | 'code'>;
   #snapshot: Snapshot | undefined;
 
   constructor(source: DebugSource) {
@@ -66,6 +67,13 @@ export class SocklbMetrics {
       name: 'socklb_sync_proxy_rules_errors_total',
       help: 'Frontends a reconcile could not (fully) program, by reason (error code), summed over reconciles.',
       labelNames: ['reason'],
+      registers,
+    });
+
+    this.#stepErrors = new Counter({
+      name: 'socklb_sync_step_errors_total',
+      help: 'Steps of a sync that failed and were retried (program the maps, commit the hooks, destroy sockets), by step and error code.',
+      labelNames: ['step', 'code'],
       registers,
     });
 
@@ -176,6 +184,11 @@ export class SocklbMetrics {
   observeSync(seconds: number, problems: readonly { code: string }[] = []): void {
     this.#sync.observe(seconds);
     for (const p of problems) this.#syncErrors.inc({ reason: p.code });
+  }
+
+  /** Records a failed step of a sync (it is retried). */
+  observeSyncError(step: string, code: string): void {
+    this.#stepErrors.inc({ step, code });
   }
 
   /**

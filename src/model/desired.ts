@@ -17,6 +17,7 @@ import { type ParsedIp, parseIp } from './ip.ts';
 import { cmp, problem, sortProblems } from './problem.ts';
 import type { ServiceSpec } from './service-spec.ts';
 import type { SliceRead } from './slice-read.ts';
+import { runSteps, STEP_EVERY } from './steps.ts';
 import { categorizeEndpoints } from './topology.ts';
 import {
   type Backend,
@@ -57,6 +58,16 @@ const NO_SLICES: readonly SliceMemo[] = [];
  * problems, never exceptions; only bad options throw.
  */
 export function desired(services: V1Service[], slices: V1EndpointSlice[], node: NodeInfo, options: DesiredOptions = {}): DesiredTable {
+  return runSteps(desiredSteps(services, slices, node, options));
+}
+
+/** desired(), yielding between services (src/model/steps.ts). */
+export function* desiredSteps(
+  services: V1Service[],
+  slices: V1EndpointSlice[],
+  node: NodeInfo,
+  options: DesiredOptions = {},
+): Generator<void, DesiredTable> {
   const max = checkOptions(options);
   const cache = options.cache ?? new DesiredCache();
   const epoch = ++cache.epoch;
@@ -65,6 +76,7 @@ export function desired(services: V1Service[], slices: V1EndpointSlice[], node: 
   const order = orderedServices(services, cache, epoch);
   const results: (ServiceResult | undefined)[] = new Array(order.length);
   for (let i = 0; i < order.length; i++) {
+    if (i % STEP_EVERY === STEP_EVERY - 1) yield;
     const memo = order[i]!;
     const spec = memo.read.spec;
     if (!spec) continue;

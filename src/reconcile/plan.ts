@@ -9,6 +9,7 @@
 import { ServiceFlags } from '../datapath/abi.ts';
 import type { Capacity } from '../datapath/maps.ts';
 import { type ErrorCode, ErrorCodes } from '../errors.ts';
+import { runSteps, STEP_EVERY } from '../model/steps.ts';
 import { type Backend, type DesiredFrontend, endpointKey, type Family, type Frontend, type ServiceName } from '../model/types.ts';
 import { liveBackendIds, type ProgrammedService, type ProgrammedState } from './state.ts';
 
@@ -107,6 +108,16 @@ export interface PlanOptions {
 }
 
 export function plan(desired: readonly DesiredFrontend[], state: ProgrammedState, capacity: Capacity, options: PlanOptions = {}): Plan {
+  return runSteps(planSteps(desired, state, capacity, options));
+}
+
+/** plan(), yielding between frontends (src/model/steps.ts). */
+export function* planSteps(
+  desired: readonly DesiredFrontend[],
+  state: ProgrammedState,
+  capacity: Capacity,
+  options: PlanOptions = {},
+): Generator<void, Plan> {
   const skip = options.skipProgrammed ?? true;
   const wanted = new Map<string, DesiredFrontend>();
   for (const d of desired) {
@@ -151,7 +162,9 @@ export function plan(desired: readonly DesiredFrontend[], state: ProgrammedState
   const servicePool = new IdPool((id) => state.byId(id) !== undefined || state.orphanSlots.has(id), capacity.serviceIds);
   const exactIds = !state.hasDuplicateBackends();
 
+  let visited = 0;
   for (const [key, d] of wanted) {
+    if (++visited % STEP_EVERY === 0) yield;
     const current = state.services.get(key);
     // (With a room already overdrawn the slow path refuses even an unchanged frontend: let it.)
     const roomOk = room.slots >= 0 && room.backends[4] >= 0 && room.backends[6] >= 0;

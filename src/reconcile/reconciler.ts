@@ -3,9 +3,10 @@
 
 import type { DatapathMaps } from '../datapath/maps.ts';
 import { type ErrorCode, ErrorCodes } from '../errors.ts';
+import { runSteps, STEP_EVERY } from '../model/steps.ts';
 import type { Backend, DesiredFrontend, ServiceName } from '../model/types.ts';
 import { applyOp } from './apply.ts';
-import { type Op, type PlanProblem, plan } from './plan.ts';
+import { type Op, type PlanProblem, planSteps } from './plan.ts';
 import { ProgrammedState } from './state.ts';
 
 export interface ReconcileResult {
@@ -36,10 +37,17 @@ export class Reconciler {
   }
 
   reconcile(desired: readonly DesiredFrontend[]): ReconcileResult {
-    const p = plan(desired, this.#state, this.#maps.capacity);
+    return runSteps(this.reconcileSteps(desired));
+  }
+
+  /** reconcile(), yielding between frontends (src/model/steps.ts). */
+  *reconcileSteps(desired: readonly DesiredFrontend[]): Generator<void, ReconcileResult> {
+    const p = yield* planSteps(desired, this.#state, this.#maps.capacity);
     const problems = [...p.problems];
     let writes = 0;
+    let done = 0;
     for (const change of p.changes) {
+      if (++done % STEP_EVERY === 0) yield;
       for (const op of change.ops) {
         try {
           applyOp(this.#maps, this.#state, op);
@@ -53,6 +61,7 @@ export class Reconciler {
     }
     const removedBackends: Backend[] = [];
     for (const op of p.backendDeletes) {
+      if (++done % STEP_EVERY === 0) yield;
       // A slot whose delete failed still names its backend: keep that backend.
       if (op.kind !== 'delete-backend' || this.#state.isReferenced(op.id)) continue;
       try {

@@ -5,7 +5,8 @@ import { execFileSync } from 'node:child_process';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { DESTROY_OBJECT, SOCK_OBJECT } from '../../src/agent/datapath.ts';
-import { fieldSize, type Layout, Layouts } from '../../src/datapath/abi.ts';
+import { BpfObject } from '../../src/bpf/binding.ts';
+import { fieldSize, type Layout, Layouts, MAP_DEFINITIONS, type MapName } from '../../src/datapath/abi.ts';
 
 interface BtfMember {
   name: string;
@@ -75,6 +76,29 @@ test('every map struct of sock.bpf.o has the layout src/datapath/abi.ts encodes'
 
 test('the destroy keys of sock_destroy.bpf.o have the layout src/datapath/abi.ts encodes', () => {
   check(DESTROY_OBJECT, [Layouts.lb4DestroyKey, Layouts.lb6DestroyKey]);
+});
+
+test('MAP_DEFINITIONS, which decides whether a pinned map is reused, matches every map the objects create', () => {
+  for (const path of [SOCK_OBJECT, DESTROY_OBJECT]) {
+    const obj = BpfObject.open(path);
+    try {
+      obj.load();
+      for (const name of obj.mapNames().filter((n) => !n.includes('.'))) {
+        const want = MAP_DEFINITIONS[name as MapName];
+        assert.ok(want, `${name} of ${path} is in MAP_DEFINITIONS`);
+        const map = obj.map(name);
+        const info = map.info();
+        map.close();
+        assert.equal(
+          { type: info.type, keySize: info.keySize, valueSize: info.valueSize, flags: info.flags },
+          { type: want.type, keySize: want.keySize, valueSize: want.valueSize, flags: want.flags },
+          name,
+        );
+      }
+    } finally {
+      obj.close();
+    }
+  }
 });
 
 test.run();

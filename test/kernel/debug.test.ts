@@ -68,7 +68,7 @@ test.before(async () => {
 
 test.after(async () => {
   await app?.close();
-  agent?.close();
+  await agent?.close();
   if (bpffs) cleanup(bpffs);
   await lab?.destroy();
 });
@@ -131,7 +131,7 @@ test('/v1/status and /healthz report the real datapath loaded, attached and in s
   const maps = (await app.inject({ url: '/v1/maps' })).json() as {
     maps: { name: string; entries: number; maxEntries: number; memoryBytes: number | null }[];
   };
-  const backends = maps.maps.find((m) => m.name === 'lb4_backends_v1')!;
+  const backends = maps.maps.find((m) => m.name === 'lb4_backends_v2')!;
   assert.is(backends.entries, 3);
   assert.is(backends.maxEntries, 1024);
   assert.ok((backends.memoryBytes ?? 0) > 0, 'memory from fdinfo');
@@ -157,47 +157,59 @@ function be16(n: number): number {
 }
 
 test('/v1/maps/:name decodes the same entries bpftool map dump shows', async () => {
-  const ours = (await app.inject({ url: '/v1/maps/lb4_backends_v1?limit=1000' })).json() as {
+  const ours = (await app.inject({ url: '/v1/maps/lb4_backends_v2?limit=1000' })).json() as {
     entries: { key: { backend_id: number }; value: Record<string, number | string> }[];
   };
-  const theirs = bpftool('lb4_backends_v1').map((e) => ({
+  const theirs = bpftool('lb4_backends_v2').map((e) => ({
     key: { backend_id: e.formatted.key as number },
     value: {
       address: be32ToIp(e.formatted.value!.address!),
       port: be16(e.formatted.value!.port!),
       proto: e.formatted.value!.proto!,
       flags: e.formatted.value!.flags!,
+      node_address: be32ToIp(e.formatted.value!.node_address!),
     },
   }));
   const sort = <T extends { key: { backend_id: number } }>(a: T[]) => [...a].sort((x, y) => x.key.backend_id - y.key.backend_id);
   assert.is(theirs.length, 3);
   assert.equal(sort(ours.entries), sort(theirs));
 
-  const services = (await app.inject({ url: '/v1/maps/lb4_services_v1' })).json() as {
+  const services = (await app.inject({ url: '/v1/maps/lb4_services_v2' })).json() as {
     entries: { key: Record<string, unknown>; value: Record<string, unknown> }[];
   };
-  const svc = bpftool('lb4_services_v1').map((e) => {
+  const svc = bpftool('lb4_services_v2').map((e) => {
     const k = e.formatted.key as Record<string, number>;
-    return { key: { address: be32ToIp(k.address!), dport: be16(k.dport!), proto: k.proto }, value: e.formatted.value };
+    const { pad, ...value } = e.formatted.value as Record<string, unknown>;
+    return { key: { address: be32ToIp(k.address!), dport: be16(k.dport!), proto: k.proto, scope: k.scope }, value };
   });
   assert.equal(services.entries, svc);
 
   // Per-CPU: bpftool lists each CPU; we list them too, and their sum.
-  const stats = (await app.inject({ url: '/v1/maps/lb_be_stats_v1?limit=5000' })).json() as {
-    entries: { key: { backend_id: number }; value: { connects: number }; cpus: { connects: number }[] }[];
+  const stats = (await app.inject({ url: '/v1/maps/sock_stats_v1?limit=100' })).json() as {
+    entries: { key: { reason: number }; value: { count: number }; cpus: { count: number }[] }[];
   };
-  const dumped = bpftool('lb_be_stats_v1');
+  const dumped = bpftool('sock_stats_v1');
   assert.is(stats.entries.length, dumped.length);
   for (const e of dumped) {
-    const mine = stats.entries.find((s) => s.key.backend_id === e.formatted.key)!;
+    const mine = stats.entries.find((s) => s.key.reason === e.formatted.key)!;
+    const perCpu = e.formatted.values!.map((v) => (v.value as unknown as number) ?? 0);
     assert.equal(
-      mine.cpus.map((c) => c.connects),
-      e.formatted.values!.map((v) => v.value.connects),
+      mine.cpus.map((c) => c.count),
+      perCpu,
     );
     assert.is(
-      mine.value.connects,
-      e.formatted.values!.reduce((n, v) => n + v.value.connects!, 0),
+      mine.value.count,
+      perCpu.reduce((n, v) => n + v, 0),
     );
+  }
+
+  // The per-service counters are one shared copy (no per-CPU memory), as bpftool shows.
+  const svcStats = (await app.inject({ url: '/v1/maps/lb_be_stats_v2?limit=5000' })).json() as {
+    entries: { key: { backend_id: number }; value: { connects: number } }[];
+  };
+  for (const e of bpftool('lb_be_stats_v2')) {
+    const mine = svcStats.entries.find((s) => s.key.backend_id === e.formatted.key)!;
+    assert.is(mine.value.connects, e.formatted.value!.connects);
   }
 });
 

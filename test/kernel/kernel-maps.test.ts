@@ -15,15 +15,15 @@ kernel.before.each((ctx) => {
   const object = BpfObject.open(SOCK_OBJECT);
   const c = CONTRACT_CAPACITY;
   const sizes: Record<string, number> = {
-    lb4_services_v1: c.services,
-    lb6_services_v1: c.services,
+    lb4_services_v2: c.services,
+    lb6_services_v2: c.services,
     lb_slots_v1: c.slots,
-    lb4_backends_v1: c.backends,
-    lb6_backends_v1: c.backends,
+    lb4_backends_v2: c.backends,
+    lb6_backends_v2: c.backends,
     lb4_reverse_v1: 16,
     lb6_reverse_v1: 16,
-    lb_svc_stats_v1: c.serviceIds,
-    lb_be_stats_v1: c.backendIds,
+    lb_svc_stats_v2: c.serviceIds,
+    lb_be_stats_v2: c.backendIds,
     lb_affinity_v1: 16,
   };
   for (const [name, n] of Object.entries(sizes)) object.setMaxEntries(name, n);

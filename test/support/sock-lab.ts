@@ -91,7 +91,7 @@ export class SockLab {
   async stopAgent(): Promise<void> {
     await this.#source?.stop();
     this.#source = undefined;
-    this.#agent?.close();
+    await this.#agent?.close();
     this.#agent = undefined;
   }
 

@@ -29,10 +29,10 @@ test('malformed addresses are refused, not silently zeroed', () => {
   assert.throws(() => ipv6ToBytes('fd00:::1'), /not an IPv6 address/);
 });
 
-test('an lb4_key encodes port and address in net order and the protocol as a byte', () => {
+test('an lb4_key encodes port and address in net order, the protocol and the scope as bytes', () => {
   const key = encode(Layouts.lb4Key, { address: '10.96.0.10', dport: 80, proto: 6 });
   assert.equal([...key], [10, 96, 0, 10, 0, 80, 6, 0]);
-  assert.equal(decode(Layouts.lb4Key, key), { address: '10.96.0.10', dport: 80, proto: 6 });
+  assert.equal(decode(Layouts.lb4Key, key), { address: '10.96.0.10', dport: 80, proto: 6, scope: 0 });
 });
 
 test.run();

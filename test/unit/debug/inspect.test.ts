@@ -73,17 +73,17 @@ test('socklb backends lists each slot of each frontend with its connects', async
 test('socklb maps shows fill against capacity', async () => {
   const r = await run('maps');
   assert.is(r.code, 0, r.err);
-  assert.match(r.out, /lb4_services_v1\s+hash\s+8\s+\d+\s+2\s+64\s+3\.1%\s+-/);
-  assert.match(r.out, /lb_svc_stats_v1\s+percpu_array\s+4\s+16\s+129\s+129\s+-\s+-/);
+  assert.match(r.out, /lb4_services_v2\s+hash\s+8\s+\d+\s+2\s+64\s+3\.1%\s+-/);
+  assert.match(r.out, /lb_svc_stats_v2\s+array\s+4\s+16\s+129\s+129\s+-\s+-/);
 });
 
 test('socklb map dump NAME decodes by field name and follows pages', async () => {
-  const r = await run('map', 'dump', 'lb4_backends_v1');
+  const r = await run('map', 'dump', 'lb4_backends_v2');
   assert.is(r.code, 0, r.err);
-  assert.match(r.out, /^BACKEND_ID\s+ADDRESS\s+PORT\s+PROTO\s+FLAGS\n/);
-  assert.match(r.out, /4 entries in lb4_backends_v1 \(backend_id -> lb4_backend\)/);
-  const limited = await run('map', 'dump', 'lb4_backends_v1', '--limit', '2');
-  assert.match(limited.out, /2 entries in lb4_backends_v1 .*more with a larger --limit/);
+  assert.match(r.out, /^BACKEND_ID\s+ADDRESS\s+PORT\s+PROTO\s+FLAGS\s+NODE_ADDRESS\n/);
+  assert.match(r.out, /4 entries in lb4_backends_v2 \(backend_id -> lb4_backend\)/);
+  const limited = await run('map', 'dump', 'lb4_backends_v2', '--limit', '2');
+  assert.match(limited.out, /2 entries in lb4_backends_v2 .*more with a larger --limit/);
   const bad = await run('map', 'dump', 'nope');
   assert.is(bad.code, 1);
   assert.match(bad.err, /404/);

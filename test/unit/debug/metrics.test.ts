@@ -41,7 +41,7 @@ test('/metrics serves map fill, sock hook reasons, problems by reason, sync stat
   const { source } = fixture();
   const metrics = new SocklbMetrics(source);
   const text = await metrics.metrics();
-  assert.is(sample(text, 'socklb_map_entries', 'map="lb4_services_v1"'), 2);
+  assert.is(sample(text, 'socklb_map_entries', 'map="lb4_services_v2"'), 2);
   assert.is(sample(text, 'socklb_map_max_entries', 'map="lb_slots_v1"'), 4096);
   assert.is(sample(text, 'socklb_sock_hook_total', 'reason="balanced"'), 10);
   assert.is(sample(text, 'socklb_sock_hook_total', 'reason="not_service"'), 42);
@@ -49,7 +49,7 @@ test('/metrics serves map fill, sock hook reasons, problems by reason, sync stat
   assert.is(sample(text, 'socklb_rejected_objects', `reason="${ErrorCodes.PORT_RANGE}"`), 1);
   assert.is(sample(text, 'socklb_in_sync'), 1);
   assert.ok(sample(text, 'socklb_sync_proxy_rules_last_timestamp_seconds')! > 1.7e9);
-  assert.match(text, /socklb_build_info\{version="\d+\.\d+\.\d+",abi_version="1",node_version="v\d+[^"]*"\} 1/);
+  assert.match(text, /socklb_build_info\{version="\d+\.\d+\.\d+",abi_version="2",node_version="v\d+[^"]*"\} 1/);
 });
 
 test('observeSync and observeProgramming fill the kube-proxy style histograms and error counter', async () => {

@@ -93,9 +93,9 @@ test('GET /v1/maps lists every map with type, sizes, entries in use and capacity
   assert.is(res.statusCode, 200);
   const maps = (res.json() as { maps: any[] }).maps;
   const byName = Object.fromEntries(maps.map((m) => [m.name, m]));
-  assert.ok(byName.lb4_services_v1 && byName.lb_slots_v1 && byName.sock_stats_v1 && byName.lb_be_stats_v1);
-  assert.equal(byName.lb4_services_v1, {
-    name: 'lb4_services_v1',
+  assert.ok(byName.lb4_services_v2 && byName.lb_slots_v1 && byName.sock_stats_v1 && byName.lb_be_stats_v2);
+  assert.equal(byName.lb4_services_v2, {
+    name: 'lb4_services_v2',
     type: 'hash',
     keySize: 8,
     valueSize: Layouts.service.size,
@@ -107,25 +107,25 @@ test('GET /v1/maps lists every map with type, sizes, entries in use and capacity
     valueLayout: 'lb_service',
   });
   assert.is(byName.lb_slots_v1.entries, 3 + 2 + 1);
-  assert.is(byName.lb4_backends_v1.entries, 4);
-  assert.is(byName.lb6_backends_v1.entries, 2);
+  assert.is(byName.lb4_backends_v2.entries, 4);
+  assert.is(byName.lb6_backends_v2.entries, 2);
 });
 
 test('GET /v1/maps/:name decodes keys and values by field name', async () => {
   const { source } = fixture();
-  const res = await get(source, '/v1/maps/lb4_services_v1');
+  const res = await get(source, '/v1/maps/lb4_services_v2');
   assert.is(res.statusCode, 200);
   const page = res.json() as any;
   assert.is(page.keyLayout, 'lb4_key');
   assert.is(page.cursor, null);
   const web = page.entries.find((e: any) => e.key.address === '10.96.0.10');
-  assert.equal(web.key, { address: '10.96.0.10', dport: 80, proto: 6 });
+  assert.equal(web.key, { address: '10.96.0.10', dport: 80, proto: 6, scope: 0 });
   assert.equal(
     Object.keys(web.value),
     Layouts.service.fields.filter((f) => f.type !== 'pad').map((f) => f.name),
   );
   assert.is(web.value.backend_count, 3);
-  const backends = (await get(source, '/v1/maps/lb4_backends_v1')).json() as any;
+  const backends = (await get(source, '/v1/maps/lb4_backends_v2')).json() as any;
   assert.ok(backends.entries.some((e: any) => e.value.address === '10.244.0.21' && e.value.port === 53 && e.value.proto === 17));
 });
 
@@ -144,7 +144,7 @@ test('GET /v1/maps/:name pages with an opaque cursor, without duplicates or gaps
   let cursor: string | null = null;
   let pages = 0;
   do {
-    const url: string = `/v1/maps/lb4_backends_v1?limit=37${cursor ? `&cursor=${cursor}` : ''}`;
+    const url: string = `/v1/maps/lb4_backends_v2?limit=37${cursor ? `&cursor=${cursor}` : ''}`;
     const res = await get(source, url);
     assert.is(res.statusCode, 200, res.body);
     const page = res.json() as any;
@@ -162,14 +162,14 @@ test('GET /v1/maps/:name pages with an opaque cursor, without duplicates or gaps
 
 test('GET /v1/maps/:name rejects a bad limit or cursor and an unknown map with a JSON 4xx', async () => {
   const { source } = fixture();
-  assertJsonError(await get(source, '/v1/maps/lb4_services_v1?limit=0'), 400, 'FST_ERR_VALIDATION');
-  assertJsonError(await get(source, '/v1/maps/lb4_services_v1?limit=99999'), 400, 'FST_ERR_VALIDATION');
-  assertJsonError(await get(source, '/v1/maps/lb4_services_v1?limit=ten'), 400, 'FST_ERR_VALIDATION');
-  assertJsonError(await get(source, '/v1/maps/lb4_services_v1?cursor=***'), 400, 'FST_ERR_VALIDATION');
-  assertJsonError(await get(source, '/v1/maps/lb4_services_v1?cursor=AAAA'), 400, 'SOCKLB_ERR_DEBUG_BAD_CURSOR');
+  assertJsonError(await get(source, '/v1/maps/lb4_services_v2?limit=0'), 400, 'FST_ERR_VALIDATION');
+  assertJsonError(await get(source, '/v1/maps/lb4_services_v2?limit=99999'), 400, 'FST_ERR_VALIDATION');
+  assertJsonError(await get(source, '/v1/maps/lb4_services_v2?limit=ten'), 400, 'FST_ERR_VALIDATION');
+  assertJsonError(await get(source, '/v1/maps/lb4_services_v2?cursor=***'), 400, 'FST_ERR_VALIDATION');
+  assertJsonError(await get(source, '/v1/maps/lb4_services_v2?cursor=AAAA'), 400, 'SOCKLB_ERR_DEBUG_BAD_CURSOR');
   const unknown = await get(source, '/v1/maps/no_such_map');
   assertJsonError(unknown, 404, 'SOCKLB_ERR_DEBUG_NOT_FOUND');
-  assert.match(unknown.body, /lb4_services_v1/, 'names the maps there are');
+  assert.match(unknown.body, /lb4_services_v2/, 'names the maps there are');
   assertJsonError(await get(source, '/v1/maps/..%2Fetc'), 400);
 });
 
