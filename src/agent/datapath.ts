@@ -56,18 +56,25 @@ export interface DatapathOptions {
   features?: Features;
 }
 
+/**
+ * Sized so the datapath's maps take at most 64 MiB of kernel memory when full, on a host of 128
+ * possible CPUs (docs/operating.md has the formula): 65,536 frontends and backends per family and
+ * two backend slots per frontend on average.
+ */
 export const DEFAULT_CAPACITY: Capacity = {
   services: 65536,
-  slots: 262144,
+  slots: 131072,
   backends: 65536,
   serviceIds: 65536,
   backendIds: 65536,
 };
 
 export const DEFAULT_REVERSE_ENTRIES = 65536;
-export const DEFAULT_AFFINITY_ENTRIES = 65536;
+/** One entry per client network namespace and ClientIP-affinity service it dials. */
+export const DEFAULT_AFFINITY_ENTRIES = 16384;
 
-function mapSizes(o: DatapathOptions): Record<MapName, number> {
+/** Every map's max_entries for these options. */
+export function mapSizes(o: DatapathOptions): Record<MapName, number> {
   return {
     [MapNames.lb4Services]: o.capacity.services,
     [MapNames.lb6Services]: o.capacity.services,

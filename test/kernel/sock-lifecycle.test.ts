@@ -10,12 +10,12 @@ import { SOCK_PROGRAMS } from '../../src/agent/datapath.ts';
 import { cgroupPrograms } from '../../src/bpf/binding.ts';
 import { MapNames, SOCK_REASONS } from '../../src/datapath/abi.ts';
 import type { NetnsLab, ProbeHandle } from '../../src/lab/netns-lab.ts';
+import { ROOT, startAgentProcess } from '../support/agent-process.ts';
 import { manifest, service, slice } from '../support/objects.ts';
 import { SockLab } from '../support/sock-lab.ts';
 import { scaled, TIME_SCALE, waitUntil } from '../support/time-scale.ts';
 
 const VIP = '10.96.0.10';
-const ROOT = join(import.meta.dirname, '../..');
 
 function webObjects(addresses: string[]): object[] {
   return [
@@ -105,52 +105,6 @@ restart.after(async (ctx) => {
   for (const a of ctx.agents) a.kill('SIGKILL');
   await ctx.sl?.close();
 });
-
-/** Runs `socklb agent` as its own process; resolves with its "in sync" log record. */
-function startAgentProcess(sl: SockLab, agents: ChildProcess[]): Promise<{ child: ChildProcess; inSync: Record<string, unknown> }> {
-  const child = spawn(
-    join(ROOT, 'bin/socklb'),
-    [
-      'agent',
-      '--manifests',
-      sl.manifestPath,
-      '--cgroup',
-      sl.lab.cgroupPath,
-      '--bpffs',
-      sl.bpffs,
-      '--max-services',
-      '256',
-      '--max-backends',
-      '256',
-      '--max-slots',
-      '1024',
-      '--health-address',
-      '127.0.0.1:0',
-      '--debug-address',
-      '127.0.0.1:0',
-    ],
-    { stdio: ['ignore', 'pipe', 'pipe'] },
-  );
-  agents.push(child);
-  return new Promise((resolve, reject) => {
-    let out = '';
-    let err = '';
-    const timer = setTimeout(() => reject(new Error(`agent not in sync after ${scaled(20)} s:\n${out}\n${err}`)), scaled(20_000));
-    child.stderr!.on('data', (d: Buffer) => (err += d));
-    child.stdout!.on('data', (d: Buffer) => {
-      out += d;
-      for (const line of out.split('\n')) {
-        if (!line.includes('"in sync"')) continue;
-        clearTimeout(timer);
-        resolve({ child, inSync: JSON.parse(line) as Record<string, unknown> });
-      }
-    });
-    child.on('exit', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`agent exited with ${code}:\n${out}\n${err}`));
-    });
-  });
-}
 
 restart('kill -9 of the agent during a connect loop fails no connect; the restarted agent adopts the maps', async ({ sl, agents }) => {
   const first = await startAgentProcess(sl, agents);

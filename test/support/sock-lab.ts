@@ -43,12 +43,12 @@ export class SockLab {
   }
 
   /** Writes the manifest and starts an in-process agent on it; resolves once it is in sync. */
-  async startAgent(docs: (object | string)[]): Promise<Agent> {
+  async startAgent(docs: (object | string)[], capacity: Capacity = SMALL_CAPACITY): Promise<Agent> {
     writeFileSync(this.manifestPath, manifest(docs));
     const agent = new Agent({
       bpffs: this.bpffs,
       cgroup: this.lab.cgroupPath,
-      capacity: SMALL_CAPACITY,
+      capacity,
       reverseEntries: 4096,
       node: { name: 'node-a' },
       log: pino({ level: process.env.SOCKLB_TEST_LOG ?? 'silent' }),
