@@ -40,6 +40,9 @@ export class BpfError extends Error {
   }
 }
 
+// The addon throws a BpfError itself for a Buffer whose size does not fit the map.
+native.setErrorClass(BpfError);
+
 function isStatus(r: unknown): r is Status {
   return typeof r === 'number' && r < 0;
 }
@@ -120,7 +123,10 @@ export interface BatchPage {
 const UPDATE_FLAGS = { any: 0, noexist: 1, exist: 2 } as const;
 export type UpdateFlag = keyof typeof UPDATE_FLAGS;
 
-/** A map fd this object owns. Sizes are checked here, since the kernel trusts the buffer lengths. */
+/**
+ * A map fd this object owns. The addon checks every key and value Buffer against the map's sizes
+ * (the kernel trusts the lengths) and throws a BpfError with code 'EINVAL' naming both.
+ */
 export class BpfMap {
   #fd: NativeFd;
   /** Key bytes. */
@@ -183,9 +189,8 @@ export class BpfMap {
 
   /** bpf_map_lookup_elem: the value, or undefined when the key is absent. */
   lookup(key: Buffer): Buffer | undefined {
-    const fd = this.#checked('bpf_map_lookup_elem', key);
     const value = Buffer.alloc(this.valueBufferSize);
-    const rc = native.mapLookup(fd, key, value);
+    const rc = native.mapLookup(this.#fd, key, value);
     if (rc === ENOENT) return undefined;
     check(rc, 'bpf_map_lookup_elem');
     return value;
@@ -193,14 +198,12 @@ export class BpfMap {
 
   /** bpf_map_update_elem. A full hash map fails with code 'E2BIG'. */
   update(key: Buffer, value: Buffer, flag: UpdateFlag = 'any'): void {
-    const fd = this.#checked('bpf_map_update_elem', key, value);
-    check(native.mapUpdate(fd, key, value, UPDATE_FLAGS[flag]), 'bpf_map_update_elem');
+    check(native.mapUpdate(this.#fd, key, value, UPDATE_FLAGS[flag]), 'bpf_map_update_elem');
   }
 
   /** bpf_map_delete_elem: false when the key was absent. */
   delete(key: Buffer): boolean {
-    const fd = this.#checked('bpf_map_delete_elem', key);
-    const rc = native.mapDelete(fd, key);
+    const rc = native.mapDelete(this.#fd, key);
     if (rc === ENOENT) return false;
     check(rc, 'bpf_map_delete_elem');
     return true;
@@ -214,7 +217,7 @@ export class BpfMap {
     let prev: Buffer | null = null;
     for (;;) {
       const next = Buffer.alloc(this.keySize);
-      const rc = native.mapGetNextKey(openFd(this.#fd, 'bpf_map_get_next_key'), prev, next);
+      const rc = native.mapGetNextKey(this.#fd, prev, next);
       if (rc === ENOENT) return;
       check(rc, 'bpf_map_get_next_key');
       yield next;
@@ -227,15 +230,14 @@ export class BpfMap {
    * A hash bucket is never split, so a bucket larger than maxCount makes this retry larger.
    */
   lookupBatch(cursor?: Buffer, maxCount = 256): BatchPage {
-    const fd = openFd(this.#fd, 'bpf_map_lookup_batch');
     // Array maps use a key as the cursor, hash maps a u32 bucket index.
     const nextCursor = Buffer.alloc(Math.max(this.keySize, 8));
     for (let want = maxCount; ; want *= 2) {
       const keys = Buffer.alloc(want * this.keySize);
       const values = Buffer.alloc(want * this.valueBufferSize);
-      const [rc, count]: BatchResult = native.mapLookupBatch(fd, cursor ?? null, nextCursor, keys, values, want);
+      const [rc, count]: BatchResult = native.mapLookupBatch(this.#fd, cursor ?? null, nextCursor, keys, values, want);
       // Per-CPU arrays have batch ops only since Linux 5.13: page through them a key at a time.
-      if (rc === ENOTSUPP) return this.#lookupByKeys(fd, cursor, maxCount);
+      if (rc === ENOTSUPP) return this.#lookupByKeys(cursor, maxCount);
       if (rc === ENOSPC && count === 0) continue;
       if (rc !== ENOENT) check(rc, 'bpf_map_lookup_batch');
       return {
@@ -248,14 +250,14 @@ export class BpfMap {
   }
 
   /** lookupBatch's page, read with get_next_key and lookup: the cursor is the last key returned. */
-  #lookupByKeys(fd: number, cursor: Buffer | undefined, maxCount: number): BatchPage {
+  #lookupByKeys(cursor: Buffer | undefined, maxCount: number): BatchPage {
     const keys = Buffer.alloc(maxCount * this.keySize);
     const values = Buffer.alloc(maxCount * this.valueBufferSize);
     let prev: Buffer | null = cursor ?? null;
     let count = 0;
     while (count < maxCount) {
       const key = keys.subarray(count * this.keySize, (count + 1) * this.keySize);
-      const rc = native.mapGetNextKey(fd, prev, key);
+      const rc = native.mapGetNextKey(this.#fd, prev, key);
       if (rc === ENOENT)
         return {
           keys: keys.subarray(0, count * this.keySize),
@@ -264,7 +266,7 @@ export class BpfMap {
           nextCursor: undefined,
         };
       check(rc, 'bpf_map_get_next_key');
-      const lrc = native.mapLookup(fd, key, values.subarray(count * this.valueBufferSize, (count + 1) * this.valueBufferSize));
+      const lrc = native.mapLookup(this.#fd, key, values.subarray(count * this.valueBufferSize, (count + 1) * this.valueBufferSize));
       prev = key;
       if (lrc === ENOENT) continue; // deleted meanwhile (hash maps only)
       check(lrc, 'bpf_map_lookup_elem');
@@ -288,17 +290,15 @@ export class BpfMap {
     } while (cursor);
   }
 
-  /** bpf_map_update_batch: count keys and values, back to back (count defaults to all of keys). */
+  /** bpf_map_update_batch: count keys and values, back to back, filling both Buffers exactly. */
   updateBatch(keys: Buffer, values: Buffer, count = keys.length / this.keySize, flag: UpdateFlag = 'any'): void {
-    const fd = this.#checkedBatch('bpf_map_update_batch', keys, count, values);
-    const [rc, done] = native.mapUpdateBatch(fd, keys, values, count, UPDATE_FLAGS[flag]);
+    const [rc, done] = native.mapUpdateBatch(this.#fd, keys, values, count, UPDATE_FLAGS[flag]);
     check(rc, 'bpf_map_update_batch', `${done} of ${count} done`);
   }
 
-  /** bpf_map_delete_batch: fails with 'ENOENT' at the first absent key (those before are gone). */
+  /** bpf_map_delete_batch of count keys filling keys exactly; fails with 'ENOENT' at the first absent key (those before are gone). */
   deleteBatch(keys: Buffer, count = keys.length / this.keySize): void {
-    const fd = this.#checkedBatch('bpf_map_delete_batch', keys, count);
-    const [rc, done] = native.mapDeleteBatch(fd, keys, count);
+    const [rc, done] = native.mapDeleteBatch(this.#fd, keys, count);
     check(rc, 'bpf_map_delete_batch', `${done} of ${count} done`);
   }
 
@@ -314,28 +314,6 @@ export class BpfMap {
 
   [Symbol.dispose](): void {
     this.close();
-  }
-
-  #checked(operation: string, key: Buffer, value?: Buffer): number {
-    const fd = openFd(this.#fd, operation);
-    if (key.length !== this.keySize) {
-      throw new BpfError(operation, EINVAL, `key is ${key.length} bytes, the map's key_size is ${this.keySize}`);
-    }
-    if (value && value.length !== this.valueBufferSize) {
-      throw new BpfError(operation, EINVAL, `value is ${value.length} bytes, expected ${this.valueBufferSize}`);
-    }
-    return fd;
-  }
-
-  #checkedBatch(operation: string, keys: Buffer, count: number, values?: Buffer): number {
-    const fd = openFd(this.#fd, operation);
-    if (!Number.isInteger(count) || count < 0 || keys.length < count * this.keySize) {
-      throw new BpfError(operation, EINVAL, `keys hold ${keys.length} bytes, not ${count} keys of ${this.keySize}`);
-    }
-    if (values && values.length < count * this.valueBufferSize) {
-      throw new BpfError(operation, EINVAL, `values hold ${values.length} bytes, not ${count} of ${this.valueBufferSize}`);
-    }
-    return fd;
   }
 }
 

@@ -1,5 +1,6 @@
 // The raw libbpf addon (build/Release/socklb_bpf.node) as TypeScript sees it. Only binding.ts uses
-// it: every call returns a negative errno on failure, and buffer sizes are the caller's contract.
+// it (and the tests of the addon itself): every call returns a negative errno on failure; a Buffer
+// whose size does not fit the map throws a BpfError (EINVAL) once binding.ts has set the class.
 import { createRequire } from 'node:module';
 
 /** An fd the addon opened; closed by close() or when the object is collected. */
@@ -73,13 +74,16 @@ export interface Native {
   takeLog(): string;
   possibleCpus(): number;
   mapCreate(type: string, name: string, keySize: number, valueSize: number, maxEntries: number, flags: number): NativeFd | Status;
-  mapLookup(fd: number, key: Buffer, valueOut: Buffer): Status;
-  mapUpdate(fd: number, key: Buffer, value: Buffer, flags: number): Status;
-  mapDelete(fd: number, key: Buffer): Status;
-  mapGetNextKey(fd: number, key: Buffer | null, nextOut: Buffer): Status;
-  mapLookupBatch(fd: number, inBatch: Buffer | null, outBatch: Buffer, keysOut: Buffer, valuesOut: Buffer, count: number): BatchResult;
-  mapUpdateBatch(fd: number, keys: Buffer, values: Buffer, count: number, elemFlags: number): BatchResult;
-  mapDeleteBatch(fd: number, keys: Buffer, count: number): BatchResult;
+  /** Makes the addon's own errors (a Buffer of the wrong size) instances of cls. */
+  setErrorClass(cls: new (operation: string, status: number, detail?: string) => Error): void;
+  // The map calls take the map's Fd object, from which the addon learns (once) the sizes to check.
+  mapLookup(map: NativeFd, key: Buffer, valueOut: Buffer): Status;
+  mapUpdate(map: NativeFd, key: Buffer, value: Buffer, flags: number): Status;
+  mapDelete(map: NativeFd, key: Buffer): Status;
+  mapGetNextKey(map: NativeFd, key: Buffer | null, nextOut: Buffer): Status;
+  mapLookupBatch(map: NativeFd, inBatch: Buffer | null, outBatch: Buffer, keysOut: Buffer, valuesOut: Buffer, count: number): BatchResult;
+  mapUpdateBatch(map: NativeFd, keys: Buffer, values: Buffer, count: number, elemFlags: number): BatchResult;
+  mapDeleteBatch(map: NativeFd, keys: Buffer, count: number): BatchResult;
   mapInfo(fd: number): NativeMapInfo | Status;
   objPin(fd: number, path: string): Status;
   objGet(path: string): NativeFd | Status;

@@ -1,4 +1,4 @@
-// Module entry of the libbpf addon, and the capture of libbpf's own messages.
+// Module entry of the libbpf addon, the capture of libbpf's own messages, and the addon's errors.
 #include "common.h"
 #include "sock_diag.h"
 
@@ -6,6 +6,7 @@
 
 #include <cstdarg>
 #include <cstdio>
+#include <cstring>
 #include <mutex>
 
 namespace socklb {
@@ -55,19 +56,48 @@ Napi::Value PossibleCpus(const Napi::CallbackInfo &info)
 	return Status(info.Env(), libbpf_num_possible_cpus());
 }
 
+// setErrorClass(BpfError): the class the addon's own errors are made of.
+void SetErrorClass(const Napi::CallbackInfo &info)
+{
+	if (!info[0].IsFunction())
+		ThrowArg(info, 0, "a class");
+	info.Env().GetInstanceData<AddonData>()->error_class =
+		Napi::Persistent(info[0].As<Napi::Function>());
+}
+
 } // namespace
+
+void ThrowBpfError(Napi::Env env, const std::string &operation, int status,
+		   const std::string &detail)
+{
+	Napi::FunctionReference &cls = env.GetInstanceData<AddonData>()->error_class;
+	if (cls.IsEmpty()) {
+		Napi::Error err = Napi::Error::New(env, operation + "(" + detail +
+								") failed: " + strerror(-status));
+		err.Set("errno", Napi::Number::New(env, -status));
+		throw err;
+	}
+	Napi::Value err =
+		cls.New({ Napi::String::New(env, operation), Napi::Number::New(env, status),
+			  Napi::String::New(env, detail) });
+	throw Napi::Error(env, err);
+}
+
 } // namespace socklb
 
 static Napi::Object Init(Napi::Env env, Napi::Object exports)
 {
 	using namespace socklb;
 	libbpf_set_print(CaptureLibbpfPrint);
-	InitFd(env);
+	auto *data = new AddonData();
+	env.SetInstanceData(data);
+	InitFd(env, data);
 	InitMap(env, exports);
 	InitObject(env, exports);
 	InitLink(env, exports);
 	InitSockDiag(env, exports);
 	exports.Set("takeLog", Napi::Function::New<TakeLog>(env, "takeLog"));
+	exports.Set("setErrorClass", Napi::Function::New<SetErrorClass>(env, "setErrorClass"));
 	exports.Set("possibleCpus", Napi::Function::New<PossibleCpus>(env, "possibleCpus"));
 	return exports;
 }

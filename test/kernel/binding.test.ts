@@ -6,6 +6,7 @@ import { createSocket } from 'node:dgram';
 import { once } from 'node:events';
 import { existsSync, mkdirSync, readFileSync, rmdirSync, rmSync, statSync } from 'node:fs';
 import { type AddressInfo, createServer } from 'node:net';
+import { constants } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -19,6 +20,7 @@ import {
   programStats,
   readIterator,
 } from '../../src/bpf/binding.ts';
+import { type NativeFd, native } from '../../src/bpf/native.ts';
 import { throwsBpf } from '../support/assert-bpf.ts';
 import { scaled, waitUntil } from '../support/time-scale.ts';
 
@@ -151,12 +153,105 @@ test('update on a full hash map fails with E2BIG', () => {
   }
 });
 
-test('a key of the wrong size is EINVAL naming the operation, before reaching the kernel', () => {
-  const map = BpfMap.create({ type: 'hash', keySize: 4, valueSize: 4, maxEntries: 2 });
+/** A map call that must refuse a Buffer of the wrong size: what, the call, the message's tail. */
+type SizeCase = [what: string, call: () => unknown, operation: string, sizes: RegExp];
+
+function assertSizeCases(cases: SizeCase[], mapName: string): void {
+  for (const [what, call, operation, sizes] of cases) {
+    const err = throwsBpf(call, 'EINVAL', operation);
+    assert.match(err.message, new RegExp(`map ${mapName} id \\d+: `), what);
+    assert.match(err.message, sizes, what);
+  }
+}
+
+test('every map call refuses a key or value Buffer of the wrong size, naming call, map and sizes', () => {
+  const map = BpfMap.create({ type: 'hash', keySize: 4, valueSize: 8, maxEntries: 8, name: 'sized_hash' });
+  // The raw addon too, for the Buffers the wrapper always allocates itself.
+  const raw = native.mapCreate('hash', 'sized_raw', 4, 8, 8, 0) as NativeFd;
   try {
-    const err = throwsBpf(() => map.lookup(Buffer.alloc(3)), 'EINVAL', 'bpf_map_lookup_elem');
-    assert.match(err.message, /key_size is 4/);
-    throwsBpf(() => map.delete(Buffer.alloc(8)), 'EINVAL', 'bpf_map_delete_elem');
+    map.update(u32(1), u64(1));
+    const key = (n: number) => Buffer.alloc(n);
+    const keyIs = (n: number) => new RegExp(`key is ${n} bytes, expected 4 \\(key_size\\)`);
+    const valueIs = (n: number) => new RegExp(`value is ${n} bytes, expected 8 \\(value_size\\)`);
+    const updateBatch = (keys: number, values: number) => () => map.updateBatch(key(keys), Buffer.alloc(values), 2);
+    assertSizeCases(
+      [
+        ['lookup, short key', () => map.lookup(key(3)), 'bpf_map_lookup_elem', keyIs(3)],
+        ['lookup, long key', () => map.lookup(key(5)), 'bpf_map_lookup_elem', keyIs(5)],
+        ['update, short key', () => map.update(key(3), u64(2)), 'bpf_map_update_elem', keyIs(3)],
+        ['update, long key', () => map.update(key(8), u64(2)), 'bpf_map_update_elem', keyIs(8)],
+        ['update, short value', () => map.update(u32(2), u32(2)), 'bpf_map_update_elem', valueIs(4)],
+        ['update, long value', () => map.update(u32(2), Buffer.alloc(9)), 'bpf_map_update_elem', valueIs(9)],
+        ['delete, short key', () => map.delete(key(0)), 'bpf_map_delete_elem', keyIs(0)],
+        ['delete, long key', () => map.delete(u64(1)), 'bpf_map_delete_elem', keyIs(8)],
+        ['updateBatch, short keys', updateBatch(7, 16), 'bpf_map_update_batch', /keys is 7 bytes, expected 8 \(2 x key_size\)/],
+        ['updateBatch, long keys', updateBatch(12, 16), 'bpf_map_update_batch', /keys is 12 bytes, expected 8 /],
+        ['updateBatch, short values', updateBatch(8, 15), 'bpf_map_update_batch', /values is 15 bytes, expected 16 \(2 x value_size\)/],
+        ['updateBatch, long values', updateBatch(8, 24), 'bpf_map_update_batch', /values is 24 bytes, expected 16 /],
+        ['deleteBatch, short keys', () => map.deleteBatch(key(7), 2), 'bpf_map_delete_batch', /keys is 7 bytes, expected 8 /],
+        ['deleteBatch, long keys', () => map.deleteBatch(key(6)), 'bpf_map_delete_batch', /keys is 6 bytes, expected 4 \(1 x key_size\)/],
+        ['lookupBatch, short cursor', () => map.lookupBatch(key(3)), 'bpf_map_lookup_batch', /in_batch is 3 bytes, expected at least 4 /],
+      ],
+      'sized_hash',
+    );
+    const batch = (inBatch: Buffer | null, outBatch: number, keys: number, values: number) => () =>
+      native.mapLookupBatch(raw, inBatch, Buffer.alloc(outBatch), Buffer.alloc(keys), Buffer.alloc(values), 2);
+    assertSizeCases(
+      [
+        ['raw lookup, short value', () => native.mapLookup(raw, u32(1), Buffer.alloc(7)), 'bpf_map_lookup_elem', valueIs(7)],
+        ['raw lookup, long value', () => native.mapLookup(raw, u32(1), Buffer.alloc(16)), 'bpf_map_lookup_elem', valueIs(16)],
+        ['get_next_key, short key', () => native.mapGetNextKey(raw, key(2), key(4)), 'bpf_map_get_next_key', keyIs(2)],
+        ['get_next_key, long key', () => native.mapGetNextKey(raw, key(6), key(4)), 'bpf_map_get_next_key', keyIs(6)],
+        [
+          'get_next_key, short next',
+          () => native.mapGetNextKey(raw, null, key(3)),
+          'bpf_map_get_next_key',
+          /next key is 3 bytes, expected 4 /,
+        ],
+        ['get_next_key, long next', () => native.mapGetNextKey(raw, key(4), key(5)), 'bpf_map_get_next_key', /next key is 5 bytes/],
+        ['lookupBatch, short out_batch', batch(null, 2, 8, 16), 'bpf_map_lookup_batch', /out_batch is 2 bytes, expected at least 4 /],
+        ['lookupBatch, short keys', batch(null, 8, 7, 16), 'bpf_map_lookup_batch', /keys is 7 bytes, expected 8 /],
+        ['lookupBatch, long keys', batch(null, 8, 9, 16), 'bpf_map_lookup_batch', /keys is 9 bytes, expected 8 /],
+        ['lookupBatch, short values', batch(null, 8, 8, 15), 'bpf_map_lookup_batch', /values is 15 bytes, expected 16 /],
+        ['lookupBatch, long values', batch(null, 8, 8, 17), 'bpf_map_lookup_batch', /values is 17 bytes, expected 16 /],
+      ],
+      'sized_raw',
+    );
+    assert.equal(
+      [...map.keys()].map((k) => k.readUInt32LE()),
+      [1],
+      'no refused call reached the map',
+    );
+    assert.equal(map.lookup(u32(1)), u64(1));
+    const [rc, count] = native.mapLookupBatch(raw, null, Buffer.alloc(8), Buffer.alloc(8), Buffer.alloc(16), 2);
+    assert.equal([rc, count], [-constants.errno.ENOENT, 0], 'exact sizes reach the kernel (an empty map)');
+  } finally {
+    map.close();
+    raw.close();
+  }
+});
+
+test('a per-CPU value Buffer must hold round_up(value_size, 8) bytes for every possible CPU', () => {
+  const map = BpfMap.create({ type: 'percpu_hash', keySize: 4, valueSize: 4, maxEntries: 4, name: 'sized_percpu' });
+  try {
+    const full = possibleCpus() * 8;
+    const why = `expected ${full} \\(value_size 4 rounded up to 8, times the possible CPUs\\)`;
+    assertSizeCases(
+      [
+        ['update, one CPU', () => map.update(u32(1), Buffer.alloc(4)), 'bpf_map_update_elem', new RegExp(`value is 4 bytes, ${why}`)],
+        [
+          'update, short',
+          () => map.update(u32(1), Buffer.alloc(full - 1)),
+          'bpf_map_update_elem',
+          new RegExp(`value is ${full - 1} bytes`),
+        ],
+        ['update, long', () => map.update(u32(1), Buffer.alloc(full + 8)), 'bpf_map_update_elem', new RegExp(`value is ${full + 8} bytes`)],
+        ['updateBatch, one CPU each', () => map.updateBatch(u32(1), Buffer.alloc(4)), 'bpf_map_update_batch', /values is 4 bytes/],
+      ],
+      'sized_percpu',
+    );
+    map.update(u32(1), Buffer.alloc(full, 1));
+    assert.equal(map.lookup(u32(1)), Buffer.alloc(full, 1));
   } finally {
     map.close();
   }
