@@ -1,15 +1,14 @@
 // Links, iterators, and the program queries the agent and its tests need.
 #include "common.h"
+#include "netns.h"
 
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
 #include <fcntl.h>
-#include <sched.h>
 #include <unistd.h>
 
 #include <cstring>
-#include <thread>
 #include <vector>
 
 namespace socklb {
@@ -57,27 +56,20 @@ int ReadIterator(int link_fd, std::string *out)
 	return rc;
 }
 
-// A socket iterator walks the netns of whoever creates the iterator fd. setns() changes only the
-// calling thread's netns, so a throwaway thread enters the target and the Node thread never moves.
-int ReadIteratorInNetns(int link_fd, const std::string &netns_path, std::string *out)
+// A socket iterator walks the netns of whoever creates the iterator fd: netns_path (if not empty)
+// is entered by RunInNetns's own thread.
+int ReadIteratorIn(int link_fd, const std::string &netns_path, std::string *out)
 {
-	int rc = 0;
-	std::thread worker([&] {
-		int ns = open(netns_path.c_str(), O_RDONLY | O_CLOEXEC);
-		if (ns < 0) {
-			rc = -errno;
-			return;
-		}
-		if (setns(ns, CLONE_NEWNET) < 0) {
-			rc = -errno;
-			close(ns);
-			return;
-		}
-		close(ns);
-		rc = ReadIterator(link_fd, out);
-	});
-	worker.join();
-	return rc;
+	if (netns_path.empty())
+		return ReadIterator(link_fd, out);
+	return RunInNetns(netns_path, [&] { return ReadIterator(link_fd, out); });
+}
+
+Napi::Value StringOrStatus(Napi::Env env, int rc, const std::string &out)
+{
+	if (rc < 0)
+		return Status(env, rc);
+	return Napi::String::New(env, out);
 }
 
 // iterRead(linkFd, netnsPath?) -> string | -errno
@@ -85,14 +77,8 @@ Napi::Value IterRead(const Napi::CallbackInfo &info)
 {
 	int link_fd = ArgInt(info, 0);
 	std::string out;
-	int rc;
-	if (info[1].IsUndefined() || info[1].IsNull())
-		rc = ReadIterator(link_fd, &out);
-	else
-		rc = ReadIteratorInNetns(link_fd, ArgString(info, 1), &out);
-	if (rc < 0)
-		return Status(info.Env(), rc);
-	return Napi::String::New(info.Env(), out);
+	int rc = ReadIteratorIn(link_fd, ArgNetns(info, 1), &out);
+	return StringOrStatus(info.Env(), rc, out);
 }
 
 // The attach type whose libbpf name ("cgroup_inet4_connect", ...) is name, or -1.
