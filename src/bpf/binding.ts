@@ -53,9 +53,9 @@ function check<T>(r: T | Status, operation: string, detail?: string, log?: strin
   return r as T;
 }
 
-/** What libbpf printed during a call that failed, for BpfError.log (kept to the last 8 KiB). */
-function libbpfLog(): string | undefined {
-  const log = native.takeLog().trimEnd();
+/** The tail of what libbpf printed during a call that failed, for BpfError.log (the last 8 KiB). */
+function logTail(text: string): string | undefined {
+  const log = text.trimEnd();
   return log ? log.slice(-8192) : undefined;
 }
 
@@ -63,7 +63,7 @@ function libbpfLog(): string | undefined {
 function checkLogged<T>(call: () => T | Status, operation: string, detail?: string): T {
   native.takeLog();
   const r = call();
-  if (isStatus(r)) throw new BpfError(operation, r, detail, libbpfLog());
+  if (isStatus(r)) throw new BpfError(operation, r, detail, logTail(native.takeLog()));
   native.takeLog();
   return r as T;
 }
@@ -410,11 +410,11 @@ export class BpfObject {
 
   /** Map names as libbpf reports them (internal maps may read e.g. 'binding_.rodata'; find them as '.rodata'). */
   mapNames(): string[] {
-    return this.#obj.mapNames();
+    return check(this.#obj.mapNames(), 'bpf_object__for_each_map', this.path);
   }
 
   programNames(): string[] {
-    return this.#obj.programNames();
+    return check(this.#obj.programNames(), 'bpf_object__for_each_program', this.path);
   }
 
   /** bpf_map__set_max_entries; before load. */
@@ -448,6 +448,16 @@ export class BpfObject {
     checkLogged(() => this.#obj.load(), 'bpf_object__load', this.path);
   }
 
+  /**
+   * load() on a libuv worker thread, so the event loop keeps turning while the verifier works;
+   * rejects with the BpfError load() would throw (its log is this load's alone). Until it
+   * settles, every other method of this object fails with code 'EBUSY', close() included.
+   */
+  async loadAsync(): Promise<void> {
+    const [status, log] = await this.#obj.loadAsync();
+    if (isStatus(status)) throw new BpfError('bpf_object__load', status, this.path, logTail(log));
+  }
+
   /** A loaded map, with an fd of its own (dup) that stays valid after this object closes. */
   map(name: string): BpfMap {
     return BpfMap.adopt(check(this.#obj.mapFd(name), 'bpf_map__fd', name));
@@ -469,9 +479,12 @@ export class BpfObject {
     return BpfLink.adopt(checkLogged(() => this.#obj.attachIter(program), 'bpf_program__attach_iter', program));
   }
 
-  /** bpf_object__close: maps and programs live on while links, pins or map fds hold them. */
+  /**
+   * bpf_object__close: maps and programs live on while links, pins or map fds hold them. Refused
+   * with code 'EBUSY' while loadAsync() runs (it would free the object under the loader).
+   */
   close(): void {
-    this.#obj.close();
+    check(this.#obj.close(), 'bpf_object__close', this.path);
   }
 
   [Symbol.dispose](): void {
@@ -485,9 +498,26 @@ export class BpfObject {
  * does that on a short-lived thread, so this thread's netns never changes.
  */
 export function readIterator(link: BpfLink, netnsPath?: string): string {
+  return check(native.iterRead(iterLinkFd(link), netnsPath), iterOperation(netnsPath), netnsPath);
+}
+
+/**
+ * readIterator on a libuv worker thread (the netns is entered by a thread of its own, so no pool
+ * thread changes namespace); rejects with the BpfError readIterator would throw. The worker reads
+ * through its own dup of the link's fd: closing the link meanwhile is safe and does not wait.
+ */
+export async function readIteratorAsync(link: BpfLink, netnsPath?: string): Promise<string> {
+  return check(await native.iterReadAsync(iterLinkFd(link), netnsPath), iterOperation(netnsPath), netnsPath);
+}
+
+function iterLinkFd(link: BpfLink): number {
   const fd = link.fd;
   if (fd < 0) throw new BpfError('bpf_iter_create', EBADF, 'closed link');
-  return check(native.iterRead(fd, netnsPath), netnsPath ? 'bpf_iter_create in netns' : 'bpf_iter_create', netnsPath);
+  return fd;
+}
+
+function iterOperation(netnsPath: string | undefined): string {
+  return netnsPath ? 'bpf_iter_create in netns' : 'bpf_iter_create';
 }
 
 /** bpf_prog_query: ids of the programs attached directly to the cgroup, e.g. for 'cgroup_inet4_connect'. */
@@ -571,4 +601,13 @@ function nativeUdpTarget(peer: UdpPeer, i: number): NativeUdpTarget {
 export function destroyUdpSockets(targets: readonly UdpPeer[], netnsPath?: string): UdpDestroyResult {
   const list = targets.map(nativeUdpTarget);
   return check(native.destroyUdpSockets(list, netnsPath), 'sock_diag', netnsPath);
+}
+
+/**
+ * destroyUdpSockets on a libuv worker thread (the netns entered by a thread of its own); rejects
+ * with the error destroyUdpSockets would throw, a RangeError or TypeError for a bad target included.
+ */
+export async function destroyUdpSocketsAsync(targets: readonly UdpPeer[], netnsPath?: string): Promise<UdpDestroyResult> {
+  const list = targets.map(nativeUdpTarget);
+  return check(await native.destroyUdpSocketsAsync(list, netnsPath), 'sock_diag', netnsPath);
 }

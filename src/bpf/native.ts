@@ -41,18 +41,22 @@ export interface NativeProgInfo {
 
 export interface NativeBpfObject {
   open(path: string): Status;
-  mapNames(): string[];
-  programNames(): string[];
+  /** -EBUSY while loadAsync() runs, as every call below but load and loadAsync's own result. */
+  mapNames(): string[] | Status;
+  programNames(): string[] | Status;
   setMaxEntries(map: string, n: number): Status;
   setPinPath(map: string, path: string): Status;
   initialValue(map: string): Buffer | Status;
   setInitialValue(map: string, data: Buffer): Status;
   load(): Status;
+  /** bpf_object__load on a worker thread: [status, what libbpf printed during this load]. */
+  loadAsync(): Promise<[Status, string]>;
   mapFd(map: string): NativeFd | Status;
   programFd(program: string): number;
   attachCgroup(program: string, cgroupPath: string): NativeFd | Status;
   attachIter(program: string): NativeFd | Status;
-  close(): void;
+  /** -EBUSY (and nothing closed) while loadAsync() runs. */
+  close(): Status;
 }
 
 /** A peer whose connected UDP sockets destroyUdpSockets() ends; address in network order (4 or 16 bytes). */
@@ -90,11 +94,15 @@ export interface Native {
   linkUpdate(linkFd: number, programFd: number): Status;
   linkInfo(fd: number): NativeLinkInfo | Status;
   iterRead(linkFd: number, netnsPath?: string): string | Status;
+  /** iterRead on a worker thread, through a dup of linkFd (the link may be closed meanwhile). */
+  iterReadAsync(linkFd: number, netnsPath?: string): Promise<string | Status>;
   progQuery(cgroupPath: string, attachType: string): number[] | Status;
   progInfo(fd: number): NativeProgInfo | Status;
   progGetFdById(id: number): NativeFd | Status;
   enableRunTimeStats(): NativeFd | Status;
   destroyUdpSockets(targets: readonly NativeUdpTarget[], netnsPath?: string): NativeDestroyCounts | Status;
+  /** destroyUdpSockets on a worker thread (targets are copied before it starts). */
+  destroyUdpSocketsAsync(targets: readonly NativeUdpTarget[], netnsPath?: string): Promise<NativeDestroyCounts | Status>;
   BpfObject: new () => NativeBpfObject;
 }
 

@@ -10,6 +10,7 @@
 
 #include <cerrno>
 #include <cstdint>
+#include <functional>
 #include <string>
 
 namespace socklb {
@@ -57,6 +58,33 @@ int ArgMap(const Napi::CallbackInfo &info, size_t i, MapShape *out);
 // Throws new BpfError(operation, status, detail), or a plain Error before setErrorClass.
 [[noreturn]] void ThrowBpfError(Napi::Env env, const std::string &operation, int status,
 				const std::string &detail);
+
+// Sends what libbpf prints on this thread to *into for the object's lifetime, not to takeLog():
+// a load on a worker thread keeps its verifier log apart from the JS thread's calls.
+class LogCapture {
+public:
+	explicit LogCapture(std::string *into);
+	~LogCapture();
+	LogCapture(const LogCapture &) = delete;
+	LogCapture &operator=(const LogCapture &) = delete;
+
+private:
+	std::string *previous_;
+};
+
+// Runs work on a libuv worker thread, then resolves the returned Promise with done()'s value on
+// the JS thread. work must not touch JS; done may, and releases what the call held. Failures
+// travel as statuses in the value, as in the sync bindings, so the Promise never rejects.
+Napi::Promise RunAsync(Napi::Env env, std::function<void()> work,
+		       std::function<Napi::Value(Napi::Env)> done);
+
+// A Promise already resolved with value: an async call that fails before any work starts.
+inline Napi::Promise Resolved(Napi::Env env, Napi::Value value)
+{
+	auto deferred = Napi::Promise::Deferred::New(env);
+	deferred.Resolve(value);
+	return deferred.Promise();
+}
 
 // libbpf 1.x reports failures of pointer-returning calls through errno; never let a stale 0
 // through.

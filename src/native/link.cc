@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <memory>
 #include <vector>
 
 namespace socklb {
@@ -79,6 +80,32 @@ Napi::Value IterRead(const Napi::CallbackInfo &info)
 	std::string out;
 	int rc = ReadIteratorIn(link_fd, ArgNetns(info, 1), &out);
 	return StringOrStatus(info.Env(), rc, out);
+}
+
+// iterReadAsync(linkFd, netnsPath?) -> Promise<string | -errno>: iterRead on a libuv worker
+// thread. The worker reads through its own dup of the link fd, so the link may be closed
+// meanwhile (close() neither waits nor refuses): the link lives until the worker closes the dup.
+Napi::Value IterReadAsync(const Napi::CallbackInfo &info)
+{
+	Napi::Env env = info.Env();
+	int link_fd = ArgInt(info, 0);
+	struct Call {
+		int fd;
+		std::string netns, out;
+		int rc = 0;
+	};
+	auto call = std::make_shared<Call>();
+	call->netns = ArgNetns(info, 1);
+	call->fd = fcntl(link_fd, F_DUPFD_CLOEXEC, 0);
+	if (call->fd < 0)
+		return Resolved(env, Status(env, -errno));
+	return RunAsync(
+		env,
+		[call] {
+			call->rc = ReadIteratorIn(call->fd, call->netns, &call->out);
+			close(call->fd);
+		},
+		[call](Napi::Env env) { return StringOrStatus(env, call->rc, call->out); });
 }
 
 // The attach type whose libbpf name ("cgroup_inet4_connect", ...) is name, or -1.
@@ -159,6 +186,7 @@ void InitLink(Napi::Env env, Napi::Object exports)
 	exports.Set("linkUpdate", Napi::Function::New<LinkUpdate>(env, "linkUpdate"));
 	exports.Set("linkInfo", Napi::Function::New<LinkInfo>(env, "linkInfo"));
 	exports.Set("iterRead", Napi::Function::New<IterRead>(env, "iterRead"));
+	exports.Set("iterReadAsync", Napi::Function::New<IterReadAsync>(env, "iterReadAsync"));
 	exports.Set("progQuery", Napi::Function::New<ProgQuery>(env, "progQuery"));
 	exports.Set("progInfo", Napi::Function::New<ProgInfo>(env, "progInfo"));
 	exports.Set("progGetFdById", Napi::Function::New<ProgGetFdById>(env, "progGetFdById"));

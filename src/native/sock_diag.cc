@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <memory>
 #include <set>
 #include <vector>
 
@@ -304,12 +305,36 @@ Napi::Value DestroyUdpSockets(const Napi::CallbackInfo &info)
 	return CountsOrStatus(info.Env(), rc, counts);
 }
 
+// destroyUdpSocketsAsync(targets, netnsPath?) -> Promise<{ destroyed, errors } | -errno>: the
+// dumps and SOCK_DESTROYs on a libuv worker thread. The targets are copied first, so the caller's
+// array and Buffers may change meanwhile.
+Napi::Value DestroyUdpSocketsAsync(const Napi::CallbackInfo &info)
+{
+	struct Call {
+		std::vector<UdpTarget> targets;
+		std::string netns;
+		DestroyCounts counts;
+		int rc = 0;
+	};
+	auto call = std::make_shared<Call>();
+	int rc = ParseTargets(info, &call->targets);
+	call->netns = ArgNetns(info, 1);
+	if (rc < 0)
+		return Resolved(info.Env(), Status(info.Env(), rc));
+	return RunAsync(
+		info.Env(),
+		[call] { call->rc = DestroyUdpIn(call->targets, call->netns, &call->counts); },
+		[call](Napi::Env env) { return CountsOrStatus(env, call->rc, call->counts); });
+}
+
 } // namespace
 
 void InitSockDiag(Napi::Env env, Napi::Object exports)
 {
 	exports.Set("destroyUdpSockets",
 		    Napi::Function::New<DestroyUdpSockets>(env, "destroyUdpSockets"));
+	exports.Set("destroyUdpSocketsAsync",
+		    Napi::Function::New<DestroyUdpSocketsAsync>(env, "destroyUdpSocketsAsync"));
 }
 
 } // namespace socklb

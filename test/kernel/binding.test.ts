@@ -2,11 +2,12 @@
 
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { createSocket } from 'node:dgram';
+import { createSocket, type Socket } from 'node:dgram';
 import { once } from 'node:events';
 import { existsSync, mkdirSync, readFileSync, rmdirSync, rmSync, statSync } from 'node:fs';
 import { type AddressInfo, createServer } from 'node:net';
 import { constants } from 'node:os';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -15,13 +16,16 @@ import {
   BpfMap,
   BpfObject,
   cgroupPrograms,
+  destroyUdpSockets,
+  destroyUdpSocketsAsync,
   enableRunTimeStats,
   possibleCpus,
   programStats,
   readIterator,
+  readIteratorAsync,
 } from '../../src/bpf/binding.ts';
 import { type NativeFd, native } from '../../src/bpf/native.ts';
-import { throwsBpf } from '../support/assert-bpf.ts';
+import { rejectsBpf, throwsBpf } from '../support/assert-bpf.ts';
 import { scaled, waitUntil } from '../support/time-scale.ts';
 
 const FIXTURE = fileURLToPath(new URL('../../bpf/out/binding_fixture.bpf.o', import.meta.url));
@@ -506,6 +510,208 @@ test('readIterator walks the sockets of the caller netns, or of netnsPath', asyn
       if (child.exitCode === null && child.signalCode === null) await once(child, 'exit');
     }
     execFileSync('ip', ['netns', 'del', netns]);
+  }
+});
+
+/** Counts the ticks of a 1 ms interval that ran before promise settled. */
+async function ticksUntilSettled(promise: Promise<unknown>): Promise<number> {
+  let ticks = 0;
+  const timer = setInterval(() => ticks++, 1);
+  try {
+    await promise;
+  } finally {
+    clearInterval(timer);
+  }
+  return ticks;
+}
+
+/** The fixture opened and configured before load (increment 5, tag 77, 64 call slots). */
+function configuredFixture(): BpfObject {
+  const obj = BpfObject.open(FIXTURE);
+  obj.setMaxEntries('fixture_calls', 64);
+  obj.setInitialValue('.rodata', configuredRodata(obj, 5, 77));
+  return obj;
+}
+
+/** What a loaded fixture holds: its programs' tags, its call map's shape, its frozen .rodata. */
+function loadedFixture(obj: BpfObject): unknown {
+  const calls = obj.map('fixture_calls');
+  const rodata = obj.map('.rodata');
+  try {
+    const { typeName, keySize, valueSize, maxEntries } = calls.info();
+    return {
+      programs: obj
+        .programNames()
+        .sort()
+        .map((name) => [name, programStats({ fd: obj.programFd(name) }).tag]),
+      calls: { typeName, keySize, valueSize, maxEntries },
+      rodata: rodata.lookup(u32(0)),
+    };
+  } finally {
+    calls.close();
+    rodata.close();
+  }
+}
+
+test('loadAsync loads what load() loads on a worker thread: the event loop ticks, the object is busy meanwhile', async () => {
+  const sync = configuredFixture();
+  const worker = configuredFixture();
+  try {
+    sync.load();
+    const loading = worker.loadAsync();
+    throwsBpf(() => worker.close(), 'EBUSY', 'bpf_object__close');
+    throwsBpf(() => worker.map('fixture_calls'), 'EBUSY', 'bpf_map__fd');
+    throwsBpf(() => worker.setMaxEntries('fixture_calls', 8), 'EBUSY', 'bpf_map__set_max_entries');
+    throwsBpf(() => worker.load(), 'EBUSY', 'bpf_object__load');
+    await rejectsBpf(worker.loadAsync(), 'EBUSY', 'bpf_object__load');
+    const ticks = await ticksUntilSettled(loading);
+    assert.ok(ticks > 0, 'the event loop turned while the verifier worked');
+    assert.equal(loadedFixture(worker), loadedFixture(sync));
+  } finally {
+    sync.close();
+    worker.close();
+  }
+});
+
+test('loadAsync rejects with the BpfError load() throws, carrying the log of its own load', async () => {
+  const sync = BpfObject.open(REJECTED);
+  const worker = BpfObject.open(REJECTED);
+  try {
+    const thrown = throwsBpf(() => sync.load(), 'EACCES', 'bpf_object__load');
+    native.takeLog(); // what a JS-thread call left behind must not reach the worker's error
+    const rejected = await rejectsBpf(worker.loadAsync(), 'EACCES', 'bpf_object__load');
+    assert.is(rejected.message, thrown.message);
+    assert.match(rejected.log ?? '', /invalid mem access/);
+    assert.is(native.takeLog(), '', "the worker's log went to its error, not to takeLog()");
+  } finally {
+    sync.close();
+    worker.close();
+  }
+  await rejectsBpf(worker.loadAsync(), 'EBADF', 'bpf_object__load');
+});
+
+test('readIteratorAsync reads what readIterator reads, in many namespaces, and outlives a closed link', async () => {
+  const names = Array.from({ length: 6 }, (_, i) => `socklb-test-${SUFFIX}-${i}`);
+  const root = createSocket('udp4');
+  const children: ChildProcess[] = [];
+  let obj: BpfObject | undefined;
+  let link: BpfLink | undefined;
+  for (const name of names) execFileSync('ip', ['netns', 'add', name]);
+  try {
+    root.bind(0, '127.0.0.1');
+    await once(root, 'listening');
+    children.push(await udpListenerInNetns(names[0]!, 40200), await udpListenerInNetns(names[1]!, 40201));
+    obj = BpfObject.open(FIXTURE);
+    obj.setInitialValue('.rodata', configuredRodata(obj, 1, 77));
+    obj.load();
+    link = obj.attachIter('fixture_udp');
+
+    const paths = names.map((name) => `/run/netns/${name}`);
+    const sync = paths.map((path) => readIterator(link!, path));
+    assert.equal(sync.slice(0, 3), ['udp port=40200 tag=77\n', 'udp port=40201 tag=77\n', '']);
+    assert.equal(await Promise.all(paths.map((path) => readIteratorAsync(link!, path))), sync);
+    assert.ok((await readIteratorAsync(link)).includes(`udp port=${root.address().port} tag=77\n`), 'the caller netns');
+
+    await rejectsBpf(readIteratorAsync(link, '/run/netns/socklb-no-such-netns'), 'ENOENT', 'bpf_iter_create in netns');
+    const reading = readIteratorAsync(link, paths[0]);
+    link.close(); // the worker reads through a dup of its own
+    assert.is(await reading, sync[0]);
+    await rejectsBpf(readIteratorAsync(link), 'EBADF', 'bpf_iter_create');
+  } finally {
+    link?.close();
+    obj?.close();
+    root.close();
+    for (const child of children) {
+      child.kill();
+      if (child.exitCode === null && child.signalCode === null) await once(child, 'exit');
+    }
+    for (const name of names) execFileSync('ip', ['netns', 'del', name]);
+  }
+});
+
+/** Binds a UDP server on 127.0.0.1 and connects n clients to it; errors the clients get are kept. */
+async function connectedUdp(n: number): Promise<{ port: number; sockets: Socket[]; errors: string[] }> {
+  const server = createSocket('udp4');
+  server.bind(0, '127.0.0.1');
+  await once(server, 'listening');
+  const port = server.address().port;
+  const errors: string[] = [];
+  const sockets = [server];
+  for (let i = 0; i < n; i++) {
+    const client = createSocket('udp4');
+    client.on('error', (err: NodeJS.ErrnoException) => errors.push(err.code ?? err.message));
+    client.connect(port, '127.0.0.1');
+    await once(client, 'connect');
+    sockets.push(client);
+  }
+  return { port, sockets, errors };
+}
+
+test('destroyUdpSocketsAsync ends what destroyUdpSockets ends, and rejects with what it throws', async () => {
+  const first = await connectedUdp(2);
+  const second = await connectedUdp(2);
+  try {
+    const target = (port: number) => [{ family: 4, address: '127.0.0.1', port }] as const;
+    assert.equal(await destroyUdpSocketsAsync(target(first.port)), { destroyed: 2, errors: 0 });
+    assert.equal(destroyUdpSockets(target(second.port)), { destroyed: 2, errors: 0 });
+    assert.equal(await destroyUdpSocketsAsync(target(first.port)), destroyUdpSockets(target(first.port)), 'none left');
+    await waitUntil('the destroyed clients saw their error', () => first.errors.length === 2, 2000);
+    assert.equal(first.errors, ['ECONNABORTED', 'ECONNABORTED']);
+
+    const missing = '/run/netns/socklb-no-such-netns';
+    const thrown = throwsBpf(() => destroyUdpSockets(target(first.port), missing), 'ENOENT', 'sock_diag');
+    const rejected = await rejectsBpf(destroyUdpSocketsAsync(target(first.port), missing), 'ENOENT', 'sock_diag');
+    assert.is(rejected.message, thrown.message);
+    const badPort = [{ family: 4, address: '127.0.0.1', port: 0 }] as const;
+    assert.throws(() => destroyUdpSockets(badPort), /targets\[0\]\.port must be 1\.\.65535/);
+    await destroyUdpSocketsAsync(badPort).then(
+      () => assert.unreachable('a bad port must reject'),
+      (err: unknown) => assert.match(String(err), /RangeError: targets\[0\]\.port must be 1\.\.65535/),
+    );
+  } finally {
+    for (const s of [...first.sockets, ...second.sockets]) s.close();
+  }
+});
+
+test('readIteratorAsync and destroyUdpSocketsAsync keep the event loop turning while their worker blocks', async () => {
+  // Opening a FIFO blocks until a writer opens it, so a worker told the FIFO is a netns waits in
+  // open() until the test lets it go; then setns() refuses the FIFO with EINVAL. A writer child
+  // lets go on a line from the test, or by itself after a while, so a worker that ran on the JS
+  // thread fails the ticks assertion instead of hanging the test.
+  const fifo = `/tmp/socklb-test-${SUFFIX}.fifo`;
+  const obj = BpfObject.open(FIXTURE);
+  let link: BpfLink | undefined;
+  execFileSync('mkfifo', [fifo]);
+  try {
+    obj.load();
+    link = obj.attachIter('fixture_udp');
+    const calls: [string, () => Promise<unknown>][] = [
+      ['bpf_iter_create in netns', () => readIteratorAsync(link!, fifo)],
+      ['sock_diag', () => destroyUdpSocketsAsync([{ family: 4, address: '127.0.0.1', port: 9 }], fifo)],
+    ];
+    for (const [operation, start] of calls) {
+      const valve = Math.ceil(scaled(10_000) / 1000);
+      const writer = spawn('bash', ['-c', `read -r -t ${valve} _; exec 3>"$FIFO"`], {
+        env: { ...process.env, FIFO: fifo },
+        stdio: ['pipe', 'ignore', 'inherit'],
+      });
+      let settled = false;
+      const call = start().finally(() => {
+        settled = true;
+      });
+      call.catch(() => {}); // awaited below; not an unhandled rejection meanwhile
+      for (let tick = 0; tick < 5; tick++) {
+        await sleep(1);
+        assert.not.ok(settled, `${operation}: settled before tick ${tick}, so it ran on the JS thread`);
+      }
+      writer.stdin!.end('go\n');
+      await rejectsBpf(call, 'EINVAL', operation);
+      if (writer.exitCode === null) await once(writer, 'exit');
+    }
+  } finally {
+    link?.close();
+    obj.close();
+    rmSync(fifo, { force: true });
   }
 });
 
