@@ -41,7 +41,7 @@ export interface NativeProgInfo {
 
 export interface NativeBpfObject {
   open(path: string): Status;
-  /** -EBUSY while loadAsync() runs, as every call below but load and loadAsync's own result. */
+  // While loadAsync() runs, every call of the object (close() included) returns -EBUSY.
   mapNames(): string[] | Status;
   programNames(): string[] | Status;
   setMaxEntries(map: string, n: number): Status;
