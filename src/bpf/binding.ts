@@ -40,6 +40,9 @@ export class BpfError extends Error {
   }
 }
 
+// The addon throws a BpfError itself for a Buffer whose size does not fit the map.
+native.setErrorClass(BpfError);
+
 function isStatus(r: unknown): r is Status {
   return typeof r === 'number' && r < 0;
 }
@@ -50,9 +53,9 @@ function check<T>(r: T | Status, operation: string, detail?: string, log?: strin
   return r as T;
 }
 
-/** What libbpf printed during a call that failed, for BpfError.log (kept to the last 8 KiB). */
-function libbpfLog(): string | undefined {
-  const log = native.takeLog().trimEnd();
+/** The tail of what libbpf printed during a call that failed, for BpfError.log (the last 8 KiB). */
+function logTail(text: string): string | undefined {
+  const log = text.trimEnd();
   return log ? log.slice(-8192) : undefined;
 }
 
@@ -60,7 +63,7 @@ function libbpfLog(): string | undefined {
 function checkLogged<T>(call: () => T | Status, operation: string, detail?: string): T {
   native.takeLog();
   const r = call();
-  if (isStatus(r)) throw new BpfError(operation, r, detail, libbpfLog());
+  if (isStatus(r)) throw new BpfError(operation, r, detail, logTail(native.takeLog()));
   native.takeLog();
   return r as T;
 }
@@ -120,7 +123,10 @@ export interface BatchPage {
 const UPDATE_FLAGS = { any: 0, noexist: 1, exist: 2 } as const;
 export type UpdateFlag = keyof typeof UPDATE_FLAGS;
 
-/** A map fd this object owns. Sizes are checked here, since the kernel trusts the buffer lengths. */
+/**
+ * A map fd this object owns. The addon checks every key and value Buffer against the map's sizes
+ * (the kernel trusts the lengths) and throws a BpfError with code 'EINVAL' naming both.
+ */
 export class BpfMap {
   #fd: NativeFd;
   /** Key bytes. */
@@ -183,9 +189,8 @@ export class BpfMap {
 
   /** bpf_map_lookup_elem: the value, or undefined when the key is absent. */
   lookup(key: Buffer): Buffer | undefined {
-    const fd = this.#checked('bpf_map_lookup_elem', key);
     const value = Buffer.alloc(this.valueBufferSize);
-    const rc = native.mapLookup(fd, key, value);
+    const rc = native.mapLookup(this.#fd, key, value);
     if (rc === ENOENT) return undefined;
     check(rc, 'bpf_map_lookup_elem');
     return value;
@@ -193,14 +198,12 @@ export class BpfMap {
 
   /** bpf_map_update_elem. A full hash map fails with code 'E2BIG'. */
   update(key: Buffer, value: Buffer, flag: UpdateFlag = 'any'): void {
-    const fd = this.#checked('bpf_map_update_elem', key, value);
-    check(native.mapUpdate(fd, key, value, UPDATE_FLAGS[flag]), 'bpf_map_update_elem');
+    check(native.mapUpdate(this.#fd, key, value, UPDATE_FLAGS[flag]), 'bpf_map_update_elem');
   }
 
   /** bpf_map_delete_elem: false when the key was absent. */
   delete(key: Buffer): boolean {
-    const fd = this.#checked('bpf_map_delete_elem', key);
-    const rc = native.mapDelete(fd, key);
+    const rc = native.mapDelete(this.#fd, key);
     if (rc === ENOENT) return false;
     check(rc, 'bpf_map_delete_elem');
     return true;
@@ -214,7 +217,7 @@ export class BpfMap {
     let prev: Buffer | null = null;
     for (;;) {
       const next = Buffer.alloc(this.keySize);
-      const rc = native.mapGetNextKey(openFd(this.#fd, 'bpf_map_get_next_key'), prev, next);
+      const rc = native.mapGetNextKey(this.#fd, prev, next);
       if (rc === ENOENT) return;
       check(rc, 'bpf_map_get_next_key');
       yield next;
@@ -227,15 +230,14 @@ export class BpfMap {
    * A hash bucket is never split, so a bucket larger than maxCount makes this retry larger.
    */
   lookupBatch(cursor?: Buffer, maxCount = 256): BatchPage {
-    const fd = openFd(this.#fd, 'bpf_map_lookup_batch');
     // Array maps use a key as the cursor, hash maps a u32 bucket index.
     const nextCursor = Buffer.alloc(Math.max(this.keySize, 8));
     for (let want = maxCount; ; want *= 2) {
       const keys = Buffer.alloc(want * this.keySize);
       const values = Buffer.alloc(want * this.valueBufferSize);
-      const [rc, count]: BatchResult = native.mapLookupBatch(fd, cursor ?? null, nextCursor, keys, values, want);
+      const [rc, count]: BatchResult = native.mapLookupBatch(this.#fd, cursor ?? null, nextCursor, keys, values, want);
       // Per-CPU arrays have batch ops only since Linux 5.13: page through them a key at a time.
-      if (rc === ENOTSUPP) return this.#lookupByKeys(fd, cursor, maxCount);
+      if (rc === ENOTSUPP) return this.#lookupByKeys(cursor, maxCount);
       if (rc === ENOSPC && count === 0) continue;
       if (rc !== ENOENT) check(rc, 'bpf_map_lookup_batch');
       return {
@@ -248,14 +250,14 @@ export class BpfMap {
   }
 
   /** lookupBatch's page, read with get_next_key and lookup: the cursor is the last key returned. */
-  #lookupByKeys(fd: number, cursor: Buffer | undefined, maxCount: number): BatchPage {
+  #lookupByKeys(cursor: Buffer | undefined, maxCount: number): BatchPage {
     const keys = Buffer.alloc(maxCount * this.keySize);
     const values = Buffer.alloc(maxCount * this.valueBufferSize);
     let prev: Buffer | null = cursor ?? null;
     let count = 0;
     while (count < maxCount) {
       const key = keys.subarray(count * this.keySize, (count + 1) * this.keySize);
-      const rc = native.mapGetNextKey(fd, prev, key);
+      const rc = native.mapGetNextKey(this.#fd, prev, key);
       if (rc === ENOENT)
         return {
           keys: keys.subarray(0, count * this.keySize),
@@ -264,7 +266,7 @@ export class BpfMap {
           nextCursor: undefined,
         };
       check(rc, 'bpf_map_get_next_key');
-      const lrc = native.mapLookup(fd, key, values.subarray(count * this.valueBufferSize, (count + 1) * this.valueBufferSize));
+      const lrc = native.mapLookup(this.#fd, key, values.subarray(count * this.valueBufferSize, (count + 1) * this.valueBufferSize));
       prev = key;
       if (lrc === ENOENT) continue; // deleted meanwhile (hash maps only)
       check(lrc, 'bpf_map_lookup_elem');
@@ -288,17 +290,15 @@ export class BpfMap {
     } while (cursor);
   }
 
-  /** bpf_map_update_batch: count keys and values, back to back (count defaults to all of keys). */
+  /** bpf_map_update_batch: count keys and values, back to back, filling both Buffers exactly. */
   updateBatch(keys: Buffer, values: Buffer, count = keys.length / this.keySize, flag: UpdateFlag = 'any'): void {
-    const fd = this.#checkedBatch('bpf_map_update_batch', keys, count, values);
-    const [rc, done] = native.mapUpdateBatch(fd, keys, values, count, UPDATE_FLAGS[flag]);
+    const [rc, done] = native.mapUpdateBatch(this.#fd, keys, values, count, UPDATE_FLAGS[flag]);
     check(rc, 'bpf_map_update_batch', `${done} of ${count} done`);
   }
 
-  /** bpf_map_delete_batch: fails with 'ENOENT' at the first absent key (those before are gone). */
+  /** bpf_map_delete_batch of count keys filling keys exactly; fails with 'ENOENT' at the first absent key (those before are gone). */
   deleteBatch(keys: Buffer, count = keys.length / this.keySize): void {
-    const fd = this.#checkedBatch('bpf_map_delete_batch', keys, count);
-    const [rc, done] = native.mapDeleteBatch(fd, keys, count);
+    const [rc, done] = native.mapDeleteBatch(this.#fd, keys, count);
     check(rc, 'bpf_map_delete_batch', `${done} of ${count} done`);
   }
 
@@ -314,28 +314,6 @@ export class BpfMap {
 
   [Symbol.dispose](): void {
     this.close();
-  }
-
-  #checked(operation: string, key: Buffer, value?: Buffer): number {
-    const fd = openFd(this.#fd, operation);
-    if (key.length !== this.keySize) {
-      throw new BpfError(operation, EINVAL, `key is ${key.length} bytes, the map's key_size is ${this.keySize}`);
-    }
-    if (value && value.length !== this.valueBufferSize) {
-      throw new BpfError(operation, EINVAL, `value is ${value.length} bytes, expected ${this.valueBufferSize}`);
-    }
-    return fd;
-  }
-
-  #checkedBatch(operation: string, keys: Buffer, count: number, values?: Buffer): number {
-    const fd = openFd(this.#fd, operation);
-    if (!Number.isInteger(count) || count < 0 || keys.length < count * this.keySize) {
-      throw new BpfError(operation, EINVAL, `keys hold ${keys.length} bytes, not ${count} keys of ${this.keySize}`);
-    }
-    if (values && values.length < count * this.valueBufferSize) {
-      throw new BpfError(operation, EINVAL, `values hold ${values.length} bytes, not ${count} of ${this.valueBufferSize}`);
-    }
-    return fd;
   }
 }
 
@@ -432,11 +410,11 @@ export class BpfObject {
 
   /** Map names as libbpf reports them (internal maps may read e.g. 'binding_.rodata'; find them as '.rodata'). */
   mapNames(): string[] {
-    return this.#obj.mapNames();
+    return check(this.#obj.mapNames(), 'bpf_object__for_each_map', this.path);
   }
 
   programNames(): string[] {
-    return this.#obj.programNames();
+    return check(this.#obj.programNames(), 'bpf_object__for_each_program', this.path);
   }
 
   /** bpf_map__set_max_entries; before load. */
@@ -470,6 +448,16 @@ export class BpfObject {
     checkLogged(() => this.#obj.load(), 'bpf_object__load', this.path);
   }
 
+  /**
+   * load() on a libuv worker thread, so the event loop keeps turning while the verifier works;
+   * rejects with the BpfError load() would throw (its log is this load's alone). Until it
+   * settles, every other method of this object fails with code 'EBUSY', close() included.
+   */
+  async loadAsync(): Promise<void> {
+    const [status, log] = await this.#obj.loadAsync();
+    if (isStatus(status)) throw new BpfError('bpf_object__load', status, this.path, logTail(log));
+  }
+
   /** A loaded map, with an fd of its own (dup) that stays valid after this object closes. */
   map(name: string): BpfMap {
     return BpfMap.adopt(check(this.#obj.mapFd(name), 'bpf_map__fd', name));
@@ -491,9 +479,12 @@ export class BpfObject {
     return BpfLink.adopt(checkLogged(() => this.#obj.attachIter(program), 'bpf_program__attach_iter', program));
   }
 
-  /** bpf_object__close: maps and programs live on while links, pins or map fds hold them. */
+  /**
+   * bpf_object__close: maps and programs live on while links, pins or map fds hold them. Refused
+   * with code 'EBUSY' while loadAsync() runs (it would free the object under the loader).
+   */
   close(): void {
-    this.#obj.close();
+    check(this.#obj.close(), 'bpf_object__close', this.path);
   }
 
   [Symbol.dispose](): void {
@@ -507,9 +498,26 @@ export class BpfObject {
  * does that on a short-lived thread, so this thread's netns never changes.
  */
 export function readIterator(link: BpfLink, netnsPath?: string): string {
+  return check(native.iterRead(iterLinkFd(link), netnsPath), iterOperation(netnsPath), netnsPath);
+}
+
+/**
+ * readIterator on a libuv worker thread (the netns is entered by a thread of its own, so no pool
+ * thread changes namespace); rejects with the BpfError readIterator would throw. The worker reads
+ * through its own dup of the link's fd: closing the link meanwhile is safe and does not wait.
+ */
+export async function readIteratorAsync(link: BpfLink, netnsPath?: string): Promise<string> {
+  return check(await native.iterReadAsync(iterLinkFd(link), netnsPath), iterOperation(netnsPath), netnsPath);
+}
+
+function iterLinkFd(link: BpfLink): number {
   const fd = link.fd;
   if (fd < 0) throw new BpfError('bpf_iter_create', EBADF, 'closed link');
-  return check(native.iterRead(fd, netnsPath), netnsPath ? 'bpf_iter_create in netns' : 'bpf_iter_create', netnsPath);
+  return fd;
+}
+
+function iterOperation(netnsPath: string | undefined): string {
+  return netnsPath ? 'bpf_iter_create in netns' : 'bpf_iter_create';
 }
 
 /** bpf_prog_query: ids of the programs attached directly to the cgroup, e.g. for 'cgroup_inet4_connect'. */
@@ -593,4 +601,13 @@ function nativeUdpTarget(peer: UdpPeer, i: number): NativeUdpTarget {
 export function destroyUdpSockets(targets: readonly UdpPeer[], netnsPath?: string): UdpDestroyResult {
   const list = targets.map(nativeUdpTarget);
   return check(native.destroyUdpSockets(list, netnsPath), 'sock_diag', netnsPath);
+}
+
+/**
+ * destroyUdpSockets on a libuv worker thread (the netns entered by a thread of its own); rejects
+ * with the error destroyUdpSockets would throw, a RangeError or TypeError for a bad target included.
+ */
+export async function destroyUdpSocketsAsync(targets: readonly UdpPeer[], netnsPath?: string): Promise<UdpDestroyResult> {
+  const list = targets.map(nativeUdpTarget);
+  return check(await native.destroyUdpSocketsAsync(list, netnsPath), 'sock_diag', netnsPath);
 }

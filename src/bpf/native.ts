@@ -1,5 +1,6 @@
 // The raw libbpf addon (build/Release/socklb_bpf.node) as TypeScript sees it. Only binding.ts uses
-// it: every call returns a negative errno on failure, and buffer sizes are the caller's contract.
+// it (and the tests of the addon itself): every call returns a negative errno on failure; a Buffer
+// whose size does not fit the map throws a BpfError (EINVAL) once binding.ts has set the class.
 import { createRequire } from 'node:module';
 
 /** An fd the addon opened; closed by close() or when the object is collected. */
@@ -40,18 +41,22 @@ export interface NativeProgInfo {
 
 export interface NativeBpfObject {
   open(path: string): Status;
-  mapNames(): string[];
-  programNames(): string[];
+  // While loadAsync() runs, every call of the object (close() included) returns -EBUSY.
+  mapNames(): string[] | Status;
+  programNames(): string[] | Status;
   setMaxEntries(map: string, n: number): Status;
   setPinPath(map: string, path: string): Status;
   initialValue(map: string): Buffer | Status;
   setInitialValue(map: string, data: Buffer): Status;
   load(): Status;
+  /** bpf_object__load on a worker thread: [status, what libbpf printed during this load]. */
+  loadAsync(): Promise<[Status, string]>;
   mapFd(map: string): NativeFd | Status;
   programFd(program: string): number;
   attachCgroup(program: string, cgroupPath: string): NativeFd | Status;
   attachIter(program: string): NativeFd | Status;
-  close(): void;
+  /** -EBUSY (and nothing closed) while loadAsync() runs. */
+  close(): Status;
 }
 
 /** A peer whose connected UDP sockets destroyUdpSockets() ends; address in network order (4 or 16 bytes). */
@@ -73,24 +78,31 @@ export interface Native {
   takeLog(): string;
   possibleCpus(): number;
   mapCreate(type: string, name: string, keySize: number, valueSize: number, maxEntries: number, flags: number): NativeFd | Status;
-  mapLookup(fd: number, key: Buffer, valueOut: Buffer): Status;
-  mapUpdate(fd: number, key: Buffer, value: Buffer, flags: number): Status;
-  mapDelete(fd: number, key: Buffer): Status;
-  mapGetNextKey(fd: number, key: Buffer | null, nextOut: Buffer): Status;
-  mapLookupBatch(fd: number, inBatch: Buffer | null, outBatch: Buffer, keysOut: Buffer, valuesOut: Buffer, count: number): BatchResult;
-  mapUpdateBatch(fd: number, keys: Buffer, values: Buffer, count: number, elemFlags: number): BatchResult;
-  mapDeleteBatch(fd: number, keys: Buffer, count: number): BatchResult;
+  /** Makes the addon's own errors (a Buffer of the wrong size) instances of cls. */
+  setErrorClass(cls: new (operation: string, status: number, detail?: string) => Error): void;
+  // The map calls take the map's Fd object, from which the addon learns (once) the sizes to check.
+  mapLookup(map: NativeFd, key: Buffer, valueOut: Buffer): Status;
+  mapUpdate(map: NativeFd, key: Buffer, value: Buffer, flags: number): Status;
+  mapDelete(map: NativeFd, key: Buffer): Status;
+  mapGetNextKey(map: NativeFd, key: Buffer | null, nextOut: Buffer): Status;
+  mapLookupBatch(map: NativeFd, inBatch: Buffer | null, outBatch: Buffer, keysOut: Buffer, valuesOut: Buffer, count: number): BatchResult;
+  mapUpdateBatch(map: NativeFd, keys: Buffer, values: Buffer, count: number, elemFlags: number): BatchResult;
+  mapDeleteBatch(map: NativeFd, keys: Buffer, count: number): BatchResult;
   mapInfo(fd: number): NativeMapInfo | Status;
   objPin(fd: number, path: string): Status;
   objGet(path: string): NativeFd | Status;
   linkUpdate(linkFd: number, programFd: number): Status;
   linkInfo(fd: number): NativeLinkInfo | Status;
   iterRead(linkFd: number, netnsPath?: string): string | Status;
+  /** iterRead on a worker thread, through a dup of linkFd (the link may be closed meanwhile). */
+  iterReadAsync(linkFd: number, netnsPath?: string): Promise<string | Status>;
   progQuery(cgroupPath: string, attachType: string): number[] | Status;
   progInfo(fd: number): NativeProgInfo | Status;
   progGetFdById(id: number): NativeFd | Status;
   enableRunTimeStats(): NativeFd | Status;
   destroyUdpSockets(targets: readonly NativeUdpTarget[], netnsPath?: string): NativeDestroyCounts | Status;
+  /** destroyUdpSockets on a worker thread (targets are copied before it starts). */
+  destroyUdpSocketsAsync(targets: readonly NativeUdpTarget[], netnsPath?: string): Promise<NativeDestroyCounts | Status>;
   BpfObject: new () => NativeBpfObject;
 }
 

@@ -1,15 +1,15 @@
 // Links, iterators, and the program queries the agent and its tests need.
 #include "common.h"
+#include "netns.h"
 
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
 #include <fcntl.h>
-#include <sched.h>
 #include <unistd.h>
 
 #include <cstring>
-#include <thread>
+#include <memory>
 #include <vector>
 
 namespace socklb {
@@ -57,27 +57,20 @@ int ReadIterator(int link_fd, std::string *out)
 	return rc;
 }
 
-// A socket iterator walks the netns of whoever creates the iterator fd. setns() changes only the
-// calling thread's netns, so a throwaway thread enters the target and the Node thread never moves.
-int ReadIteratorInNetns(int link_fd, const std::string &netns_path, std::string *out)
+// A socket iterator walks the netns of whoever creates the iterator fd: netns_path (if not empty)
+// is entered by RunInNetns's own thread.
+int ReadIteratorIn(int link_fd, const std::string &netns_path, std::string *out)
 {
-	int rc = 0;
-	std::thread worker([&] {
-		int ns = open(netns_path.c_str(), O_RDONLY | O_CLOEXEC);
-		if (ns < 0) {
-			rc = -errno;
-			return;
-		}
-		if (setns(ns, CLONE_NEWNET) < 0) {
-			rc = -errno;
-			close(ns);
-			return;
-		}
-		close(ns);
-		rc = ReadIterator(link_fd, out);
-	});
-	worker.join();
-	return rc;
+	if (netns_path.empty())
+		return ReadIterator(link_fd, out);
+	return RunInNetns(netns_path, [&] { return ReadIterator(link_fd, out); });
+}
+
+Napi::Value StringOrStatus(Napi::Env env, int rc, const std::string &out)
+{
+	if (rc < 0)
+		return Status(env, rc);
+	return Napi::String::New(env, out);
 }
 
 // iterRead(linkFd, netnsPath?) -> string | -errno
@@ -85,14 +78,34 @@ Napi::Value IterRead(const Napi::CallbackInfo &info)
 {
 	int link_fd = ArgInt(info, 0);
 	std::string out;
-	int rc;
-	if (info[1].IsUndefined() || info[1].IsNull())
-		rc = ReadIterator(link_fd, &out);
-	else
-		rc = ReadIteratorInNetns(link_fd, ArgString(info, 1), &out);
-	if (rc < 0)
-		return Status(info.Env(), rc);
-	return Napi::String::New(info.Env(), out);
+	int rc = ReadIteratorIn(link_fd, ArgNetns(info, 1), &out);
+	return StringOrStatus(info.Env(), rc, out);
+}
+
+// iterReadAsync(linkFd, netnsPath?) -> Promise<string | -errno>: iterRead on a libuv worker
+// thread. The worker reads through its own dup of the link fd, so the link may be closed
+// meanwhile (close() neither waits nor refuses): the link lives until the worker closes the dup.
+Napi::Value IterReadAsync(const Napi::CallbackInfo &info)
+{
+	Napi::Env env = info.Env();
+	int link_fd = ArgInt(info, 0);
+	struct Call {
+		int fd;
+		std::string netns, out;
+		int rc = 0;
+	};
+	auto call = std::make_shared<Call>();
+	call->netns = ArgNetns(info, 1);
+	call->fd = fcntl(link_fd, F_DUPFD_CLOEXEC, 0);
+	if (call->fd < 0)
+		return Resolved(env, Status(env, -errno));
+	return RunAsync(
+		env,
+		[call] {
+			call->rc = ReadIteratorIn(call->fd, call->netns, &call->out);
+			close(call->fd);
+		},
+		[call](Napi::Env env) { return StringOrStatus(env, call->rc, call->out); });
 }
 
 // The attach type whose libbpf name ("cgroup_inet4_connect", ...) is name, or -1.
@@ -173,6 +186,7 @@ void InitLink(Napi::Env env, Napi::Object exports)
 	exports.Set("linkUpdate", Napi::Function::New<LinkUpdate>(env, "linkUpdate"));
 	exports.Set("linkInfo", Napi::Function::New<LinkInfo>(env, "linkInfo"));
 	exports.Set("iterRead", Napi::Function::New<IterRead>(env, "iterRead"));
+	exports.Set("iterReadAsync", Napi::Function::New<IterReadAsync>(env, "iterReadAsync"));
 	exports.Set("progQuery", Napi::Function::New<ProgQuery>(env, "progQuery"));
 	exports.Set("progInfo", Napi::Function::New<ProgInfo>(env, "progInfo"));
 	exports.Set("progGetFdById", Napi::Function::New<ProgGetFdById>(env, "progGetFdById"));

@@ -6,6 +6,8 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <memory>
+
 namespace socklb {
 namespace {
 
@@ -20,6 +22,15 @@ Napi::Value AdoptLink(Napi::Env env, struct bpf_link *link)
 	bpf_link__disconnect(link);
 	bpf_link__destroy(link);
 	return NewFd(env, fd);
+}
+
+// What loadAsync() resolves with: [status, what libbpf printed].
+Napi::Value LoadResult(Napi::Env env, int rc, const std::string &log)
+{
+	Napi::Array result = Napi::Array::New(env, 2);
+	result.Set(0u, Status(env, rc));
+	result.Set(1u, log);
+	return result;
 }
 
 class BpfObject : public Napi::ObjectWrap<BpfObject> {
@@ -37,6 +48,7 @@ public:
 				InstanceMethod<&BpfObject::InitialValue>("initialValue"),
 				InstanceMethod<&BpfObject::SetInitialValue>("setInitialValue"),
 				InstanceMethod<&BpfObject::Load>("load"),
+				InstanceMethod<&BpfObject::LoadAsync>("loadAsync"),
 				InstanceMethod<&BpfObject::MapFd>("mapFd"),
 				InstanceMethod<&BpfObject::ProgramFd>("programFd"),
 				InstanceMethod<&BpfObject::AttachCgroup>("attachCgroup"),
@@ -51,6 +63,7 @@ public:
 
 	~BpfObject() override
 	{
+		// Never while loading: the worker holds a reference (Ref()) until it settles.
 		bpf_object__close(obj_);
 	}
 
@@ -59,6 +72,8 @@ private:
 	Napi::Value Open(const Napi::CallbackInfo &info)
 	{
 		std::string path = ArgString(info, 0);
+		if (loading_)
+			return Status(info.Env(), -EBUSY);
 		if (obj_)
 			return Status(info.Env(), -EALREADY);
 		obj_ = bpf_object__open_file(path.c_str(), nullptr);
@@ -72,6 +87,8 @@ private:
 		Napi::Array names = Napi::Array::New(info.Env());
 		struct bpf_map *map;
 		uint32_t i = 0;
+		if (loading_)
+			return Status(info.Env(), -EBUSY);
 		if (obj_) {
 			bpf_object__for_each_map(map, obj_)
 				names.Set(i++, bpf_map__name(map));
@@ -84,6 +101,8 @@ private:
 		Napi::Array names = Napi::Array::New(info.Env());
 		struct bpf_program *prog;
 		uint32_t i = 0;
+		if (loading_)
+			return Status(info.Env(), -EBUSY);
 		if (obj_) {
 			bpf_object__for_each_program(prog, obj_)
 				names.Set(i++, bpf_program__name(prog));
@@ -91,23 +110,33 @@ private:
 		return names;
 	}
 
+	// The object, or nullptr with the status in *rc: -EBADF once closed, -EBUSY while a
+	// loadAsync() worker is inside libbpf with it (libbpf objects are not thread-safe).
+	struct bpf_object *Usable(int *rc)
+	{
+		*rc = loading_ ? -EBUSY : -EBADF;
+		return loading_ ? nullptr : obj_;
+	}
+
 	// Finds the map named by argument 0; on failure stores the status to return in *rc.
 	struct bpf_map *FindMap(const Napi::CallbackInfo &info, int *rc)
 	{
 		std::string name = ArgString(info, 0);
-		struct bpf_map *map =
-			obj_ ? bpf_object__find_map_by_name(obj_, name.c_str()) : nullptr;
-		*rc = obj_ ? -ENOENT : -EBADF;
-		return map;
+		struct bpf_object *obj = Usable(rc);
+		if (!obj)
+			return nullptr;
+		*rc = -ENOENT;
+		return bpf_object__find_map_by_name(obj, name.c_str());
 	}
 
 	struct bpf_program *FindProgram(const Napi::CallbackInfo &info, int *rc)
 	{
 		std::string name = ArgString(info, 0);
-		struct bpf_program *prog =
-			obj_ ? bpf_object__find_program_by_name(obj_, name.c_str()) : nullptr;
-		*rc = obj_ ? -ENOENT : -EBADF;
-		return prog;
+		struct bpf_object *obj = Usable(rc);
+		if (!obj)
+			return nullptr;
+		*rc = -ENOENT;
+		return bpf_object__find_program_by_name(obj, name.c_str());
 	}
 
 	// setMaxEntries(map, n) -> 0 | -errno
@@ -161,7 +190,40 @@ private:
 	// load() -> 0 | -errno; the reason is in takeLog().
 	Napi::Value Load(const Napi::CallbackInfo &info)
 	{
-		return Status(info.Env(), obj_ ? bpf_object__load(obj_) : -EBADF);
+		int rc;
+		struct bpf_object *obj = Usable(&rc);
+		return Status(info.Env(), obj ? bpf_object__load(obj) : rc);
+	}
+
+	// loadAsync() -> Promise<[0 | -errno, log]>: bpf_object__load on a libuv worker thread (the
+	// verifier may take seconds), with what libbpf printed during this load alone. Until it
+	// settles, the JS object is referenced (no finalizer) and every other method returns
+	// -EBUSY, close() included.
+	Napi::Value LoadAsync(const Napi::CallbackInfo &info)
+	{
+		Napi::Env env = info.Env();
+		int rc;
+		struct bpf_object *obj = Usable(&rc);
+		if (!obj)
+			return Resolved(env, LoadResult(env, rc, ""));
+		struct Call {
+			int rc = 0;
+			std::string log;
+		};
+		auto call = std::make_shared<Call>();
+		loading_ = true;
+		Ref();
+		return RunAsync(
+			env,
+			[obj, call] {
+				LogCapture capture(&call->log);
+				call->rc = bpf_object__load(obj);
+			},
+			[this, call](Napi::Env env) {
+				loading_ = false;
+				Unref();
+				return LoadResult(env, call->rc, call->log);
+			});
 	}
 
 	// mapFd(map) -> Fd (a dup, independent of this object) | -errno
@@ -218,14 +280,22 @@ private:
 		return AdoptLink(info.Env(), bpf_program__attach_iter(prog, nullptr));
 	}
 
-	// close(): maps and programs stay alive while other fds (dups, links, pins) hold them.
-	void Close(const Napi::CallbackInfo &info)
+	// close() -> 0 | -EBUSY: maps and programs stay alive while other fds (dups, links, pins)
+	// hold them. It refuses while loadAsync() runs rather than wait: the worker is inside
+	// libbpf with the object, and waiting would block the event loop that loadAsync() keeps
+	// free.
+	Napi::Value Close(const Napi::CallbackInfo &info)
 	{
+		if (loading_)
+			return Status(info.Env(), -EBUSY);
 		bpf_object__close(obj_);
 		obj_ = nullptr;
+		return Status(info.Env(), 0);
 	}
 
 	struct bpf_object *obj_ = nullptr;
+	// A loadAsync() worker owns obj_ until it settles.
+	bool loading_ = false;
 };
 
 } // namespace

@@ -2,6 +2,7 @@
 // without the bpf_sock_destroy kfunc (before 6.5), the way `ss -K` does. Needs
 // CONFIG_INET_DIAG_DESTROY (on in Debian's kernels) and CAP_NET_ADMIN in the target netns.
 #include "sock_diag.h"
+#include "netns.h"
 
 #include <fcntl.h>
 #include <linux/inet_diag.h>
@@ -13,8 +14,8 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <memory>
 #include <set>
-#include <thread>
 #include <vector>
 
 namespace socklb {
@@ -241,26 +242,15 @@ int DestroyUdp(const std::vector<UdpTarget> &targets, DestroyCounts *counts)
 	return 0;
 }
 
-// setns() moves only the calling thread, so a throwaway thread enters the netns and the Node thread
-// never changes namespace (as iterRead does).
-int DestroyUdpInNetns(const std::vector<UdpTarget> &targets, const std::string &netns_path,
-		      DestroyCounts *counts)
+// DestroyUdp in the netns at netns_path, or in the caller's for "".
+int DestroyUdpIn(const std::vector<UdpTarget> &targets, const std::string &netns_path,
+		 DestroyCounts *counts)
 {
-	int rc = 0;
-	std::thread worker([&] {
-		FdGuard ns(open(netns_path.c_str(), O_RDONLY | O_CLOEXEC));
-		if (ns.get() < 0) {
-			rc = -errno;
-			return;
-		}
-		if (setns(ns.get(), CLONE_NEWNET) < 0) {
-			rc = -errno;
-			return;
-		}
-		rc = DestroyUdp(targets, counts);
-	});
-	worker.join();
-	return rc;
+	if (targets.empty())
+		return 0;
+	if (netns_path.empty())
+		return DestroyUdp(targets, counts);
+	return RunInNetns(netns_path, [&] { return DestroyUdp(targets, counts); });
 }
 
 // Reads [{ family: 4 | 6, address: Buffer (4 or 16 bytes), port }]; -EINVAL for a bad value.
@@ -294,22 +284,8 @@ int ParseTargets(const Napi::CallbackInfo &info, std::vector<UdpTarget> *out)
 	return 0;
 }
 
-// destroyUdpSockets(targets, netnsPath?) -> { destroyed, errors } | -errno
-Napi::Value DestroyUdpSockets(const Napi::CallbackInfo &info)
+Napi::Value CountsOrStatus(Napi::Env env, int rc, const DestroyCounts &counts)
 {
-	Napi::Env env = info.Env();
-	std::vector<UdpTarget> targets;
-	int rc = ParseTargets(info, &targets);
-	if (rc < 0)
-		return Status(env, rc);
-	std::string netns_path;
-	bool in_netns = !info[1].IsUndefined() && !info[1].IsNull();
-	if (in_netns)
-		netns_path = ArgString(info, 1);
-	DestroyCounts counts;
-	if (!targets.empty())
-		rc = in_netns ? DestroyUdpInNetns(targets, netns_path, &counts)
-			      : DestroyUdp(targets, &counts);
 	if (rc < 0)
 		return Status(env, rc);
 	Napi::Object o = Napi::Object::New(env);
@@ -318,12 +294,47 @@ Napi::Value DestroyUdpSockets(const Napi::CallbackInfo &info)
 	return o;
 }
 
+// destroyUdpSockets(targets, netnsPath?) -> { destroyed, errors } | -errno
+Napi::Value DestroyUdpSockets(const Napi::CallbackInfo &info)
+{
+	std::vector<UdpTarget> targets;
+	int rc = ParseTargets(info, &targets);
+	DestroyCounts counts;
+	if (rc == 0)
+		rc = DestroyUdpIn(targets, ArgNetns(info, 1), &counts);
+	return CountsOrStatus(info.Env(), rc, counts);
+}
+
+// destroyUdpSocketsAsync(targets, netnsPath?) -> Promise<{ destroyed, errors } | -errno>: the
+// dumps and SOCK_DESTROYs on a libuv worker thread. The targets are copied first, so the caller's
+// array and Buffers may change meanwhile.
+Napi::Value DestroyUdpSocketsAsync(const Napi::CallbackInfo &info)
+{
+	struct Call {
+		std::vector<UdpTarget> targets;
+		std::string netns;
+		DestroyCounts counts;
+		int rc = 0;
+	};
+	auto call = std::make_shared<Call>();
+	int rc = ParseTargets(info, &call->targets);
+	call->netns = ArgNetns(info, 1);
+	if (rc < 0)
+		return Resolved(info.Env(), Status(info.Env(), rc));
+	return RunAsync(
+		info.Env(),
+		[call] { call->rc = DestroyUdpIn(call->targets, call->netns, &call->counts); },
+		[call](Napi::Env env) { return CountsOrStatus(env, call->rc, call->counts); });
+}
+
 } // namespace
 
 void InitSockDiag(Napi::Env env, Napi::Object exports)
 {
 	exports.Set("destroyUdpSockets",
 		    Napi::Function::New<DestroyUdpSockets>(env, "destroyUdpSockets"));
+	exports.Set("destroyUdpSocketsAsync",
+		    Napi::Function::New<DestroyUdpSocketsAsync>(env, "destroyUdpSocketsAsync"));
 }
 
 } // namespace socklb

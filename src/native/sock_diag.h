@@ -5,7 +5,7 @@
 
 namespace socklb {
 
-// Exports destroyUdpSockets().
+// Exports destroyUdpSockets() and destroyUdpSocketsAsync().
 void InitSockDiag(Napi::Env env, Napi::Object exports);
 
 } // namespace socklb

@@ -2,10 +2,12 @@
 
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { createSocket } from 'node:dgram';
+import { createSocket, type Socket } from 'node:dgram';
 import { once } from 'node:events';
 import { existsSync, mkdirSync, readFileSync, rmdirSync, rmSync, statSync } from 'node:fs';
 import { type AddressInfo, createServer } from 'node:net';
+import { constants } from 'node:os';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -14,12 +16,16 @@ import {
   BpfMap,
   BpfObject,
   cgroupPrograms,
+  destroyUdpSockets,
+  destroyUdpSocketsAsync,
   enableRunTimeStats,
   possibleCpus,
   programStats,
   readIterator,
+  readIteratorAsync,
 } from '../../src/bpf/binding.ts';
-import { throwsBpf } from '../support/assert-bpf.ts';
+import { type NativeFd, native } from '../../src/bpf/native.ts';
+import { rejectsBpf, throwsBpf } from '../support/assert-bpf.ts';
 import { scaled, waitUntil } from '../support/time-scale.ts';
 
 const FIXTURE = fileURLToPath(new URL('../../bpf/out/binding_fixture.bpf.o', import.meta.url));
@@ -151,12 +157,105 @@ test('update on a full hash map fails with E2BIG', () => {
   }
 });
 
-test('a key of the wrong size is EINVAL naming the operation, before reaching the kernel', () => {
-  const map = BpfMap.create({ type: 'hash', keySize: 4, valueSize: 4, maxEntries: 2 });
+/** A map call that must refuse a Buffer of the wrong size: what, the call, the message's tail. */
+type SizeCase = [what: string, call: () => unknown, operation: string, sizes: RegExp];
+
+function assertSizeCases(cases: SizeCase[], mapName: string): void {
+  for (const [what, call, operation, sizes] of cases) {
+    const err = throwsBpf(call, 'EINVAL', operation);
+    assert.match(err.message, new RegExp(`map ${mapName} id \\d+: `), what);
+    assert.match(err.message, sizes, what);
+  }
+}
+
+test('every map call refuses a key or value Buffer of the wrong size, naming call, map and sizes', () => {
+  const map = BpfMap.create({ type: 'hash', keySize: 4, valueSize: 8, maxEntries: 8, name: 'sized_hash' });
+  // The raw addon too, for the Buffers the wrapper always allocates itself.
+  const raw = native.mapCreate('hash', 'sized_raw', 4, 8, 8, 0) as NativeFd;
   try {
-    const err = throwsBpf(() => map.lookup(Buffer.alloc(3)), 'EINVAL', 'bpf_map_lookup_elem');
-    assert.match(err.message, /key_size is 4/);
-    throwsBpf(() => map.delete(Buffer.alloc(8)), 'EINVAL', 'bpf_map_delete_elem');
+    map.update(u32(1), u64(1));
+    const key = (n: number) => Buffer.alloc(n);
+    const keyIs = (n: number) => new RegExp(`key is ${n} bytes, expected 4 \\(key_size\\)`);
+    const valueIs = (n: number) => new RegExp(`value is ${n} bytes, expected 8 \\(value_size\\)`);
+    const updateBatch = (keys: number, values: number) => () => map.updateBatch(key(keys), Buffer.alloc(values), 2);
+    assertSizeCases(
+      [
+        ['lookup, short key', () => map.lookup(key(3)), 'bpf_map_lookup_elem', keyIs(3)],
+        ['lookup, long key', () => map.lookup(key(5)), 'bpf_map_lookup_elem', keyIs(5)],
+        ['update, short key', () => map.update(key(3), u64(2)), 'bpf_map_update_elem', keyIs(3)],
+        ['update, long key', () => map.update(key(8), u64(2)), 'bpf_map_update_elem', keyIs(8)],
+        ['update, short value', () => map.update(u32(2), u32(2)), 'bpf_map_update_elem', valueIs(4)],
+        ['update, long value', () => map.update(u32(2), Buffer.alloc(9)), 'bpf_map_update_elem', valueIs(9)],
+        ['delete, short key', () => map.delete(key(0)), 'bpf_map_delete_elem', keyIs(0)],
+        ['delete, long key', () => map.delete(u64(1)), 'bpf_map_delete_elem', keyIs(8)],
+        ['updateBatch, short keys', updateBatch(7, 16), 'bpf_map_update_batch', /keys is 7 bytes, expected 8 \(2 x key_size\)/],
+        ['updateBatch, long keys', updateBatch(12, 16), 'bpf_map_update_batch', /keys is 12 bytes, expected 8 /],
+        ['updateBatch, short values', updateBatch(8, 15), 'bpf_map_update_batch', /values is 15 bytes, expected 16 \(2 x value_size\)/],
+        ['updateBatch, long values', updateBatch(8, 24), 'bpf_map_update_batch', /values is 24 bytes, expected 16 /],
+        ['deleteBatch, short keys', () => map.deleteBatch(key(7), 2), 'bpf_map_delete_batch', /keys is 7 bytes, expected 8 /],
+        ['deleteBatch, long keys', () => map.deleteBatch(key(6)), 'bpf_map_delete_batch', /keys is 6 bytes, expected 4 \(1 x key_size\)/],
+        ['lookupBatch, short cursor', () => map.lookupBatch(key(3)), 'bpf_map_lookup_batch', /in_batch is 3 bytes, expected at least 4 /],
+      ],
+      'sized_hash',
+    );
+    const batch = (inBatch: Buffer | null, outBatch: number, keys: number, values: number) => () =>
+      native.mapLookupBatch(raw, inBatch, Buffer.alloc(outBatch), Buffer.alloc(keys), Buffer.alloc(values), 2);
+    assertSizeCases(
+      [
+        ['raw lookup, short value', () => native.mapLookup(raw, u32(1), Buffer.alloc(7)), 'bpf_map_lookup_elem', valueIs(7)],
+        ['raw lookup, long value', () => native.mapLookup(raw, u32(1), Buffer.alloc(16)), 'bpf_map_lookup_elem', valueIs(16)],
+        ['get_next_key, short key', () => native.mapGetNextKey(raw, key(2), key(4)), 'bpf_map_get_next_key', keyIs(2)],
+        ['get_next_key, long key', () => native.mapGetNextKey(raw, key(6), key(4)), 'bpf_map_get_next_key', keyIs(6)],
+        [
+          'get_next_key, short next',
+          () => native.mapGetNextKey(raw, null, key(3)),
+          'bpf_map_get_next_key',
+          /next key is 3 bytes, expected 4 /,
+        ],
+        ['get_next_key, long next', () => native.mapGetNextKey(raw, key(4), key(5)), 'bpf_map_get_next_key', /next key is 5 bytes/],
+        ['lookupBatch, short out_batch', batch(null, 2, 8, 16), 'bpf_map_lookup_batch', /out_batch is 2 bytes, expected at least 4 /],
+        ['lookupBatch, short keys', batch(null, 8, 7, 16), 'bpf_map_lookup_batch', /keys is 7 bytes, expected 8 /],
+        ['lookupBatch, long keys', batch(null, 8, 9, 16), 'bpf_map_lookup_batch', /keys is 9 bytes, expected 8 /],
+        ['lookupBatch, short values', batch(null, 8, 8, 15), 'bpf_map_lookup_batch', /values is 15 bytes, expected 16 /],
+        ['lookupBatch, long values', batch(null, 8, 8, 17), 'bpf_map_lookup_batch', /values is 17 bytes, expected 16 /],
+      ],
+      'sized_raw',
+    );
+    assert.equal(
+      [...map.keys()].map((k) => k.readUInt32LE()),
+      [1],
+      'no refused call reached the map',
+    );
+    assert.equal(map.lookup(u32(1)), u64(1));
+    const [rc, count] = native.mapLookupBatch(raw, null, Buffer.alloc(8), Buffer.alloc(8), Buffer.alloc(16), 2);
+    assert.equal([rc, count], [-constants.errno.ENOENT, 0], 'exact sizes reach the kernel (an empty map)');
+  } finally {
+    map.close();
+    raw.close();
+  }
+});
+
+test('a per-CPU value Buffer must hold round_up(value_size, 8) bytes for every possible CPU', () => {
+  const map = BpfMap.create({ type: 'percpu_hash', keySize: 4, valueSize: 4, maxEntries: 4, name: 'sized_percpu' });
+  try {
+    const full = possibleCpus() * 8;
+    const why = `expected ${full} \\(value_size 4 rounded up to 8, times the possible CPUs\\)`;
+    assertSizeCases(
+      [
+        ['update, one CPU', () => map.update(u32(1), Buffer.alloc(4)), 'bpf_map_update_elem', new RegExp(`value is 4 bytes, ${why}`)],
+        [
+          'update, short',
+          () => map.update(u32(1), Buffer.alloc(full - 1)),
+          'bpf_map_update_elem',
+          new RegExp(`value is ${full - 1} bytes`),
+        ],
+        ['update, long', () => map.update(u32(1), Buffer.alloc(full + 8)), 'bpf_map_update_elem', new RegExp(`value is ${full + 8} bytes`)],
+        ['updateBatch, one CPU each', () => map.updateBatch(u32(1), Buffer.alloc(4)), 'bpf_map_update_batch', /values is 4 bytes/],
+      ],
+      'sized_percpu',
+    );
+    map.update(u32(1), Buffer.alloc(full, 1));
+    assert.equal(map.lookup(u32(1)), Buffer.alloc(full, 1));
   } finally {
     map.close();
   }
@@ -411,6 +510,208 @@ test('readIterator walks the sockets of the caller netns, or of netnsPath', asyn
       if (child.exitCode === null && child.signalCode === null) await once(child, 'exit');
     }
     execFileSync('ip', ['netns', 'del', netns]);
+  }
+});
+
+/** Counts the ticks of a 1 ms interval that ran before promise settled. */
+async function ticksUntilSettled(promise: Promise<unknown>): Promise<number> {
+  let ticks = 0;
+  const timer = setInterval(() => ticks++, 1);
+  try {
+    await promise;
+  } finally {
+    clearInterval(timer);
+  }
+  return ticks;
+}
+
+/** The fixture opened and configured before load (increment 5, tag 77, 64 call slots). */
+function configuredFixture(): BpfObject {
+  const obj = BpfObject.open(FIXTURE);
+  obj.setMaxEntries('fixture_calls', 64);
+  obj.setInitialValue('.rodata', configuredRodata(obj, 5, 77));
+  return obj;
+}
+
+/** What a loaded fixture holds: its programs' tags, its call map's shape, its frozen .rodata. */
+function loadedFixture(obj: BpfObject): unknown {
+  const calls = obj.map('fixture_calls');
+  const rodata = obj.map('.rodata');
+  try {
+    const { typeName, keySize, valueSize, maxEntries } = calls.info();
+    return {
+      programs: obj
+        .programNames()
+        .sort()
+        .map((name) => [name, programStats({ fd: obj.programFd(name) }).tag]),
+      calls: { typeName, keySize, valueSize, maxEntries },
+      rodata: rodata.lookup(u32(0)),
+    };
+  } finally {
+    calls.close();
+    rodata.close();
+  }
+}
+
+test('loadAsync loads what load() loads on a worker thread: the event loop ticks, the object is busy meanwhile', async () => {
+  const sync = configuredFixture();
+  const worker = configuredFixture();
+  try {
+    sync.load();
+    const loading = worker.loadAsync();
+    throwsBpf(() => worker.close(), 'EBUSY', 'bpf_object__close');
+    throwsBpf(() => worker.map('fixture_calls'), 'EBUSY', 'bpf_map__fd');
+    throwsBpf(() => worker.setMaxEntries('fixture_calls', 8), 'EBUSY', 'bpf_map__set_max_entries');
+    throwsBpf(() => worker.load(), 'EBUSY', 'bpf_object__load');
+    await rejectsBpf(worker.loadAsync(), 'EBUSY', 'bpf_object__load');
+    const ticks = await ticksUntilSettled(loading);
+    assert.ok(ticks > 0, 'the event loop turned while the verifier worked');
+    assert.equal(loadedFixture(worker), loadedFixture(sync));
+  } finally {
+    sync.close();
+    worker.close();
+  }
+});
+
+test('loadAsync rejects with the BpfError load() throws, carrying the log of its own load', async () => {
+  const sync = BpfObject.open(REJECTED);
+  const worker = BpfObject.open(REJECTED);
+  try {
+    const thrown = throwsBpf(() => sync.load(), 'EACCES', 'bpf_object__load');
+    native.takeLog(); // what a JS-thread call left behind must not reach the worker's error
+    const rejected = await rejectsBpf(worker.loadAsync(), 'EACCES', 'bpf_object__load');
+    assert.is(rejected.message, thrown.message);
+    assert.match(rejected.log ?? '', /invalid mem access/);
+    assert.is(native.takeLog(), '', "the worker's log went to its error, not to takeLog()");
+  } finally {
+    sync.close();
+    worker.close();
+  }
+  await rejectsBpf(worker.loadAsync(), 'EBADF', 'bpf_object__load');
+});
+
+test('readIteratorAsync reads what readIterator reads, in many namespaces, and outlives a closed link', async () => {
+  const names = Array.from({ length: 6 }, (_, i) => `socklb-test-${SUFFIX}-${i}`);
+  const root = createSocket('udp4');
+  const children: ChildProcess[] = [];
+  let obj: BpfObject | undefined;
+  let link: BpfLink | undefined;
+  for (const name of names) execFileSync('ip', ['netns', 'add', name]);
+  try {
+    root.bind(0, '127.0.0.1');
+    await once(root, 'listening');
+    children.push(await udpListenerInNetns(names[0]!, 40200), await udpListenerInNetns(names[1]!, 40201));
+    obj = BpfObject.open(FIXTURE);
+    obj.setInitialValue('.rodata', configuredRodata(obj, 1, 77));
+    obj.load();
+    link = obj.attachIter('fixture_udp');
+
+    const paths = names.map((name) => `/run/netns/${name}`);
+    const sync = paths.map((path) => readIterator(link!, path));
+    assert.equal(sync.slice(0, 3), ['udp port=40200 tag=77\n', 'udp port=40201 tag=77\n', '']);
+    assert.equal(await Promise.all(paths.map((path) => readIteratorAsync(link!, path))), sync);
+    assert.ok((await readIteratorAsync(link)).includes(`udp port=${root.address().port} tag=77\n`), 'the caller netns');
+
+    await rejectsBpf(readIteratorAsync(link, '/run/netns/socklb-no-such-netns'), 'ENOENT', 'bpf_iter_create in netns');
+    const reading = readIteratorAsync(link, paths[0]);
+    link.close(); // the worker reads through a dup of its own
+    assert.is(await reading, sync[0]);
+    await rejectsBpf(readIteratorAsync(link), 'EBADF', 'bpf_iter_create');
+  } finally {
+    link?.close();
+    obj?.close();
+    root.close();
+    for (const child of children) {
+      child.kill();
+      if (child.exitCode === null && child.signalCode === null) await once(child, 'exit');
+    }
+    for (const name of names) execFileSync('ip', ['netns', 'del', name]);
+  }
+});
+
+/** Binds a UDP server on 127.0.0.1 and connects n clients to it; errors the clients get are kept. */
+async function connectedUdp(n: number): Promise<{ port: number; sockets: Socket[]; errors: string[] }> {
+  const server = createSocket('udp4');
+  server.bind(0, '127.0.0.1');
+  await once(server, 'listening');
+  const port = server.address().port;
+  const errors: string[] = [];
+  const sockets = [server];
+  for (let i = 0; i < n; i++) {
+    const client = createSocket('udp4');
+    client.on('error', (err: NodeJS.ErrnoException) => errors.push(err.code ?? err.message));
+    client.connect(port, '127.0.0.1');
+    await once(client, 'connect');
+    sockets.push(client);
+  }
+  return { port, sockets, errors };
+}
+
+test('destroyUdpSocketsAsync ends what destroyUdpSockets ends, and rejects with what it throws', async () => {
+  const first = await connectedUdp(2);
+  const second = await connectedUdp(2);
+  try {
+    const target = (port: number) => [{ family: 4, address: '127.0.0.1', port }] as const;
+    assert.equal(await destroyUdpSocketsAsync(target(first.port)), { destroyed: 2, errors: 0 });
+    assert.equal(destroyUdpSockets(target(second.port)), { destroyed: 2, errors: 0 });
+    assert.equal(await destroyUdpSocketsAsync(target(first.port)), destroyUdpSockets(target(first.port)), 'none left');
+    await waitUntil('the destroyed clients saw their error', () => first.errors.length === 2, 2000);
+    assert.equal(first.errors, ['ECONNABORTED', 'ECONNABORTED']);
+
+    const missing = '/run/netns/socklb-no-such-netns';
+    const thrown = throwsBpf(() => destroyUdpSockets(target(first.port), missing), 'ENOENT', 'sock_diag');
+    const rejected = await rejectsBpf(destroyUdpSocketsAsync(target(first.port), missing), 'ENOENT', 'sock_diag');
+    assert.is(rejected.message, thrown.message);
+    const badPort = [{ family: 4, address: '127.0.0.1', port: 0 }] as const;
+    assert.throws(() => destroyUdpSockets(badPort), /targets\[0\]\.port must be 1\.\.65535/);
+    await destroyUdpSocketsAsync(badPort).then(
+      () => assert.unreachable('a bad port must reject'),
+      (err: unknown) => assert.match(String(err), /RangeError: targets\[0\]\.port must be 1\.\.65535/),
+    );
+  } finally {
+    for (const s of [...first.sockets, ...second.sockets]) s.close();
+  }
+});
+
+test('readIteratorAsync and destroyUdpSocketsAsync keep the event loop turning while their worker blocks', async () => {
+  // Opening a FIFO blocks until a writer opens it, so a worker told the FIFO is a netns waits in
+  // open() until the test lets it go; then setns() refuses the FIFO with EINVAL. A writer child
+  // lets go on a line from the test, or by itself after a while, so a worker that ran on the JS
+  // thread fails the ticks assertion instead of hanging the test.
+  const fifo = `/tmp/socklb-test-${SUFFIX}.fifo`;
+  const obj = BpfObject.open(FIXTURE);
+  let link: BpfLink | undefined;
+  execFileSync('mkfifo', [fifo]);
+  try {
+    obj.load();
+    link = obj.attachIter('fixture_udp');
+    const calls: [string, () => Promise<unknown>][] = [
+      ['bpf_iter_create in netns', () => readIteratorAsync(link!, fifo)],
+      ['sock_diag', () => destroyUdpSocketsAsync([{ family: 4, address: '127.0.0.1', port: 9 }], fifo)],
+    ];
+    for (const [operation, start] of calls) {
+      const valve = Math.ceil(scaled(10_000) / 1000);
+      const writer = spawn('bash', ['-c', `read -r -t ${valve} _; exec 3>"$FIFO"`], {
+        env: { ...process.env, FIFO: fifo },
+        stdio: ['pipe', 'ignore', 'inherit'],
+      });
+      let settled = false;
+      const call = start().finally(() => {
+        settled = true;
+      });
+      call.catch(() => {}); // awaited below; not an unhandled rejection meanwhile
+      for (let tick = 0; tick < 5; tick++) {
+        await sleep(1);
+        assert.not.ok(settled, `${operation}: settled before tick ${tick}, so it ran on the JS thread`);
+      }
+      writer.stdin!.end('go\n');
+      await rejectsBpf(call, 'EINVAL', operation);
+      if (writer.exitCode === null) await once(writer, 'exit');
+    }
+  } finally {
+    link?.close();
+    obj.close();
+    rmSync(fifo, { force: true });
   }
 });
 
