@@ -111,7 +111,7 @@ async function main(): Promise<void> {
     for (const s of objects.slices) api.add(s as KubeObject);
 
     const n = o.services;
-    agent = new Agent({
+    agent = await Agent.create({
       bpffs,
       cgroup,
       capacity: { services: 2 * n + 64, slots: 8 * n + 64, backends: 8 * n + 64, serviceIds: 4 * n + 129, backendIds: 16 * n + 129 },

@@ -48,13 +48,13 @@ export function capacityFor(services: number, backends: number): Capacity {
 
 const ms = (from: bigint): number => Number(process.hrtime.bigint() - from) / 1e6;
 
-function main(): void {
+async function main(): Promise<void> {
   const input = JSON.parse(process.argv[2] ?? '') as SocklbChildInput;
   const rssBeforeBytes = process.memoryUsage().rss;
   const cluster = clusterOf(input.others, input.dialled);
   const backends = cluster.reduce((n, s) => n + s.endpoints.length, 0);
   const capacity = capacityFor(cluster.length, backends + 1);
-  const datapath = Datapath.open({ bpffs: input.bpffs, cgroup: input.cgroup, capacity, reverseEntries: DEFAULT_REVERSE_ENTRIES });
+  const datapath = await Datapath.open({ bpffs: input.bpffs, cgroup: input.cgroup, capacity, reverseEntries: DEFAULT_REVERSE_ENTRIES });
   try {
     const reconciler = new Reconciler(new KernelMaps(datapath.maps, capacity));
     const objects = toKubernetes(cluster);
@@ -106,4 +106,4 @@ function main(): void {
   }
 }
 
-main();
+await main();

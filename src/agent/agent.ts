@@ -100,11 +100,16 @@ export class Agent {
   /** EndpointSlice namespace/name -> the last change-trigger time already programmed. */
   #triggerTimes = new Map<string, string>();
 
-  constructor(options: AgentOptions) {
+  /** Loads the datapath (see Datapath.open: the hooks change only after the first sync). */
+  static async create(options: AgentOptions): Promise<Agent> {
+    return new Agent(options, await Datapath.open(options));
+  }
+
+  private constructor(options: AgentOptions, datapath: Datapath) {
     this.#options = options;
     this.#log = options.log;
     this.#node = options.node;
-    this.datapath = Datapath.open(options);
+    this.datapath = datapath;
     this.reconciler = new Reconciler(new KernelMaps(this.datapath.maps, options.capacity));
     if (this.datapath.adopted) {
       this.#log.info({ frontends: this.reconciler.state.services.size }, 'adopted the pinned datapath of an earlier agent');
@@ -222,7 +227,7 @@ export class Agent {
     try {
       const destroyed = await this.datapath.destroyer.destroy(backends);
       for (const b of backends) this.#pendingDestroy.delete(endpointKey(b));
-      if (destroyed.destroyed > 0) this.#log.info(destroyed, 'destroyed UDP sockets of removed backends');
+      this.#log.info({ backends: backends.length, ...destroyed }, 'destroyed UDP sockets of removed backends');
       for (const [ns, message] of Object.entries(destroyed.failures)) {
         this.#log.debug({ ns, message }, 'could not look for sockets of removed backends in a network namespace');
       }

@@ -155,9 +155,10 @@ export class Datapath {
    * Loads the programs over the maps an earlier agent pinned, reusing each pinned map that matches
    * MAP_DEFINITIONS and the sizes asked for, and filling a new map from it where it does not. The
    * hooks are not touched: an earlier agent's programs keep serving until commit(), which the agent
-   * calls once its first full sync is in the maps.
+   * calls once its first full sync is in the maps. The verifier runs on a worker thread, so the
+   * event loop keeps serving health checks meanwhile.
    */
-  static open(options: DatapathOptions): Datapath {
+  static async open(options: DatapathOptions): Promise<Datapath> {
     // Decided before anything touches the kernel: a missing hook is one clear error, not a verifier dump.
     const plan = planDatapath(options.features ?? probeFeatures());
     if (plan.unsupported) throw new SocklbError(ErrorCodes.HOST, plan.unsupported);
@@ -167,7 +168,7 @@ export class Datapath {
     const sizes = mapSizes(options);
     const migration: MigrationReport = { created: [], copied: [], removed: [] };
 
-    const sock = loadObject(SOCK_OBJECT, options.bpffs, SOCK_MAPS, sizes, (obj) => {
+    const sock = await loadObject(SOCK_OBJECT, options.bpffs, SOCK_MAPS, sizes, (obj) => {
       // socklb_cfg is the only constant of sock.bpf.c, so it is the whole of .rodata.
       const rodata = obj.initialValue('.rodata');
       if (rodata?.length !== Layouts.config.size) {
@@ -199,7 +200,7 @@ export class Datapath {
     let bpfDestroyUnavailable = plan.destroyUnavailable;
     if (plan.socketDestroy) {
       try {
-        destroy = loadObject(DESTROY_OBJECT, options.bpffs, DESTROY_MAPS, sizes, () => {});
+        destroy = await loadObject(DESTROY_OBJECT, options.bpffs, DESTROY_MAPS, sizes, () => {});
         const v4 = destroy.object.map(MapNames.lb4Destroy);
         const v6 = destroy.object.map(MapNames.lb6Destroy);
         // The destroy maps hold marks only while a destroy runs: nothing to carry over.
@@ -301,13 +302,13 @@ function pinMatches(pin: string, name: MapName, maxEntries: number): boolean {
   }
 }
 
-function loadObject<N extends MapName>(
+async function loadObject<N extends MapName>(
   path: string,
   bpffs: string,
   maps: readonly N[],
   sizes: Record<MapName, number>,
   configure: (obj: BpfObject) => void,
-): LoadedObject<N> {
+): Promise<LoadedObject<N>> {
   if (!existsSync(path)) {
     throw new SocklbError(ErrorCodes.HOST, `${path} is missing: build socklb first (npm run build)`);
   }
@@ -322,7 +323,7 @@ function loadObject<N extends MapName>(
       else created.push(name);
     }
     configure(obj);
-    obj.load();
+    await obj.loadAsync();
     return { object: obj, created };
   } catch (err) {
     obj.close();

@@ -73,12 +73,12 @@ export async function runAgent(o: AgentRunOptions, stopped: Promise<void>): Prom
   // Options are checked before anything touches the kernel.
   checkDebugListen(o.debug);
   const health = new HealthServer({ address: o.healthAddress, healthTimeoutMs: o.healthTimeoutMs, log });
-  const agent = new Agent({ ...o, node: { name: o.nodeName }, log });
-  const closers: (() => Promise<void> | void)[] = [() => agent.close()];
+  // Listening first lets /livez answer while the programs load and the first sync runs.
+  await health.listen();
+  const closers: (() => Promise<void> | void)[] = [() => health.close()];
   try {
-    // Listening first lets /livez answer while the first sync runs.
-    await health.listen();
-    closers.unshift(() => health.close());
+    const agent = await Agent.create({ ...o, node: { name: o.nodeName }, log });
+    closers.unshift(() => agent.close());
     wireHealth(agent, health, log);
 
     const debugSource = agentSource(agent, {

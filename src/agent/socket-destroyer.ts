@@ -4,7 +4,7 @@
 // filtering done in the kernel), or sock_diag's SOCK_DESTROY (any kernel with INET_DIAG_DESTROY).
 
 import { readdirSync, statSync } from 'node:fs';
-import { type BpfLink, type BpfMap, destroyUdpSockets, readIterator } from '../bpf/binding.ts';
+import { type BpfLink, type BpfMap, destroyUdpSocketsAsync, readIteratorAsync } from '../bpf/binding.ts';
 import { encode, Layouts } from '../datapath/abi.ts';
 import type { Backend } from '../model/types.ts';
 
@@ -19,20 +19,19 @@ export interface UdpSocketDestroyer {
   readonly method: 'bpf_sock_destroy' | 'sock_diag';
   /**
    * Ends the UDP sockets connected to any of these backends, in every network namespace, whatever
-   * their number. Yields to the event loop between namespaces, so health and debug keep answering.
+   * their number. The work in each namespace runs on a worker thread, so health and debug keep
+   * answering meanwhile.
    * Throws (rejects) only when the whole run failed, e.g. a map write: the caller retries it.
    */
   destroy(backends: readonly Backend[]): Promise<DestroyResult>;
   close(): void;
 }
 
-const yieldToLoop = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
-
 /**
  * Runs `destroyIn` in every network namespace of the running processes: sockets belong to a
  * namespace, and both ways only see the namespace they run in.
  */
-async function inEveryNamespace(destroyIn: (ns: string) => number | Promise<number>): Promise<DestroyResult> {
+async function inEveryNamespace(destroyIn: (ns: string) => Promise<number>): Promise<DestroyResult> {
   let destroyed = 0;
   const failures: Record<string, string> = {};
   const namespaces = networkNamespaces();
@@ -42,7 +41,6 @@ async function inEveryNamespace(destroyIn: (ns: string) => number | Promise<numb
     } catch (err) {
       failures[ns] = (err as Error).message;
     }
-    await yieldToLoop();
   }
   return { destroyed, namespaces: namespaces.length, failures };
 }
@@ -91,10 +89,7 @@ export class SocketDestroyer implements UdpSocketDestroyer {
     try {
       for (const [map, key] of marked) map.update(key, PRESENT);
       return await inEveryNamespace(
-        (ns) =>
-          readIterator(this.#iterator, ns)
-            .split('\n')
-            .filter((line) => line === 'destroyed').length,
+        async (ns) => (await readIteratorAsync(this.#iterator, ns)).split('\n').filter((line) => line === 'destroyed').length,
       );
     } finally {
       for (const [map, key] of marked) map.delete(key);
@@ -115,7 +110,7 @@ export class SockDiagDestroyer implements UdpSocketDestroyer {
   async destroy(backends: readonly Backend[]): Promise<DestroyResult> {
     const targets = udpOnly(backends).map((b) => ({ family: b.family, address: b.address, port: b.port }));
     if (targets.length === 0) return { destroyed: 0, namespaces: 0, failures: {} };
-    return inEveryNamespace((ns) => destroyUdpSockets(targets, ns).destroyed);
+    return inEveryNamespace(async (ns) => (await destroyUdpSocketsAsync(targets, ns)).destroyed);
   }
 
   close(): void {}

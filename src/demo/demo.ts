@@ -97,7 +97,7 @@ export async function runDemo(argv: string[]): Promise<number> {
       `service demo/web: ClusterIPs ${CLUSTER_IPV4}, ${CLUSTER_IPV6} port 80 -> pods ${lab.pods.map((p) => p.ipv4).join(', ')} port 8080`,
     );
 
-    agent = new Agent({
+    agent = await Agent.create({
       bpffs,
       cgroup: lab.cgroupPath,
       capacity: { ...DEFAULT_CAPACITY, services: 1024, slots: 4096, backends: 1024, serviceIds: 2049, backendIds: 2049 },

@@ -72,11 +72,11 @@ export function* desiredSteps(
   const cache = options.cache ?? new DesiredCache();
   const epoch = ++cache.epoch;
   const nodeFacts = cache.node(node, nodeFactsOf);
-  const groups = groupSlices(slices, cache, epoch);
-  const order = orderedServices(services, cache, epoch);
+  const groups = yield* groupSlices(slices, cache, epoch);
+  const order = yield* orderedServices(services, cache, epoch);
   const results: (ServiceResult | undefined)[] = new Array(order.length);
   for (let i = 0; i < order.length; i++) {
-    if (i % STEP_EVERY === STEP_EVERY - 1) yield;
+    if (i % STEP_EVERY === 0) yield;
     const memo = order[i]!;
     const spec = memo.read.spec;
     if (!spec) continue;
@@ -88,7 +88,7 @@ export function* desiredSteps(
     }
     results[i] = result;
   }
-  const table = patched(cache.table, max, nodeFacts, order, results) ?? assemble(max, nodeFacts, order, results);
+  const table = patched(cache.table, max, nodeFacts, order, results) ?? (yield* assemble(max, nodeFacts, order, results));
   cache.table = table;
   // Every frontend carries its kind and the table its health checks (both optional in the type only
   // for tables built by hand). The arrays are the caller's; the entries are shared with the cache.
@@ -96,12 +96,12 @@ export function* desiredSteps(
 }
 
 /** The table from every service's result: conflicts settled, backends limited, all sorted. */
-function assemble(
+function* assemble(
   max: number,
   nodeFacts: NodeFacts,
   order: readonly ServiceMemo[],
   results: readonly (ServiceResult | undefined)[],
-): AssembledTable {
+): Generator<void, AssembledTable> {
   const problems: ObjectProblem[] = [];
   pushAll(problems, nodeFacts.problems);
   const claims: Claim[] = [];
@@ -109,6 +109,7 @@ function assemble(
   // Slice problems are reported once per service key, even if two objects name the same service.
   const reported = new Set<string>();
   for (let i = 0; i < order.length; i++) {
+    if (i % (STEP_EVERY * 16) === 0) yield;
     const memo = order[i]!;
     pushAll(problems, memo.read.problems);
     const result = results[i];
@@ -122,8 +123,11 @@ function assemble(
   }
   const settled = settleConflicts(claims);
   pushAll(problems, settled.problems);
+  yield;
   const keyed = settled.kept.map((f, i) => ({ key: settled.keys[i]!, f: limitBackends(f, max, problems) }));
+  yield;
   keyed.sort(byKeyedFrontend);
+  yield;
   const frontends = keyed.map((k) => k.f);
   const index = new Map<string, number>();
   for (const [i, k] of keyed.entries()) index.set(k.key, i);
@@ -210,13 +214,15 @@ function serviceResult(
  * Services in (namespace, name) order, stable for equal names. With a cache the last call's order
  * is reused: the services that stayed keep their places and only the new ones are merged in.
  */
-function orderedServices(services: readonly V1Service[], cache: DesiredCache, epoch: number): readonly ServiceMemo[] {
+function* orderedServices(services: readonly V1Service[], cache: DesiredCache, epoch: number): Generator<void, readonly ServiceMemo[]> {
   const previous = cache.order;
   const listed = cache.orderEpoch;
   const memos: ServiceMemo[] = new Array(services.length);
   const added: ServiceMemo[] = [];
   let twice = false;
   for (let i = 0; i < services.length; i++) {
+    // Reading a service seen for the first time is the costly part of a first sync.
+    if (i % STEP_EVERY === 0) yield;
     const m = cache.service(services[i]!);
     if (m.seen === epoch) twice = true;
     m.seen = epoch;
@@ -261,12 +267,18 @@ function merge(a: readonly ServiceMemo[], b: readonly ServiceMemo[]): ServiceMem
  * a new slice object joins its group, and the one it replaces (same namespace/name) or any that is
  * gone leaves; a group that changes is a new array.
  */
-function groupSlices(slices: readonly V1EndpointSlice[], cache: DesiredCache, epoch: number): ReadonlyMap<string, readonly SliceMemo[]> {
-  if (cache.groupedById.size === 0) return regroup(slices, cache, epoch);
+function* groupSlices(
+  slices: readonly V1EndpointSlice[],
+  cache: DesiredCache,
+  epoch: number,
+): Generator<void, ReadonlyMap<string, readonly SliceMemo[]>> {
+  if (cache.groupedById.size === 0) return yield* regroup(slices, cache, epoch);
   const added: SliceMemo[] = [];
   let owned = 0;
   let twice = false;
+  let visited = 0;
   for (const slice of slices) {
+    if (++visited % STEP_EVERY === 0) yield;
     const m = cache.slice(slice);
     if (m.owner === undefined) continue;
     if (m.seen === epoch) twice = true;
@@ -284,7 +296,7 @@ function groupSlices(slices: readonly V1EndpointSlice[], cache: DesiredCache, ep
     if (old && old.seen !== epoch) leaving.push(old);
   }
   gone -= leaving.length;
-  if (twice || gone < 0) return regroup(slices, cache, epoch);
+  if (twice || gone < 0) return yield* regroup(slices, cache, epoch);
   if (gone > 0) {
     // Some left without a new version (deleted): find them all.
     leaving.length = 0;
@@ -310,7 +322,7 @@ function groupSlices(slices: readonly V1EndpointSlice[], cache: DesiredCache, ep
   }
   for (const m of added) {
     const id = idOf(m);
-    if (byId.has(id)) return regroup(slices, cache, epoch);
+    if (byId.has(id)) return yield* regroup(slices, cache, epoch);
     group(m.owner!).push(m);
     m.grouped = true;
     byId.set(id, m);
@@ -323,12 +335,18 @@ function groupSlices(slices: readonly V1EndpointSlice[], cache: DesiredCache, ep
 }
 
 /** Groups every slice afresh (at first, or with slices named twice, where order must follow the input). */
-function regroup(slices: readonly V1EndpointSlice[], cache: DesiredCache, epoch: number): ReadonlyMap<string, readonly SliceMemo[]> {
+function* regroup(
+  slices: readonly V1EndpointSlice[],
+  cache: DesiredCache,
+  epoch: number,
+): Generator<void, ReadonlyMap<string, readonly SliceMemo[]>> {
   for (const m of cache.groupedById.values()) m.grouped = false;
   const groups = new Map<string, SliceMemo[]>();
   const byId = new Map<string, SliceMemo>();
   let unique = true;
+  let visited = 0;
   for (const slice of slices) {
+    if (++visited % STEP_EVERY === 0) yield;
     const m = cache.slice(slice);
     if (m.owner === undefined) continue;
     const list = groups.get(m.owner);

@@ -47,7 +47,8 @@ export class Reconciler {
     let writes = 0;
     let done = 0;
     for (const change of p.changes) {
-      if (++done % STEP_EVERY === 0) yield;
+      // A change is a handful of syscalls: worth a yield each.
+      yield;
       for (const op of change.ops) {
         try {
           applyOp(this.#maps, this.#state, op);

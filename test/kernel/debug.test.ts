@@ -50,7 +50,7 @@ test.before(async () => {
   bpffs = `/sys/fs/bpf/${prefix}`;
   lab = await NetnsLab.create({ prefix, backends: 3, ipv6: false });
   for (const pod of lab.pods) await lab.startServer(pod.index, { tcp: [8080] });
-  agent = new Agent({
+  agent = await Agent.create({
     bpffs,
     cgroup: lab.cgroupPath,
     capacity: { ...DEFAULT_CAPACITY, services: 1024, slots: 4096, backends: 1024, serviceIds: 2049, backendIds: 2049 },

@@ -92,7 +92,7 @@ test('a kernel without set_retval or sock_destroy gets a degraded plan that says
   assert.equal([full.refuseErrno, full.socketDestroy, full.destroyUnavailable, full.notes], [111, true, undefined, []]);
 });
 
-test('a kernel without a required hook is refused with one clear error naming the feature and the kernel', () => {
+test('a kernel without a required hook is refused with one clear error naming the feature and the kernel', async () => {
   for (const missing of ['getpeername', 'cgroup_link'] as const) {
     const f = all(true);
     f[missing] = { available: false, reason: `${missing} is not in this kernel's BTF (5.4.0-1-amd64)` };
@@ -101,7 +101,13 @@ test('a kernel without a required hook is refused with one clear error naming th
     assert.match(plan.unsupported ?? '', /5\.4\.0-1-amd64/);
     // Refused before anything touches the kernel: the bpffs path does not even exist.
     try {
-      Datapath.open({ bpffs: '/nonexistent/socklb', cgroup: '/nonexistent', capacity: DEFAULT_CAPACITY, reverseEntries: 16, features: f });
+      await Datapath.open({
+        bpffs: '/nonexistent/socklb',
+        cgroup: '/nonexistent',
+        capacity: DEFAULT_CAPACITY,
+        reverseEntries: 16,
+        features: f,
+      });
       assert.unreachable('Datapath.open must refuse');
     } catch (err) {
       assert.instance(err, SocklbError);

@@ -146,7 +146,7 @@ firstStart.after(async (ctx) => {
 
 firstStart('the hooks attach only once the first full sync is in the maps', async (ctx) => {
   const { pino } = await import('pino');
-  const agent = new Agent({
+  const agent = await Agent.create({
     bpffs: ctx.bpffs,
     cgroup: ctx.lab.cgroupPath,
     capacity: SMALL_CAPACITY,
@@ -191,7 +191,7 @@ miss.after(async (ctx) => {
 });
 
 miss('a missing slot or backend is picked again from slot 1: every connect reaches a backend', async (ctx) => {
-  const datapath = Datapath.open({ bpffs: ctx.bpffs, cgroup: ctx.lab.cgroupPath, capacity: SMALL_CAPACITY, reverseEntries: 64 });
+  const datapath = await Datapath.open({ bpffs: ctx.bpffs, cgroup: ctx.lab.cgroupPath, capacity: SMALL_CAPACITY, reverseEntries: 64 });
   ctx.datapath = datapath;
   const maps = new KernelMaps(datapath.maps, SMALL_CAPACITY);
   const pod = ctx.lab.pod(0);

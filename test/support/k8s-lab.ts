@@ -110,7 +110,7 @@ export class K8sLab {
     this.#health = health;
     const bound = await health.listen();
     this.#healthUrl = `http://127.0.0.1:${bound.port}`;
-    const agent = new Agent({
+    const agent = await Agent.create({
       bpffs: this.bpffs,
       cgroup: this.lab.cgroupPath,
       capacity: SMALL_CAPACITY,

@@ -45,7 +45,7 @@ export class SockLab {
   /** Writes the manifest and starts an in-process agent on it; resolves once it is in sync. */
   async startAgent(docs: (object | string)[], capacity: Capacity = SMALL_CAPACITY): Promise<Agent> {
     writeFileSync(this.manifestPath, manifest(docs));
-    const agent = new Agent({
+    const agent = await Agent.create({
       bpffs: this.bpffs,
       cgroup: this.lab.cgroupPath,
       capacity,
