@@ -2,7 +2,7 @@
 
 import type { BpfMap } from '../bpf/binding.ts';
 import type { Backend, Family, Frontend, Protocol } from '../model/types.ts';
-import { decode, encode, IPPROTO, Layouts, MapNames, type SockMapName } from './abi.ts';
+import { BackendFlags, decode, encode, IPPROTO, Layouts, MapNames, Scope, type SockMapName } from './abi.ts';
 import type { Capacity, DatapathMaps, MapsDump, ServiceCounters, ServiceEntry, SlotEntry } from './maps.ts';
 
 export type ServiceMapSet = Record<SockMapName, BpfMap>;
@@ -10,12 +10,17 @@ export type ServiceMapSet = Record<SockMapName, BpfMap>;
 const PROTOCOL_BY_NUMBER: Record<number, Protocol> = { [IPPROTO.TCP]: 'TCP', [IPPROTO.UDP]: 'UDP' };
 
 export function frontendKey(f: Frontend): Buffer {
-  const values = { address: f.address, dport: f.port, proto: IPPROTO[f.protocol] };
+  const values = {
+    address: f.address,
+    dport: f.port,
+    proto: IPPROTO[f.protocol],
+    scope: f.scope === 'external' ? Scope.external : Scope.internal,
+  };
   return f.family === 4 ? encode(Layouts.lb4Key, values) : encode(Layouts.lb6Key, values);
 }
 
 export function backendValue(b: Backend): Buffer {
-  const values = { address: b.address, port: b.port, proto: IPPROTO[b.protocol], flags: 0 };
+  const values = { address: b.address, port: b.port, proto: IPPROTO[b.protocol], flags: b.local ? BackendFlags.local : 0 };
   return b.family === 4 ? encode(Layouts.lb4Backend, values) : encode(Layouts.lb6Backend, values);
 }
 
@@ -103,8 +108,10 @@ export class KernelMaps implements DatapathMaps {
         const v = decode(Layouts.service, value);
         const protocol = PROTOCOL_BY_NUMBER[Number(k.proto)];
         if (!protocol) continue;
+        const frontend: Frontend = { family, address: String(k.address), port: Number(k.dport), protocol };
+        if (Number(k.scope) === Scope.external) frontend.scope = 'external';
         dump.services.push({
-          frontend: { family, address: String(k.address), port: Number(k.dport), protocol },
+          frontend,
           entry: {
             serviceId: Number(v.service_id),
             backendCount: Number(v.backend_count),
@@ -121,10 +128,9 @@ export class KernelMaps implements DatapathMaps {
         const b = decode(backendLayout, value);
         const protocol = PROTOCOL_BY_NUMBER[Number(b.proto)];
         if (!protocol) continue;
-        dump.backends.push({
-          id: Number(decode(Layouts.backendId, key).backend_id),
-          backend: { family, address: String(b.address), port: Number(b.port), protocol },
-        });
+        const backend: Backend = { family, address: String(b.address), port: Number(b.port), protocol };
+        if (Number(b.flags) & BackendFlags.local) backend.local = true;
+        dump.backends.push({ id: Number(decode(Layouts.backendId, key).backend_id), backend });
       }
     }
     const slots = this.#maps[MapNames.slots];

@@ -69,7 +69,7 @@ export function mapFullError(map: string, maxEntries: number): Error {
 }
 
 function frontendId(f: Frontend): string {
-  return `${f.family}|${f.protocol}|${f.address}|${f.port}`;
+  return `${f.family}|${f.protocol}|${f.address}|${f.port}|${f.scope ?? 'internal'}`;
 }
 
 /** An in-memory DatapathMaps with the kernel maps' capacities and full-map errors. */

@@ -58,7 +58,14 @@ export function portEndpoints(q: EndpointQuery, slices: SliceRead[]): PortEndpoi
 }
 
 export function toBackends(endpoints: readonly PortEndpoint[], family: Family, protocol: Protocol): Backend[] {
-  return dedupeSorted(endpoints.map((e) => ({ family, address: e.address, port: e.port, protocol })));
+  return dedupeSorted(
+    endpoints.map(
+      (e): Backend =>
+        e.local
+          ? { family, address: e.address, port: e.port, protocol, local: true }
+          : { family, address: e.address, port: e.port, protocol },
+    ),
+  );
 }
 
 export function dedupeSorted(backends: Backend[]): Backend[] {
@@ -71,5 +78,5 @@ export function compareBackends(a: Backend, b: Backend): number {
 }
 
 export function sameBackends(a: readonly Backend[], b: readonly Backend[]): boolean {
-  return a.length === b.length && a.every((x, i) => x.address === b[i]?.address && x.port === b[i]?.port);
+  return a.length === b.length && a.every((x, i) => x.address === b[i]?.address && x.port === b[i]?.port && x.local === b[i]?.local);
 }

@@ -18,6 +18,11 @@ export interface Frontend {
   address: string;
   port: number;
   protocol: Protocol;
+  /**
+   * 'external': the entry traffic from outside the node gets (the XDP program), beside the one for
+   * clients on the node. Absent: the entry the socket hooks read.
+   */
+  scope?: 'external';
 }
 
 /** Where a connection ends: an endpoint address and the resolved target port. */
@@ -26,6 +31,8 @@ export interface Backend {
   address: string;
   port: number;
   protocol: Protocol;
+  /** The endpoint runs on this node: traffic from outside reaches it without source NAT. */
+  local?: true;
 }
 
 export interface ServiceName {
@@ -96,8 +103,15 @@ export interface DesiredTable {
   healthChecks?: HealthCheck[];
 }
 
-/** A stable text key for a frontend or backend, e.g. `TCP/10.96.0.10:80` or `UDP/[fd00::a]:53`. */
+/**
+ * A stable text key for a frontend or backend, e.g. `TCP/10.96.0.10:80` or `UDP/[fd00::a]:53`; an
+ * external-scope frontend reads `external:TCP/192.168.1.10:30080`, a backend on this node
+ * `TCP/10.244.0.11:8080 local`.
+ */
 export function endpointKey(e: Frontend | Backend): string {
   const host = e.family === 6 ? `[${e.address}]` : e.address;
-  return `${e.protocol}/${host}:${e.port}`;
+  const key = `${e.protocol}/${host}:${e.port}`;
+  if ('scope' in e && e.scope === 'external') return `external:${key}`;
+  if ('local' in e && e.local) return `${key} local`;
+  return key;
 }

@@ -54,6 +54,7 @@ interface KnownKey {
   readonly address: string;
   readonly port: number;
   readonly protocol: string;
+  readonly scope: Frontend['scope'];
   readonly key: string;
 }
 
@@ -66,9 +67,11 @@ const frontendKeys = new WeakMap<Frontend, KnownKey>();
 
 function frontendKey(f: Frontend): string {
   const k = frontendKeys.get(f);
-  if (k && k.address === f.address && k.port === f.port && k.protocol === f.protocol && k.family === f.family) return k.key;
+  if (k && k.address === f.address && k.port === f.port && k.protocol === f.protocol && k.family === f.family && k.scope === f.scope) {
+    return k.key;
+  }
   const key = endpointKey(f);
-  frontendKeys.set(f, { family: f.family, address: f.address, port: f.port, protocol: f.protocol, key });
+  frontendKeys.set(f, { family: f.family, address: f.address, port: f.port, protocol: f.protocol, scope: f.scope, key });
   return key;
 }
 
@@ -295,7 +298,7 @@ function isProgrammedLarge(current: ProgrammedService, d: DesiredFrontend, state
 }
 
 function sameBackend(a: Backend, b: Backend): boolean {
-  return a.address === b.address && a.port === b.port && a.protocol === b.protocol && a.family === b.family;
+  return a.address === b.address && a.port === b.port && a.protocol === b.protocol && a.family === b.family && a.local === b.local;
 }
 
 function roomLeft(state: ProgrammedState, capacity: Capacity): Room {

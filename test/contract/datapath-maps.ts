@@ -41,6 +41,26 @@ export function datapathMapsContract(t: Test<{ maps: DatapathMaps }>): void {
     maps.deleteService({ ...V4, protocol: 'UDP' });
   });
 
+  t('the entry for outside traffic is a frontend of its own; a local backend reads back local', ({ maps }) => {
+    const external: Frontend = { ...V4, scope: 'external' };
+    maps.putService(V4, { serviceId: 1, backendCount: 2, flags: 0, affinityTimeout: 0 });
+    maps.putService(external, { serviceId: 2, backendCount: 1, flags: 0, affinityTimeout: 0 });
+    maps.putBackend(1, { ...B4, local: true });
+    const dump = maps.dump();
+    assert.equal(
+      dump.services.sort((a, b) => a.entry.serviceId - b.entry.serviceId).map((s) => s.frontend),
+      [V4, external],
+    );
+    assert.equal(dump.backends, [{ id: 1, backend: { ...B4, local: true } }]);
+    maps.deleteService(external);
+    assert.equal(
+      maps.dump().services.map((s) => s.frontend),
+      [V4],
+    );
+    maps.deleteService(V4);
+    maps.deleteBackend(1, 4);
+  });
+
   t('slots and backends of both families read back as written and delete cleanly', ({ maps }) => {
     maps.putBackend(1, B4);
     maps.putBackend(2, B6);

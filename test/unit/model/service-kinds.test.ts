@@ -226,7 +226,7 @@ test("externalTrafficPolicy Local: outside traffic gets this node's endpoints, c
     'NodePort TCP/192.168.0.2:31080 default/lb:http -> 10.244.0.5:8080 10.244.1.5:8080 | from outside -> 10.244.0.5:8080',
     'LoadBalancer TCP/203.0.113.10:80 default/lb:http -> 10.244.0.5:8080 10.244.1.5:8080 | from outside -> 10.244.0.5:8080',
   ]);
-  assert.equal(t.frontends[1]?.externalBackends, [{ family: 4, address: '10.244.0.5', port: 8080, protocol: 'TCP' }]);
+  assert.equal(t.frontends[1]?.externalBackends, [{ family: 4, address: '10.244.0.5', port: 8080, protocol: 'TCP', local: true }]);
 });
 
 test('externalTrafficPolicy Local on a node without endpoints: nothing from outside, clients on the node still served', () => {
