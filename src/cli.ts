@@ -3,7 +3,7 @@
 import { hostname } from 'node:os';
 import { type ParseArgsConfig, parseArgs } from 'node:util';
 import { type Logger, pino } from 'pino';
-import { cleanup, DEFAULT_BPFFS, DEFAULT_CAPACITY, DEFAULT_REVERSE_ENTRIES } from './agent/datapath.ts';
+import { capacityOf, cleanup, DEFAULT_BPFFS, DEFAULT_CAPACITY, DEFAULT_REVERSE_ENTRIES } from './agent/datapath.ts';
 import { cgroup2Mount } from './agent/host.ts';
 import { runAgent } from './agent/main.ts';
 import { inspectCommand } from './cli/inspect.ts';
@@ -64,14 +64,7 @@ async function agentCommand(argv: string[], log: Logger): Promise<void> {
     {
       bpffs: values.bpffs,
       cgroup: values.cgroup ?? cgroup2Mount(),
-      capacity: {
-        services,
-        backends,
-        slots: integerOption('max-slots', values['max-slots'], 1, 1 << 24),
-        // Ids index the per-CPU counter arrays; both families share one id space.
-        serviceIds: 2 * services + 1,
-        backendIds: 2 * backends + 1,
-      },
+      capacity: capacityOf({ services, backends, slots: integerOption('max-slots', values['max-slots'], 1, 1 << 24) }),
       reverseEntries: DEFAULT_REVERSE_ENTRIES,
       nodeName: values['node-name'] ?? process.env.NODE_NAME ?? hostname(),
       minSyncPeriodMs: integerOption('min-sync-period', values['min-sync-period'], 0, 60_000),

@@ -61,13 +61,13 @@ export interface DatapathOptions {
  * possible CPUs (docs/operating.md has the formula): 65,536 frontends and backends per family and
  * two backend slots per frontend on average.
  */
-export const DEFAULT_CAPACITY: Capacity = {
-  services: 65536,
-  slots: 131072,
-  backends: 65536,
-  serviceIds: 65536,
-  backendIds: 65536,
-};
+export const DEFAULT_CAPACITY: Capacity = capacityOf({ services: 65536, backends: 65536, slots: 131072 });
+
+/** The capacity for frontends and backends per family and backend slots in all. */
+export function capacityOf(o: { services: number; backends: number; slots: number }): Capacity {
+  // Ids index the counter arrays; both families share one id space.
+  return { ...o, serviceIds: 2 * o.services + 1, backendIds: 2 * o.backends + 1 };
+}
 
 export const DEFAULT_REVERSE_ENTRIES = 65536;
 /** One entry per client network namespace and ClientIP-affinity service it dials. */

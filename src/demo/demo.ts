@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { Agent } from '../agent/agent.ts';
-import { cleanup, DEFAULT_CAPACITY } from '../agent/datapath.ts';
+import { capacityOf, cleanup } from '../agent/datapath.ts';
 import { NetnsLab, type ProbeResult } from '../lab/netns-lab.ts';
 import { ManifestSource } from '../sources/manifest.ts';
 
@@ -100,7 +100,7 @@ export async function runDemo(argv: string[]): Promise<number> {
     agent = await Agent.create({
       bpffs,
       cgroup: lab.cgroupPath,
-      capacity: { ...DEFAULT_CAPACITY, services: 1024, slots: 4096, backends: 1024, serviceIds: 2049, backendIds: 2049 },
+      capacity: capacityOf({ services: 1024, backends: 1024, slots: 4096 }),
       reverseEntries: 4096,
       node: { name: 'demo-node' },
       log: pino({ level: 'warn' }),
