@@ -470,6 +470,8 @@ function claimsOf(spec: ServiceSpec, slices: SliceRead[], node: NodeInfo, nodeIp
                 backends: clusterWide,
                 externalBackends: external,
                 ...affinity,
+                ...(spec.externalLocal ? { externalLocal: true as const } : {}),
+                ...(kind === 'LoadBalancer' && spec.sourceRanges.length > 0 ? { sourceRanges: spec.sourceRanges } : {}),
               };
         claims.push({ entry, created: spec.created, field, key });
       };

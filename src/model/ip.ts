@@ -75,3 +75,35 @@ export function compareIp(a: string, b: string): number {
   }
   return 0;
 }
+
+export interface ParsedCidr {
+  family: Family;
+  /** The address as written, canonical (host bits are kept: kube-proxy masks them). */
+  address: string;
+  prefix: number;
+}
+
+/** Parses `address/prefix` strictly (the address as parseIp takes it); undefined when it is not one. */
+export function parseCidr(text: unknown): ParsedCidr | undefined {
+  if (typeof text !== 'string') return undefined;
+  const slash = text.indexOf('/');
+  if (slash < 0) return undefined;
+  const ip = parseIp(text.slice(0, slash));
+  const prefixText = text.slice(slash + 1);
+  const prefix = Number(prefixText);
+  if (!ip || !/^\d{1,3}$/.test(prefixText) || prefix > (ip.family === 4 ? 32 : 128)) return undefined;
+  return { family: ip.family, address: ip.address, prefix };
+}
+
+/** Whether the address lies in the CIDR (never across families). */
+export function inCidr(address: string, cidr: ParsedCidr): boolean {
+  const ip = parseIp(address);
+  if (ip?.family !== cidr.family) return false;
+  const a = ipBytes(ip.address);
+  const c = ipBytes(cidr.address);
+  for (let bit = 0; bit < cidr.prefix; bit++) {
+    const mask = 0x80 >> (bit % 8);
+    if ((a[bit >> 3]! & mask) !== (c[bit >> 3]! & mask)) return false;
+  }
+  return true;
+}

@@ -2,7 +2,7 @@
 
 import type { V1Service } from '@kubernetes/client-node';
 import { ErrorCodes, type ObjectProblem } from '../errors.ts';
-import { type ParsedIp, parseIp } from './ip.ts';
+import { type ParsedIp, parseCidr, parseIp } from './ip.ts';
 import { isRecord, type ObjectRef, problem, show } from './problem.ts';
 import type { Protocol, ServiceName } from './types.ts';
 
@@ -58,6 +58,11 @@ export interface ServiceSpec {
   healthCheckNodePort: number | undefined;
   /** publishNotReadyAddresses: every endpoint counts as ready. */
   publishNotReadyAddresses: boolean;
+  /**
+   * `spec.loadBalancerSourceRanges` of a LoadBalancer service, canonical `address/prefix`: the
+   * sources its load-balancer IPs accept. Empty: every source.
+   */
+  sourceRanges: string[];
 }
 
 export interface ServiceRead {
@@ -115,6 +120,7 @@ export function readService(svc: V1Service): ServiceRead {
       affinityTimeoutSeconds,
       healthCheckNodePort,
       publishNotReadyAddresses: spec.publishNotReadyAddresses === true,
+      sourceRanges: type === 'LoadBalancer' ? readSourceRanges(spec.loadBalancerSourceRanges, who, soft) : [],
     },
     problems: [...problems, ...soft],
   };
@@ -148,6 +154,27 @@ function readIpList(list: unknown, field: string, who: ObjectRef, soft: ObjectPr
     else soft.push(problem(who, `${field}[${i}]`, ErrorCodes.INVALID_IP, `${show(text)} is not an IP address; ignored`));
   });
   return ips;
+}
+
+/**
+ * `spec.loadBalancerSourceRanges`: CIDRs, surrounding spaces allowed as kube-proxy trims them. An
+ * entry that does not parse is dropped with a problem, as kube-proxy ignores it; if none is left the
+ * service accepts every source, as it would without the field.
+ */
+function readSourceRanges(list: unknown, who: ObjectRef, soft: ObjectProblem[]): string[] {
+  const field = 'spec.loadBalancerSourceRanges';
+  if (list === undefined || list === null) return [];
+  if (!Array.isArray(list)) {
+    soft.push(problem(who, field, ErrorCodes.INVALID_FIELD, `must be a list, got ${show(list)}; ignored`));
+    return [];
+  }
+  const ranges: string[] = [];
+  list.forEach((text: unknown, i) => {
+    const cidr = parseCidr(typeof text === 'string' ? text.trim() : text);
+    if (cidr) ranges.push(`${cidr.address}/${cidr.prefix}`);
+    else soft.push(problem(who, `${field}[${i}]`, ErrorCodes.INVALID_FIELD, `${show(text)} is not a CIDR; ignored`));
+  });
+  return [...new Set(ranges)];
 }
 
 /**

@@ -64,6 +64,14 @@ export interface DesiredFrontend {
   externalBackends?: Backend[];
   /** `sessionAffinity: ClientIP`: how long a client sticks to its backend. Absent: no affinity. */
   affinityTimeoutSeconds?: number;
+  /**
+   * `externalTrafficPolicy: Local`: traffic from outside goes only to this node's endpoints, keeps
+   * its source, and is dropped where there is none. Set on NodePort, LoadBalancer and ExternalIP
+   * frontends only.
+   */
+  externalLocal?: true;
+  /** A LoadBalancer frontend's `loadBalancerSourceRanges` (canonical CIDRs); absent: any source. */
+  sourceRanges?: string[];
 }
 
 /** The node the agent runs on, as far as the model needs it. */

@@ -212,6 +212,33 @@ test('an address the service names twice (external IP also in its ingress) is on
   assert.equal(t.problems, []);
 });
 
+test('loadBalancerSourceRanges reach the LoadBalancer frontends only; an entry that is no CIDR is dropped by name', () => {
+  const s = svc(
+    'lb',
+    {
+      type: 'LoadBalancer',
+      loadBalancerSourceRanges: [' 198.51.100.0/24', '2001:db8::/32', 'ten/8', '198.51.100.0/24'],
+      ports: [http(31080)],
+    },
+    { loadBalancer: { ingress: [{ ip: '203.0.113.10' }] } },
+  );
+  const t = run([s], [], { name: 'node-a', addresses: ['192.168.0.2'] });
+  const byKind = Object.fromEntries(t.frontends.map((f) => [f.kind, f]));
+  assert.equal(byKind.LoadBalancer?.sourceRanges, ['198.51.100.0/24', '2001:db8::/32']);
+  assert.is(byKind.NodePort?.sourceRanges, undefined);
+  assert.is(byKind.ClusterIP?.sourceRanges, undefined);
+  assert.equal(problemsOf(t), [`${ErrorCodes.INVALID_FIELD} Service default/lb spec.loadBalancerSourceRanges[2]`]);
+});
+
+test('externalTrafficPolicy Local marks the frontends reachable from outside, not the cluster IP', () => {
+  const s = svc('np', { type: 'NodePort', externalTrafficPolicy: 'Local', ports: [http(30080)] });
+  const t = run([s], [], { name: 'node-a', addresses: ['192.168.0.2'] });
+  assert.equal(
+    t.frontends.map((f) => `${f.kind} ${f.externalLocal ?? false}`),
+    ['ClusterIP false', 'NodePort true'],
+  );
+});
+
 // --- Traffic policies ---
 
 test("externalTrafficPolicy Local: outside traffic gets this node's endpoints, clients on the node the cluster-wide set", () => {
