@@ -56,6 +56,7 @@ Napi::Value PossibleCpus(const Napi::CallbackInfo &info)
 }
 
 } // namespace
+void InitProg(Napi::Env env, Napi::Object exports); // prog.cc
 } // namespace socklb
 
 static Napi::Object Init(Napi::Env env, Napi::Object exports)
@@ -67,6 +68,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports)
 	InitObject(env, exports);
 	InitLink(env, exports);
 	InitSockDiag(env, exports);
+	InitProg(env, exports);
 	exports.Set("takeLog", Napi::Function::New<TakeLog>(env, "takeLog"));
 	exports.Set("possibleCpus", Napi::Function::New<PossibleCpus>(env, "possibleCpus"));
 	return exports;
