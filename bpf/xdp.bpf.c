@@ -18,7 +18,7 @@ int xdp_lb(struct xdp_md *ctx)
 	}
 	if (p.family == 4)
 		return __xdp_lb4(ctx, &p);
-	return XDP_PASS;
+	return __xdp_lb6(ctx, &p);
 }
 
 SEC("tc")
@@ -33,9 +33,11 @@ int tc_lb_egress(struct __sk_buff *skb)
 	data_end = (void *)(long)skb->data_end;
 	if (parse_pkt(data, data_end, &p))
 		return TC_ACT_OK;
-	if (p.family == 4 && (p.proto == IPPROTO_TCP || p.proto == IPPROTO_UDP))
+	if (p.proto != IPPROTO_TCP && p.proto != IPPROTO_UDP)
+		return TC_ACT_OK;
+	if (p.family == 4)
 		return __tc_rev4(skb, &p);
-	return TC_ACT_OK;
+	return __tc_rev6(skb, &p);
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

@@ -10,7 +10,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { BackendFlags, CtFlags, ServiceFlags } from '../../src/datapath/abi.ts';
 import { type Eth, PROTO, packet, TCP_FLAGS } from '../support/packets.ts';
-import { XdpFixture as Fixture, MAC, type Verdict, XDP, type XdpFixture, type XdpReason } from '../support/xdp-fixture.ts';
+import { type Case, checkCase, XdpFixture as Fixture, hex, MAC, XDP, type XdpFixture } from '../support/xdp-fixture.ts';
 
 const CLIENT = '198.51.100.10';
 const NODE = '192.0.2.1';
@@ -75,34 +75,8 @@ function natPort(saddr: string, sport: number, daddr: string, dport: number, pro
   return port;
 }
 
-interface Case {
-  name: string;
-  dev?: 'ext0' | 'int0';
-  input: () => Buffer;
-  verdict: Verdict;
-  /** The frame the program leaves; 'unchanged' for the input as it came. */
-  output: 'unchanged' | (() => Buffer);
-  reason: XdpReason;
-}
-
-function hex(b: Buffer): string {
-  return b.toString('hex').replace(/(.{32})/g, '$1\n');
-}
-
-function check(c: Case): void {
-  const before = fx.stats();
-  const input = c.input();
-  const r = fx.run(input, c.dev ?? 'ext0');
-  const verdict = Object.entries(XDP).find(([, v]) => v === r.retval)?.[0] ?? String(r.retval);
-  assert.is(verdict, c.verdict, 'verdict');
-  const want = c.output === 'unchanged' ? input : c.output();
-  assert.is(hex(r.data), hex(want), 'output frame');
-  const after = fx.stats();
-  assert.is(after[c.reason] - before[c.reason], 1n, `counter ${c.reason}`);
-}
-
 function cases(list: Case[]): void {
-  for (const c of list) test(c.name, () => check(c));
+  for (const c of list) test(c.name, () => checkCase(fx, c));
 }
 
 test.before(() => {

@@ -14,6 +14,7 @@
 //   fd00:244:1::/64 via fd00:1::2 (node B) dev int0
 
 import { execFileSync } from 'node:child_process';
+import * as assert from 'uvu/assert';
 import { randomBytes } from 'node:crypto';
 import { XDP_OBJECT } from '../../src/agent/datapath.ts';
 import { type BpfMap, BpfObject, type TestRunResult, xdpContext } from '../../src/bpf/binding.ts';
@@ -247,4 +248,31 @@ export function u32(n: number): Buffer {
   const b = Buffer.alloc(4);
   b.writeUInt32LE(n);
   return b;
+}
+
+/** One row of a packet table: input frame, verdict, the exact frame left, the counter bumped. */
+export interface Case {
+  name: string;
+  dev?: 'ext0' | 'int0';
+  input: () => Buffer;
+  verdict: Verdict;
+  /** The frame the program leaves; 'unchanged' for the input as it came. */
+  output: 'unchanged' | (() => Buffer);
+  reason: XdpReason;
+}
+
+/** Hex, 16 bytes a line, so a failed comparison shows where the frames differ. */
+export function hex(b: Buffer): string {
+  return b.toString('hex').replace(/(.{32})/g, '$1\n');
+}
+
+export function checkCase(fx: XdpFixture, c: Case): void {
+  const before = fx.stats();
+  const input = c.input();
+  const r = fx.run(input, c.dev ?? 'ext0');
+  const verdict = Object.entries(XDP).find(([, v]) => v === r.retval)?.[0] ?? String(r.retval);
+  assert.is(verdict, c.verdict, 'verdict');
+  const want = c.output === 'unchanged' ? input : c.output();
+  assert.is(hex(r.data), hex(want), 'output frame');
+  assert.is(fx.stats()[c.reason] - before[c.reason], 1n, `counter ${c.reason}`);
 }
