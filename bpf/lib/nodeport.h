@@ -21,10 +21,10 @@
  * Header field offsets for the skb helpers. Not offsetof(): vmlinux.h's structs carry CO-RE
  * relocations, which clang turned into a load from a computed address here.
  */
-#define IP_CSUM_OFF  10
-#define IP_SADDR_OFF 12
-#define TCP_CSUM_OFF 16
-#define UDP_CSUM_OFF 6
+#define IP_CSUM_OFF   10
+#define IP_SADDR_OFF  12
+#define TCP_CSUM_OFF  16
+#define UDP_CSUM_OFF  6
 #define IP6_SADDR_OFF 8
 
 /*
@@ -357,7 +357,8 @@ static __always_inline bool v6addr_equal(const union v6addr *a, const union v6ad
 
 static __always_inline bool src6_allowed(__u32 service_id, const union v6addr *saddr)
 {
-	struct lb6_src_range_key key = { .prefixlen = 160, .service_id = service_id,
+	struct lb6_src_range_key key = { .prefixlen = 160,
+					 .service_id = service_id,
 					 .address = *saddr };
 
 	return bpf_map_lookup_elem(&lb6_src_ranges_v1, &key);
@@ -393,8 +394,9 @@ static __always_inline int xdp_new6(struct xdp_md *ctx, const struct pkt *p,
 				    const struct lb6_tuple *t, const struct lb6_key *key,
 				    const struct lb_service *svc)
 {
-	struct lb6_rnat rnat = { .address = t->daddr, .client = t->saddr, .port = t->dport,
-				 .client_port = t->sport };
+	struct lb6_rnat rnat = {
+		.address = t->daddr, .client = t->saddr, .port = t->dport, .client_port = t->sport
+	};
 	const struct lb_node_config *cfg;
 	struct lb6_tuple rkey = { .proto = t->proto };
 	const struct lb6_backend *be;
@@ -539,7 +541,9 @@ static __always_inline int __xdp_lb6(struct xdp_md *ctx, const struct pkt *p)
 	}
 	rn = bpf_map_lookup_elem(&lb6_rnat_v1, &t);
 	if (rn && (rn->flags & LB_CT_F_SNAT)) {
-		struct lb6_tuple to = { .saddr = rn->address, .daddr = rn->client, .sport = rn->port,
+		struct lb6_tuple to = { .saddr = rn->address,
+					.daddr = rn->client,
+					.sport = rn->port,
 					.dport = rn->client_port };
 
 		if (nat6_rewrite(data, data_end, p, &to))
@@ -598,6 +602,41 @@ static __always_inline int __tc_rev6(struct __sk_buff *skb, const struct pkt *p)
 	bpf_skb_store_bytes(skb, p->l4_off, &r.port, 2, 0);
 	xdp_count(XDP_R_TC_REVERSED);
 	return TC_ACT_OK;
+}
+
+/* The XDP program: what parse_pkt cannot place passes untouched, counted by reason. */
+static __always_inline int __xdp_lb(struct xdp_md *ctx)
+{
+	void *data = xdp_data(ctx), *data_end = xdp_data_end(ctx);
+	struct pkt p = {};
+	int reason = parse_pkt(data, data_end, &p);
+
+	if (reason) {
+		xdp_count(reason);
+		return XDP_PASS;
+	}
+	if (p.family == 4)
+		return __xdp_lb4(ctx, &p);
+	return __xdp_lb6(ctx, &p);
+}
+
+/* The tc egress program: replies of local backends; everything else leaves untouched. */
+static __always_inline int __tc_lb_egress(struct __sk_buff *skb)
+{
+	void *data, *data_end;
+	struct pkt p = {};
+
+	/* Direct access reaches only the linear part: make the headers linear first. */
+	bpf_skb_pull_data(skb, skb->len < 128 ? skb->len : 128);
+	data = (void *)(long)skb->data;
+	data_end = (void *)(long)skb->data_end;
+	if (parse_pkt(data, data_end, &p))
+		return TC_ACT_OK;
+	if (p.proto != IPPROTO_TCP && p.proto != IPPROTO_UDP)
+		return TC_ACT_OK;
+	if (p.family == 4)
+		return __tc_rev4(skb, &p);
+	return __tc_rev6(skb, &p);
 }
 
 #endif /* SOCKLB_NODEPORT_H */

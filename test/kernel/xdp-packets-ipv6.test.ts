@@ -34,7 +34,9 @@ function ip6(src: string, dst: string, o: Opts): Ip6 {
 }
 
 function tcp6(eth: Eth, src: string, sport: number, dst: string, dport: number, o: Opts = {}): Buffer {
-  return packet(eth, ip6(src, dst, o), { tcp: { sport, dport, flags: o.flags ?? SYN, seq: o.seq ?? 1000, ack: o.ack ?? 0, payload: o.payload } });
+  return packet(eth, ip6(src, dst, o), {
+    tcp: { sport, dport, flags: o.flags ?? SYN, seq: o.seq ?? 1000, ack: o.ack ?? 0, payload: o.payload },
+  });
 }
 
 function udp6(eth: Eth, src: string, sport: number, dst: string, dport: number, o: Opts = {}): Buffer {
@@ -83,7 +85,8 @@ cases([
   {
     name: "the backend's IPv6 reply is turned back: from the NodePort to the client, out of ext0",
     dev: 'int0',
-    input: () => tcp6(fromNodeB, REMOTE, 8080, SNAT, natPort(CLIENT, 40001, NODE, 30080, PROTO.TCP), { flags: SYN | ACK, seq: 6, ack: 1001 }),
+    input: () =>
+      tcp6(fromNodeB, REMOTE, 8080, SNAT, natPort(CLIENT, 40001, NODE, 30080, PROTO.TCP), { flags: SYN | ACK, seq: 6, ack: 1001 }),
     verdict: 'REDIRECT',
     output: () => tcp6(toClient, NODE, 30080, CLIENT, 40001, { hop: 63, flags: SYN | ACK, seq: 6, ack: 1001 }),
     reason: 'reply',
@@ -106,7 +109,13 @@ cases([
     name: 'hop-by-hop, routing and destination options headers are skipped and kept',
     input: () => tcp6(fromClient, CLIENT, 40004, NODE, 30080, { ext: EXT, flags: TCP_FLAGS.PSH | ACK, payload: DATA }),
     verdict: 'REDIRECT',
-    output: () => tcp6(toNodeB, SNAT, natPort(CLIENT, 40004, NODE, 30080, PROTO.TCP), REMOTE, 8080, { hop: 63, ext: EXT, flags: TCP_FLAGS.PSH | ACK, payload: DATA }),
+    output: () =>
+      tcp6(toNodeB, SNAT, natPort(CLIENT, 40004, NODE, 30080, PROTO.TCP), REMOTE, 8080, {
+        hop: 63,
+        ext: EXT,
+        flags: TCP_FLAGS.PSH | ACK,
+        payload: DATA,
+      }),
     reason: 'balanced',
   },
   {
@@ -118,7 +127,8 @@ cases([
   },
   {
     name: 'more extension headers than are skipped (5): passed untouched',
-    input: () => tcp6(fromClient, CLIENT, 40006, NODE, 30080, { ext: [{ type: 0 }, { type: 60 }, { type: 60 }, { type: 60 }, { type: 60 }] }),
+    input: () =>
+      tcp6(fromClient, CLIENT, 40006, NODE, 30080, { ext: [{ type: 0 }, { type: 60 }, { type: 60 }, { type: 60 }, { type: 60 }] }),
     verdict: 'PASS',
     output: 'unchanged',
     reason: 'other_proto',
@@ -127,14 +137,24 @@ cases([
     name: 'no endpoints, IPv6 TCP SYN: RST|ACK from the NodePort (XDP_TX)',
     input: () => tcp6(fromClient, CLIENT, 40010, NODE, 30090, { seq: 5000 }),
     verdict: 'TX',
-    output: () => packet(toClient, { v: 6, src: NODE, dst: CLIENT }, { tcp: { sport: 30090, dport: 40010, seq: 0, ack: 5001, flags: TCP_FLAGS.RST | ACK, window: 0 } }),
+    output: () =>
+      packet(
+        toClient,
+        { v: 6, src: NODE, dst: CLIENT },
+        { tcp: { sport: 30090, dport: 40010, seq: 0, ack: 5001, flags: TCP_FLAGS.RST | ACK, window: 0 } },
+      ),
     reason: 'rejected',
   },
   {
     name: 'no endpoints, IPv6 TCP behind extension headers: the RST carries none',
     input: () => tcp6(fromClient, CLIENT, 40011, NODE, 30090, { ext: EXT, flags: ACK, ack: 99, payload: DATA }),
     verdict: 'TX',
-    output: () => packet(toClient, { v: 6, src: NODE, dst: CLIENT }, { tcp: { sport: 30090, dport: 40011, seq: 99, ack: 0, flags: TCP_FLAGS.RST, window: 0 } }),
+    output: () =>
+      packet(
+        toClient,
+        { v: 6, src: NODE, dst: CLIENT },
+        { tcp: { sport: 30090, dport: 40011, seq: 99, ack: 0, flags: TCP_FLAGS.RST, window: 0 } },
+      ),
     reason: 'rejected',
   },
   {
@@ -165,13 +185,25 @@ cases([
     name: 'packet too big from a router about a SNAT flow: to the client, the quoted packet turned back',
     dev: 'int0',
     input: () => {
-      const sent = tcp6(toNodeB, SNAT, natPort(CLIENT, 40001, NODE, 30080, PROTO.TCP), REMOTE, 8080, { hop: 63, flags: ACK, payload: DATA });
-      return packet(fromNodeB, { v: 6, src: 'fd00:1::fe', dst: SNAT }, { icmp: { type: 2, code: 0, rest: MTU_1280, payload: sent.subarray(14) } });
+      const sent = tcp6(toNodeB, SNAT, natPort(CLIENT, 40001, NODE, 30080, PROTO.TCP), REMOTE, 8080, {
+        hop: 63,
+        flags: ACK,
+        payload: DATA,
+      });
+      return packet(
+        fromNodeB,
+        { v: 6, src: 'fd00:1::fe', dst: SNAT },
+        { icmp: { type: 2, code: 0, rest: MTU_1280, payload: sent.subarray(14) } },
+      );
     },
     verdict: 'REDIRECT',
     output: () => {
       const original = tcp6(toNodeB, CLIENT, 40001, NODE, 30080, { hop: 63, flags: ACK, payload: DATA });
-      return packet(toClient, { v: 6, src: 'fd00:1::fe', dst: CLIENT, hopLimit: 63 }, { icmp: { type: 2, code: 0, rest: MTU_1280, payload: original.subarray(14) } });
+      return packet(
+        toClient,
+        { v: 6, src: 'fd00:1::fe', dst: CLIENT, hopLimit: 63 },
+        { icmp: { type: 2, code: 0, rest: MTU_1280, payload: original.subarray(14) } },
+      );
     },
     reason: 'icmp_error',
   },
@@ -185,7 +217,11 @@ cases([
     verdict: 'REDIRECT',
     output: () => {
       const original = udp6(toNodeB, CLIENT, 40002, NODE, 30053, { hop: 63 });
-      return packet(toClient, { v: 6, src: NODE, dst: CLIENT, hopLimit: 63 }, { icmp: { type: 1, code: 4, payload: original.subarray(14) } });
+      return packet(
+        toClient,
+        { v: 6, src: NODE, dst: CLIENT, hopLimit: 63 },
+        { icmp: { type: 1, code: 4, payload: original.subarray(14) } },
+      );
     },
     reason: 'icmp_error',
   },

@@ -14,8 +14,8 @@
 //   fd00:244:1::/64 via fd00:1::2 (node B) dev int0
 
 import { execFileSync } from 'node:child_process';
-import * as assert from 'uvu/assert';
 import { randomBytes } from 'node:crypto';
+import * as assert from 'uvu/assert';
 import { XDP_OBJECT } from '../../src/agent/datapath.ts';
 import { type BpfMap, BpfObject, type TestRunResult, xdpContext } from '../../src/bpf/binding.ts';
 import { type Decoded, decode, encode, Layouts, type MapName, MapNames, Scope, sumPerCpu, XDP_REASONS } from '../../src/datapath/abi.ts';
@@ -120,7 +120,8 @@ export class XdpFixture {
     this.ifindex = ifindex;
   }
 
-  static create(): XdpFixture {
+  /** The node namespace and the object (default bpf/out/xdp.bpf.o) loaded with small maps, or with `sizes`. */
+  static create(o: { object?: string; sizes?: Partial<Record<string, number>> } = {}): XdpFixture {
     const ns = `socklb-xdp-${randomBytes(3).toString('hex')}`;
     execFileSync('ip', ['netns', 'add', ns]);
     live.add(ns);
@@ -133,8 +134,8 @@ export class XdpFixture {
         ifindex: number;
       }[];
       const index = (name: string): number => links.find((l) => l.ifname === name)!.ifindex;
-      obj = BpfObject.open(XDP_OBJECT);
-      for (const [name, n] of Object.entries(SIZES)) obj.setMaxEntries(name, n);
+      obj = BpfObject.open(o.object ?? XDP_OBJECT);
+      for (const [name, n] of Object.entries({ ...SIZES, ...o.sizes })) if (n) obj.setMaxEntries(name, n);
       obj.load();
       return new XdpFixture(ns, obj, { ext0: index('ext0'), int0: index('int0') });
     } catch (err) {
@@ -145,7 +146,7 @@ export class XdpFixture {
     }
   }
 
-  map(name: MapName): BpfMap {
+  map(name: MapName | (string & {})): BpfMap {
     let m = this.#maps.get(name);
     if (!m) {
       m = this.obj.map(name);
@@ -154,9 +155,9 @@ export class XdpFixture {
     return m;
   }
 
-  /** Runs the XDP program once on the packet as if it arrived on `dev` in the node namespace. */
-  run(input: Buffer, dev: 'ext0' | 'int0' = 'ext0', repeat = 1): TestRunResult {
-    return this.obj.testRun('xdp_lb', {
+  /** Runs an XDP program (default xdp_lb) on the packet as if it arrived on `dev` in the node namespace. */
+  run(input: Buffer, dev: 'ext0' | 'int0' = 'ext0', repeat = 1, program = 'xdp_lb'): TestRunResult {
+    return this.obj.testRun(program, {
       data: input,
       repeat,
       ctxIn: xdpContext(this.ifindex[dev], input.length),
