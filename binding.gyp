@@ -8,7 +8,8 @@
         "src/native/map.cc",
         "src/native/object.cc",
         "src/native/link.cc",
-        "src/native/sock_diag.cc"
+        "src/native/sock_diag.cc",
+        "src/native/prog.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS"],

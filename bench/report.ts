@@ -2,6 +2,7 @@
 
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import type { BenchResults, SystemName } from './types.ts';
+import { renderXdpPacket } from './xdp-packet.ts';
 
 const ORDER: SystemName[] = ['direct', 'socklb', 'nftables', 'iptables-nft', 'iptables-legacy'];
 const BEGIN = '<!-- bench:begin (written by npm run bench; edits between the markers are overwritten) -->';
@@ -84,6 +85,7 @@ export function renderMarkdown(r: BenchResults, chartPath: string): string {
     );
   }
   out.push('');
+  if (r.xdp) out.push(renderXdpPacket(r.xdp));
   return `${out.join('\n')}\n`;
 }
 

@@ -27,6 +27,7 @@ import {
 } from './services.ts';
 import type { SocklbChildResult } from './socklb-child.ts';
 import type { BenchResults, ClientRun, ConnectPoint, SystemName } from './types.ts';
+import { measureXdpPacket } from './xdp-packet.ts';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const ROOT = resolve(HERE, '..');
@@ -578,6 +579,8 @@ export async function runBench(o: BenchOptions, argv: string[]): Promise<{ json:
       await connectBlock(bench, n, results, slow);
     }
     await balanceBlock(bench, results);
+    bench.log('xdp: cost per packet (BPF_PROG_TEST_RUN)');
+    results.xdp = measureXdpPacket({ repeat: o.quick ? 100_000 : 1_000_000, rounds: o.quick ? 3 : 5 });
     results.finishedAt = new Date().toISOString();
 
     mkdirSync(o.out, { recursive: true });

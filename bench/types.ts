@@ -1,5 +1,7 @@
 // The shape of bench/results/*.json.
 
+import type { XdpPacketResult } from './xdp-packet.ts';
+
 export type SystemName = 'direct' | 'socklb' | 'nftables' | 'iptables-nft' | 'iptables-legacy';
 
 /** One run of bench/client.c, as it prints it. */
@@ -80,6 +82,8 @@ export interface BenchResults {
   programming: ProgrammingPoint[];
   memory: MemoryPoint[];
   balance: BalanceResult[];
+  /** XDP cost per packet (bench/xdp-packet.ts); absent in results from before it was measured. */
+  xdp?: XdpPacketResult;
   /** What the run created and removed: lab prefixes (namespaces, cgroups, /sys/fs/bpf/<prefix>) and its work dir. */
   made: { labs: string[]; workDir: string };
 }

@@ -22,6 +22,14 @@ union v6addr {
 #define LB_SVC_F_NONE 0
 /* sessionAffinity: ClientIP; affinity_timeout holds its timeout. */
 #define LB_SVC_F_AFFINITY 1
+/*
+ * External frontends only. LOCAL: externalTrafficPolicy: Local; the entry lists only this node's
+ * backends, the client's source is always kept, and no backend means drop (its health check node
+ * port already tells the load balancer), not reject. SOURCE_RANGES: loadBalancerSourceRanges;
+ * only sources in lb4_src_ranges_v1/lb6_src_ranges_v1 under this service_id get in.
+ */
+#define LB_SVC_F_LOCAL	       2
+#define LB_SVC_F_SOURCE_RANGES 4
 
 /*
  * Who a frontend entry serves (struct lb4_key.scope). A NodePort, LoadBalancer or external IP has
@@ -195,6 +203,143 @@ struct lb6_destroy_key {
 	union v6addr address; /* backend address, net order */
 	__be16 port;	      /* backend port, net order */
 	__u16 pad;
+};
+
+/*
+ * The XDP side (bpf/xdp.bpf.c): traffic that reaches the node's devices from outside.
+ */
+
+/* The node's own settings, written by the agent (lb_node_config_v1, a one-entry array, key 0). */
+struct lb_node_config {
+	__be32 snat_address4;	    /* this node's IPv4 address for SNAT, net order; 0: no SNAT */
+	__u16 nat_port_min;	    /* SNAT source ports, host order, inclusive; keep them out of */
+	__u16 nat_port_max;	    /* ip_local_port_range and the NodePort range */
+	union v6addr snat_address6; /* this node's IPv6 address for SNAT; :: for none */
+	__u32 flags;		    /* LB_CFG_F_* */
+	__u32 pad;
+};
+
+/* struct lb_node_config.flags */
+/* After translation, hand every packet to the stack (XDP_PASS) instead of redirecting it. */
+#define LB_CFG_F_STACK_FORWARD 1
+
+/*
+ * A flow as one packet shows it: source and destination as on the wire. Key of the connection
+ * tables (the client's packet to the frontend) and of the reverse NAT tables (a reply).
+ */
+struct lb4_tuple {
+	__be32 saddr; /* net order */
+	__be32 daddr; /* net order */
+	__be16 sport; /* net order */
+	__be16 dport; /* net order */
+	__u8 proto;   /* IPPROTO_TCP or IPPROTO_UDP */
+	__u8 pad[3];
+};
+
+struct lb6_tuple {
+	union v6addr saddr; /* net order */
+	union v6addr daddr; /* net order */
+	__be16 sport;	    /* net order */
+	__be16 dport;	    /* net order */
+	__u8 proto;	    /* IPPROTO_TCP or IPPROTO_UDP */
+	__u8 pad[3];
+};
+
+/* struct lb4_ct.flags, struct lb4_rnat.flags */
+#define LB_CT_F_SNAT  1 /* source rewritten to the node: XDP turns the replies back */
+#define LB_CT_F_LOCAL 2 /* backend on this node, client source kept: tc egress turns them back */
+
+/*
+ * A balanced flow (lb4_ct_v1, LRU, keyed by the client's lb4_tuple to the frontend): it keeps its
+ * backend while that backend exists, whatever else changes in the service.
+ */
+struct lb4_ct {
+	__u32 backend_id;	/* key into lb4_backends_v2 */
+	__u32 service_id;	/* lb_service.service_id at the flow's first packet */
+	__be32 backend_address; /* the backend at the first packet: an id reused for another */
+	__be16 backend_port;	/* backend no longer matches, and the flow ends */
+	__be16 nat_port;	/* SNAT source port, net order; 0 without SNAT */
+	__be32 nat_address;	/* SNAT source address, net order; 0 without SNAT */
+	__u8 flags;		/* LB_CT_F_* */
+	__u8 pad[3];
+};
+
+struct lb6_ct {
+	__u32 backend_id;
+	__u32 service_id;
+	union v6addr backend_address;
+	__be16 backend_port;
+	__be16 nat_port;
+	union v6addr nat_address;
+	__u8 flags;
+	__u8 pad[3];
+};
+
+/*
+ * How to turn a reply back (lb4_rnat_v1, LRU, keyed by the reply's lb4_tuple: backend to node for
+ * SNAT, backend to client for a local backend): its source becomes the frontend the client
+ * dialled, its destination the client.
+ */
+struct lb4_rnat {
+	__be32 address;	    /* frontend address, net order */
+	__be32 client;	    /* client address, net order */
+	__be16 port;	    /* frontend port, net order */
+	__be16 client_port; /* client port, net order */
+	__u8 flags;	    /* LB_CT_F_SNAT or LB_CT_F_LOCAL: which hook owns the entry */
+	__u8 pad[3];
+};
+
+struct lb6_rnat {
+	union v6addr address;
+	union v6addr client;
+	__be16 port;
+	__be16 client_port;
+	__u8 flags;
+	__u8 pad[3];
+};
+
+/*
+ * loadBalancerSourceRanges (lb4_src_ranges_v1, LPM trie): a source prefix allowed into a service.
+ * prefixlen counts service_id too: 32 + the source prefix length.
+ */
+struct lb4_src_range_key {
+	__u32 prefixlen;  /* 32 + prefix length */
+	__u32 service_id; /* host order: always matched whole, before any bit of the address */
+	__be32 address;	  /* source prefix, net order */
+};
+
+struct lb6_src_range_key {
+	__u32 prefixlen;
+	__u32 service_id;
+	union v6addr address;
+};
+
+/*
+ * Why the XDP program (and its tc egress partner) did what it did (xdp_stats_v1, per-CPU, indexed
+ * by reason). Append only.
+ */
+enum xdp_reason {
+	XDP_R_BALANCED = 0,    /* first packet of a flow sent to a backend */
+	XDP_R_ESTABLISHED = 1, /* later packet of a flow sent to its backend */
+	XDP_R_REPLY = 2,       /* reply of a SNAT flow turned back to the client */
+	XDP_R_NOT_SERVICE = 3, /* to no external frontend: passed */
+	XDP_R_FRAGMENT = 4,    /* IP fragment: passed */
+	XDP_R_OTHER_PROTO = 5, /* not IPv4/IPv6 TCP/UDP: passed */
+	XDP_R_MALFORMED = 6,   /* truncated or invalid header: passed */
+	XDP_R_REJECTED = 7,    /* no backend: TCP RST or ICMP unreachable sent back */
+	XDP_R_NO_LOCAL_BACKEND =
+		8,		 /* externalTrafficPolicy: Local without a local backend: dropped */
+	XDP_R_SOURCE_DENIED = 9, /* not in loadBalancerSourceRanges: dropped */
+	XDP_R_BACKEND_GONE = 10, /* the flow's backend was removed: TCP reset, UDP rebalanced */
+	XDP_R_NAT_EXHAUSTED = 11,   /* no free SNAT port: dropped */
+	XDP_R_CT_FAILED = 12,	    /* the connection table refused the flow: dropped */
+	XDP_R_STACK_FORWARD = 13,   /* translated, then passed: the stack forwards it */
+	XDP_R_FIB_DROP = 14,	    /* translated, but the FIB has no way there: dropped */
+	XDP_R_ICMP_ERROR = 15,	    /* ICMP error about a SNAT flow turned back to the client */
+	XDP_R_NO_SNAT_ADDRESS = 16, /* SNAT needed but no node address is configured: dropped */
+	XDP_R_PICK_MISS = 17,	    /* slot or backend missing even after a second pick: passed */
+	XDP_R_TC_REVERSED = 18,	    /* tc egress: reply of a local backend turned back */
+	XDP_R_MAX = 19,
 };
 
 #endif /* SOCKLB_ABI_H */

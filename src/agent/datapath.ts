@@ -15,6 +15,7 @@ import {
   MapNames,
   SOCK_MAPS,
   SOCK_REASONS,
+  XDP_REASONS,
 } from '../datapath/abi.ts';
 import type { ServiceMapSet } from '../datapath/kernel-maps.ts';
 import type { Capacity } from '../datapath/maps.ts';
@@ -27,6 +28,8 @@ import { SockDiagDestroyer, SocketDestroyer, type UdpSocketDestroyer } from './s
 const OBJECT_DIR = resolve(dirname(fileURLToPath(import.meta.url)), '../../bpf/out');
 export const SOCK_OBJECT = join(OBJECT_DIR, 'sock.bpf.o');
 export const DESTROY_OBJECT = join(OBJECT_DIR, 'sock_destroy.bpf.o');
+/** The XDP program and its tc egress partner (bpf/xdp.bpf.c), for traffic from outside the node. */
+export const XDP_OBJECT = join(OBJECT_DIR, 'xdp.bpf.o');
 
 /** The cgroup hooks, by program name, and the attach type bpftool and the kernel call them. */
 export const SOCK_PROGRAMS = {
@@ -72,6 +75,10 @@ export function capacityOf(o: { services: number; backends: number; slots: numbe
 export const DEFAULT_REVERSE_ENTRIES = 65536;
 /** One entry per client network namespace and ClientIP-affinity service it dials. */
 export const DEFAULT_AFFINITY_ENTRIES = 16384;
+/** Entries of each XDP connection and reverse NAT table: one per flow from outside the node. */
+export const DEFAULT_XDP_FLOW_ENTRIES = 262144;
+/** Entries of each loadBalancerSourceRanges trie: one per service and range. */
+export const DEFAULT_SOURCE_RANGE_ENTRIES = 16384;
 
 /** Every map's max_entries for these options. */
 export function mapSizes(o: DatapathOptions): Record<MapName, number> {
@@ -89,6 +96,14 @@ export function mapSizes(o: DatapathOptions): Record<MapName, number> {
     [MapNames.affinity]: o.affinityEntries ?? DEFAULT_AFFINITY_ENTRIES,
     [MapNames.lb4Destroy]: DESTROY_MAP_ENTRIES,
     [MapNames.lb6Destroy]: DESTROY_MAP_ENTRIES,
+    [MapNames.lb4Ct]: DEFAULT_XDP_FLOW_ENTRIES,
+    [MapNames.lb6Ct]: DEFAULT_XDP_FLOW_ENTRIES,
+    [MapNames.lb4Rnat]: DEFAULT_XDP_FLOW_ENTRIES,
+    [MapNames.lb6Rnat]: DEFAULT_XDP_FLOW_ENTRIES,
+    [MapNames.lb4SrcRanges]: DEFAULT_SOURCE_RANGE_ENTRIES,
+    [MapNames.lb6SrcRanges]: DEFAULT_SOURCE_RANGE_ENTRIES,
+    [MapNames.nodeConfig]: 1,
+    [MapNames.xdpStats]: XDP_REASONS.length,
   };
 }
 

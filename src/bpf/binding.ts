@@ -6,7 +6,15 @@ import { readFileSync, readlinkSync, unlinkSync } from 'node:fs';
 import { constants } from 'node:os';
 import { getSystemErrorMap, getSystemErrorName } from 'node:util';
 import { ipv4ToBytes, ipv6ToBytes } from '../datapath/ip-bytes.ts';
-import { type BatchResult, type NativeBpfObject, type NativeFd, type NativeUdpTarget, native, type Status } from './native.ts';
+import {
+  type BatchResult,
+  type NativeBpfObject,
+  type NativeFd,
+  type NativeTestRun,
+  type NativeUdpTarget,
+  native,
+  type Status,
+} from './native.ts';
 
 // The statuses this wrapper reacts to or makes, negative as the addon returns them.
 const EBADF = -constants.errno.EBADF;
@@ -479,6 +487,21 @@ export class BpfObject {
     return BpfLink.adopt(checkLogged(() => this.#obj.attachIter(program), 'bpf_program__attach_iter', program));
   }
 
+  /** BPF_PROG_TEST_RUN of a packet program (XDP, tc) on one packet; see testRun(). */
+  testRun(program: string, options: TestRunOptions): TestRunResult {
+    return testRun(this.programFd(program), options);
+  }
+
+  /** Attaches an XDP program to a device through a bpf_link (kernel 5.9+); see attachXdp(). */
+  attachXdp(program: string, ifindex: number, mode: XdpMode, netns?: string): BpfLink {
+    return attachXdp(this.programFd(program), ifindex, mode, netns);
+  }
+
+  /** Attaches a tc program to a device's ingress or egress; see attachTc(). */
+  attachTc(program: string, ifindex: number, direction: 'ingress' | 'egress', netns?: string): TcAttachment {
+    return attachTc(this.programFd(program), ifindex, direction, netns);
+  }
+
   /**
    * bpf_object__close: maps and programs live on while links, pins or map fds hold them. Refused
    * with code 'EBUSY' while loadAsync() runs (it would free the object under the loader).
@@ -610,4 +633,87 @@ export function destroyUdpSockets(targets: readonly UdpPeer[], netnsPath?: strin
 export async function destroyUdpSocketsAsync(targets: readonly UdpPeer[], netnsPath?: string): Promise<UdpDestroyResult> {
   const list = targets.map(nativeUdpTarget);
   return check(await native.destroyUdpSocketsAsync(list, netnsPath), 'sock_diag', netnsPath);
+}
+
+export interface TestRunOptions {
+  /** The packet, from its Ethernet header. */
+  data: Buffer;
+  /** Runs timed; the packet is not reset between runs, so only the first sees `data`. Default 1. */
+  repeat?: number;
+  /** The context (struct xdp_md, struct __sk_buff) to run with, e.g. xdpContext(); none by default. */
+  ctxIn?: Buffer;
+  /** Run in this netns (/run/netns/NAME): its FIB, neighbours and devices are what the program sees. */
+  netns?: string;
+  /** Room for the packet the program leaves (default: the input plus 512 bytes). */
+  outSize?: number;
+}
+
+export type TestRunResult = NativeTestRun;
+
+/** bpf_prog_test_run_opts: the verdict, the packet as the program left it and the ns per run. */
+export function testRun(programFd: number, o: TestRunOptions): TestRunResult {
+  const repeat = o.repeat ?? 1;
+  if (!Number.isInteger(repeat) || repeat < 1) throw new RangeError('repeat must be a positive integer');
+  const outSize = o.outSize ?? o.data.length + 512;
+  return check(native.progTestRun(programFd, o.data, repeat, o.ctxIn ?? null, outSize, o.netns), 'bpf_prog_test_run_opts');
+}
+
+/** A struct xdp_md for testRun: a packet of `length` bytes arriving on device ingressIfindex. */
+export function xdpContext(ingressIfindex: number, length: number): Buffer {
+  const md = Buffer.alloc(24);
+  md.writeUInt32LE(length, 4); // data_end: data is 0, no metadata
+  md.writeUInt32LE(ingressIfindex, 12);
+  return md;
+}
+
+/** 'native': in the driver (XDP_FLAGS_DRV_MODE); 'generic': on the skb (XDP_FLAGS_SKB_MODE), any device. */
+export type XdpMode = 'native' | 'generic';
+const XDP_FLAGS = { generic: 2, native: 4 } as const;
+
+/** bpf_link_create(BPF_XDP): a link that detaches the program when closed unless pinned. */
+export function attachXdp(programFd: number, ifindex: number, mode: XdpMode, netns?: string): BpfLink {
+  const flags = XDP_FLAGS[mode];
+  if (flags === undefined) throw new TypeError("mode must be 'native' or 'generic'");
+  return BpfLink.adopt(
+    checkLogged(() => native.xdpAttach(programFd, ifindex, flags, netns), 'bpf_link_create', `xdp ${mode}, ifindex ${ifindex}`),
+  );
+}
+
+/**
+ * A tc program on a device: a tcx bpf_link where the kernel has tcx (6.6+), else a filter on a
+ * clsact qdisc, which nothing but the device holds (close() removes it; it cannot be pinned).
+ */
+export class TcAttachment {
+  readonly kind: 'tcx' | 'clsact';
+  /** The tcx link (pin it to outlive the agent); undefined for clsact. */
+  readonly link: BpfLink | undefined;
+  readonly #detach: () => void;
+
+  constructor(kind: 'tcx' | 'clsact', link: BpfLink | undefined, detach: () => void) {
+    this.kind = kind;
+    this.link = link;
+    this.#detach = detach;
+  }
+
+  /** Closes the tcx link (a pinned one stays attached) or removes the clsact filter. */
+  close(): void {
+    this.#detach();
+  }
+}
+
+/** Attaches a SEC("tc") program: tcx where the kernel has it, else clsact (bpf_tc_hook + bpf_tc_attach). */
+export function attachTc(programFd: number, ifindex: number, direction: 'ingress' | 'egress', netns?: string): TcAttachment {
+  const egress = direction === 'egress';
+  const tcx = native.tcxAttach(programFd, ifindex, egress, netns);
+  if (!isStatus(tcx)) {
+    const link = BpfLink.adopt(tcx);
+    return new TcAttachment('tcx', link, () => link.close());
+  }
+  // A kernel without tcx rejects the attach type; anything else (no device, no permission) is final.
+  if (tcx !== EINVAL) check(tcx, 'bpf_link_create', `tcx ${direction}, ifindex ${ifindex}`);
+  const f = check(native.clsactAttach(programFd, ifindex, egress, netns), 'bpf_tc_attach', `${direction}, ifindex ${ifindex}`);
+  return new TcAttachment('clsact', undefined, () => {
+    const rc = native.clsactDetach(ifindex, egress, f.handle, f.priority, netns);
+    if (rc !== ENOENT) check(rc, 'bpf_tc_detach', `${direction}, ifindex ${ifindex}`);
+  });
 }

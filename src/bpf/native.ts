@@ -71,6 +71,20 @@ export interface NativeDestroyCounts {
   errors: number;
 }
 
+/** One BPF_PROG_TEST_RUN: the verdict, the packet as the program left it, the average ns per run. */
+export interface NativeTestRun {
+  retval: number;
+  data: Buffer;
+  durationNs: number;
+  ctx?: Buffer;
+}
+
+/** A tc filter on a clsact qdisc, as bpf_tc_attach reports it. */
+export interface NativeTcFilter {
+  handle: number;
+  priority: number;
+}
+
 /** [status, elements done]. */
 export type BatchResult = [Status, number];
 
@@ -100,6 +114,11 @@ export interface Native {
   progInfo(fd: number): NativeProgInfo | Status;
   progGetFdById(id: number): NativeFd | Status;
   enableRunTimeStats(): NativeFd | Status;
+  progTestRun(progFd: number, data: Buffer, repeat: number, ctxIn: Buffer | null, outSize: number, netns?: string): NativeTestRun | Status;
+  xdpAttach(progFd: number, ifindex: number, xdpFlags: number, netns?: string): NativeFd | Status;
+  tcxAttach(progFd: number, ifindex: number, egress: boolean, netns?: string): NativeFd | Status;
+  clsactAttach(progFd: number, ifindex: number, egress: boolean, netns?: string): NativeTcFilter | Status;
+  clsactDetach(ifindex: number, egress: boolean, handle: number, priority: number, netns?: string): Status;
   destroyUdpSockets(targets: readonly NativeUdpTarget[], netnsPath?: string): NativeDestroyCounts | Status;
   /** destroyUdpSockets on a worker thread (targets are copied before it starts). */
   destroyUdpSocketsAsync(targets: readonly NativeUdpTarget[], netnsPath?: string): Promise<NativeDestroyCounts | Status>;

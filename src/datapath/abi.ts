@@ -20,6 +20,14 @@ export const MapNames = {
   affinity: 'lb_affinity_v1',
   lb4Destroy: 'lb4_destroy_v1',
   lb6Destroy: 'lb6_destroy_v1',
+  lb4Ct: 'lb4_ct_v1',
+  lb6Ct: 'lb6_ct_v1',
+  lb4Rnat: 'lb4_rnat_v1',
+  lb6Rnat: 'lb6_rnat_v1',
+  lb4SrcRanges: 'lb4_src_ranges_v1',
+  lb6SrcRanges: 'lb6_src_ranges_v1',
+  nodeConfig: 'lb_node_config_v1',
+  xdpStats: 'xdp_stats_v1',
 } as const;
 
 export type MapName = (typeof MapNames)[keyof typeof MapNames];
@@ -44,8 +52,24 @@ export type SockMapName = (typeof SOCK_MAPS)[number];
 /** The maps of bpf/sock_destroy.bpf.c. */
 export const DESTROY_MAPS = [MapNames.lb4Destroy, MapNames.lb6Destroy] as const;
 
+/**
+ * The maps bpf/xdp.bpf.c adds to the service maps it shares with the socket hooks (the agent pins
+ * them next to those): connection and reverse NAT tables (LRU, sized by the agent), source ranges,
+ * the node's configuration (one entry, the agent writes it) and the per-reason counters.
+ */
+export const XDP_MAPS = [
+  MapNames.lb4Ct,
+  MapNames.lb6Ct,
+  MapNames.lb4Rnat,
+  MapNames.lb6Rnat,
+  MapNames.lb4SrcRanges,
+  MapNames.lb6SrcRanges,
+  MapNames.nodeConfig,
+  MapNames.xdpStats,
+] as const;
+
 /** enum bpf_map_type values of the map types socklb uses. */
-export const MapType = { hash: 1, array: 2, percpuArray: 6, lruHash: 9 } as const;
+export const MapType = { hash: 1, array: 2, percpuArray: 6, lruHash: 9, lpmTrie: 11 } as const;
 
 /** BPF_F_NO_PREALLOC: a hash map allocates an entry when it is written, not all at creation. */
 export const BPF_F_NO_PREALLOC = 1;
@@ -78,6 +102,14 @@ export const MAP_DEFINITIONS: Readonly<Record<MapName, MapDefinition>> = {
   [MapNames.affinity]: { type: MapType.lruHash, keySize: 16, valueSize: 16, flags: 0 },
   [MapNames.lb4Destroy]: { type: MapType.hash, keySize: 8, valueSize: 1, flags: BPF_F_NO_PREALLOC },
   [MapNames.lb6Destroy]: { type: MapType.hash, keySize: 20, valueSize: 1, flags: BPF_F_NO_PREALLOC },
+  [MapNames.lb4Ct]: { type: MapType.lruHash, keySize: 16, valueSize: 24, flags: 0 },
+  [MapNames.lb6Ct]: { type: MapType.lruHash, keySize: 40, valueSize: 48, flags: 0 },
+  [MapNames.lb4Rnat]: { type: MapType.lruHash, keySize: 16, valueSize: 16, flags: 0 },
+  [MapNames.lb6Rnat]: { type: MapType.lruHash, keySize: 40, valueSize: 40, flags: 0 },
+  [MapNames.lb4SrcRanges]: { type: MapType.lpmTrie, keySize: 12, valueSize: 1, flags: BPF_F_NO_PREALLOC },
+  [MapNames.lb6SrcRanges]: { type: MapType.lpmTrie, keySize: 24, valueSize: 1, flags: BPF_F_NO_PREALLOC },
+  [MapNames.nodeConfig]: { type: MapType.array, keySize: 4, valueSize: 32, flags: 0 },
+  [MapNames.xdpStats]: { type: MapType.percpuArray, keySize: 4, valueSize: 8, flags: 0 },
 };
 
 /** enum sock_reason, by index. */
@@ -93,8 +125,37 @@ export const SOCK_REASONS = [
   'pick_retried',
 ] as const;
 
-/** struct lb_service.flags */
-export const ServiceFlags = { affinity: 1 } as const;
+/** enum xdp_reason, by index: why the XDP program (or its tc egress partner) did what it did. */
+export const XDP_REASONS = [
+  'balanced',
+  'established',
+  'reply',
+  'not_service',
+  'fragment',
+  'other_proto',
+  'malformed',
+  'rejected',
+  'no_local_backend',
+  'source_denied',
+  'backend_gone',
+  'nat_exhausted',
+  'ct_failed',
+  'stack_forward',
+  'fib_drop',
+  'icmp_error',
+  'no_snat_address',
+  'pick_miss',
+  'tc_reversed',
+] as const;
+
+/** struct lb_service.flags; local and sourceRanges only on external-scope frontends. */
+export const ServiceFlags = { affinity: 1, local: 2, sourceRanges: 4 } as const;
+
+/** struct lb4_ct.flags and struct lb4_rnat.flags. */
+export const CtFlags = { snat: 1, local: 2 } as const;
+
+/** struct lb_node_config.flags */
+export const NodeConfigFlags = { stackForward: 1 } as const;
 
 /** enum lb_scope: who a frontend entry serves (struct lb4_key.scope). */
 export const Scope = { internal: 0, external: 1 } as const;
@@ -226,6 +287,76 @@ export const Layouts = {
     { name: 'address', type: 'ip6', offset: 0 },
     { name: 'port', type: 'be16', offset: 16 },
     { name: 'pad', type: 'pad', offset: 18, size: 2 },
+  ]),
+  nodeConfig: layout('lb_node_config', 32, [
+    { name: 'snat_address4', type: 'be32ip', offset: 0 },
+    { name: 'nat_port_min', type: 'u16', offset: 4 },
+    { name: 'nat_port_max', type: 'u16', offset: 6 },
+    { name: 'snat_address6', type: 'ip6', offset: 8 },
+    { name: 'flags', type: 'u32', offset: 24 },
+    { name: 'pad', type: 'pad', offset: 28, size: 4 },
+  ]),
+  lb4Tuple: layout('lb4_tuple', 16, [
+    { name: 'saddr', type: 'be32ip', offset: 0 },
+    { name: 'daddr', type: 'be32ip', offset: 4 },
+    { name: 'sport', type: 'be16', offset: 8 },
+    { name: 'dport', type: 'be16', offset: 10 },
+    { name: 'proto', type: 'u8', offset: 12 },
+    { name: 'pad', type: 'pad', offset: 13, size: 3 },
+  ]),
+  lb6Tuple: layout('lb6_tuple', 40, [
+    { name: 'saddr', type: 'ip6', offset: 0 },
+    { name: 'daddr', type: 'ip6', offset: 16 },
+    { name: 'sport', type: 'be16', offset: 32 },
+    { name: 'dport', type: 'be16', offset: 34 },
+    { name: 'proto', type: 'u8', offset: 36 },
+    { name: 'pad', type: 'pad', offset: 37, size: 3 },
+  ]),
+  lb4Ct: layout('lb4_ct', 24, [
+    { name: 'backend_id', type: 'u32', offset: 0 },
+    { name: 'service_id', type: 'u32', offset: 4 },
+    { name: 'backend_address', type: 'be32ip', offset: 8 },
+    { name: 'backend_port', type: 'be16', offset: 12 },
+    { name: 'nat_port', type: 'be16', offset: 14 },
+    { name: 'nat_address', type: 'be32ip', offset: 16 },
+    { name: 'flags', type: 'u8', offset: 20 },
+    { name: 'pad', type: 'pad', offset: 21, size: 3 },
+  ]),
+  lb6Ct: layout('lb6_ct', 48, [
+    { name: 'backend_id', type: 'u32', offset: 0 },
+    { name: 'service_id', type: 'u32', offset: 4 },
+    { name: 'backend_address', type: 'ip6', offset: 8 },
+    { name: 'backend_port', type: 'be16', offset: 24 },
+    { name: 'nat_port', type: 'be16', offset: 26 },
+    { name: 'nat_address', type: 'ip6', offset: 28 },
+    { name: 'flags', type: 'u8', offset: 44 },
+    { name: 'pad', type: 'pad', offset: 45, size: 3 },
+  ]),
+  lb4Rnat: layout('lb4_rnat', 16, [
+    { name: 'address', type: 'be32ip', offset: 0 },
+    { name: 'client', type: 'be32ip', offset: 4 },
+    { name: 'port', type: 'be16', offset: 8 },
+    { name: 'client_port', type: 'be16', offset: 10 },
+    { name: 'flags', type: 'u8', offset: 12 },
+    { name: 'pad', type: 'pad', offset: 13, size: 3 },
+  ]),
+  lb6Rnat: layout('lb6_rnat', 40, [
+    { name: 'address', type: 'ip6', offset: 0 },
+    { name: 'client', type: 'ip6', offset: 16 },
+    { name: 'port', type: 'be16', offset: 32 },
+    { name: 'client_port', type: 'be16', offset: 34 },
+    { name: 'flags', type: 'u8', offset: 36 },
+    { name: 'pad', type: 'pad', offset: 37, size: 3 },
+  ]),
+  lb4SrcRangeKey: layout('lb4_src_range_key', 12, [
+    { name: 'prefixlen', type: 'u32', offset: 0 },
+    { name: 'service_id', type: 'u32', offset: 4 },
+    { name: 'address', type: 'be32ip', offset: 8 },
+  ]),
+  lb6SrcRangeKey: layout('lb6_src_range_key', 24, [
+    { name: 'prefixlen', type: 'u32', offset: 0 },
+    { name: 'service_id', type: 'u32', offset: 4 },
+    { name: 'address', type: 'ip6', offset: 8 },
   ]),
   config: layout('socklb_config', 8, [
     { name: 'abi_version', type: 'u32', offset: 0 },

@@ -141,6 +141,7 @@ Napi::Promise RunAsync(Napi::Env env, std::function<void()> work,
 	return promise;
 }
 
+void InitProg(Napi::Env env, Napi::Object exports); // prog.cc
 } // namespace socklb
 
 static Napi::Object Init(Napi::Env env, Napi::Object exports)
@@ -154,6 +155,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports)
 	InitObject(env, exports);
 	InitLink(env, exports);
 	InitSockDiag(env, exports);
+	InitProg(env, exports);
 	exports.Set("takeLog", Napi::Function::New<TakeLog>(env, "takeLog"));
 	exports.Set("setErrorClass", Napi::Function::New<SetErrorClass>(env, "setErrorClass"));
 	exports.Set("possibleCpus", Napi::Function::New<PossibleCpus>(env, "possibleCpus"));

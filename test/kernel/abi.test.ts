@@ -4,7 +4,7 @@
 import { execFileSync } from 'node:child_process';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { DESTROY_OBJECT, SOCK_OBJECT } from '../../src/agent/datapath.ts';
+import { DESTROY_OBJECT, SOCK_OBJECT, XDP_OBJECT } from '../../src/agent/datapath.ts';
 import { planDatapath, probeFeatures } from '../../src/agent/features.ts';
 import { BpfObject } from '../../src/bpf/binding.ts';
 import { fieldSize, type Layout, Layouts, MAP_DEFINITIONS, type MapName } from '../../src/datapath/abi.ts';
@@ -70,9 +70,30 @@ function check(object: string, layouts: Layout[]): void {
   }
 }
 
+const {
+  lb4DestroyKey,
+  lb6DestroyKey,
+  backendId,
+  nodeConfig,
+  lb4Tuple,
+  lb6Tuple,
+  lb4Ct,
+  lb6Ct,
+  lb4Rnat,
+  lb6Rnat,
+  lb4SrcRangeKey,
+  lb6SrcRangeKey,
+  ...sockLayouts
+} = Layouts;
+
 test('every map struct of sock.bpf.o has the layout src/datapath/abi.ts encodes', () => {
-  const { lb4DestroyKey, lb6DestroyKey, backendId, ...sockLayouts } = Layouts;
   check(SOCK_OBJECT, Object.values(sockLayouts));
+});
+
+test('every map struct of xdp.bpf.o, its own and the shared service ones, has the layout abi.ts encodes', () => {
+  const { lb4Key, lb6Key, service, slotKey, slot, lb4Backend, lb6Backend } = Layouts;
+  const own = [nodeConfig, lb4Tuple, lb6Tuple, lb4Ct, lb6Ct, lb4Rnat, lb6Rnat, lb4SrcRangeKey, lb6SrcRangeKey];
+  check(XDP_OBJECT, [...own, lb4Key, lb6Key, service, slotKey, slot, lb4Backend, lb6Backend]);
 });
 
 test('the destroy keys of sock_destroy.bpf.o have the layout src/datapath/abi.ts encodes', () => {
@@ -81,7 +102,7 @@ test('the destroy keys of sock_destroy.bpf.o have the layout src/datapath/abi.ts
 
 test('MAP_DEFINITIONS, which decides whether a pinned map is reused, matches every map the objects create', () => {
   // sock_destroy.bpf.o loads only where the kernel has bpf_sock_destroy; elsewhere its maps never exist.
-  const objects = planDatapath(probeFeatures()).socketDestroy ? [SOCK_OBJECT, DESTROY_OBJECT] : [SOCK_OBJECT];
+  const objects = planDatapath(probeFeatures()).socketDestroy ? [SOCK_OBJECT, DESTROY_OBJECT, XDP_OBJECT] : [SOCK_OBJECT, XDP_OBJECT];
   for (const path of objects) {
     const obj = BpfObject.open(path);
     try {

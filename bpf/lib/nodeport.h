@@ -1,0 +1,642 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * The XDP load balancer for traffic from outside the node: external frontends to backends (SNAT
+ * or DNAT only), replies and ICMP errors of SNAT flows back to the client, and the tc egress
+ * reverse translation for replies of local backends.
+ */
+#ifndef SOCKLB_NODEPORT_H
+#define SOCKLB_NODEPORT_H
+
+#include "conntrack.h"
+#include "fib.h"
+#include "lb.h"
+#include "nat.h"
+#include "reply.h"
+
+#define ICMP_TIME_EXCEEDED 11
+#define ICMPV6_PKT_TOOBIG  2
+#define ICMPV6_TIME_EXCEED 3
+#define TC_ACT_OK	   0
+/*
+ * Header field offsets for the skb helpers. Not offsetof(): vmlinux.h's structs carry CO-RE
+ * relocations, which clang turned into a load from a computed address here.
+ */
+#define IP_CSUM_OFF   10
+#define IP_SADDR_OFF  12
+#define TCP_CSUM_OFF  16
+#define UDP_CSUM_OFF  6
+#define IP6_SADDR_OFF 8
+
+/*
+ * Session affinity knows a client on the node by its netns cookie (a small counter) and one
+ * outside by its address: the top bit keeps the two apart.
+ */
+#define LB_CLIENT_EXTERNAL (1ULL << 63)
+
+static __always_inline bool tcp_is_syn(void *data, void *data_end, const struct pkt *p)
+{
+	struct tcphdr *th = l4_hdr(data, p);
+
+	return (void *)(th + 1) <= data_end && th->syn && !th->ack;
+}
+
+/*
+ * A frontend without backends: externalTrafficPolicy: Local drops (the load balancer's health
+ * check already steers away from this node), Cluster rejects as kube-proxy does, so the client
+ * fails at once instead of retrying into silence.
+ */
+static __always_inline int xdp_no_backend(struct xdp_md *ctx, const struct pkt *p, __u16 svc_flags,
+					  __u32 service_id)
+{
+	if (svc_flags & LB_SVC_F_LOCAL) {
+		xdp_count(XDP_R_NO_LOCAL_BACKEND);
+		return XDP_DROP;
+	}
+	xdp_count(XDP_R_REJECTED);
+	lb_count_refused(service_id);
+	if (p->proto == IPPROTO_TCP)
+		return p->family == 4 ? reply4_rst(ctx, p) : reply6_rst(ctx, p);
+	return p->family == 4 ? reply4_unreach(ctx, p) : reply6_unreach(ctx, p);
+}
+
+/* What lb_pick's failures mean here; XDP_ABORTED stands for "go on, a backend was picked". */
+static __always_inline int xdp_pick_failed(struct xdp_md *ctx, const struct pkt *p, int ret,
+					   const struct lb_service *svc, const struct lb_pick *pick)
+{
+	switch (ret) {
+	case 0:
+		return XDP_ABORTED;
+	case -ECONNREFUSED:
+		return xdp_no_backend(ctx, p, svc->flags, pick->service_id);
+	case -ENXIO: /* the frontend went away meanwhile */
+		xdp_count(XDP_R_NOT_SERVICE);
+		return XDP_PASS;
+	default:
+		xdp_count(XDP_R_PICK_MISS);
+		return XDP_PASS;
+	}
+}
+
+/*
+ * A flow whose backend is gone ends: a TCP segment other than a SYN gets a reset, so the client
+ * fails now rather than after minutes of retransmissions into a backend that will never answer;
+ * a SYN (a new connection reusing the tuple) and UDP (no connection to end; kube-proxy flushes
+ * such conntrack entries for the same reason) are balanced afresh. Returns XDP_ABORTED for the
+ * latter.
+ */
+static __always_inline int xdp_backend_gone(struct xdp_md *ctx, const struct pkt *p, void *ct_map,
+					    const void *tuple)
+{
+	void *data = xdp_data(ctx), *data_end = xdp_data_end(ctx);
+
+	xdp_count(XDP_R_BACKEND_GONE);
+	bpf_map_delete_elem(ct_map, tuple);
+	if (p->proto != IPPROTO_TCP || tcp_is_syn(data, data_end, p))
+		return XDP_ABORTED;
+	return p->family == 4 ? reply4_rst(ctx, p) : reply6_rst(ctx, p);
+}
+
+/* ---- IPv4 ---- */
+
+static __always_inline bool src4_allowed(__u32 service_id, __be32 saddr)
+{
+	struct lb4_src_range_key key = { .prefixlen = 64,
+					 .service_id = service_id,
+					 .address = saddr };
+
+	return bpf_map_lookup_elem(&lb4_src_ranges_v1, &key);
+}
+
+/* Rewrites a packet of a flow as its entry says, then sends it on. */
+static __always_inline int xdp_fwd4(struct xdp_md *ctx, const struct pkt *p,
+				    const struct lb4_tuple *t, const struct lb4_ct *ct)
+{
+	void *data = xdp_data(ctx), *data_end = xdp_data_end(ctx);
+	struct lb4_tuple to = *t;
+
+	to.daddr = ct->backend_address;
+	to.dport = ct->backend_port;
+	if (ct->flags & LB_CT_F_SNAT) {
+		to.saddr = ct->nat_address;
+		to.sport = ct->nat_port;
+	}
+	if (nat4_rewrite(data, data_end, p, &to))
+		return XDP_DROP;
+	/* A local backend is a pod behind a veth: the stack routes it there. */
+	if (!(ct->flags & LB_CT_F_SNAT))
+		return XDP_PASS;
+	return fib_forward4(ctx, p);
+}
+
+/* The first packet of a flow: pick a backend, record the flow (and its SNAT port), send it. */
+static __always_inline int xdp_new4(struct xdp_md *ctx, const struct pkt *p,
+				    const struct lb4_tuple *t, const struct lb4_key *key,
+				    const struct lb_service *svc)
+{
+	struct lb4_rnat rnat = {
+		.address = t->daddr, .client = t->saddr, .port = t->dport, .client_port = t->sport
+	};
+	const struct lb_node_config *cfg;
+	struct lb4_tuple rkey = { .proto = t->proto };
+	const struct lb4_backend *be;
+	struct lb_pick pick = {};
+	struct lb4_ct ct = {};
+	int ret;
+
+	ret = lb_pick(&lb4_services_v2, key, svc, &lb4_backends_v2,
+		      LB_CLIENT_EXTERNAL | bpf_ntohl(t->saddr), &pick, (const void **)&be);
+	ret = xdp_pick_failed(ctx, p, ret, svc, &pick);
+	if (ret != XDP_ABORTED)
+		return ret;
+	ct.backend_id = pick.backend_id;
+	ct.service_id = pick.service_id;
+	ct.backend_address = be->address;
+	ct.backend_port = be->port;
+	rkey.saddr = be->address;
+	rkey.sport = be->port;
+	if ((svc->flags & LB_SVC_F_LOCAL) || (be->flags & LB_BE_F_LOCAL)) {
+		ct.flags = rnat.flags = LB_CT_F_LOCAL;
+		rkey.daddr = t->saddr;
+		rkey.dport = t->sport;
+		if (bpf_map_update_elem(&lb4_rnat_v1, &rkey, &rnat, BPF_ANY)) {
+			xdp_count(XDP_R_CT_FAILED);
+			return XDP_DROP;
+		}
+	} else {
+		cfg = node_config();
+		if (!cfg || !cfg->snat_address4) {
+			xdp_count(XDP_R_NO_SNAT_ADDRESS);
+			return XDP_DROP;
+		}
+		ct.flags = rnat.flags = LB_CT_F_SNAT;
+		ct.nat_address = rkey.daddr = cfg->snat_address4;
+		ct.nat_port = nat_claim_port(&lb4_rnat_v1, &rkey, &rkey.dport, &rnat, cfg);
+		if (!ct.nat_port) {
+			xdp_count(XDP_R_NAT_EXHAUSTED);
+			return XDP_DROP;
+		}
+	}
+	/* The reverse entry goes first: no reply can come before the flow's first packet leaves. */
+	if (bpf_map_update_elem(&lb4_ct_v1, t, &ct, BPF_ANY)) {
+		bpf_map_delete_elem(&lb4_rnat_v1, &rkey);
+		xdp_count(XDP_R_CT_FAILED);
+		return XDP_DROP;
+	}
+	xdp_count(XDP_R_BALANCED);
+	lb_count_connect(pick.service_id, pick.backend_id);
+	return xdp_fwd4(ctx, p, t, &ct);
+}
+
+/*
+ * An ICMP error (destination unreachable, fragmentation needed, time exceeded) about a SNAT flow,
+ * sent to the node by the backend or a router on the way: the quoted packet becomes the one the
+ * client sent (client -> frontend), the error goes to the client, from the frontend when the
+ * backend itself sent it. Every checksum it touches is updated: quoted IP and transport (when
+ * quoted), ICMP, outer IP.
+ */
+static __always_inline int xdp_icmp4(struct xdp_md *ctx, const struct pkt *p)
+{
+	void *data = xdp_data(ctx), *data_end = xdp_data_end(ctx);
+	struct iphdr *ip = l3_hdr(data, p), *in;
+	struct icmphdr *icmp = l4_hdr(data, p);
+	__u32 in_diff, icmp_diff, l3_diff;
+	struct lb4_tuple rkey = {};
+	__be16 *ports, in_check;
+	struct lb4_rnat *rn, r;
+	__sum16 *l4_check;
+	__be32 saddr;
+
+	if ((void *)(ip + 1) > data_end || (void *)(icmp + 1) > data_end)
+		return XDP_PASS;
+	if (icmp->type != ICMP_DEST_UNREACH && icmp->type != ICMP_TIME_EXCEEDED)
+		goto pass;
+	in = (void *)(icmp + 1);
+	ports = (void *)(in + 1);
+	/* A quoted packet with IP options is rare enough to leave to the stack. */
+	if ((void *)(ports + 4) > data_end || in->ihl != 5 ||
+	    (in->protocol != IPPROTO_TCP && in->protocol != IPPROTO_UDP))
+		goto pass;
+	rkey.saddr = in->daddr;
+	rkey.daddr = in->saddr;
+	rkey.sport = ports[1];
+	rkey.dport = ports[0];
+	rkey.proto = in->protocol;
+	rn = bpf_map_lookup_elem(&lb4_rnat_v1, &rkey);
+	if (!rn || !(rn->flags & LB_CT_F_SNAT))
+		goto pass;
+	r = *rn;
+
+	in_diff = csum_diff4(csum_diff4(0, in->saddr, r.client), in->daddr, r.address);
+	in_check = in->check;
+	in->check = csum_apply(in->check, in_diff);
+	icmp_diff = csum_diff2(in_diff, in_check, in->check);
+	l3_diff = csum_diff2(csum_diff2(in_diff, ports[0], r.client_port), ports[1], r.port);
+	icmp_diff = csum_diff2(csum_diff2(icmp_diff, ports[0], r.client_port), ports[1], r.port);
+	/* The transport checksum, where the quote reaches it (UDP's always, TCP's at byte 16). */
+	l4_check = in->protocol == IPPROTO_UDP ? (void *)&ports[3] : (void *)&ports[8];
+	if ((void *)(l4_check + 1) <= data_end) {
+		__sum16 old = *l4_check;
+
+		*l4_check = in->protocol == IPPROTO_UDP ? csum_apply_udp(old, l3_diff)
+							: csum_apply(old, l3_diff);
+		icmp_diff = csum_diff2(icmp_diff, old, *l4_check);
+	}
+	in->saddr = r.client;
+	in->daddr = r.address;
+	ports[0] = r.client_port;
+	ports[1] = r.port;
+	icmp->checksum = csum_apply(icmp->checksum, icmp_diff);
+
+	saddr = ip->saddr == rkey.saddr ? r.address : ip->saddr;
+	ip->check = csum_apply(ip->check,
+			       csum_diff4(csum_diff4(0, ip->saddr, saddr), ip->daddr, r.client));
+	ip->saddr = saddr;
+	ip->daddr = r.client;
+	xdp_count(XDP_R_ICMP_ERROR);
+	return fib_forward4(ctx, p);
+pass:
+	xdp_count(XDP_R_NOT_SERVICE);
+	return XDP_PASS;
+}
+
+static __always_inline int __xdp_lb4(struct xdp_md *ctx, const struct pkt *p)
+{
+	void *data = xdp_data(ctx), *data_end = xdp_data_end(ctx);
+	struct lb4_key key = { .scope = LB_SCOPE_EXTERNAL };
+	const struct lb4_backend *be;
+	struct lb_service *svc;
+	struct lb4_tuple t = {};
+	struct lb4_rnat *rn;
+	struct lb4_ct *ct;
+	int ret;
+
+	if (p->proto == IPPROTO_ICMP)
+		return xdp_icmp4(ctx, p);
+	if (p->proto != IPPROTO_TCP && p->proto != IPPROTO_UDP) {
+		xdp_count(XDP_R_OTHER_PROTO);
+		return XDP_PASS;
+	}
+	if (tuple4_of(data, data_end, p, &t)) {
+		xdp_count(XDP_R_MALFORMED);
+		return XDP_PASS;
+	}
+	rn = bpf_map_lookup_elem(&lb4_rnat_v1, &t);
+	if (rn && (rn->flags & LB_CT_F_SNAT)) {
+		struct lb4_tuple to = { .saddr = rn->address,
+					.daddr = rn->client,
+					.sport = rn->port,
+					.dport = rn->client_port };
+
+		if (nat4_rewrite(data, data_end, p, &to))
+			return XDP_DROP;
+		xdp_count(XDP_R_REPLY);
+		return fib_forward4(ctx, p);
+	}
+	key.address = t.daddr;
+	key.dport = t.dport;
+	key.proto = t.proto;
+	svc = bpf_map_lookup_elem(&lb4_services_v2, &key);
+	if (!svc) {
+		xdp_count(XDP_R_NOT_SERVICE);
+		return XDP_PASS;
+	}
+	if ((svc->flags & LB_SVC_F_SOURCE_RANGES) && !src4_allowed(svc->service_id, t.saddr)) {
+		xdp_count(XDP_R_SOURCE_DENIED);
+		return XDP_DROP;
+	}
+	ct = bpf_map_lookup_elem(&lb4_ct_v1, &t);
+	if (ct) {
+		be = bpf_map_lookup_elem(&lb4_backends_v2, &ct->backend_id);
+		if (be && be->address == ct->backend_address && be->port == ct->backend_port) {
+			xdp_count(XDP_R_ESTABLISHED);
+			return xdp_fwd4(ctx, p, &t, ct);
+		}
+		ret = xdp_backend_gone(ctx, p, &lb4_ct_v1, &t);
+		if (ret != XDP_ABORTED)
+			return ret;
+	}
+	return xdp_new4(ctx, p, &t, &key, svc);
+}
+
+/* tc egress: the reply of a local backend leaves with the frontend as its source. */
+static __always_inline int __tc_rev4(struct __sk_buff *skb, const struct pkt *p)
+{
+	void *data = (void *)(long)skb->data, *data_end = (void *)(long)skb->data_end;
+	__u32 csum_off = p->l4_off + (p->proto == IPPROTO_TCP ? TCP_CSUM_OFF : UDP_CSUM_OFF);
+	__u64 mangled = p->proto == IPPROTO_UDP ? BPF_F_MARK_MANGLED_0 : 0;
+	struct lb4_tuple t = {};
+	struct lb4_rnat *rn, r;
+
+	if (tuple4_of(data, data_end, p, &t))
+		return TC_ACT_OK;
+	rn = bpf_map_lookup_elem(&lb4_rnat_v1, &t);
+	if (!rn || !(rn->flags & LB_CT_F_LOCAL))
+		return TC_ACT_OK;
+	r = *rn;
+	bpf_l4_csum_replace(skb, csum_off, t.saddr, r.address, BPF_F_PSEUDO_HDR | mangled | 4);
+	bpf_l3_csum_replace(skb, p->l3_off + IP_CSUM_OFF, t.saddr, r.address, 4);
+	bpf_skb_store_bytes(skb, p->l3_off + IP_SADDR_OFF, &r.address, 4, 0);
+	bpf_l4_csum_replace(skb, csum_off, t.sport, r.port, mangled | 2);
+	bpf_skb_store_bytes(skb, p->l4_off, &r.port, 2, 0);
+	xdp_count(XDP_R_TC_REVERSED);
+	return TC_ACT_OK;
+}
+
+/* ---- IPv6 ---- */
+
+static __always_inline bool v6addr_is_zero(const union v6addr *a)
+{
+	return !(a->words[0] | a->words[1] | a->words[2] | a->words[3]);
+}
+
+static __always_inline bool v6addr_equal(const union v6addr *a, const union v6addr *b)
+{
+	return !((a->words[0] ^ b->words[0]) | (a->words[1] ^ b->words[1]) |
+		 (a->words[2] ^ b->words[2]) | (a->words[3] ^ b->words[3]));
+}
+
+static __always_inline bool src6_allowed(__u32 service_id, const union v6addr *saddr)
+{
+	struct lb6_src_range_key key = { .prefixlen = 160,
+					 .service_id = service_id,
+					 .address = *saddr };
+
+	return bpf_map_lookup_elem(&lb6_src_ranges_v1, &key);
+}
+
+/* Session affinity's id of an IPv6 client: its address folded to 63 bits. */
+static __always_inline __u64 client6_id(const union v6addr *a)
+{
+	return LB_CLIENT_EXTERNAL | ((__u64)(a->words[0] ^ a->words[2]) << 32) |
+	       (a->words[1] ^ a->words[3]);
+}
+
+static __always_inline int xdp_fwd6(struct xdp_md *ctx, const struct pkt *p,
+				    const struct lb6_tuple *t, const struct lb6_ct *ct)
+{
+	void *data = xdp_data(ctx), *data_end = xdp_data_end(ctx);
+	struct lb6_tuple to = *t;
+
+	to.daddr = ct->backend_address;
+	to.dport = ct->backend_port;
+	if (ct->flags & LB_CT_F_SNAT) {
+		to.saddr = ct->nat_address;
+		to.sport = ct->nat_port;
+	}
+	if (nat6_rewrite(data, data_end, p, &to))
+		return XDP_DROP;
+	if (!(ct->flags & LB_CT_F_SNAT))
+		return XDP_PASS;
+	return fib_forward6(ctx, p);
+}
+
+static __always_inline int xdp_new6(struct xdp_md *ctx, const struct pkt *p,
+				    const struct lb6_tuple *t, const struct lb6_key *key,
+				    const struct lb_service *svc)
+{
+	struct lb6_rnat rnat = {
+		.address = t->daddr, .client = t->saddr, .port = t->dport, .client_port = t->sport
+	};
+	const struct lb_node_config *cfg;
+	struct lb6_tuple rkey = { .proto = t->proto };
+	const struct lb6_backend *be;
+	struct lb_pick pick = {};
+	struct lb6_ct ct = {};
+	int ret;
+
+	ret = lb_pick(&lb6_services_v2, key, svc, &lb6_backends_v2, client6_id(&t->saddr), &pick,
+		      (const void **)&be);
+	ret = xdp_pick_failed(ctx, p, ret, svc, &pick);
+	if (ret != XDP_ABORTED)
+		return ret;
+	ct.backend_id = pick.backend_id;
+	ct.service_id = pick.service_id;
+	ct.backend_address = be->address;
+	ct.backend_port = be->port;
+	rkey.saddr = be->address;
+	rkey.sport = be->port;
+	if ((svc->flags & LB_SVC_F_LOCAL) || (be->flags & LB_BE_F_LOCAL)) {
+		ct.flags = rnat.flags = LB_CT_F_LOCAL;
+		rkey.daddr = t->saddr;
+		rkey.dport = t->sport;
+		if (bpf_map_update_elem(&lb6_rnat_v1, &rkey, &rnat, BPF_ANY)) {
+			xdp_count(XDP_R_CT_FAILED);
+			return XDP_DROP;
+		}
+	} else {
+		cfg = node_config();
+		if (!cfg || v6addr_is_zero(&cfg->snat_address6)) {
+			xdp_count(XDP_R_NO_SNAT_ADDRESS);
+			return XDP_DROP;
+		}
+		ct.flags = rnat.flags = LB_CT_F_SNAT;
+		ct.nat_address = rkey.daddr = cfg->snat_address6;
+		ct.nat_port = nat_claim_port(&lb6_rnat_v1, &rkey, &rkey.dport, &rnat, cfg);
+		if (!ct.nat_port) {
+			xdp_count(XDP_R_NAT_EXHAUSTED);
+			return XDP_DROP;
+		}
+	}
+	if (bpf_map_update_elem(&lb6_ct_v1, t, &ct, BPF_ANY)) {
+		bpf_map_delete_elem(&lb6_rnat_v1, &rkey);
+		xdp_count(XDP_R_CT_FAILED);
+		return XDP_DROP;
+	}
+	xdp_count(XDP_R_BALANCED);
+	lb_count_connect(pick.service_id, pick.backend_id);
+	return xdp_fwd6(ctx, p, t, &ct);
+}
+
+/*
+ * An ICMPv6 error about a SNAT flow (packet too big, destination unreachable, time exceeded), as
+ * xdp_icmp4 does for IPv4; the ICMPv6 checksum also covers the outer addresses.
+ */
+static __always_inline int xdp_icmp6(struct xdp_md *ctx, const struct pkt *p)
+{
+	void *data = xdp_data(ctx), *data_end = xdp_data_end(ctx);
+	struct ipv6hdr *ip6 = l3_hdr(data, p), *in;
+	struct icmp6hdr *icmp6 = l4_hdr(data, p);
+	union v6addr *in_saddr, *in_daddr, *saddr, *daddr, new_saddr;
+	struct lb6_tuple rkey = {};
+	__u32 in_diff, l4_diff, icmp_diff;
+	struct lb6_rnat *rn, r;
+	__sum16 *l4_check;
+	__be16 *ports;
+
+	if ((void *)(ip6 + 1) > data_end || (void *)(icmp6 + 1) > data_end)
+		return XDP_PASS;
+	if (icmp6->icmp6_type != ICMPV6_DEST_UNREACH && icmp6->icmp6_type != ICMPV6_PKT_TOOBIG &&
+	    icmp6->icmp6_type != ICMPV6_TIME_EXCEED)
+		goto pass;
+	in = (void *)(icmp6 + 1);
+	ports = (void *)(in + 1);
+	/* A quoted packet with extension headers is rare enough to leave to the stack. */
+	if ((void *)(ports + 4) > data_end ||
+	    (in->nexthdr != IPPROTO_TCP && in->nexthdr != IPPROTO_UDP))
+		goto pass;
+	in_saddr = (union v6addr *)&in->saddr;
+	in_daddr = (union v6addr *)&in->daddr;
+	rkey.saddr = *in_daddr;
+	rkey.daddr = *in_saddr;
+	rkey.sport = ports[1];
+	rkey.dport = ports[0];
+	rkey.proto = in->nexthdr;
+	rn = bpf_map_lookup_elem(&lb6_rnat_v1, &rkey);
+	if (!rn || !(rn->flags & LB_CT_F_SNAT))
+		goto pass;
+	r = *rn;
+
+	in_diff = csum_diff16(csum_diff16(0, in_saddr, &r.client), in_daddr, &r.address);
+	l4_diff = csum_diff2(csum_diff2(in_diff, ports[0], r.client_port), ports[1], r.port);
+	icmp_diff = l4_diff;
+	l4_check = in->nexthdr == IPPROTO_UDP ? (void *)&ports[3] : (void *)&ports[8];
+	if ((void *)(l4_check + 1) <= data_end) {
+		__sum16 old = *l4_check;
+
+		*l4_check = in->nexthdr == IPPROTO_UDP ? csum_apply_udp(old, l4_diff)
+						       : csum_apply(old, l4_diff);
+		icmp_diff = csum_diff2(icmp_diff, old, *l4_check);
+	}
+	*in_saddr = r.client;
+	*in_daddr = r.address;
+	ports[0] = r.client_port;
+	ports[1] = r.port;
+
+	saddr = (union v6addr *)&ip6->saddr;
+	daddr = (union v6addr *)&ip6->daddr;
+	new_saddr = *saddr;
+	if (v6addr_equal(saddr, &rkey.saddr))
+		new_saddr = r.address;
+	icmp_diff = csum_diff16(csum_diff16(icmp_diff, saddr, &new_saddr), daddr, &r.client);
+	*saddr = new_saddr;
+	*daddr = r.client;
+	icmp6->icmp6_cksum = csum_apply(icmp6->icmp6_cksum, icmp_diff);
+	xdp_count(XDP_R_ICMP_ERROR);
+	return fib_forward6(ctx, p);
+pass:
+	xdp_count(XDP_R_NOT_SERVICE);
+	return XDP_PASS;
+}
+
+static __always_inline int __xdp_lb6(struct xdp_md *ctx, const struct pkt *p)
+{
+	void *data = xdp_data(ctx), *data_end = xdp_data_end(ctx);
+	struct lb6_key key = { .scope = LB_SCOPE_EXTERNAL };
+	const struct lb6_backend *be;
+	struct lb_service *svc;
+	struct lb6_tuple t = {};
+	struct lb6_rnat *rn;
+	struct lb6_ct *ct;
+	int ret;
+
+	if (p->proto == NEXTHDR_ICMP)
+		return xdp_icmp6(ctx, p);
+	if (p->proto != IPPROTO_TCP && p->proto != IPPROTO_UDP) {
+		xdp_count(XDP_R_OTHER_PROTO);
+		return XDP_PASS;
+	}
+	if (tuple6_of(data, data_end, p, &t)) {
+		xdp_count(XDP_R_MALFORMED);
+		return XDP_PASS;
+	}
+	rn = bpf_map_lookup_elem(&lb6_rnat_v1, &t);
+	if (rn && (rn->flags & LB_CT_F_SNAT)) {
+		struct lb6_tuple to = { .saddr = rn->address,
+					.daddr = rn->client,
+					.sport = rn->port,
+					.dport = rn->client_port };
+
+		if (nat6_rewrite(data, data_end, p, &to))
+			return XDP_DROP;
+		xdp_count(XDP_R_REPLY);
+		return fib_forward6(ctx, p);
+	}
+	key.address = t.daddr;
+	key.dport = t.dport;
+	key.proto = t.proto;
+	svc = bpf_map_lookup_elem(&lb6_services_v2, &key);
+	if (!svc) {
+		xdp_count(XDP_R_NOT_SERVICE);
+		return XDP_PASS;
+	}
+	if ((svc->flags & LB_SVC_F_SOURCE_RANGES) && !src6_allowed(svc->service_id, &t.saddr)) {
+		xdp_count(XDP_R_SOURCE_DENIED);
+		return XDP_DROP;
+	}
+	ct = bpf_map_lookup_elem(&lb6_ct_v1, &t);
+	if (ct) {
+		be = bpf_map_lookup_elem(&lb6_backends_v2, &ct->backend_id);
+		if (be && be->port == ct->backend_port &&
+		    v6addr_equal(&be->address, &ct->backend_address)) {
+			xdp_count(XDP_R_ESTABLISHED);
+			return xdp_fwd6(ctx, p, &t, ct);
+		}
+		ret = xdp_backend_gone(ctx, p, &lb6_ct_v1, &t);
+		if (ret != XDP_ABORTED)
+			return ret;
+	}
+	return xdp_new6(ctx, p, &t, &key, svc);
+}
+
+static __always_inline int __tc_rev6(struct __sk_buff *skb, const struct pkt *p)
+{
+	void *data = (void *)(long)skb->data, *data_end = (void *)(long)skb->data_end;
+	__u32 csum_off = p->l4_off + (p->proto == IPPROTO_TCP ? TCP_CSUM_OFF : UDP_CSUM_OFF);
+	__u64 mangled = p->proto == IPPROTO_UDP ? BPF_F_MARK_MANGLED_0 : 0;
+	struct lb6_tuple t = {};
+	struct lb6_rnat *rn, r;
+	int i;
+
+	if (tuple6_of(data, data_end, p, &t))
+		return TC_ACT_OK;
+	rn = bpf_map_lookup_elem(&lb6_rnat_v1, &t);
+	if (!rn || !(rn->flags & LB_CT_F_LOCAL))
+		return TC_ACT_OK;
+	r = *rn;
+#pragma unroll
+	for (i = 0; i < 4; i++)
+		bpf_l4_csum_replace(skb, csum_off, t.saddr.words[i], r.address.words[i],
+				    BPF_F_PSEUDO_HDR | mangled | 4);
+	bpf_skb_store_bytes(skb, p->l3_off + IP6_SADDR_OFF, &r.address, 16, 0);
+	bpf_l4_csum_replace(skb, csum_off, t.sport, r.port, mangled | 2);
+	bpf_skb_store_bytes(skb, p->l4_off, &r.port, 2, 0);
+	xdp_count(XDP_R_TC_REVERSED);
+	return TC_ACT_OK;
+}
+
+/* The XDP program: what parse_pkt cannot place passes untouched, counted by reason. */
+static __always_inline int __xdp_lb(struct xdp_md *ctx)
+{
+	void *data = xdp_data(ctx), *data_end = xdp_data_end(ctx);
+	struct pkt p = {};
+	int reason = parse_pkt(data, data_end, &p);
+
+	if (reason) {
+		xdp_count(reason);
+		return XDP_PASS;
+	}
+	if (p.family == 4)
+		return __xdp_lb4(ctx, &p);
+	return __xdp_lb6(ctx, &p);
+}
+
+/* The tc egress program: replies of local backends; everything else leaves untouched. */
+static __always_inline int __tc_lb_egress(struct __sk_buff *skb)
+{
+	void *data, *data_end;
+	struct pkt p = {};
+
+	/* Direct access reaches only the linear part: make the headers linear first. */
+	bpf_skb_pull_data(skb, skb->len < 128 ? skb->len : 128);
+	data = (void *)(long)skb->data;
+	data_end = (void *)(long)skb->data_end;
+	if (parse_pkt(data, data_end, &p))
+		return TC_ACT_OK;
+	if (p.proto != IPPROTO_TCP && p.proto != IPPROTO_UDP)
+		return TC_ACT_OK;
+	if (p.family == 4)
+		return __tc_rev4(skb, &p);
+	return __tc_rev6(skb, &p);
+}
+
+#endif /* SOCKLB_NODEPORT_H */

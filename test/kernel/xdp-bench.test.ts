@@ -1,0 +1,26 @@
+// The XDP timing harness (bench/xdp-packet.ts) measures what it says: every timed run of the
+// balanced programs is redirected, new-flow runs all make new flows, and no run hits a limit.
+// Never asserts a speed.
+
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { measureXdpPacket, renderXdpPacket } from '../../bench/xdp-packet.ts';
+
+test('a short run times all four programs, each on the path it names', () => {
+  const r = measureXdpPacket({ repeat: 2000, rounds: 2 });
+  assert.equal(
+    r.points.map((p) => [p.program, p.verdict]),
+    [
+      ['pass', 'PASS'],
+      ['copy', 'PASS'],
+      ['established', 'REDIRECT'],
+      ['new_flow', 'REDIRECT'],
+    ],
+  );
+  for (const p of r.points) assert.ok(p.ns > 0 && p.rounds.length === 2, p.program);
+  // The established program's first run makes its flow; every other run of it is established.
+  assert.equal(r.counters, { balanced: String(1 + 2 * 2000), established: String(2 * 2000 - 1) });
+  assert.match(renderXdpPacket(r), /\| xdp_lb, established flow/);
+});
+
+test.run();
