@@ -4,17 +4,22 @@ import { hostname } from 'node:os';
 import { type ParseArgsConfig, parseArgs } from 'node:util';
 import { type Logger, pino } from 'pino';
 import { capacityOf, cleanup, DEFAULT_BPFFS, DEFAULT_CAPACITY, DEFAULT_REVERSE_ENTRIES } from './agent/datapath.ts';
+import { chooseDevices, listDevices, nodePortAddresses, parseNodePortCidrs } from './agent/devices.ts';
 import { cgroup2Mount } from './agent/host.ts';
 import { runAgent } from './agent/main.ts';
+import { DEFAULT_NAT_PORTS, type XdpOptions } from './agent/xdp.ts';
 import { inspectCommand } from './cli/inspect.ts';
 import { DEFAULT_DEBUG_ADDRESS } from './debug/server.ts';
 import { runDemo } from './demo/demo.ts';
 import { ErrorCodes, SocklbError } from './errors.ts';
+import type { ParsedCidr } from './model/ip.ts';
 
 const USAGE = `usage:
   socklb agent [--manifests FILE | --kubeconfig FILE] [--cgroup PATH] [--bpffs DIR] [--node-name NAME]
                [--min-sync-period MS] [--max-services N] [--max-backends N] [--max-slots N]
                [--health-address HOST:PORT] [--health-timeout MS]
+               [--xdp-mode native|generic|off] [--devices IF[,IF]] [--nodeport-addresses CIDR[,CIDR]]
+               [--nodeport-mode snat]
                [--debug-address HOST:PORT] [--debug-allow-remote --debug-token-file FILE]
   socklb demo
   socklb cleanup [--bpffs DIR]
@@ -42,7 +47,51 @@ const AGENT_OPTIONS = {
   'debug-address': { type: 'string', default: DEFAULT_DEBUG_ADDRESS },
   'debug-allow-remote': { type: 'boolean', default: false },
   'debug-token-file': { type: 'string' },
+  'xdp-mode': { type: 'string', default: 'native' },
+  devices: { type: 'string', default: '' },
+  'nodeport-addresses': { type: 'string', default: '' },
+  'nodeport-mode': { type: 'string', default: 'snat' },
 } satisfies ParseArgsConfig['options'];
+
+function listOption(text: string): string[] {
+  return text
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s !== '');
+}
+
+/**
+ * The XDP side from the flags: the devices traffic from outside arrives on and the node addresses
+ * NodePorts listen on (in manifest mode the devices'; from the API server the Node object replaces
+ * them), or undefined with --xdp-mode off.
+ */
+function xdpFromFlags(values: { 'xdp-mode': string; devices: string; 'nodeport-mode': string }, nodePortCidrs: ParsedCidr[]) {
+  const mode = values['xdp-mode'];
+  if (mode !== 'native' && mode !== 'generic' && mode !== 'off') {
+    throw new SocklbError(ErrorCodes.BAD_OPTION, `--xdp-mode must be native, generic or off, got ${JSON.stringify(mode)}`);
+  }
+  if (values['nodeport-mode'] !== 'snat') {
+    throw new SocklbError(
+      ErrorCodes.BAD_OPTION,
+      `--nodeport-mode ${JSON.stringify(values['nodeport-mode'])} is not supported: only snat (direct server return is not built yet)`,
+    );
+  }
+  const all = listDevices();
+  const addresses = nodePortAddresses(
+    all.flatMap((d) => d.addresses),
+    nodePortCidrs,
+  );
+  if (mode === 'off') return { xdp: undefined, addresses };
+  const devices = chooseDevices(all, listOption(values.devices), addresses);
+  const chosen = devices.flatMap((d) => d.addresses);
+  const xdp: XdpOptions = {
+    devices,
+    mode,
+    snatAddresses: { v4: chosen.find((a) => !a.includes(':')), v6: chosen.find((a) => a.includes(':')) },
+    natPorts: DEFAULT_NAT_PORTS,
+  };
+  return { xdp, addresses };
+}
 
 function integerOption(flag: string, text: string, min: number, max: number): number {
   const n = Number(text);
@@ -54,6 +103,8 @@ function integerOption(flag: string, text: string, min: number, max: number): nu
 
 async function agentCommand(argv: string[], log: Logger): Promise<void> {
   const { values } = parseArgs({ args: argv, options: AGENT_OPTIONS, strict: true });
+  const nodePortCidrs = parseNodePortCidrs(listOption(values['nodeport-addresses']));
+  const { xdp, addresses } = xdpFromFlags(values, nodePortCidrs);
   const services = integerOption('max-services', values['max-services'], 1, 1 << 22);
   const backends = integerOption('max-backends', values['max-backends'], 1, 1 << 22);
   const stopped = new Promise<void>((resolve) => {
@@ -66,6 +117,9 @@ async function agentCommand(argv: string[], log: Logger): Promise<void> {
       cgroup: values.cgroup ?? cgroup2Mount(),
       capacity: capacityOf({ services, backends, slots: integerOption('max-slots', values['max-slots'], 1, 1 << 24) }),
       reverseEntries: DEFAULT_REVERSE_ENTRIES,
+      ...(xdp ? { xdp } : {}),
+      nodePortCidrs,
+      nodeAddresses: addresses,
       nodeName: values['node-name'] ?? process.env.NODE_NAME ?? hostname(),
       minSyncPeriodMs: integerOption('min-sync-period', values['min-sync-period'], 0, 60_000),
       ...(values.manifests ? { manifests: values.manifests } : {}),

@@ -5,11 +5,15 @@ import type { Logger } from 'pino';
 import { KernelMaps } from '../datapath/kernel-maps.ts';
 import { ErrorCodes, formatProblem, type ObjectProblem } from '../errors.ts';
 import { DesiredCache, desiredSteps } from '../model/desired.ts';
+import type { ParsedCidr } from '../model/ip.ts';
+import { withExternalScope } from '../model/scope.ts';
 import { runStepsSliced } from '../model/steps.ts';
 import { type Backend, type DesiredTable, endpointKey, type NodeInfo } from '../model/types.ts';
 import type { PlanProblem } from '../reconcile/plan.ts';
 import { Reconciler } from '../reconcile/reconciler.ts';
+import { SourceRanges } from '../reconcile/source-ranges.ts';
 import { Datapath, type DatapathOptions, type MigrationReport } from './datapath.ts';
+import { nodePortAddresses } from './devices.ts';
 import { LastGood } from './last-good.ts';
 
 export interface AgentOptions extends DatapathOptions {
@@ -17,6 +21,8 @@ export interface AgentOptions extends DatapathOptions {
   log: Logger;
   /** Least time between two reconciles: a burst of changes within it becomes one (kube-proxy's minSyncPeriod). */
   minSyncPeriodMs: number;
+  /** kube-proxy's --nodeport-addresses; empty or absent: every node address. */
+  nodePortCidrs?: ParsedCidr[];
 }
 
 export interface AgentStatus {
@@ -76,6 +82,8 @@ export class Agent {
    * sync recomputes only the services whose object, slices or node facts changed.
    */
   readonly #desiredCache = new DesiredCache();
+  /** The loadBalancerSourceRanges tries, with the XDP datapath. */
+  readonly #sourceRanges: SourceRanges | undefined;
   #node: NodeInfo;
   #syncListeners: ((table: DesiredTable) => void)[] = [];
   #services: V1Service[] = [];
@@ -108,8 +116,10 @@ export class Agent {
   private constructor(options: AgentOptions, datapath: Datapath) {
     this.#options = options;
     this.#log = options.log;
-    this.#node = options.node;
+    this.#node = this.#withNodePortAddresses(options.node);
     this.datapath = datapath;
+    const { lb4_src_ranges_v1: v4, lb6_src_ranges_v1: v6 } = datapath.xdpMaps;
+    this.#sourceRanges = v4 && v6 ? new SourceRanges(v4, v6) : undefined;
     this.reconciler = new Reconciler(new KernelMaps(this.datapath.maps, options.capacity));
     if (this.datapath.adopted) {
       this.#log.info({ frontends: this.reconciler.state.services.size }, 'adopted the pinned datapath of an earlier agent');
@@ -131,7 +141,7 @@ export class Agent {
     this.#services = objects.services;
     this.#slices = objects.slices;
     this.#sourceProblems = objects.problems ?? [];
-    if (objects.node) this.#node = objects.node;
+    if (objects.node) this.#node = this.#withNodePortAddresses(objects.node);
     this.#dirty = true;
     this.#schedule();
   }
@@ -193,8 +203,13 @@ export class Agent {
       const node = this.#node;
       const table = await runStepsSliced(this.#lastGood.resolveSteps(services, (s) => desiredSteps(s, slices, node, { cache })));
       this.#table = table;
-      const result = await runStepsSliced(this.reconciler.reconcileSteps(table.frontends));
+      const entries = this.datapath.options.xdp ? withExternalScope(table.frontends) : table.frontends;
+      const result = await runStepsSliced(this.reconciler.reconcileSteps(entries));
       writes = result.writes;
+      if (this.#sourceRanges) {
+        const state = this.reconciler.state;
+        writes += this.#sourceRanges.sync(entries, (d) => state.services.get(endpointKey(d.frontend))?.serviceId);
+      }
       this.#programProblems = result.problems;
       this.#report([...this.#sourceProblems, ...table.problems], result.problems);
       for (const b of result.removedBackends) if (b.protocol === 'UDP') this.#pendingDestroy.set(endpointKey(b), b);
@@ -254,6 +269,12 @@ export class Agent {
       }
     }
     this.#triggerTimes = seen;
+  }
+
+  /** kube-proxy's --nodeport-addresses: NodePorts listen only on the node addresses inside them. */
+  #withNodePortAddresses(node: NodeInfo): NodeInfo {
+    const cidrs = this.#options.nodePortCidrs ?? [];
+    return cidrs.length === 0 || !node.addresses ? node : { ...node, addresses: nodePortAddresses(node.addresses, cidrs) };
   }
 
   /** Calls `listener` after every reconcile, with the table now in the maps. */

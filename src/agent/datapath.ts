@@ -15,7 +15,10 @@ import {
   MapNames,
   SOCK_MAPS,
   SOCK_REASONS,
+  type SockMapName,
+  XDP_MAPS,
   XDP_REASONS,
+  type XdpMapName,
 } from '../datapath/abi.ts';
 import type { ServiceMapSet } from '../datapath/kernel-maps.ts';
 import type { Capacity } from '../datapath/maps.ts';
@@ -24,6 +27,7 @@ import { ErrorCodes, SocklbError } from '../errors.ts';
 import { type Features, planDatapath, probeFeatures } from './features.ts';
 import { bpffsRootOf, cgroupId, ensureBpffs } from './host.ts';
 import { SockDiagDestroyer, SocketDestroyer, type UdpSocketDestroyer } from './socket-destroyer.ts';
+import { attachXdp, writeNodeConfig, type XdpAttachment, type XdpOptions } from './xdp.ts';
 
 const OBJECT_DIR = resolve(dirname(fileURLToPath(import.meta.url)), '../../bpf/out');
 export const SOCK_OBJECT = join(OBJECT_DIR, 'sock.bpf.o');
@@ -57,14 +61,16 @@ export interface DatapathOptions {
   affinityEntries?: number;
   /** What the kernel offers (default: probed from its BTF, src/agent/features.ts). */
   features?: Features;
+  /** Balance traffic from outside the node in XDP on these devices (absent: socket hooks only). */
+  xdp?: XdpOptions;
 }
 
 /**
- * Sized so the datapath's maps take at most 64 MiB of kernel memory when full, on a host of 128
- * possible CPUs (docs/operating.md has the formula): 65,536 frontends and backends per family and
- * two backend slots per frontend on average.
+ * Sized so the datapath's maps, XDP's included, take at most 64 MiB of kernel memory when full on a
+ * host of 128 possible CPUs (docs/operating.md has the formula): 32,768 frontends and 65,536
+ * backends per family, two backend slots per frontend on average.
  */
-export const DEFAULT_CAPACITY: Capacity = capacityOf({ services: 65536, backends: 65536, slots: 131072 });
+export const DEFAULT_CAPACITY: Capacity = capacityOf({ services: 32768, backends: 65536, slots: 131072 });
 
 /** The capacity for frontends and backends per family and backend slots in all. */
 export function capacityOf(o: { services: number; backends: number; slots: number }): Capacity {
@@ -72,13 +78,13 @@ export function capacityOf(o: { services: number; backends: number; slots: numbe
   return { ...o, serviceIds: 2 * o.services + 1, backendIds: 2 * o.backends + 1 };
 }
 
-export const DEFAULT_REVERSE_ENTRIES = 65536;
+export const DEFAULT_REVERSE_ENTRIES = 32768;
 /** One entry per client network namespace and ClientIP-affinity service it dials. */
 export const DEFAULT_AFFINITY_ENTRIES = 16384;
 /** Entries of each XDP connection and reverse NAT table: one per flow from outside the node. */
-export const DEFAULT_XDP_FLOW_ENTRIES = 262144;
+export const DEFAULT_XDP_FLOW_ENTRIES = 32768;
 /** Entries of each loadBalancerSourceRanges trie: one per service and range. */
-export const DEFAULT_SOURCE_RANGE_ENTRIES = 16384;
+export const DEFAULT_SOURCE_RANGE_ENTRIES = 4096;
 
 /** Every map's max_entries for these options. */
 export function mapSizes(o: DatapathOptions): Record<MapName, number> {
@@ -133,7 +139,12 @@ export class Datapath {
   /** True when every hook was already attached by an earlier agent, to be taken over at commit. */
   readonly adopted: boolean;
   readonly migration: MigrationReport;
+  /** The XDP program's own maps, when it is loaded. */
+  readonly xdpMaps: Partial<Record<XdpMapName, BpfMap>>;
+  /** Where the XDP program runs, once committed. */
+  xdpAttachments: XdpAttachment[] = [];
   readonly #objects: BpfObject[];
+  readonly #xdp: BpfObject | undefined;
   readonly #sock: BpfObject;
   /** Maps made anew, to pin (over the earlier agent's pin) once the hooks use them. */
   readonly #unpinned: Map<MapName, BpfMap>;
@@ -150,6 +161,7 @@ export class Datapath {
     adopted: boolean;
     migration: MigrationReport;
     objects: BpfObject[];
+    xdp: { object: BpfObject; maps: Record<XdpMapName, BpfMap> } | undefined;
     unpinned: Map<MapName, BpfMap>;
     obsolete: string[];
   }) {
@@ -162,6 +174,8 @@ export class Datapath {
     this.migration = init.migration;
     this.#objects = init.objects;
     this.#sock = init.objects[0]!;
+    this.#xdp = init.xdp?.object;
+    this.xdpMaps = init.xdp?.maps ?? {};
     this.#unpinned = init.unpinned;
     this.#obsolete = init.obsolete;
   }
@@ -230,6 +244,8 @@ export class Datapath {
         bpfDestroyUnavailable = `${DESTROY_OBJECT} did not load: ${(err as Error).message.split('\n')[0]}`;
       }
     }
+    const xdp = options.xdp ? await loadXdp(options, options.xdp, maps, sizes, unpinned, migration) : undefined;
+    const objects = [sock.object, ...(destroy ? [destroy.object] : []), ...(xdp ? [xdp.object] : [])];
     return new Datapath({
       maps,
       options,
@@ -238,7 +254,8 @@ export class Datapath {
       refuseErrno: plan.refuseErrno,
       adopted: hooksPinnedOn(options),
       migration,
-      objects: destroy ? [sock.object, destroy.object] : [sock.object],
+      objects,
+      xdp,
       unpinned,
       obsolete,
     });
@@ -258,11 +275,12 @@ export class Datapath {
   commit(): void {
     if (this.#committed) return;
     attachHooks(this.#sock, this.options);
+    if (this.#xdp && this.options.xdp) this.xdpAttachments = attachXdp(this.#xdp, this.options.bpffs, this.options.xdp);
     for (const [name, map] of this.#unpinned) {
       const pin = join(this.options.bpffs, 'maps', name);
       rmSync(pin, { force: true });
       map.pin(pin);
-      if (!(SOCK_MAPS as readonly string[]).includes(name)) map.close();
+      if (!isHeld(name)) map.close();
     }
     this.#unpinned.clear();
     for (const pin of this.#obsolete) {
@@ -275,10 +293,50 @@ export class Datapath {
   /** Closes our fds; pinned maps and links stay, so the datapath keeps working without us. */
   close(): void {
     this.destroyer.close();
-    for (const [name, map] of this.#unpinned) if (!(SOCK_MAPS as readonly string[]).includes(name)) map.close();
+    for (const [name, map] of this.#unpinned) if (!isHeld(name)) map.close();
     for (const m of Object.values(this.maps)) m.close();
+    for (const m of Object.values(this.xdpMaps)) m.close();
     for (const o of this.#objects) o.close();
   }
+}
+
+/** Maps whose fds the Datapath keeps open (and closes) itself, so an unpinned one is not closed twice. */
+function isHeld(name: MapName): boolean {
+  return (SOCK_MAPS as readonly string[]).includes(name) || (XDP_MAPS as readonly string[]).includes(name);
+}
+
+/**
+ * Loads bpf/xdp.bpf.o over the socket hooks' service maps (reused by fd: they may be new and not
+ * yet pinned), with its own maps pinned or migrated like the others, and writes the node's config.
+ */
+async function loadXdp(
+  options: DatapathOptions,
+  xdp: XdpOptions,
+  shared: ServiceMapSet,
+  sizes: Record<MapName, number>,
+  unpinned: Map<MapName, BpfMap>,
+  migration: MigrationReport,
+): Promise<{ object: BpfObject; maps: Record<XdpMapName, BpfMap> }> {
+  const loaded = await loadObject(XDP_OBJECT, options.bpffs, XDP_MAPS, sizes, (obj) => {
+    for (const name of obj.mapNames()) {
+      if (name in shared) obj.reuseMap(name, shared[name as SockMapName]);
+    }
+  });
+  const maps = {} as Record<XdpMapName, BpfMap>;
+  try {
+    for (const name of XDP_MAPS) maps[name] = loaded.object.map(name);
+    for (const name of loaded.created) {
+      unpinned.set(name, maps[name]);
+      migration.created.push(name);
+      migrateInto(maps[name], name, options.bpffs, migration);
+    }
+    writeNodeConfig(maps[MapNames.nodeConfig], xdp);
+  } catch (err) {
+    for (const m of Object.values(maps)) m.close();
+    loaded.object.close();
+    throw err;
+  }
+  return { object: loaded.object, maps };
 }
 
 /** The marks of one destroy run: removed backends beyond it are destroyed in further runs. */

@@ -6,6 +6,7 @@ import { checkDebugListen, startDebugServer } from '../debug/server.ts';
 import { agentSource } from '../debug/source.ts';
 import { HealthServer } from '../health/health-server.ts';
 import { SocklbMetrics } from '../metrics/metrics.ts';
+import type { ParsedCidr } from '../model/ip.ts';
 import type { Backoff } from '../sources/k8s-informer.ts';
 import { type KubernetesSnapshot, KubernetesSource } from '../sources/kubernetes.ts';
 import { ManifestSource } from '../sources/manifest.ts';
@@ -24,6 +25,10 @@ export interface AgentRunOptions extends DatapathOptions {
   healthTimeoutMs: number;
   debug: { address: string; allowRemote: boolean; tokenFile?: string };
   log: Logger;
+  /** kube-proxy's --nodeport-addresses. */
+  nodePortCidrs: ParsedCidr[];
+  /** The node's addresses before a Node object says otherwise (manifest mode: the devices'). */
+  nodeAddresses: string[];
 }
 
 interface Source {
@@ -77,7 +82,10 @@ export async function runAgent(o: AgentRunOptions, stopped: Promise<void>): Prom
   await health.listen();
   const closers: (() => Promise<void> | void)[] = [() => health.close()];
   try {
-    const agent = await Agent.create({ ...o, node: { name: o.nodeName }, log });
+    const agent = await Agent.create({ ...o, node: { name: o.nodeName, addresses: o.nodeAddresses }, log });
+    for (const a of agent.datapath.xdpAttachments) {
+      if (a.fallback) log.warn({ device: a.device }, `XDP runs in generic mode on ${a.device}: native was refused (${a.fallback})`);
+    }
     closers.unshift(() => agent.close());
     wireHealth(agent, health, log);
 

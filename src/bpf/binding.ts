@@ -439,6 +439,14 @@ export class BpfObject {
     check(this.#obj.setPinPath(map, path), 'bpf_map__set_pin_path', map);
   }
 
+  /**
+   * bpf_map__reuse_fd; before load. The object uses `map` (the same kernel map, e.g. one another
+   * object created) instead of creating its own; its definition must match.
+   */
+  reuseMap(name: string, map: BpfMap): void {
+    check(this.#obj.reuseMapFd(name, map.fd), 'bpf_map__reuse_fd', name);
+  }
+
   /** A copy of the map's initial data (e.g. '.rodata'), or undefined for a map without any. */
   initialValue(map: string): Buffer | undefined {
     const r = this.#obj.initialValue(map);

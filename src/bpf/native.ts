@@ -46,6 +46,7 @@ export interface NativeBpfObject {
   programNames(): string[] | Status;
   setMaxEntries(map: string, n: number): Status;
   setPinPath(map: string, path: string): Status;
+  reuseMapFd(map: string, fd: number): Status;
   initialValue(map: string): Buffer | Status;
   setInitialValue(map: string, data: Buffer): Status;
   load(): Status;

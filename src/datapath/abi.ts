@@ -68,6 +68,8 @@ export const XDP_MAPS = [
   MapNames.xdpStats,
 ] as const;
 
+export type XdpMapName = (typeof XDP_MAPS)[number];
+
 /** enum bpf_map_type values of the map types socklb uses. */
 export const MapType = { hash: 1, array: 2, percpuArray: 6, lruHash: 9, lpmTrie: 11 } as const;
 

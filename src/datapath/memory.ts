@@ -15,6 +15,8 @@ const BUCKET = 16;
 const HASH_LOCK_COUNTERS = 8 * 4;
 /** Elements the kernel's BPF allocator prefills per possible CPU for a NO_PREALLOC hash map. */
 const PREFILL_PER_CPU = 4;
+/** The header of an LPM trie node before its prefix bytes (struct lpm_trie_node). */
+const LPM_NODE_HEADER = 40;
 
 const roundUp8 = (n: number) => Math.ceil(n / 8) * 8;
 
@@ -41,6 +43,9 @@ export function mapMemory(map: MapName, maxEntries: number, def: MapDefinition =
       return { map, maxEntries, shared: maxEntries * value, perCpu: 0 };
     case MapType.percpuArray:
       return { map, maxEntries, shared: maxEntries * 8, perCpu: maxEntries * value };
+    case MapType.lpmTrie:
+      // A trie of n prefixes holds at most n - 1 intermediate nodes besides them.
+      return { map, maxEntries, shared: 2 * maxEntries * (LPM_NODE_HEADER + (def.keySize - 4) + def.valueSize), perCpu: 0 };
     default: {
       const element = HTAB_ELEM_HEADER + roundUp8(def.keySize) + value;
       const buckets = pow2AtLeast(maxEntries) * BUCKET;

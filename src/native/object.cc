@@ -45,6 +45,7 @@ public:
 				InstanceMethod<&BpfObject::ProgramNames>("programNames"),
 				InstanceMethod<&BpfObject::SetMaxEntries>("setMaxEntries"),
 				InstanceMethod<&BpfObject::SetPinPath>("setPinPath"),
+				InstanceMethod<&BpfObject::ReuseMapFd>("reuseMapFd"),
 				InstanceMethod<&BpfObject::InitialValue>("initialValue"),
 				InstanceMethod<&BpfObject::SetInitialValue>("setInitialValue"),
 				InstanceMethod<&BpfObject::Load>("load"),
@@ -158,6 +159,17 @@ private:
 		std::string path = ArgString(info, 1);
 		if (map)
 			rc = bpf_map__set_pin_path(map, path.c_str());
+		return Status(info.Env(), rc);
+	}
+
+	// reuseMapFd(map, fd) -> 0 | -errno: the object uses that map instead of creating its own.
+	Napi::Value ReuseMapFd(const Napi::CallbackInfo &info)
+	{
+		int rc;
+		struct bpf_map *map = FindMap(info, &rc);
+		int fd = ArgInt(info, 1);
+		if (map)
+			rc = bpf_map__reuse_fd(map, fd);
 		return Status(info.Env(), rc);
 	}
 

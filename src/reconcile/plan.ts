@@ -223,7 +223,7 @@ export function* planSteps(
 
     for (const w of layout.writes) ops.push({ kind: 'put-slot', serviceId, slot: w.slot, backendId: w.backendId });
     const affinityTimeout = d.affinityTimeoutSeconds ?? 0;
-    const flags = affinityTimeout > 0 ? ServiceFlags.affinity : 0;
+    const flags = serviceFlags(d);
     if (!current || current.backendCount !== ids.length || current.flags !== flags || current.affinityTimeout !== affinityTimeout) {
       ops.push({ kind: 'put-service', frontend: d.frontend, serviceId, backendCount: ids.length, flags, affinityTimeout });
     }
@@ -256,7 +256,7 @@ export function* planSteps(
 function isProgrammed(current: ProgrammedService, d: DesiredFrontend, state: ProgrammedState): boolean {
   const n = d.backends.length;
   const affinityTimeout = d.affinityTimeoutSeconds ?? 0;
-  const flags = affinityTimeout > 0 ? ServiceFlags.affinity : 0;
+  const flags = serviceFlags(d);
   if (current.backendCount !== n || current.slots.size !== n || current.flags !== flags || current.affinityTimeout !== affinityTimeout) {
     return false;
   }
@@ -282,6 +282,19 @@ function isProgrammed(current: ProgrammedService, d: DesiredFrontend, state: Pro
 }
 
 const SMALL = 16;
+
+/**
+ * The entry's flags: session affinity; and for the entry outside traffic reads, whether only local
+ * backends serve it (externalTrafficPolicy: Local) and whether its sources are checked.
+ */
+export function serviceFlags(d: DesiredFrontend): number {
+  let flags = (d.affinityTimeoutSeconds ?? 0) > 0 ? ServiceFlags.affinity : 0;
+  if (d.frontend.scope === 'external') {
+    if (d.externalLocal) flags |= ServiceFlags.local;
+    if ((d.sourceRanges?.length ?? 0) > 0) flags |= ServiceFlags.sourceRanges;
+  }
+  return flags;
+}
 
 function isProgrammedLarge(current: ProgrammedService, d: DesiredFrontend, state: ProgrammedState): boolean {
   const want = new Set<number>();

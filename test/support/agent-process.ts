@@ -40,6 +40,8 @@ export function startAgentProcess(
       '127.0.0.1:0',
       '--debug-address',
       '127.0.0.1:0',
+      // The test runs the agent in the machine's own network namespace: its devices are not ours.
+      ...(o.root === undefined ? ['--xdp-mode', 'off'] : []),
     ],
     { stdio: ['ignore', 'pipe', 'pipe'] },
   );
