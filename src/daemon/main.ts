@@ -2,6 +2,8 @@
 // compatible health server, the debug endpoint and metrics, running until SIGINT/SIGTERM.
 
 import type { Logger } from 'pino';
+import { Agent } from '../agent/agent.ts';
+import type { DatapathOptions } from '../agent/datapath.ts';
 import { checkDebugListen, startDebugServer } from '../debug/server.ts';
 import { agentSource } from '../debug/source.ts';
 import { HealthServer } from '../health/health-server.ts';
@@ -9,8 +11,6 @@ import { SocklbMetrics } from '../metrics/metrics.ts';
 import type { Backoff } from '../sources/k8s-informer.ts';
 import { type KubernetesSnapshot, KubernetesSource } from '../sources/kubernetes.ts';
 import { ManifestSource } from '../sources/manifest.ts';
-import { Agent } from './agent.ts';
-import type { DatapathOptions } from './datapath.ts';
 
 export interface AgentRunOptions extends DatapathOptions {
   nodeName: string;
