@@ -9,7 +9,7 @@ import swagger from '@fastify/swagger';
 import { type FastifyBaseLogger, type FastifyError, type FastifyInstance, fastify, LogController } from 'fastify';
 import { type Logger, pino } from 'pino';
 import { ErrorCodes, SocklbError } from '../errors.ts';
-import { SocklbMetrics, VERSION } from '../metrics/metrics.ts';
+import { VERSION } from '../version.ts';
 import { DEFAULT_DEBUG_ADDRESS, PROXY_MODE } from './defaults.ts';
 import { decodeEntry } from './map-views.ts';
 import { configSchema, mapPageQuerySchema, mapPageSchema, mapsSchema, SHARED_SCHEMAS, servicesSchema } from './schemas.ts';
@@ -18,9 +18,18 @@ import type { DebugSource } from './source.ts';
 
 export { DEFAULT_DEBUG_ADDRESS, PROXY_MODE };
 
+/**
+ * What /metrics serves: SocklbMetrics implements it. The metrics read through the same DebugSource,
+ * so they sit above this folder and are handed in; without them the endpoint has no /metrics.
+ */
+export interface MetricsExposition {
+  readonly contentType: string;
+  metrics(): Promise<string>;
+}
+
 export interface DebugServerOptions {
-  /** Registered at /metrics; made from the source when absent. */
-  metrics?: SocklbMetrics;
+  /** Registered at /metrics when present. */
+  metrics?: MetricsExposition;
   /** When set, every request needs `Authorization: Bearer <token>`. */
   token?: string;
   /** Request logs; none when absent. */
@@ -57,7 +66,7 @@ export async function buildDebugServer(source: DebugSource, options: DebugServer
     loggerInstance: (options.log ?? pino({ enabled: false })) as FastifyBaseLogger,
     logController: new LogController({ disableRequestLogging: true }),
   });
-  const metrics = options.metrics ?? new SocklbMetrics(source);
+  const metrics = options.metrics;
 
   await app.register(swagger, {
     openapi: {
@@ -136,16 +145,18 @@ export async function buildDebugServer(source: DebugSource, options: DebugServer
     },
   );
 
-  app.get(
-    '/metrics',
-    {
-      schema: { summary: 'Prometheus metrics', produces: ['text/plain'], response: { 200: { type: 'string' }, ...errors } },
-    },
-    async (_req, reply) => {
-      void reply.type(metrics.contentType);
-      return metrics.metrics();
-    },
-  );
+  if (metrics) {
+    app.get(
+      '/metrics',
+      {
+        schema: { summary: 'Prometheus metrics', produces: ['text/plain'], response: { 200: { type: 'string' }, ...errors } },
+      },
+      async (_req, reply) => {
+        void reply.type(metrics.contentType);
+        return metrics.metrics();
+      },
+    );
+  }
 
   app.get(
     '/v1/status',

@@ -2,15 +2,12 @@
 // read at scrape time in collect callbacks; sync and programming latencies are observed by the agent.
 // Each socklb_ metric that has a kube-proxy counterpart keeps its name after the prefix.
 
-import { readFileSync } from 'node:fs';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { ABI_VERSION } from '../datapath/abi.ts';
 import type { MapSummary } from '../debug/map-views.ts';
 import { type ServiceView, serviceViews } from '../debug/service-view.ts';
 import { type DebugSource, sockReasonCounts } from '../debug/source.ts';
-
-export const VERSION: string = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string })
-  .version;
+import { VERSION } from '../version.ts';
 
 /** kube-proxy's buckets for sync_proxy_rules_duration_seconds: 1 ms doubling to 16 s. */
 const SYNC_BUCKETS = Array.from({ length: 15 }, (_, i) => 0.001 * 2 ** i);
