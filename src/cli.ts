@@ -16,6 +16,7 @@ const USAGE = `usage:
                [--min-sync-period MS] [--max-services N] [--max-backends N] [--max-slots N]
                [--health-address HOST:PORT] [--health-timeout MS]
                [--debug-address HOST:PORT] [--debug-allow-remote --debug-token-file FILE]
+               [--metrics-per-backend]
   socklb demo
   socklb cleanup [--bpffs DIR]
   socklb services | backends | maps | map dump NAME | status  [--address HOST:PORT] [--json]
@@ -42,6 +43,7 @@ const AGENT_OPTIONS = {
   'debug-address': { type: 'string', default: DEFAULT_DEBUG_ADDRESS },
   'debug-allow-remote': { type: 'boolean', default: false },
   'debug-token-file': { type: 'string' },
+  'metrics-per-backend': { type: 'boolean', default: false },
 } satisfies ParseArgsConfig['options'];
 
 function integerOption(flag: string, text: string, min: number, max: number): number {
@@ -84,6 +86,7 @@ async function agentCommand(argv: string[], log: Logger): Promise<void> {
         allowRemote: values['debug-allow-remote'],
         ...(values['debug-token-file'] ? { tokenFile: values['debug-token-file'] } : {}),
       },
+      metricsPerBackend: values['metrics-per-backend'],
       log,
     },
     stopped,

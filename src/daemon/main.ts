@@ -23,6 +23,8 @@ export interface AgentRunOptions extends DatapathOptions {
   /** How long a queued change may wait before /healthz turns 503. */
   healthTimeoutMs: number;
   debug: { address: string; allowRemote: boolean; tokenFile?: string };
+  /** Export socklb_backend_connects_total, one series per backend (--metrics-per-backend). */
+  metricsPerBackend?: boolean;
   log: Logger;
 }
 
@@ -82,9 +84,15 @@ export async function runAgent(o: AgentRunOptions, stopped: Promise<void>): Prom
     wireHealth(agent, health, log);
 
     const debugSource = agentSource(agent, {
-      config: { node: o.nodeName, minSyncPeriodMs: o.minSyncPeriodMs, manifests: o.manifests, debugAddress: o.debug.address },
+      config: {
+        node: o.nodeName,
+        minSyncPeriodMs: o.minSyncPeriodMs,
+        manifests: o.manifests,
+        debugAddress: o.debug.address,
+        metricsPerBackend: o.metricsPerBackend ?? false,
+      },
     });
-    const metrics = new SocklbMetrics(debugSource);
+    const metrics = new SocklbMetrics(debugSource, { perBackend: o.metricsPerBackend ?? false });
     agent.observer = metrics;
     const debug = await startDebugServer(debugSource, { ...o.debug, metrics, log });
     closers.unshift(() => debug.server.close());

@@ -35,7 +35,8 @@ function rawLayout(size: number): Layout {
   return { name: 'raw', size, fields: [] };
 }
 
-export interface MapSummary {
+/** What the kernel says of a map without reading an entry: one BPF_OBJ_GET_INFO_BY_FD and its fdinfo. */
+export interface MapInfo {
   name: string;
   /** libbpf's name of the map type: 'hash', 'lru_hash', 'percpu_array', ... */
   type: string;
@@ -43,13 +44,16 @@ export interface MapSummary {
   /** Per element (per CPU for per-CPU maps), as the kernel reports it. */
   valueSize: number;
   maxEntries: number;
-  /** Keys present. An array map always holds maxEntries. */
-  entries: number;
   /** Bytes charged to the map (fdinfo memlock); undefined when the kernel does not say. */
   memoryBytes: number | undefined;
   perCpu: boolean;
   keyLayout: string;
   valueLayout: string;
+}
+
+export interface MapSummary extends MapInfo {
+  /** Keys present, counted by reading the whole map. An array map always holds maxEntries. */
+  entries: number;
 }
 
 export interface RawPage {
@@ -64,6 +68,9 @@ export interface MapView {
   readonly name: string;
   readonly key: Layout;
   readonly value: Layout;
+  /** Type, sizes and memory; reads no entry. */
+  info(): MapInfo;
+  /** info() and the entries in use: walks a hash map's every bucket. */
   summary(): MapSummary;
   /**
    * Up to about `limit` entries after `cursor` (from the start when undefined). A hash map's page
@@ -125,21 +132,24 @@ export class BpfMapView implements MapView {
     this.value = layouts?.value ?? rawLayout(map.valueSize);
   }
 
-  summary(): MapSummary {
+  info(): MapInfo {
     const info = this.#map.info();
-    const isArray = info.typeName.endsWith('array');
     return {
       name: this.name,
       type: info.typeName,
       keySize: info.keySize,
       valueSize: info.valueSize,
       maxEntries: info.maxEntries,
-      entries: isArray ? info.maxEntries : this.#count(),
       memoryBytes: info.memlock,
       perCpu: this.#map.perCpu,
       keyLayout: this.key.name,
       valueLayout: this.value.name,
     };
+  }
+
+  summary(): MapSummary {
+    const info = this.info();
+    return { ...info, entries: info.type.endsWith('array') ? info.maxEntries : this.#count() };
   }
 
   #count(): number {
@@ -213,20 +223,24 @@ export class MemoryMapView implements MapView {
     this.#entries.clear();
   }
 
-  summary(): MapSummary {
+  info(): MapInfo {
     return {
       name: this.name,
       type: this.#init.type,
       keySize: this.key.size,
       valueSize: this.value.size,
       maxEntries: this.#init.maxEntries,
-      // As the kernel counts them: an array holds every index, set or not (pages list only set ones).
-      entries: this.#init.type.endsWith('array') ? this.#init.maxEntries : this.#entries.size,
       memoryBytes: undefined,
       perCpu: this.#init.perCpu ?? false,
       keyLayout: this.key.name,
       valueLayout: this.value.name,
     };
+  }
+
+  summary(): MapSummary {
+    // As the kernel counts them: an array holds every index, set or not (pages list only set ones).
+    const entries = this.#init.type.endsWith('array') ? this.#init.maxEntries : this.#entries.size;
+    return { ...this.info(), entries };
   }
 
   /** Pages in key byte order; the cursor is the last key returned. */

@@ -262,7 +262,7 @@ export async function buildDebugServer(source: DebugSource, options: DebugServer
           .join(', ');
         throw new HttpError(404, DebugErrorCodes.NOT_FOUND, `no map ${req.params.name}; the agent holds ${known}`);
       }
-      const summary = view.summary();
+      const summary = view.info();
       const cursor = req.query.cursor === undefined ? undefined : Buffer.from(req.query.cursor, 'base64url');
       let page: ReturnType<typeof view.page>;
       try {

@@ -11,6 +11,7 @@ import { MapNames, SOCK_REASONS, sumPerCpu } from '../datapath/abi.ts';
 import { KernelMaps } from '../datapath/kernel-maps.ts';
 import type { DatapathMaps } from '../datapath/maps.ts';
 import type { DesiredTable } from '../model/types.ts';
+import type { ProgrammedState } from '../reconcile/state.ts';
 import { BpfMapView, type MapView } from './map-views.ts';
 
 export interface HookState {
@@ -33,10 +34,34 @@ export interface DebugSource {
   table(): DesiredTable;
   /** Reads what the service maps hold, and the per-CPU connect counters. */
   readback(): DatapathMaps;
+  /**
+   * The reconciler's picture of what it wrote (frontend -> service id, backends by id), kept in
+   * memory: naming the counters from it reads no service, slot or backend map.
+   */
+  programmed(): ProgrammedState;
   /** Every map the agent holds, by name. */
   maps(): readonly MapView[];
   /** Settings worth showing an operator (no secrets). */
   config(): Record<string, unknown>;
+}
+
+/**
+ * Sums a per-CPU counter map with u32 keys over CPUs, by key: a page of 4096 entries per read (one
+ * BPF_MAP_LOOKUP_BATCH where the kernel has it), not one lookup per key. Keys `want` rejects are
+ * skipped without decoding.
+ */
+export function sumCounters(view: MapView, want: (key: number) => boolean = () => true): Map<number, Record<string, bigint>> {
+  const sums = new Map<number, Record<string, bigint>>();
+  let cursor: Buffer | undefined;
+  do {
+    const page = view.page(cursor, 4096);
+    for (const [key, value] of page.entries) {
+      const id = key.readUInt32LE(0);
+      if (want(id)) sums.set(id, sumPerCpu(view.value, value));
+    }
+    cursor = page.next;
+  } while (cursor);
+  return sums;
 }
 
 /** Sums sock_stats_v1 by reason name; zero for every reason when the map is not there. */
@@ -44,15 +69,10 @@ export function sockReasonCounts(source: DebugSource): Record<string, bigint> {
   const totals: Record<string, bigint> = Object.fromEntries(SOCK_REASONS.map((r) => [r, 0n]));
   const view = source.maps().find((m) => m.name === MapNames.sockStats);
   if (!view) return totals;
-  let cursor: Buffer | undefined;
-  do {
-    const page = view.page(cursor, 64);
-    for (const [key, value] of page.entries) {
-      const reason = SOCK_REASONS[key.readUInt32LE(0)];
-      if (reason) totals[reason] = sumPerCpu(view.value, value).count!;
-    }
-    cursor = page.next;
-  } while (cursor);
+  for (const [key, sum] of sumCounters(view)) {
+    const reason = SOCK_REASONS[key];
+    if (reason) totals[reason] = sum.count!;
+  }
   return totals;
 }
 
@@ -61,8 +81,11 @@ export interface AgentSourceOptions {
   config?: Record<string, unknown>;
 }
 
+/** What agentSource reads of an agent: the Agent itself, or a datapath and reconciler run without one (the bench). */
+export type AgentParts = Pick<Agent, 'datapath' | 'reconciler' | 'table' | 'status'>;
+
 /** The running agent, read through its pinned maps and links. */
-export function agentSource(agent: Agent, options: AgentSourceOptions = {}): DebugSource {
+export function agentSource(agent: AgentParts, options: AgentSourceOptions = {}): DebugSource {
   const dp = agent.datapath;
   const readback = new KernelMaps(dp.maps, dp.options.capacity);
   const views = Object.entries(dp.maps).map(([name, map]) => new BpfMapView(name, map));
@@ -90,6 +113,7 @@ export function agentSource(agent: Agent, options: AgentSourceOptions = {}): Deb
       }),
     table: () => agent.table,
     readback: () => readback,
+    programmed: () => agent.reconciler.state,
     maps: () => views,
     config: () => ({
       bpffs: dp.options.bpffs,

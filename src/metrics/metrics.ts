@@ -3,10 +3,11 @@
 // Each socklb_ metric that has a kube-proxy counterpart keeps its name after the prefix.
 
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
-import { ABI_VERSION } from '../datapath/abi.ts';
-import type { MapSummary } from '../debug/map-views.ts';
-import { type ServiceView, serviceViews } from '../debug/service-view.ts';
-import { type DebugSource, sockReasonCounts } from '../debug/source.ts';
+import { ABI_VERSION, MapNames } from '../datapath/abi.ts';
+import type { MapInfo } from '../debug/map-views.ts';
+import { type DebugSource, sockReasonCounts, sumCounters } from '../debug/source.ts';
+import { endpointKey } from '../model/types.ts';
+import type { ProgrammedState } from '../reconcile/state.ts';
 import { VERSION } from '../version.ts';
 
 /** kube-proxy's buckets for sync_proxy_rules_duration_seconds: 1 ms doubling to 16 s. */
@@ -21,10 +22,48 @@ const PROGRAMMING_BUCKETS = [
   ...Array.from({ length: 7 }, (_, i) => 120 + 30 * i),
 ];
 
+export interface MetricsOptions {
+  /**
+   * Also export socklb_backend_connects_total, one series per backend: their number grows with the
+   * cluster, and kube-proxy has none (`--metrics-per-backend`). Off by default.
+   */
+  perBackend?: boolean;
+}
+
+type FrontendLabels = { namespace: string; service: string; port_name: string; frontend: string };
+
 interface Snapshot {
-  services: ServiceView[];
-  maps: MapSummary[];
+  frontends: { labels: FrontendLabels; connects: number; refused: number }[];
+  /** Empty unless perBackend. */
+  backends: { backend: string; connects: number }[];
+  maps: (MapInfo & { entries: number | undefined })[];
   reasons: Record<string, bigint>;
+}
+
+/**
+ * Entries of the maps the agent writes, from what it programmed: the kernel keeps no count, and
+ * counting would walk every bucket of every map on each scrape. The maps the datapath fills itself
+ * (reverse, affinity) get no such figure here; /v1/maps counts them when asked.
+ */
+function programmedEntries(state: ProgrammedState): Map<string, number> {
+  const n = { v4: 0, v6: 0, slots: 0, b4: 0, b6: 0 };
+  for (const s of state.services.values()) {
+    if (s.frontend.family === 4) n.v4++;
+    else n.v6++;
+    n.slots += s.slots.size;
+  }
+  for (const orphans of state.orphanSlots.values()) n.slots += orphans.size;
+  for (const b of state.backends.values()) {
+    if (b.family === 4) n.b4++;
+    else n.b6++;
+  }
+  return new Map([
+    [MapNames.lb4Services, n.v4],
+    [MapNames.lb6Services, n.v6],
+    [MapNames.slots, n.slots],
+    [MapNames.lb4Backends, n.b4],
+    [MapNames.lb6Backends, n.b6],
+  ]);
 }
 
 export class SocklbMetrics {
@@ -33,10 +72,12 @@ export class SocklbMetrics {
   readonly #sync: Histogram;
   readonly #programming: Histogram;
   readonly #syncErrors: Counter<'reason'>;
+  readonly #perBackend: boolean;
   #snapshot: Snapshot | undefined;
 
-  constructor(source: DebugSource) {
+  constructor(source: DebugSource, options: MetricsOptions = {}) {
     this.#source = source;
+    this.#perBackend = options.perBackend ?? false;
     const registers = [this.registry];
     const self = this;
 
@@ -112,11 +153,7 @@ export class SocklbMetrics {
         registers,
         collect() {
           this.reset();
-          for (const s of self.#snap().services) {
-            for (const f of s.frontends) {
-              this.inc({ namespace: s.namespace, service: s.name, port_name: f.portName, frontend: f.frontend }, count(f));
-            }
-          }
+          for (const f of self.#snap().frontends) this.inc(f.labels, count(f));
         },
       });
     perFrontend(
@@ -125,20 +162,18 @@ export class SocklbMetrics {
       (f) => f.connects,
     );
     perFrontend('socklb_service_refused_total', 'Connects and sends refused because the frontend had no backend.', (f) => f.refused);
-    new Counter({
-      name: 'socklb_backend_connects_total',
-      help: 'Connects and sends balanced to a backend, over every frontend that uses it.',
-      labelNames: ['backend'],
-      registers,
-      collect() {
-        this.reset();
-        const seen = new Map<string, number>();
-        for (const s of self.#snap().services) {
-          for (const f of s.frontends) for (const b of f.backends) if (b.backend) seen.set(b.backend, b.connects);
-        }
-        for (const [backend, connects] of seen) this.inc({ backend }, connects);
-      },
-    });
+    if (this.#perBackend) {
+      new Counter({
+        name: 'socklb_backend_connects_total',
+        help: 'Connects and sends balanced to a backend, over every frontend that uses it (only with --metrics-per-backend).',
+        labelNames: ['backend'],
+        registers,
+        collect() {
+          this.reset();
+          for (const b of self.#snap().backends) this.inc({ backend: b.backend }, b.connects);
+        },
+      });
+    }
     new Counter({
       name: 'socklb_sock_hook_total',
       help: 'Calls of the socket hooks by outcome (sock_stats reasons: balanced, not_service, no_backend, ...).',
@@ -150,7 +185,7 @@ export class SocklbMetrics {
       },
     });
 
-    const mapGauge = (name: string, help: string, value: (m: MapSummary) => number | undefined) =>
+    const mapGauge = (name: string, help: string, value: (m: Snapshot['maps'][number]) => number | undefined) =>
       new Gauge({
         name,
         help,
@@ -164,7 +199,11 @@ export class SocklbMetrics {
           }
         },
       });
-    mapGauge('socklb_map_entries', 'Entries a BPF map holds (an array map always holds max entries).', (m) => m.entries);
+    mapGauge(
+      'socklb_map_entries',
+      'Entries of a BPF map the agent writes, as it programmed them (an array map always holds max entries; the LRU maps are not counted).',
+      (m) => m.entries,
+    );
     mapGauge('socklb_map_max_entries', 'Capacity of a BPF map.', (m) => m.maxEntries);
     mapGauge('socklb_map_memory_bytes', 'Memory charged to a BPF map (fdinfo memlock).', (m) => m.memoryBytes);
   }
@@ -197,13 +236,57 @@ export class SocklbMetrics {
     return this.registry.contentType;
   }
 
-  /** One read of the maps per scrape, shared by every collect callback of that scrape. */
+  /**
+   * One read per scrape, shared by every collect callback of that scrape: the counter maps in pages
+   * (the backend counters only when their series are on), the sock_stats reasons, and each map's
+   * info. Frontends and backends are named from the agent's programmed state, so the service, slot
+   * and backend maps are not read at all.
+   */
   #snap(): Snapshot {
-    this.#snapshot ??= {
-      services: serviceViews(this.#source.readback(), this.#source.table()),
-      maps: this.#source.maps().map((m) => m.summary()),
-      reasons: sockReasonCounts(this.#source),
-    };
+    this.#snapshot ??= this.#read();
     return this.#snapshot;
+  }
+
+  #read(): Snapshot {
+    const source = this.#source;
+    const state = source.programmed();
+    const views = new Map(source.maps().map((m) => [m.name, m]));
+    const counters = (name: string, ids: Set<number>) => {
+      const view = views.get(name);
+      return view ? sumCounters(view, (id) => ids.has(id)) : new Map<number, Record<string, bigint>>();
+    };
+
+    const services = [...state.services.values()];
+    const serviceCounts = counters(MapNames.serviceStats, new Set(services.map((s) => s.serviceId)));
+    const names = new Map(source.table().frontends.map((d) => [endpointKey(d.frontend), d]));
+    const frontends = services.map((s) => {
+      const frontend = endpointKey(s.frontend);
+      const desired = names.get(frontend);
+      const c = serviceCounts.get(s.serviceId);
+      return {
+        labels: {
+          namespace: desired?.service.namespace ?? '',
+          service: desired?.service.name ?? '',
+          port_name: desired?.portName ?? '',
+          frontend,
+        },
+        connects: Number(c?.connects ?? 0n),
+        refused: Number(c?.refused ?? 0n),
+      };
+    });
+
+    const backends: Snapshot['backends'] = [];
+    if (this.#perBackend) {
+      const backendCounts = counters(MapNames.backendStats, new Set(state.backends.keys()));
+      for (const [id, b] of state.backends)
+        backends.push({ backend: endpointKey(b), connects: Number(backendCounts.get(id)?.connects ?? 0n) });
+    }
+
+    const entries = programmedEntries(state);
+    const maps = [...views.values()].map((v) => {
+      const info = v.info();
+      return { ...info, entries: info.type.endsWith('array') ? info.maxEntries : entries.get(info.name) };
+    });
+    return { frontends, backends, maps, reasons: sockReasonCounts(source) };
   }
 }

@@ -2,7 +2,10 @@
 
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
+import { MapNames } from '../../../src/datapath/abi.ts';
+import type { MapView } from '../../../src/debug/map-views.ts';
 import { buildDebugServer } from '../../../src/debug/server.ts';
+import type { DebugSource } from '../../../src/debug/source.ts';
 import { ErrorCodes } from '../../../src/errors.ts';
 import { SocklbMetrics } from '../../../src/metrics/metrics.ts';
 import { fixture } from './fixture.ts';
@@ -13,27 +16,104 @@ function sample(text: string, name: string, labels = ''): number | undefined {
   return line === undefined ? undefined : Number(line.split(' ').at(-1));
 }
 
-test('/metrics serves per-frontend and per-backend connects read from the maps at scrape time', async () => {
+test('/metrics serves per-frontend connects, and per-backend ones only with the per-backend option', async () => {
   const { source, maps } = fixture();
-  const metrics = new SocklbMetrics(source);
-  const app = await buildDebugServer(source, { metrics });
+  const web = 'namespace="demo",service="web",port_name="http",frontend="TCP/10.96.0.10:80"';
+  const plain = await buildDebugServer(source, { metrics: new SocklbMetrics(source) });
+  const perBackend = await buildDebugServer(source, { metrics: new SocklbMetrics(source, { perBackend: true }) });
   try {
-    const res = await app.inject({ url: '/metrics' });
+    const res = await plain.inject({ url: '/metrics' });
     assert.is(res.statusCode, 200);
     assert.match(String(res.headers['content-type']), /^text\/plain; version=0\.0\.4/);
-    const web = 'namespace="demo",service="web",port_name="http",frontend="TCP/10.96.0.10:80"';
     assert.is(sample(res.body, 'socklb_service_connects_total', web), 10);
     assert.is(sample(res.body, 'socklb_service_refused_total', web), 1);
-    assert.is(sample(res.body, 'socklb_backend_connects_total', 'backend="TCP/10.244.0.11:8080"'), 5);
-    assert.is(sample(res.body, 'socklb_backend_connects_total', 'backend="TCP/10.244.0.13:8080"'), 2);
+    assert.not.match(res.body, /socklb_backend_connects_total/, 'no per-backend series unless asked for');
+
+    const withBackends = (await perBackend.inject({ url: '/metrics' })).body;
+    assert.is(sample(withBackends, 'socklb_service_connects_total', web), 10);
+    assert.is(sample(withBackends, 'socklb_backend_connects_total', 'backend="TCP/10.244.0.11:8080"'), 5);
+    assert.is(sample(withBackends, 'socklb_backend_connects_total', 'backend="TCP/10.244.0.13:8080"'), 2);
+    // One series per programmed backend: web's 3 IPv4 and 2 IPv6 pods, dns's one.
+    assert.is([...withBackends.matchAll(/^socklb_backend_connects_total\{/gm)].length, 6);
 
     // A later scrape reads the counters again, not a cached copy.
     const id = [...maps.backendCounts.keys()][0]!;
     maps.backendCounts.set(id, 50n);
-    const again = (await app.inject({ url: '/metrics' })).body;
+    maps.services.set(source.programmed().services.get('TCP/10.96.0.10:80')!.serviceId, { connects: 12n, refused: 1n });
+    const again = (await perBackend.inject({ url: '/metrics' })).body;
     assert.is(sample(again, 'socklb_backend_connects_total', 'backend="TCP/10.244.0.11:8080"'), 50);
+    assert.is(sample(again, 'socklb_service_connects_total', web), 12);
   } finally {
-    await app.close();
+    await plain.close();
+    await perBackend.close();
+  }
+});
+
+/**
+ * The fixture's source, with every map read counted: pages and full counts per map name, and each
+ * use of the map readback (a dump, a lookup per service or backend).
+ */
+function countingSource(source: DebugSource) {
+  const pages = new Map<string, number>();
+  const counted = new Map<string, number>();
+  const readback: string[] = [];
+  const bump = (m: Map<string, number>, k: string) => m.set(k, (m.get(k) ?? 0) + 1);
+  const wrapped: DebugSource = {
+    ...source,
+    maps: () =>
+      source.maps().map(
+        (view): MapView => ({
+          name: view.name,
+          key: view.key,
+          value: view.value,
+          info: () => view.info(),
+          summary: () => {
+            bump(counted, view.name);
+            return view.summary();
+          },
+          page: (cursor, limit) => {
+            bump(pages, view.name);
+            return view.page(cursor, limit);
+          },
+        }),
+      ),
+    readback: () => {
+      const maps = source.readback();
+      return new Proxy(maps, {
+        get(target, prop, receiver) {
+          const v = Reflect.get(target, prop, receiver);
+          if (typeof v !== 'function') return v;
+          return (...args: unknown[]) => {
+            readback.push(String(prop));
+            return v.apply(target, args);
+          };
+        },
+      });
+    },
+  };
+  return { wrapped, pages, counted, readback };
+}
+
+test('a scrape reads the service counters and sock_stats in pages, and no service, slot or backend map', async () => {
+  const { source } = fixture(500);
+  for (const perBackend of [false, true]) {
+    const c = countingSource(source);
+    const text = await new SocklbMetrics(c.wrapped, { perBackend }).metrics();
+    assert.is(
+      sample(text, 'socklb_service_connects_total', 'namespace="demo",service="web",port_name="http",frontend="TCP/10.96.0.10:80"'),
+      10,
+    );
+    assert.equal(c.readback, [], 'no dump of the service maps, no lookup per service or backend');
+    assert.equal([...c.counted.keys()], [], 'no map is walked to count its entries');
+    const want = perBackend
+      ? [MapNames.backendStats, MapNames.serviceStats, MapNames.sockStats]
+      : [MapNames.serviceStats, MapNames.sockStats];
+    assert.equal([...c.pages.keys()].sort(), want.sort());
+    for (const n of c.pages.values()) assert.is(n, 1, 'each counter map in one page (4096 entries) here');
+    // Entries of the agent's own maps come from what it programmed: 2 IPv4 frontends, 503 + 1 IPv4 backends.
+    assert.is(sample(text, 'socklb_map_entries', `map="${MapNames.lb4Services}"`), 2);
+    assert.is(sample(text, 'socklb_map_entries', `map="${MapNames.lb4Backends}"`), 504);
+    assert.is(sample(text, 'socklb_map_entries', `map="${MapNames.slots}"`), 506);
   }
 });
 
