@@ -243,12 +243,18 @@ export class MemoryMapView implements MapView {
     return { ...this.info(), entries };
   }
 
-  /** Pages in key byte order; the cursor is the last key returned. */
+  /**
+   * Pages an array by index, as the kernel does, and a hash map in key byte order; the cursor is
+   * the last key returned.
+   */
   page(cursor: Buffer | undefined, limit: number): RawPage {
     if (cursor && cursor.length !== this.key.size) throw new RangeError(`cursor is not one of map ${this.name}`);
-    const sorted = [...this.#entries.keys()].sort();
-    const after = cursor?.toString('hex');
-    const start = after === undefined ? 0 : sorted.findIndex((k) => k > after);
+    const byIndex = this.#init.type.endsWith('array');
+    const index = (hex: string) => Buffer.from(hex, 'hex').readUInt32LE(0);
+    const after = (a: string, b: string) => (byIndex ? index(a) > index(b) : a > b);
+    const sorted = [...this.#entries.keys()].sort((a, b) => (after(a, b) ? 1 : after(b, a) ? -1 : 0));
+    const last = cursor?.toString('hex');
+    const start = last === undefined ? 0 : sorted.findIndex((k) => after(k, last));
     const slice = start < 0 ? [] : sorted.slice(start, start + limit);
     const entries = slice.map((k) => this.#entries.get(k)!);
     const more = start >= 0 && start + limit < sorted.length;

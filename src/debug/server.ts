@@ -24,7 +24,7 @@ export { DEFAULT_DEBUG_ADDRESS, PROXY_MODE };
  */
 export interface MetricsExposition {
   readonly contentType: string;
-  metrics(): Promise<string>;
+  exposition(): Promise<Buffer | string>;
 }
 
 export interface DebugServerOptions {
@@ -153,7 +153,7 @@ export async function buildDebugServer(source: DebugSource, options: DebugServer
       },
       async (_req, reply) => {
         void reply.type(metrics.contentType);
-        return metrics.metrics();
+        return metrics.exposition();
       },
     );
   }

@@ -1,13 +1,15 @@
 // Prometheus metrics in a registry of their own. Counters the datapath keeps (per-CPU map values) are
-// read at scrape time in collect callbacks; sync and programming latencies are observed by the agent.
-// Each socklb_ metric that has a kube-proxy counterpart keeps its name after the prefix.
+// read at scrape time: the few series per map or reason in collect callbacks, the one-per-frontend
+// families (thousands) written straight into the exposition's bytes. Sync and programming latencies
+// are observed by the agent. Each socklb_ metric that has a kube-proxy counterpart keeps its name
+// after the prefix.
 
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { ABI_VERSION, MapNames } from '../datapath/abi.ts';
 import type { MapInfo } from '../debug/map-views.ts';
 import { type DebugSource, sockReasonCounts, sumCounters } from '../debug/source.ts';
-import { endpointKey } from '../model/types.ts';
-import type { ProgrammedState } from '../reconcile/state.ts';
+import { type Backend, type DesiredFrontend, type DesiredTable, endpointKey } from '../model/types.ts';
+import type { ProgrammedService, ProgrammedState } from '../reconcile/state.ts';
 import { VERSION } from '../version.ts';
 
 /** kube-proxy's buckets for sync_proxy_rules_duration_seconds: 1 ms doubling to 16 s. */
@@ -30,15 +32,83 @@ export interface MetricsOptions {
   perBackend?: boolean;
 }
 
-type FrontendLabels = { namespace: string; service: string; port_name: string; frontend: string };
+/** One counter family of many series: each series' label text as bytes, and its value. */
+interface Rows {
+  family: { name: string; help: string };
+  labels: Buffer[];
+  values: Float64Array;
+}
 
 interface Snapshot {
-  frontends: { labels: FrontendLabels; connects: number; refused: number }[];
-  /** Empty unless perBackend. */
-  backends: { backend: string; connects: number }[];
+  /** The per-frontend (and per-backend) counter families, written as bytes by exposition(). */
+  rows: Rows[];
   maps: (MapInfo & { entries: number | undefined })[];
-  reasons: Record<string, bigint>;
+  reasons: Record<string, number>;
 }
+
+/** A label value as the text format wants it: backslash, double quote and newline escaped. */
+function labelValue(v: string): string {
+  return /[\\"\n]/.test(v) ? v.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n') : v;
+}
+
+/** The longest sample value a counter sum can print: 2^53 has 16 digits. */
+const VALUE_DIGITS = 16;
+
+/** Writes a non-negative integer (below 2^53) in decimal at `at`; returns the end. */
+function writeCount(out: Buffer, at: number, value: number): number {
+  let digits = 1;
+  for (let x = value; x >= 10; x = Math.floor(x / 10)) digits++;
+  let p = at + digits;
+  let x = value;
+  do {
+    out[--p] = 48 + (x % 10);
+    x = Math.floor(x / 10);
+  } while (x > 0);
+  return at + digits;
+}
+
+/**
+ * The families of many series in the Prometheus text format (0.0.4), after `head`, into one Buffer
+ * sized up front. At 50,000 services that is 100,000 lines and 12 MB: building them as strings and
+ * encoding the result cost several times the map read, most of it in the garbage collector.
+ */
+function writeFamilies(head: string, families: Rows[]): Buffer {
+  const texts = families.map(({ family }) => ({
+    header: Buffer.from(`\n# HELP ${family.name} ${family.help}\n# TYPE ${family.name} counter\n`),
+    name: Buffer.from(`${family.name}{`),
+  }));
+  let size = Buffer.byteLength(head) + 1;
+  families.forEach((f, i) => {
+    size += texts[i]!.header.length + f.labels.length * (texts[i]!.name.length + 2 + VALUE_DIGITS + 1);
+    for (const l of f.labels) size += l.length;
+  });
+  const out = Buffer.allocUnsafe(size);
+  let at = out.write(head);
+  if (!head.endsWith('\n')) out[at++] = 10;
+  families.forEach(({ labels, values }, i) => {
+    const { header, name } = texts[i]!;
+    at += header.copy(out, at);
+    for (let j = 0; j < labels.length; j++) {
+      at += name.copy(out, at);
+      at += labels[j]!.copy(out, at);
+      out[at++] = 125; // }
+      out[at++] = 32;
+      at = writeCount(out, at, values[j]!);
+      out[at++] = 10;
+    }
+  });
+  return out.subarray(0, at);
+}
+
+const FRONTEND_CONNECTS = {
+  name: 'socklb_service_connects_total',
+  help: 'Connects (TCP) and sends (UDP) balanced to a backend, per frontend, from the per-CPU counters.',
+};
+const FRONTEND_REFUSED = { name: 'socklb_service_refused_total', help: 'Connects and sends refused because the frontend had no backend.' };
+const BACKEND_CONNECTS = {
+  name: 'socklb_backend_connects_total',
+  help: 'Connects and sends balanced to a backend, over every frontend that uses it (only with --metrics-per-backend).',
+};
 
 /**
  * Entries of the maps the agent writes, from what it programmed: the kernel keeps no count, and
@@ -46,17 +116,13 @@ interface Snapshot {
  * (reverse, affinity) get no such figure here; /v1/maps counts them when asked.
  */
 function programmedEntries(state: ProgrammedState): Map<string, number> {
-  const n = { v4: 0, v6: 0, slots: 0, b4: 0, b6: 0 };
+  const n = { v4: 0, v6: 0, slots: 0, b4: state.backendCount(4), b6: state.backendCount(6) };
   for (const s of state.services.values()) {
     if (s.frontend.family === 4) n.v4++;
     else n.v6++;
     n.slots += s.slots.size;
   }
   for (const orphans of state.orphanSlots.values()) n.slots += orphans.size;
-  for (const b of state.backends.values()) {
-    if (b.family === 4) n.b4++;
-    else n.b6++;
-  }
   return new Map([
     [MapNames.lb4Services, n.v4],
     [MapNames.lb6Services, n.v6],
@@ -74,6 +140,7 @@ export class SocklbMetrics {
   readonly #syncErrors: Counter<'reason'>;
   readonly #perBackend: boolean;
   #snapshot: Snapshot | undefined;
+  #labels: { table: DesiredTable; names: Map<string, DesiredFrontend> | undefined; bytes: WeakMap<ProgrammedService, Buffer> } | undefined;
 
   constructor(source: DebugSource, options: MetricsOptions = {}) {
     this.#source = source;
@@ -145,35 +212,9 @@ export class SocklbMetrics {
       },
     });
 
-    const perFrontend = (name: string, help: string, count: (f: { connects: number; refused: number }) => number) =>
-      new Counter({
-        name,
-        help,
-        labelNames: ['namespace', 'service', 'port_name', 'frontend'],
-        registers,
-        collect() {
-          this.reset();
-          for (const f of self.#snap().frontends) this.inc(f.labels, count(f));
-        },
-      });
-    perFrontend(
-      'socklb_service_connects_total',
-      'Connects (TCP) and sends (UDP) balanced to a backend, per frontend, from the per-CPU counters.',
-      (f) => f.connects,
-    );
-    perFrontend('socklb_service_refused_total', 'Connects and sends refused because the frontend had no backend.', (f) => f.refused);
-    if (this.#perBackend) {
-      new Counter({
-        name: 'socklb_backend_connects_total',
-        help: 'Connects and sends balanced to a backend, over every frontend that uses it (only with --metrics-per-backend).',
-        labelNames: ['backend'],
-        registers,
-        collect() {
-          this.reset();
-          for (const b of self.#snap().backends) this.inc({ backend: b.backend }, b.connects);
-        },
-      });
-    }
+    // The per-frontend (and per-backend) families are written as text by metrics(): one series per
+    // frontend is 100,000 series at 50,000 services, and prom-client's labelled children cost
+    // several times the map read at that size (hash per label set, per-series objects, escaping).
     new Counter({
       name: 'socklb_sock_hook_total',
       help: 'Calls of the socket hooks by outcome (sock_stats reasons: balanced, not_service, no_backend, ...).',
@@ -181,7 +222,7 @@ export class SocklbMetrics {
       registers,
       collect() {
         this.reset();
-        for (const [reason, n] of Object.entries(self.#snap().reasons)) this.inc({ reason }, Number(n));
+        for (const [reason, n] of Object.entries(self.#snap().reasons)) this.inc({ reason }, n);
       },
     });
 
@@ -223,18 +264,52 @@ export class SocklbMetrics {
     if (Number.isFinite(seconds) && seconds >= 0) this.#programming.observe(seconds);
   }
 
-  /** The Prometheus text exposition. */
-  async metrics(): Promise<string> {
+  /** The Prometheus text exposition, as GET /metrics serves it. */
+  async exposition(): Promise<Buffer> {
+    // A registry.metrics() of its own (a test's, say) leaves a snapshot behind: never serve that one.
+    this.#snapshot = undefined;
     try {
-      return await this.registry.metrics();
+      const head = await this.registry.metrics();
+      return writeFamilies(head, this.#snap().rows);
     } finally {
       this.#snapshot = undefined;
     }
   }
 
+  /** exposition() as a string. */
+  async metrics(): Promise<string> {
+    return (await this.exposition()).toString();
+  }
+
   get contentType(): string {
     return this.registry.contentType;
   }
+
+  /**
+   * The label bytes of a programmed frontend, named by the desired table; kept while the table is
+   * the same object, as it is between syncs, and held by the state's entry (an identity lookup,
+   * cheaper than hashing 50,000 key strings per scrape). A frontend the table does not name (left
+   * by an earlier agent, or drift) gets namespace, service and port_name ''.
+   */
+  #frontendLabels(table: DesiredTable): (key: string, svc: ProgrammedService) => Buffer {
+    if (this.#labels?.table !== table) this.#labels = { table, names: undefined, bytes: new WeakMap() };
+    const cache = this.#labels;
+    return (key, svc) => {
+      let b = cache.bytes.get(svc);
+      if (b === undefined) {
+        cache.names ??= new Map(table.frontends.map((d) => [endpointKey(d.frontend), d]));
+        const d = cache.names.get(key);
+        b = Buffer.from(
+          `namespace="${labelValue(d?.service.namespace ?? '')}",service="${labelValue(d?.service.name ?? '')}",port_name="${labelValue(d?.portName ?? '')}",frontend="${labelValue(key)}"`,
+        );
+        cache.bytes.set(svc, b);
+      }
+      return b;
+    };
+  }
+
+  /** The label bytes of a backend, held by the state's backend object while it lasts. */
+  #backendLabels = new WeakMap<Backend, Buffer>();
 
   /**
    * One read per scrape, shared by every collect callback of that scrape: the counter maps in pages
@@ -251,35 +326,43 @@ export class SocklbMetrics {
     const source = this.#source;
     const state = source.programmed();
     const views = new Map(source.maps().map((m) => [m.name, m]));
-    const counters = (name: string, ids: Set<number>) => {
+    /** A counter array summed over CPUs, indexed by id, up to the highest id programmed. */
+    const counters = (name: string, ids: Iterable<number>): Record<string, Float64Array> => {
+      let size = 0;
+      for (const id of ids) if (id >= size) size = id + 1;
       const view = views.get(name);
-      return view ? sumCounters(view, (id) => ids.has(id)) : new Map<number, Record<string, bigint>>();
+      return view ? sumCounters(view, size) : {};
     };
 
-    const services = [...state.services.values()];
-    const serviceCounts = counters(MapNames.serviceStats, new Set(services.map((s) => s.serviceId)));
-    const names = new Map(source.table().frontends.map((d) => [endpointKey(d.frontend), d]));
-    const frontends = services.map((s) => {
-      const frontend = endpointKey(s.frontend);
-      const desired = names.get(frontend);
-      const c = serviceCounts.get(s.serviceId);
-      return {
-        labels: {
-          namespace: desired?.service.namespace ?? '',
-          service: desired?.service.name ?? '',
-          port_name: desired?.portName ?? '',
-          frontend,
-        },
-        connects: Number(c?.connects ?? 0n),
-        refused: Number(c?.refused ?? 0n),
-      };
-    });
+    const services = [...state.services];
+    const serviceCounts = counters(
+      MapNames.serviceStats,
+      services.map(([, svc]) => svc.serviceId),
+    );
+    const labels = this.#frontendLabels(source.table());
+    const frontendLabels = services.map(([key, svc]) => labels(key, svc));
+    const pick = (field: string) => Float64Array.from(services, ([, svc]) => serviceCounts[field]?.[svc.serviceId] ?? 0);
+    const rows: Rows[] = [
+      { family: FRONTEND_CONNECTS, labels: frontendLabels, values: pick('connects') },
+      { family: FRONTEND_REFUSED, labels: frontendLabels, values: pick('refused') },
+    ];
 
-    const backends: Snapshot['backends'] = [];
     if (this.#perBackend) {
-      const backendCounts = counters(MapNames.backendStats, new Set(state.backends.keys()));
-      for (const [id, b] of state.backends)
-        backends.push({ backend: endpointKey(b), connects: Number(backendCounts.get(id)?.connects ?? 0n) });
+      const backends = [...state.backends];
+      const counts = counters(MapNames.backendStats, state.backends.keys()).connects;
+      const cache = this.#backendLabels;
+      rows.push({
+        family: BACKEND_CONNECTS,
+        labels: backends.map(([, b]) => {
+          let l = cache.get(b);
+          if (!l) {
+            l = Buffer.from(`backend="${labelValue(endpointKey(b))}"`);
+            cache.set(b, l);
+          }
+          return l;
+        }),
+        values: Float64Array.from(backends, ([id]) => counts?.[id] ?? 0),
+      });
     }
 
     const entries = programmedEntries(state);
@@ -287,6 +370,6 @@ export class SocklbMetrics {
       const info = v.info();
       return { ...info, entries: info.type.endsWith('array') ? info.maxEntries : entries.get(info.name) };
     });
-    return { frontends, backends, maps, reasons: sockReasonCounts(source) };
+    return { rows, maps, reasons: sockReasonCounts(source) };
   }
 }

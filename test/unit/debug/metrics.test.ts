@@ -8,7 +8,7 @@ import { buildDebugServer } from '../../../src/debug/server.ts';
 import type { DebugSource } from '../../../src/debug/source.ts';
 import { ErrorCodes } from '../../../src/errors.ts';
 import { SocklbMetrics } from '../../../src/metrics/metrics.ts';
-import { fixture } from './fixture.ts';
+import { fixture, table } from './fixture.ts';
 
 /** The value of one sample line, by metric name and exact label text. */
 function sample(text: string, name: string, labels = ''): number | undefined {
@@ -39,10 +39,10 @@ test('/metrics serves per-frontend connects, and per-backend ones only with the 
     // A later scrape reads the counters again, not a cached copy.
     const id = [...maps.backendCounts.keys()][0]!;
     maps.backendCounts.set(id, 50n);
-    maps.services.set(source.programmed().services.get('TCP/10.96.0.10:80')!.serviceId, { connects: 12n, refused: 1n });
+    maps.services.set(source.programmed().services.get('TCP/10.96.0.10:80')!.serviceId, { connects: 1099511627783n, refused: 1n });
     const again = (await perBackend.inject({ url: '/metrics' })).body;
     assert.is(sample(again, 'socklb_backend_connects_total', 'backend="TCP/10.244.0.11:8080"'), 50);
-    assert.is(sample(again, 'socklb_service_connects_total', web), 12);
+    assert.match(again, `\nsocklb_service_connects_total{${web}} 1099511627783\n`);
   } finally {
     await plain.close();
     await perBackend.close();
@@ -114,7 +114,13 @@ test('a scrape reads the service counters and sock_stats in pages, and no servic
     assert.is(sample(text, 'socklb_map_entries', `map="${MapNames.lb4Services}"`), 2);
     assert.is(sample(text, 'socklb_map_entries', `map="${MapNames.lb4Backends}"`), 504);
     assert.is(sample(text, 'socklb_map_entries', `map="${MapNames.slots}"`), 506);
+    assert.is(sample(text, 'socklb_map_entries', `map="${MapNames.lb6Backends}"`), 2);
   }
+  // Backends removed by a sync leave the count too.
+  source.sync(table());
+  const after = await new SocklbMetrics(source).metrics();
+  assert.is(sample(after, 'socklb_map_entries', `map="${MapNames.lb4Backends}"`), 4);
+  assert.is(sample(after, 'socklb_map_entries', `map="${MapNames.slots}"`), 6);
 });
 
 test('/metrics serves map fill, sock hook reasons, problems by reason, sync state and build info', async () => {
