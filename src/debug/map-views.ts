@@ -57,10 +57,37 @@ export interface MapSummary extends MapInfo {
 }
 
 export interface RawPage {
-  /** [key, value] in the map's layout; a per-CPU value holds one stride-8 slot per possible CPU. */
-  entries: [Buffer, Buffer][];
+  count: number;
+  /** The page's keys back to back, in the map's layout. */
+  keys: Buffer;
+  /** Its values back to back, count of them; a per-CPU value holds one stride-8 slot per possible CPU. */
+  values: Buffer;
+  /** [key, value] views into keys and values, made when first read. */
+  readonly entries: [Buffer, Buffer][];
   /** Where the next page starts, or undefined when this was the last. */
   next: Buffer | undefined;
+}
+
+/**
+ * A page over back-to-back keys and values. Its entries are views made on first use: a reader of
+ * the raw bytes (the counter sums at each scrape) makes no object per entry.
+ */
+function rawPage(keys: Buffer, values: Buffer, count: number, next: Buffer | undefined): RawPage {
+  let entries: [Buffer, Buffer][] | undefined;
+  return {
+    count,
+    keys,
+    values,
+    next,
+    get entries() {
+      if (!entries) {
+        const ks = count && keys.length / count;
+        const vs = count && values.length / count;
+        entries = Array.from({ length: count }, (_, i) => [keys.subarray(i * ks, (i + 1) * ks), values.subarray(i * vs, (i + 1) * vs)]);
+      }
+      return entries;
+    },
+  };
 }
 
 /** One map, read-only. */
@@ -172,13 +199,7 @@ export class BpfMapView implements MapView {
     const size = Math.max(this.#map.keySize, 8);
     if (cursor && cursor.length !== size) throw new RangeError(`cursor is not one of map ${this.name}`);
     const page = this.#map.lookupBatch(cursor, limit);
-    const entries: [Buffer, Buffer][] = [];
-    const ks = this.#map.keySize;
-    const vs = this.#map.valueBufferSize;
-    for (let i = 0; i < page.count; i++) {
-      entries.push([page.keys.subarray(i * ks, (i + 1) * ks), page.values.subarray(i * vs, (i + 1) * vs)]);
-    }
-    return { entries, next: page.nextCursor ? Buffer.from(page.nextCursor) : undefined };
+    return rawPage(page.keys, page.values, page.count, page.nextCursor ? Buffer.from(page.nextCursor) : undefined);
   }
 }
 
@@ -258,7 +279,9 @@ export class MemoryMapView implements MapView {
     const slice = start < 0 ? [] : sorted.slice(start, start + limit);
     const entries = slice.map((k) => this.#entries.get(k)!);
     const more = start >= 0 && start + limit < sorted.length;
-    return { entries, next: more ? Buffer.from(entries.at(-1)![0]) : undefined };
+    const keys = Buffer.concat(entries.map(([k]) => k));
+    const values = Buffer.concat(entries.map(([, v]) => v));
+    return rawPage(keys, values, entries.length, more ? Buffer.from(entries.at(-1)![0]) : undefined);
   }
 }
 

@@ -24,7 +24,7 @@ export { DEFAULT_DEBUG_ADDRESS, PROXY_MODE };
  */
 export interface MetricsExposition {
   readonly contentType: string;
-  exposition(): Promise<Buffer | string>;
+  exposition(): Promise<Buffer | string | NodeJS.ReadableStream>;
 }
 
 export interface DebugServerOptions {

@@ -4,6 +4,7 @@
 // are observed by the agent. Each socklb_ metric that has a kube-proxy counterpart keeps its name
 // after the prefix.
 
+import { Readable } from 'node:stream';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { ABI_VERSION, MapNames } from '../datapath/abi.ts';
 import type { MapInfo } from '../debug/map-views.ts';
@@ -40,7 +41,7 @@ interface Rows {
 }
 
 interface Snapshot {
-  /** The per-frontend (and per-backend) counter families, written as bytes by exposition(). */
+  /** The per-frontend (and per-backend) counter families, rendered as bytes by exposition(). */
   rows: Rows[];
   maps: (MapInfo & { entries: number | undefined })[];
   reasons: Record<string, number>;
@@ -67,37 +68,38 @@ function writeCount(out: Buffer, at: number, value: number): number {
   return at + digits;
 }
 
+/** Bytes per chunk of the exposition: small enough to die young, as a 12 MB buffer does not. */
+const CHUNK = 64 * 1024;
+
 /**
- * The families of many series in the Prometheus text format (0.0.4), after `head`, into one Buffer
- * sized up front. At 50,000 services that is 100,000 lines and 12 MB: building them as strings and
- * encoding the result cost several times the map read, most of it in the garbage collector.
+ * `head`, then the families of many series in the Prometheus text format (0.0.4), rendered a chunk
+ * at a time as the reader pulls. At 50,000 services that is 100,000 lines and 12 MB: built as strings
+ * and encoded, or as one buffer, the garbage it left cost more than the rest of the scrape (a full
+ * collection of the agent's heap every few scrapes); chunks of 64 KiB are collected young.
  */
-function writeFamilies(head: string, families: Rows[]): Buffer {
-  const texts = families.map(({ family }) => ({
-    header: Buffer.from(`\n# HELP ${family.name} ${family.help}\n# TYPE ${family.name} counter\n`),
-    name: Buffer.from(`${family.name}{`),
-  }));
-  let size = Buffer.byteLength(head) + 1;
-  families.forEach((f, i) => {
-    size += texts[i]!.header.length + f.labels.length * (texts[i]!.name.length + 2 + VALUE_DIGITS + 1);
-    for (const l of f.labels) size += l.length;
-  });
-  const out = Buffer.allocUnsafe(size);
-  let at = out.write(head);
-  if (!head.endsWith('\n')) out[at++] = 10;
-  families.forEach(({ labels, values }, i) => {
-    const { header, name } = texts[i]!;
-    at += header.copy(out, at);
+function* render(head: string, families: Rows[]): Generator<Buffer> {
+  yield Buffer.from(head.endsWith('\n') ? head : `${head}\n`);
+  for (const { family, labels, values } of families) {
+    const name = Buffer.from(`${family.name}{`);
+    let out = Buffer.allocUnsafe(CHUNK);
+    let at = out.write(`\n# HELP ${family.name} ${family.help}\n# TYPE ${family.name} counter\n`);
     for (let j = 0; j < labels.length; j++) {
+      const label = labels[j]!;
+      const need = name.length + label.length + 2 + VALUE_DIGITS + 1;
+      if (at + need > out.length) {
+        yield out.subarray(0, at);
+        out = Buffer.allocUnsafe(Math.max(CHUNK, need));
+        at = 0;
+      }
       at += name.copy(out, at);
-      at += labels[j]!.copy(out, at);
+      at += label.copy(out, at);
       out[at++] = 125; // }
       out[at++] = 32;
       at = writeCount(out, at, values[j]!);
       out[at++] = 10;
     }
-  });
-  return out.subarray(0, at);
+    yield out.subarray(0, at);
+  }
 }
 
 const FRONTEND_CONNECTS = {
@@ -264,21 +266,28 @@ export class SocklbMetrics {
     if (Number.isFinite(seconds) && seconds >= 0) this.#programming.observe(seconds);
   }
 
-  /** The Prometheus text exposition, as GET /metrics serves it. */
-  async exposition(): Promise<Buffer> {
+  /**
+   * The Prometheus text exposition, as GET /metrics serves it: every value is read now, the text is
+   * rendered as the stream is read.
+   */
+  async exposition(): Promise<Readable> {
+    return Readable.from(await this.#render(), { objectMode: false });
+  }
+
+  /** exposition() as one string. */
+  async metrics(): Promise<string> {
+    return Buffer.concat([...(await this.#render())]).toString();
+  }
+
+  async #render(): Promise<Generator<Buffer>> {
     // A registry.metrics() of its own (a test's, say) leaves a snapshot behind: never serve that one.
     this.#snapshot = undefined;
     try {
       const head = await this.registry.metrics();
-      return writeFamilies(head, this.#snap().rows);
+      return render(head, this.#snap().rows);
     } finally {
       this.#snapshot = undefined;
     }
-  }
-
-  /** exposition() as a string. */
-  async metrics(): Promise<string> {
-    return (await this.exposition()).toString();
   }
 
   get contentType(): string {
@@ -327,42 +336,47 @@ export class SocklbMetrics {
     const state = source.programmed();
     const views = new Map(source.maps().map((m) => [m.name, m]));
     /** A counter array summed over CPUs, indexed by id, up to the highest id programmed. */
-    const counters = (name: string, ids: Iterable<number>): Record<string, Float64Array> => {
-      let size = 0;
-      for (const id of ids) if (id >= size) size = id + 1;
+    const counters = (name: string, maxId: number): Record<string, Float64Array> => {
       const view = views.get(name);
-      return view ? sumCounters(view, size) : {};
+      return view && maxId > 0 ? sumCounters(view, maxId + 1) : {};
     };
 
-    const services = [...state.services];
-    const serviceCounts = counters(
-      MapNames.serviceStats,
-      services.map(([, svc]) => svc.serviceId),
-    );
+    let maxId = 0;
+    for (const svc of state.services.values()) if (svc.serviceId > maxId) maxId = svc.serviceId;
+    const counts = counters(MapNames.serviceStats, maxId);
     const labels = this.#frontendLabels(source.table());
-    const frontendLabels = services.map(([key, svc]) => labels(key, svc));
-    const pick = (field: string) => Float64Array.from(services, ([, svc]) => serviceCounts[field]?.[svc.serviceId] ?? 0);
+    const frontendLabels: Buffer[] = new Array(state.services.size);
+    const connects = new Float64Array(state.services.size);
+    const refused = new Float64Array(state.services.size);
+    let i = 0;
+    for (const [key, svc] of state.services) {
+      frontendLabels[i] = labels(key, svc);
+      connects[i] = counts.connects?.[svc.serviceId] ?? 0;
+      refused[i++] = counts.refused?.[svc.serviceId] ?? 0;
+    }
     const rows: Rows[] = [
-      { family: FRONTEND_CONNECTS, labels: frontendLabels, values: pick('connects') },
-      { family: FRONTEND_REFUSED, labels: frontendLabels, values: pick('refused') },
+      { family: FRONTEND_CONNECTS, labels: frontendLabels, values: connects },
+      { family: FRONTEND_REFUSED, labels: frontendLabels, values: refused },
     ];
 
     if (this.#perBackend) {
-      const backends = [...state.backends];
-      const counts = counters(MapNames.backendStats, state.backends.keys()).connects;
+      let maxBackend = 0;
+      for (const id of state.backends.keys()) if (id > maxBackend) maxBackend = id;
+      const backendCounts = counters(MapNames.backendStats, maxBackend).connects;
       const cache = this.#backendLabels;
-      rows.push({
-        family: BACKEND_CONNECTS,
-        labels: backends.map(([, b]) => {
-          let l = cache.get(b);
-          if (!l) {
-            l = Buffer.from(`backend="${labelValue(endpointKey(b))}"`);
-            cache.set(b, l);
-          }
-          return l;
-        }),
-        values: Float64Array.from(backends, ([id]) => counts?.[id] ?? 0),
-      });
+      const backendLabels: Buffer[] = new Array(state.backends.size);
+      const values = new Float64Array(state.backends.size);
+      let j = 0;
+      for (const [id, b] of state.backends) {
+        let l = cache.get(b);
+        if (!l) {
+          l = Buffer.from(`backend="${labelValue(endpointKey(b))}"`);
+          cache.set(b, l);
+        }
+        backendLabels[j] = l;
+        values[j++] = backendCounts?.[id] ?? 0;
+      }
+      rows.push({ family: BACKEND_CONNECTS, labels: backendLabels, values });
     }
 
     const entries = programmedEntries(state);
