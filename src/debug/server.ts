@@ -24,7 +24,8 @@ export { DEFAULT_DEBUG_ADDRESS, PROXY_MODE };
  */
 export interface MetricsExposition {
   readonly contentType: string;
-  exposition(): Promise<Buffer | string | NodeJS.ReadableStream>;
+  /** The body, and what to call once the reply is over (sent, or its connection gone). */
+  exposition(): Promise<{ body: Buffer | string | NodeJS.ReadableStream; sent?: () => void }>;
 }
 
 export interface DebugServerOptions {
@@ -153,7 +154,9 @@ export async function buildDebugServer(source: DebugSource, options: DebugServer
       },
       async (_req, reply) => {
         void reply.type(metrics.contentType);
-        return metrics.exposition();
+        const { body, sent } = await metrics.exposition();
+        if (sent) reply.raw.once('close', sent);
+        return body;
       },
     );
   }

@@ -4,11 +4,12 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { MapNames } from '../../../src/datapath/abi.ts';
 import type { MapView } from '../../../src/debug/map-views.ts';
+import { memorySource } from '../../../src/debug/memory-source.ts';
 import { buildDebugServer } from '../../../src/debug/server.ts';
 import type { DebugSource } from '../../../src/debug/source.ts';
 import { ErrorCodes } from '../../../src/errors.ts';
 import { SocklbMetrics } from '../../../src/metrics/metrics.ts';
-import { fixture, table } from './fixture.ts';
+import { CAPACITY, CountingMaps, fixture, table } from './fixture.ts';
 
 /** The value of one sample line, by metric name and exact label text. */
 function sample(text: string, name: string, labels = ''): number | undefined {
@@ -121,6 +122,23 @@ test('a scrape reads the service counters and sock_stats in pages, and no servic
   const after = await new SocklbMetrics(source).metrics();
   assert.is(sample(after, 'socklb_map_entries', `map="${MapNames.lb4Backends}"`), 4);
   assert.is(sample(after, 'socklb_map_entries', `map="${MapNames.slots}"`), 6);
+});
+
+test('scrapes at once and one after another all get the whole text: reused chunks never mix replies', async () => {
+  // 5,000 backends of their own, so the per-backend family spans several 64 KiB chunks.
+  const source = memorySource(new CountingMaps({ ...CAPACITY, slots: 16384, backends: 8192, backendIds: 16385 }));
+  source.sync(table(5000));
+  const metrics = new SocklbMetrics(source, { perBackend: true });
+  const app = await buildDebugServer(source, { metrics });
+  try {
+    const want = await metrics.metrics();
+    assert.ok(want.length > 4 * 65536, `${want.length} bytes: several chunks`);
+    const together = await Promise.all([1, 2, 3].map(() => app.inject({ url: '/metrics' })));
+    for (const res of together) assert.is(res.body, want);
+    for (let i = 0; i < 3; i++) assert.is((await app.inject({ url: '/metrics' })).body, want);
+  } finally {
+    await app.close();
+  }
 });
 
 test('/metrics serves map fill, sock hook reasons, problems by reason, sync state and build info', async () => {
