@@ -71,6 +71,18 @@ export function renderMarkdown(r: BenchResults, chartPath: string): string {
         : `text ${fmtMiB(m.textBytes)} + RSS ${fmtMiB(m.processRssBytes)}`;
     },
   );
+  if (r.scrape?.length) {
+    perNTable(
+      out,
+      '**Metrics scrape, ms** (socklb: `GET /metrics` over loopback with N+1 services programmed, median of 5 scrapes, CPU ms in brackets; then with `--metrics-per-backend`)',
+      ns,
+      ['socklb'],
+      (_s, n) => {
+        const p = r.scrape?.find((c) => c.n === n);
+        return p ? `${fmtMs(p.ms)} (${fmtMs(p.cpuMs)}) / ${fmtMs(p.perBackendMs)} (${fmtMs(p.perBackendCpuMs)})` : '–';
+      },
+    );
+  }
   out.push('**Balance** (connections per backend; max/min ratio, 1.00 is perfect)');
   out.push('');
   out.push('| system | backends | connections | max/min | per backend |');

@@ -368,6 +368,7 @@ async function connectBlock(b: Bench, n: number, results: BenchResults, slow: Se
         textBytes: null,
         details: { memlock: s.memlock, capacity: s.capacity, rssBeforeBytes: s.rssBeforeBytes, heapUsedBytes: s.heapUsedBytes },
       });
+      results.scrape?.push({ n, frontends: s.frontends, ...s.scrape });
       results.connect.push(point(n, 'socklb', await b.rounds(vip)));
       b.removeSocklb();
       await baseline();
@@ -570,6 +571,7 @@ export async function runBench(o: BenchOptions, argv: string[]): Promise<{ json:
       connect: [],
       programming: [],
       memory: [],
+      scrape: [],
       balance: [],
       made: { labs: bench.labs, workDir: work },
     };

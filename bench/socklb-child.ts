@@ -4,12 +4,21 @@
 // prints ONE JSON line. The pins stay: the parent measures connects, then removes them.
 //   node bench/socklb-child.ts '{"bpffs":"/sys/fs/bpf/x","cgroup":"/sys/fs/cgroup/...","others":1000,"dialled":[...]}'
 
+import { execFile } from 'node:child_process';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 import { Datapath, DEFAULT_REVERSE_ENTRIES } from '../src/agent/datapath.ts';
 import { KernelMaps } from '../src/datapath/kernel-maps.ts';
 import type { Capacity } from '../src/datapath/maps.ts';
+import { startDebugServer } from '../src/debug/server.ts';
+import { agentSource } from '../src/debug/source.ts';
+import { SocklbMetrics } from '../src/metrics/metrics.ts';
 import { desired } from '../src/model/desired.ts';
+import type { DesiredTable } from '../src/model/types.ts';
 import { Reconciler } from '../src/reconcile/reconciler.ts';
 import { type BenchService, clusterOf, toKubernetes, withOneEndpointChanged } from './services.ts';
+import type { ScrapePoint } from './types.ts';
 
 export interface SocklbChildInput {
   bpffs: string;
@@ -25,6 +34,8 @@ export interface SocklbChildResult {
   capacity: Capacity;
   program: { desiredMs: number; reconcileMs: number; writes: number };
   change: { desiredMs: number; reconcileMs: number; writes: number } | null;
+  /** GET /metrics over the programmed maps, and with --metrics-per-backend (see ScrapePoint). */
+  scrape: Omit<ScrapePoint, 'n' | 'frontends'>;
   /** Bytes the kernel charges for each map (memlock in /proc/PID/fdinfo, as bpftool shows it). */
   memlock: Record<string, number>;
   memlockTotal: number;
@@ -47,6 +58,51 @@ export function capacityFor(services: number, backends: number): Capacity {
 }
 
 const ms = (from: bigint): number => Number(process.hrtime.bigint() - from) / 1e6;
+
+const SCRAPES = 5;
+const HERE = dirname(fileURLToPath(import.meta.url));
+const execFileAsync = promisify(execFile);
+
+/**
+ * Times GET /metrics on the debug endpoint, listening on 127.0.0.1 as the agent does, from a client
+ * in another process (bench/scrape-client.ts: request to last byte, median of SCRAPES after one
+ * untimed), and the CPU this process spent serving them, per scrape.
+ */
+async function timeScrape(datapath: Datapath, reconciler: Reconciler, table: DesiredTable, perBackend: boolean) {
+  const source = agentSource({
+    datapath,
+    reconciler,
+    table,
+    status: () => ({
+      inSync: true,
+      adopted: false,
+      lastSync: new Date(),
+      syncs: 1,
+      frontends: reconciler.state.services.size,
+      objectProblems: [],
+      programProblems: [],
+      destroyMethod: datapath.destroyer.method,
+      refuseErrno: datapath.refuseErrno,
+      committed: datapath.committed,
+      migration: datapath.migration,
+      syncErrors: [],
+      pendingDestroy: 0,
+    }),
+  });
+  const { server, url } = await startDebugServer(source, { address: '127.0.0.1:0', metrics: new SocklbMetrics(source, { perBackend }) });
+  try {
+    const cpu = process.cpuUsage();
+    const { stdout } = await execFileAsync(process.execPath, [join(HERE, 'scrape-client.ts'), `${url}/metrics`, String(SCRAPES)], {
+      timeout: 120_000,
+    });
+    const used = process.cpuUsage(cpu);
+    const client = JSON.parse(stdout) as { ms: number[]; bytes: number };
+    const median = [...client.ms].sort((a, b) => a - b)[Math.floor(SCRAPES / 2)]!;
+    return { ms: median, cpuMs: (used.user + used.system) / 1000 / (SCRAPES + 1), bytes: client.bytes };
+  } finally {
+    await server.close();
+  }
+}
 
 async function main(): Promise<void> {
   const input = JSON.parse(process.argv[2] ?? '') as SocklbChildInput;
@@ -89,11 +145,25 @@ async function main(): Promise<void> {
     const memlock: Record<string, number> = {};
     for (const [name, map] of Object.entries(datapath.maps)) memlock[name] = map.info().memlock ?? 0;
     const mem = process.memoryUsage();
+
+    // After the memory figures, which are the programming's.
+    const plain = await timeScrape(datapath, reconciler, table, false);
+    const perBackend = await timeScrape(datapath, reconciler, table, true);
+    const scrape = {
+      ms: plain.ms,
+      cpuMs: plain.cpuMs,
+      bytes: plain.bytes,
+      perBackendMs: perBackend.ms,
+      perBackendCpuMs: perBackend.cpuMs,
+      perBackendBytes: perBackend.bytes,
+      scrapes: SCRAPES,
+    };
     const result: SocklbChildResult = {
       frontends: table.frontends.length,
       capacity,
       program: { desiredMs, reconcileMs, writes: programmed.writes },
       change,
+      scrape,
       memlock,
       memlockTotal: Object.values(memlock).reduce((a, b) => a + b, 0),
       rssBeforeBytes,

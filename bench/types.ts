@@ -60,6 +60,23 @@ export interface MemoryPoint {
   details: Record<string, unknown>;
 }
 
+/** socklb's GET /metrics with N+1 services programmed (the other systems have no such endpoint). */
+export interface ScrapePoint {
+  n: number;
+  /** Frontends programmed, each one series per per-frontend family. */
+  frontends: number;
+  /** Median wall ms of `scrapes` scrapes over loopback HTTP from another process (request to last byte), after one untimed. */
+  ms: number;
+  /** The serving process's CPU ms (user + system) per scrape, the untimed one included: a busy machine inflates it less. */
+  cpuMs: number;
+  bytes: number;
+  /** The same with --metrics-per-backend. */
+  perBackendMs: number;
+  perBackendCpuMs: number;
+  perBackendBytes: number;
+  scrapes: number;
+}
+
 export interface BalanceResult {
   system: SystemName;
   backends: number;
@@ -81,6 +98,8 @@ export interface BenchResults {
   connect: ConnectPoint[];
   programming: ProgrammingPoint[];
   memory: MemoryPoint[];
+  /** Absent in results from before it was measured. */
+  scrape?: ScrapePoint[];
   balance: BalanceResult[];
   /** XDP cost per packet (bench/xdp-packet.ts); absent in results from before it was measured. */
   xdp?: XdpPacketResult;

@@ -6,9 +6,9 @@ import { type Logger, pino } from 'pino';
 import { capacityOf, cleanup, DEFAULT_BPFFS, DEFAULT_CAPACITY, DEFAULT_REVERSE_ENTRIES } from './agent/datapath.ts';
 import { chooseDevices, listDevices, nodePortAddresses, parseNodePortCidrs } from './agent/devices.ts';
 import { cgroup2Mount } from './agent/host.ts';
-import { runAgent } from './agent/main.ts';
 import { DEFAULT_NAT_PORTS, type XdpOptions } from './agent/xdp.ts';
 import { inspectCommand } from './cli/inspect.ts';
+import { runAgent } from './daemon/main.ts';
 import { DEFAULT_DEBUG_ADDRESS } from './debug/server.ts';
 import { runDemo } from './demo/demo.ts';
 import { ErrorCodes, SocklbError } from './errors.ts';
@@ -21,6 +21,7 @@ const USAGE = `usage:
                [--xdp-mode native|generic|off] [--devices IF[,IF]] [--nodeport-addresses CIDR[,CIDR]]
                [--nodeport-mode snat]
                [--debug-address HOST:PORT] [--debug-allow-remote --debug-token-file FILE]
+               [--metrics-per-backend]
   socklb demo
   socklb cleanup [--bpffs DIR]
   socklb services | backends | maps | map dump NAME | status  [--address HOST:PORT] [--json]
@@ -51,6 +52,7 @@ const AGENT_OPTIONS = {
   devices: { type: 'string', default: '' },
   'nodeport-addresses': { type: 'string', default: '' },
   'nodeport-mode': { type: 'string', default: 'snat' },
+  'metrics-per-backend': { type: 'boolean', default: false },
 } satisfies ParseArgsConfig['options'];
 
 function listOption(text: string): string[] {
@@ -131,6 +133,7 @@ async function agentCommand(argv: string[], log: Logger): Promise<void> {
         allowRemote: values['debug-allow-remote'],
         ...(values['debug-token-file'] ? { tokenFile: values['debug-token-file'] } : {}),
       },
+      metricsPerBackend: values['metrics-per-backend'],
       log,
     },
     stopped,

@@ -5,7 +5,7 @@
 import { readFileSync, readlinkSync, unlinkSync } from 'node:fs';
 import { constants } from 'node:os';
 import { getSystemErrorMap, getSystemErrorName } from 'node:util';
-import { ipv4ToBytes, ipv6ToBytes } from '../datapath/ip-bytes.ts';
+import { ipv4ToBytes, ipv6ToBytes } from './ip-bytes.ts';
 import {
   type BatchResult,
   type NativeBpfObject,

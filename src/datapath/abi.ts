@@ -2,7 +2,7 @@
 // test/kernel/abi.test.ts checks every layout here against the BTF of the compiled objects.
 
 import { endianness } from 'node:os';
-import { bytesToIpv4, bytesToIpv6, ipv4ToBytes, ipv6ToBytes } from './ip-bytes.ts';
+import { bytesToIpv4, bytesToIpv6, ipv4ToBytes, ipv6ToBytes } from '../bpf/ip-bytes.ts';
 
 export const ABI_VERSION = 2;
 

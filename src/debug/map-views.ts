@@ -35,7 +35,8 @@ function rawLayout(size: number): Layout {
   return { name: 'raw', size, fields: [] };
 }
 
-export interface MapSummary {
+/** What the kernel says of a map without reading an entry: one BPF_OBJ_GET_INFO_BY_FD and its fdinfo. */
+export interface MapInfo {
   name: string;
   /** libbpf's name of the map type: 'hash', 'lru_hash', 'percpu_array', ... */
   type: string;
@@ -43,8 +44,6 @@ export interface MapSummary {
   /** Per element (per CPU for per-CPU maps), as the kernel reports it. */
   valueSize: number;
   maxEntries: number;
-  /** Keys present. An array map always holds maxEntries. */
-  entries: number;
   /** Bytes charged to the map (fdinfo memlock); undefined when the kernel does not say. */
   memoryBytes: number | undefined;
   perCpu: boolean;
@@ -52,11 +51,43 @@ export interface MapSummary {
   valueLayout: string;
 }
 
+export interface MapSummary extends MapInfo {
+  /** Keys present, counted by reading the whole map. An array map always holds maxEntries. */
+  entries: number;
+}
+
 export interface RawPage {
-  /** [key, value] in the map's layout; a per-CPU value holds one stride-8 slot per possible CPU. */
-  entries: [Buffer, Buffer][];
+  count: number;
+  /** The page's keys back to back, in the map's layout. */
+  keys: Buffer;
+  /** Its values back to back, count of them; a per-CPU value holds one stride-8 slot per possible CPU. */
+  values: Buffer;
+  /** [key, value] views into keys and values, made when first read. */
+  readonly entries: [Buffer, Buffer][];
   /** Where the next page starts, or undefined when this was the last. */
   next: Buffer | undefined;
+}
+
+/**
+ * A page over back-to-back keys and values. Its entries are views made on first use: a reader of
+ * the raw bytes (the counter sums at each scrape) makes no object per entry.
+ */
+function rawPage(keys: Buffer, values: Buffer, count: number, next: Buffer | undefined): RawPage {
+  let entries: [Buffer, Buffer][] | undefined;
+  return {
+    count,
+    keys,
+    values,
+    next,
+    get entries() {
+      if (!entries) {
+        const ks = count && keys.length / count;
+        const vs = count && values.length / count;
+        entries = Array.from({ length: count }, (_, i) => [keys.subarray(i * ks, (i + 1) * ks), values.subarray(i * vs, (i + 1) * vs)]);
+      }
+      return entries;
+    },
+  };
 }
 
 /** One map, read-only. */
@@ -64,6 +95,9 @@ export interface MapView {
   readonly name: string;
   readonly key: Layout;
   readonly value: Layout;
+  /** Type, sizes and memory; reads no entry. */
+  info(): MapInfo;
+  /** info() and the entries in use: walks a hash map's every bucket. */
   summary(): MapSummary;
   /**
    * Up to about `limit` entries after `cursor` (from the start when undefined). A hash map's page
@@ -125,21 +159,24 @@ export class BpfMapView implements MapView {
     this.value = layouts?.value ?? rawLayout(map.valueSize);
   }
 
-  summary(): MapSummary {
+  info(): MapInfo {
     const info = this.#map.info();
-    const isArray = info.typeName.endsWith('array');
     return {
       name: this.name,
       type: info.typeName,
       keySize: info.keySize,
       valueSize: info.valueSize,
       maxEntries: info.maxEntries,
-      entries: isArray ? info.maxEntries : this.#count(),
       memoryBytes: info.memlock,
       perCpu: this.#map.perCpu,
       keyLayout: this.key.name,
       valueLayout: this.value.name,
     };
+  }
+
+  summary(): MapSummary {
+    const info = this.info();
+    return { ...info, entries: info.type.endsWith('array') ? info.maxEntries : this.#count() };
   }
 
   #count(): number {
@@ -162,13 +199,7 @@ export class BpfMapView implements MapView {
     const size = Math.max(this.#map.keySize, 8);
     if (cursor && cursor.length !== size) throw new RangeError(`cursor is not one of map ${this.name}`);
     const page = this.#map.lookupBatch(cursor, limit);
-    const entries: [Buffer, Buffer][] = [];
-    const ks = this.#map.keySize;
-    const vs = this.#map.valueBufferSize;
-    for (let i = 0; i < page.count; i++) {
-      entries.push([page.keys.subarray(i * ks, (i + 1) * ks), page.values.subarray(i * vs, (i + 1) * vs)]);
-    }
-    return { entries, next: page.nextCursor ? Buffer.from(page.nextCursor) : undefined };
+    return rawPage(page.keys, page.values, page.count, page.nextCursor ? Buffer.from(page.nextCursor) : undefined);
   }
 }
 
@@ -213,15 +244,13 @@ export class MemoryMapView implements MapView {
     this.#entries.clear();
   }
 
-  summary(): MapSummary {
+  info(): MapInfo {
     return {
       name: this.name,
       type: this.#init.type,
       keySize: this.key.size,
       valueSize: this.value.size,
       maxEntries: this.#init.maxEntries,
-      // As the kernel counts them: an array holds every index, set or not (pages list only set ones).
-      entries: this.#init.type.endsWith('array') ? this.#init.maxEntries : this.#entries.size,
       memoryBytes: undefined,
       perCpu: this.#init.perCpu ?? false,
       keyLayout: this.key.name,
@@ -229,16 +258,30 @@ export class MemoryMapView implements MapView {
     };
   }
 
-  /** Pages in key byte order; the cursor is the last key returned. */
+  summary(): MapSummary {
+    // As the kernel counts them: an array holds every index, set or not (pages list only set ones).
+    const entries = this.#init.type.endsWith('array') ? this.#init.maxEntries : this.#entries.size;
+    return { ...this.info(), entries };
+  }
+
+  /**
+   * Pages an array by index, as the kernel does, and a hash map in key byte order; the cursor is
+   * the last key returned.
+   */
   page(cursor: Buffer | undefined, limit: number): RawPage {
     if (cursor && cursor.length !== this.key.size) throw new RangeError(`cursor is not one of map ${this.name}`);
-    const sorted = [...this.#entries.keys()].sort();
-    const after = cursor?.toString('hex');
-    const start = after === undefined ? 0 : sorted.findIndex((k) => k > after);
+    const byIndex = this.#init.type.endsWith('array');
+    const index = (hex: string) => Buffer.from(hex, 'hex').readUInt32LE(0);
+    const after = (a: string, b: string) => (byIndex ? index(a) > index(b) : a > b);
+    const sorted = [...this.#entries.keys()].sort((a, b) => (after(a, b) ? 1 : after(b, a) ? -1 : 0));
+    const last = cursor?.toString('hex');
+    const start = last === undefined ? 0 : sorted.findIndex((k) => after(k, last));
     const slice = start < 0 ? [] : sorted.slice(start, start + limit);
     const entries = slice.map((k) => this.#entries.get(k)!);
     const more = start >= 0 && start + limit < sorted.length;
-    return { entries, next: more ? Buffer.from(entries.at(-1)![0]) : undefined };
+    const keys = Buffer.concat(entries.map(([k]) => k));
+    const values = Buffer.concat(entries.map(([, v]) => v));
+    return rawPage(keys, values, entries.length, more ? Buffer.from(entries.at(-1)![0]) : undefined);
   }
 }
 

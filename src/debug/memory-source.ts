@@ -55,6 +55,7 @@ export function memorySource(maps: MemoryMaps, config: Record<string, unknown> =
     hooks: () => Object.entries(SOCK_PROGRAMS).map(([program, attachType]) => ({ program, attachType, attached })),
     table: () => table,
     readback: () => maps,
+    programmed: () => reconciler.state,
     maps: (): MapView[] => {
       serviceMaps.refresh();
       return [...serviceMaps.views, sockStats];

@@ -9,7 +9,7 @@ import swagger from '@fastify/swagger';
 import { type FastifyBaseLogger, type FastifyError, type FastifyInstance, fastify, LogController } from 'fastify';
 import { type Logger, pino } from 'pino';
 import { ErrorCodes, SocklbError } from '../errors.ts';
-import { SocklbMetrics, VERSION } from '../metrics/metrics.ts';
+import { VERSION } from '../version.ts';
 import { DEFAULT_DEBUG_ADDRESS, PROXY_MODE } from './defaults.ts';
 import { decodeEntry } from './map-views.ts';
 import { configSchema, mapPageQuerySchema, mapPageSchema, mapsSchema, SHARED_SCHEMAS, servicesSchema } from './schemas.ts';
@@ -18,9 +18,19 @@ import type { DebugSource } from './source.ts';
 
 export { DEFAULT_DEBUG_ADDRESS, PROXY_MODE };
 
+/**
+ * What /metrics serves: SocklbMetrics implements it. The metrics read through the same DebugSource,
+ * so they sit above this folder and are handed in; without them the endpoint has no /metrics.
+ */
+export interface MetricsExposition {
+  readonly contentType: string;
+  /** The body, and what to call once the reply is over (sent, or its connection gone). */
+  exposition(): Promise<{ body: Buffer | string | NodeJS.ReadableStream; sent?: () => void }>;
+}
+
 export interface DebugServerOptions {
-  /** Registered at /metrics; made from the source when absent. */
-  metrics?: SocklbMetrics;
+  /** Registered at /metrics when present. */
+  metrics?: MetricsExposition;
   /** When set, every request needs `Authorization: Bearer <token>`. */
   token?: string;
   /** Request logs; none when absent. */
@@ -57,7 +67,7 @@ export async function buildDebugServer(source: DebugSource, options: DebugServer
     loggerInstance: (options.log ?? pino({ enabled: false })) as FastifyBaseLogger,
     logController: new LogController({ disableRequestLogging: true }),
   });
-  const metrics = options.metrics ?? new SocklbMetrics(source);
+  const metrics = options.metrics;
 
   await app.register(swagger, {
     openapi: {
@@ -136,16 +146,20 @@ export async function buildDebugServer(source: DebugSource, options: DebugServer
     },
   );
 
-  app.get(
-    '/metrics',
-    {
-      schema: { summary: 'Prometheus metrics', produces: ['text/plain'], response: { 200: { type: 'string' }, ...errors } },
-    },
-    async (_req, reply) => {
-      void reply.type(metrics.contentType);
-      return metrics.metrics();
-    },
-  );
+  if (metrics) {
+    app.get(
+      '/metrics',
+      {
+        schema: { summary: 'Prometheus metrics', produces: ['text/plain'], response: { 200: { type: 'string' }, ...errors } },
+      },
+      async (_req, reply) => {
+        void reply.type(metrics.contentType);
+        const { body, sent } = await metrics.exposition();
+        if (sent) reply.raw.once('close', sent);
+        return body;
+      },
+    );
+  }
 
   app.get(
     '/v1/status',
@@ -255,7 +269,7 @@ export async function buildDebugServer(source: DebugSource, options: DebugServer
           .join(', ');
         throw new HttpError(404, DebugErrorCodes.NOT_FOUND, `no map ${req.params.name}; the agent holds ${known}`);
       }
-      const summary = view.summary();
+      const summary = view.info();
       const cursor = req.query.cursor === undefined ? undefined : Buffer.from(req.query.cursor, 'base64url');
       let page: ReturnType<typeof view.page>;
       try {

@@ -1,7 +1,7 @@
 // The reconciler's picture of what the maps hold, rebuilt from a map dump at start-up.
 
 import type { MapsDump } from '../datapath/maps.ts';
-import { type Backend, endpointKey, type Frontend } from '../model/types.ts';
+import { type Backend, endpointKey, type Family, type Frontend } from '../model/types.ts';
 
 export interface ProgrammedService {
   frontend: Frontend;
@@ -35,6 +35,8 @@ export class ProgrammedState {
   /** Backend id -> when it entered `backends`, to list ids in that order without walking them all. */
   readonly #entered = new Map<number, number>();
   #entries = 0;
+  /** Backends in `backends` by family, kept so /metrics need not walk them on each scrape. */
+  readonly #perFamily = { 4: 0, 6: 0 };
 
   /** Adopts what pinned maps hold, so a restarted agent continues instead of starting over. */
   static fromDump(dump: MapsDump): ProgrammedState {
@@ -51,6 +53,8 @@ export class ProgrammedState {
     const backends = this.backends as Map<number, Backend>;
     const previous = backends.get(id);
     backends.set(id, backend);
+    if (previous) this.#perFamily[previous.family]--;
+    this.#perFamily[backend.family]++;
     if (previous === undefined) {
       this.#entered.set(id, this.#entries++);
       if (!this.#liveRefs.has(id)) this.#unreferenced.add(id);
@@ -74,6 +78,7 @@ export class ProgrammedState {
     const previous = backends.get(id);
     if (previous === undefined) return;
     backends.delete(id);
+    this.#perFamily[previous.family]--;
     this.#entered.delete(id);
     this.#unreferenced.delete(id);
     const key = endpointKey(previous);
@@ -93,6 +98,11 @@ export class ProgrammedState {
   backendIdOf(key: string): number | undefined {
     const ids = this.#idsByKey.get(key);
     return typeof ids === 'number' ? ids : ids?.at(-1);
+  }
+
+  /** How many backends of this family `backends` holds. */
+  backendCount(family: Family): number {
+    return this.#perFamily[family];
   }
 
   /** Whether some backend is held by more than one id. */

@@ -80,6 +80,16 @@ test('every system has connect samples at every N, with finite positive ratios t
   }
 });
 
+test('a socklb /metrics scrape is timed at every N, with and without per-backend series', () => {
+  for (const n of results.params.ns as number[]) {
+    const p = results.scrape?.find((c) => c.n === n);
+    assert.ok(p, `scrape at N=${n}`);
+    assert.is(p.frontends, n + 1);
+    assert.ok(p.ms > 0 && p.cpuMs > 0 && p.perBackendMs > 0, `N=${n}: ${p.ms} / ${p.perBackendMs} ms`);
+    assert.ok(p.perBackendBytes > p.bytes, 'per-backend series make the scrape longer');
+  }
+});
+
 test('programming and memory are recorded for every system that programs rules', () => {
   for (const n of results.params.ns as number[]) {
     for (const s of SYSTEMS.filter((x) => x !== 'direct')) {

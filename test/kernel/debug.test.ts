@@ -15,6 +15,7 @@ import { buildDebugServer, startDebugServer } from '../../src/debug/server.ts';
 import { agentSource, type DebugSource } from '../../src/debug/source.ts';
 import { ErrorCodes } from '../../src/errors.ts';
 import { NetnsLab } from '../../src/lab/netns-lab.ts';
+import { SocklbMetrics } from '../../src/metrics/metrics.ts';
 import { parseManifest } from '../../src/sources/manifest.ts';
 
 const VIP = '10.96.0.10';
@@ -63,7 +64,7 @@ test.before(async () => {
   agent.update(parsed);
   await agent.whenSynced();
   source = agentSource(agent, { config: { node: 'debug-node' } });
-  app = await buildDebugServer(source);
+  app = await buildDebugServer(source, { metrics: new SocklbMetrics(source, { perBackend: true }) });
 });
 
 test.after(async () => {
@@ -114,6 +115,28 @@ test('after N connects through the ClusterIP, /v1/services and /metrics counters
   );
   const balanced = Number(/^socklb_sock_hook_total\{reason="balanced"\} (\d+)$/m.exec(text)?.[1]);
   assert.ok(balanced >= CONNECTS, `sock_stats balanced ${balanced}`);
+});
+
+test('a /metrics scrape reads only the counter maps of its series, in batches, from the real maps', async () => {
+  const names = new Map<BpfMap, string>(Object.entries(agent.datapath.maps).map(([name, map]) => [map, name]));
+  const reads = new Set<string>();
+  const proto = BpfMap.prototype as unknown as Record<string, (...args: unknown[]) => unknown>;
+  const saved = { lookupBatch: proto.lookupBatch!, lookup: proto.lookup!, keys: proto.keys! };
+  for (const [method, real] of Object.entries(saved)) {
+    proto[method] = function (this: BpfMap, ...args: unknown[]) {
+      reads.add(`${method} ${names.get(this) ?? 'another map'}`);
+      return real.apply(this, args);
+    };
+  }
+  try {
+    await new SocklbMetrics(source).metrics();
+    assert.equal([...reads].sort(), ['lookupBatch lb_svc_stats_v2', 'lookupBatch sock_stats_v1']);
+    reads.clear();
+    await new SocklbMetrics(source, { perBackend: true }).metrics();
+    assert.equal([...reads].sort(), ['lookupBatch lb_be_stats_v2', 'lookupBatch lb_svc_stats_v2', 'lookupBatch sock_stats_v1']);
+  } finally {
+    Object.assign(proto, saved);
+  }
 });
 
 test('/v1/status and /healthz report the real datapath loaded, attached and in sync', async () => {

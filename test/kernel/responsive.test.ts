@@ -11,7 +11,7 @@ import * as assert from 'uvu/assert';
 import { clusterOf, toKubernetes } from '../../bench/services.ts';
 import { Agent } from '../../src/agent/agent.ts';
 import { cleanup } from '../../src/agent/datapath.ts';
-import { wireHealth } from '../../src/agent/main.ts';
+import { wireHealth } from '../../src/daemon/main.ts';
 import { startDebugServer } from '../../src/debug/server.ts';
 import { agentSource } from '../../src/debug/source.ts';
 import { HealthServer } from '../../src/health/health-server.ts';

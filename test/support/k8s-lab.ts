@@ -1,6 +1,6 @@
 // The end-to-end fixture of the Kubernetes agent: a NetnsLab (client namespace, pods, cgroup), our
 // fake API server on 127.0.0.1, and an in-process Agent fed by a KubernetesSource and reporting to a
-// HealthServer on 127.0.0.1:0, wired as `src/agent/main.ts` wires them. Everything it makes is
+// HealthServer on 127.0.0.1:0, wired as `src/daemon/main.ts` wires them. Everything it makes is
 // removed by close(), also after a failure half-way through create().
 
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { type Logger, pino } from 'pino';
 import { Agent } from '../../src/agent/agent.ts';
 import { cleanup } from '../../src/agent/datapath.ts';
-import { kubernetesSourceFor, wireHealth } from '../../src/agent/main.ts';
+import { kubernetesSourceFor, wireHealth } from '../../src/daemon/main.ts';
 import { HealthServer } from '../../src/health/health-server.ts';
 import { NetnsLab, NODE_IPV4, type ProbeResult } from '../../src/lab/netns-lab.ts';
 import { type DesiredFrontend, endpointKey } from '../../src/model/types.ts';
@@ -102,7 +102,7 @@ export class K8sLab {
     return k;
   }
 
-  // As runAgent() in src/agent/main.ts (the Kubernetes branch): health first, then the agent's
+  // As runAgent() in src/daemon/main.ts (the Kubernetes branch): health first, then the agent's
   // sync listener feeding the health server, then the source feeding both.
   async #start(minSyncPeriodMs: number): Promise<void> {
     const log = this.log;

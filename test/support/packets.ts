@@ -3,7 +3,7 @@
 // checksum is computed here from scratch over the whole header and payload, never incrementally,
 // so an expected packet is an independent check of the program's incremental updates.
 
-import { ipv4ToBytes, ipv6ToBytes } from '../../src/datapath/ip-bytes.ts';
+import { ipv4ToBytes, ipv6ToBytes } from '../../src/bpf/ip-bytes.ts';
 
 export const PROTO = { ICMP: 1, TCP: 6, UDP: 17, ICMPV6: 58 } as const;
 export const TCP_FLAGS = { FIN: 0x01, SYN: 0x02, RST: 0x04, PSH: 0x08, ACK: 0x10 } as const;

@@ -9,10 +9,11 @@ import { Layouts } from '../../../src/datapath/abi.ts';
 import { buildDebugServer, checkDebugListen, parseListenAddress, startDebugServer } from '../../../src/debug/server.ts';
 import type { DebugSource } from '../../../src/debug/source.ts';
 import { ErrorCodes } from '../../../src/errors.ts';
+import { SocklbMetrics } from '../../../src/metrics/metrics.ts';
 import { fixture } from './fixture.ts';
 
 async function get(source: DebugSource, url: string, headers: Record<string, string> = {}) {
-  const app = await buildDebugServer(source);
+  const app = await buildDebugServer(source, { metrics: new SocklbMetrics(source) });
   try {
     return await app.inject({ method: 'GET', url, headers });
   } finally {
@@ -249,7 +250,7 @@ test('GET /openapi.json is generated from the route schemas', async () => {
 
 test('a token makes every route need the bearer header', async () => {
   const { source } = fixture();
-  const app = await buildDebugServer(source, { token: 'correct-horse-battery-staple' });
+  const app = await buildDebugServer(source, { metrics: new SocklbMetrics(source), token: 'correct-horse-battery-staple' });
   try {
     const none = await app.inject({ url: '/v1/services' });
     assertJsonError(none, 401, 'SOCKLB_ERR_DEBUG_UNAUTHORIZED');

@@ -1,7 +1,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
+import { bytesToIpv4, bytesToIpv6, ipv4ToBytes, ipv6ToBytes } from '../../../src/bpf/ip-bytes.ts';
 import { decode, encode, Layouts } from '../../../src/datapath/abi.ts';
-import { bytesToIpv4, bytesToIpv6, ipv4ToBytes, ipv6ToBytes } from '../../../src/datapath/ip-bytes.ts';
 
 test('IPv4 addresses become net-order bytes and back', () => {
   assert.equal([...ipv4ToBytes('10.96.0.10')], [10, 96, 0, 10]);

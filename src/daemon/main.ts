@@ -2,6 +2,8 @@
 // compatible health server, the debug endpoint and metrics, running until SIGINT/SIGTERM.
 
 import type { Logger } from 'pino';
+import { Agent } from '../agent/agent.ts';
+import type { DatapathOptions } from '../agent/datapath.ts';
 import { checkDebugListen, startDebugServer } from '../debug/server.ts';
 import { agentSource } from '../debug/source.ts';
 import { HealthServer } from '../health/health-server.ts';
@@ -10,8 +12,6 @@ import type { ParsedCidr } from '../model/ip.ts';
 import type { Backoff } from '../sources/k8s-informer.ts';
 import { type KubernetesSnapshot, KubernetesSource } from '../sources/kubernetes.ts';
 import { ManifestSource } from '../sources/manifest.ts';
-import { Agent } from './agent.ts';
-import type { DatapathOptions } from './datapath.ts';
 
 export interface AgentRunOptions extends DatapathOptions {
   nodeName: string;
@@ -24,6 +24,8 @@ export interface AgentRunOptions extends DatapathOptions {
   /** How long a queued change may wait before /healthz turns 503. */
   healthTimeoutMs: number;
   debug: { address: string; allowRemote: boolean; tokenFile?: string };
+  /** Export socklb_backend_connects_total, one series per backend (--metrics-per-backend). */
+  metricsPerBackend?: boolean;
   log: Logger;
   /** kube-proxy's --nodeport-addresses. */
   nodePortCidrs: ParsedCidr[];
@@ -90,9 +92,15 @@ export async function runAgent(o: AgentRunOptions, stopped: Promise<void>): Prom
     wireHealth(agent, health, log);
 
     const debugSource = agentSource(agent, {
-      config: { node: o.nodeName, minSyncPeriodMs: o.minSyncPeriodMs, manifests: o.manifests, debugAddress: o.debug.address },
+      config: {
+        node: o.nodeName,
+        minSyncPeriodMs: o.minSyncPeriodMs,
+        manifests: o.manifests,
+        debugAddress: o.debug.address,
+        metricsPerBackend: o.metricsPerBackend ?? false,
+      },
     });
-    const metrics = new SocklbMetrics(debugSource);
+    const metrics = new SocklbMetrics(debugSource, { perBackend: o.metricsPerBackend ?? false });
     agent.observer = metrics;
     const debug = await startDebugServer(debugSource, { ...o.debug, metrics, log });
     closers.unshift(() => debug.server.close());

@@ -1,4 +1,5 @@
-// Conversions between textual IP addresses and the net-order bytes the maps hold.
+// Conversions between textual IP addresses and the net-order bytes the maps hold. They live in the
+// bpf layer, the lowest, because the binding hands the kernel such bytes; datapath/abi.ts uses them too.
 
 import { isIPv4, isIPv6 } from 'node:net';
 
