@@ -1,6 +1,6 @@
 // Health and debug keep answering while the agent does its heaviest work: a 10,000-service first
 // sync, then the removal of UDP backends whose sockets are destroyed in every one of 50 network
-// namespaces. A probe from the same process measures how long each request waits for the event loop.
+// namespaces. A prober in another process, as kubelet's would be, measures how long each request takes.
 
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { Writable } from 'node:stream';
@@ -34,24 +34,39 @@ function udpService(withEndpoints: boolean): [V1Service, V1EndpointSlice] {
   ];
 }
 
-/** Requests /healthz and /v1/status in turn until stopped; records how long each took. */
+/**
+ * Requests /healthz and /v1/status in turn, from another process as kubelet's probe and an operator
+ * would, until stopped (bounded: 120 s, 20,000 requests); each line it prints is one latency in ms.
+ */
+const PROBER = `
+const urls = process.argv.slice(1);
+const deadline = Date.now() + 120000;
+let stop = false;
+process.stdin.on('data', () => { stop = true; });
+(async () => {
+  for (let i = 0; !stop && i < 20000 && Date.now() < deadline; i++) {
+    const started = performance.now();
+    const res = await fetch(urls[i % urls.length]);
+    await res.arrayBuffer();
+    process.stdout.write((performance.now() - started).toFixed(2) + '\\n');
+    await new Promise((r) => setTimeout(r, 5));
+  }
+  process.exit(0);
+})();
+`;
+
 function probe(urls: string[]): { stop(): Promise<number[]> } {
-  const latencies: number[] = [];
-  let running = true;
-  const loop = (async () => {
-    for (let i = 0; running; i++) {
-      const started = performance.now();
-      const res = await fetch(urls[i % urls.length]!);
-      await res.arrayBuffer();
-      latencies.push(performance.now() - started);
-      await new Promise((r) => setTimeout(r, 5));
-    }
-  })();
+  const child = spawn(process.execPath, ['-e', PROBER, ...urls], { stdio: ['pipe', 'pipe', 'inherit'] });
+  let out = '';
+  child.stdout!.on('data', (d: Buffer) => {
+    out += d;
+  });
+  const exited = new Promise((r) => child.once('exit', r));
   return {
     stop: async () => {
-      running = false;
-      await loop;
-      return latencies;
+      child.stdin!.write('stop\n');
+      await exited;
+      return out.split('\n').filter(Boolean).map(Number);
     },
   };
 }
