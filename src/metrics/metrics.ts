@@ -10,7 +10,7 @@ import { ABI_VERSION, MapNames } from '../datapath/abi.ts';
 import type { MapInfo } from '../debug/map-views.ts';
 import { type DebugSource, sockReasonCounts, sumCounters } from '../debug/source.ts';
 import { type Backend, type DesiredFrontend, type DesiredTable, endpointKey } from '../model/types.ts';
-import type { ProgrammedService, ProgrammedState } from '../reconcile/state.ts';
+import type { ProgrammedService } from '../reconcile/state.ts';
 import { VERSION } from '../version.ts';
 
 /** kube-proxy's buckets for sync_proxy_rules_duration_seconds: 1 ms doubling to 16 s. */
@@ -117,28 +117,6 @@ const BACKEND_CONNECTS = {
   name: 'socklb_backend_connects_total',
   help: 'Connects and sends balanced to a backend, over every frontend that uses it (only with --metrics-per-backend).',
 };
-
-/**
- * Entries of the maps the agent writes, from what it programmed: the kernel keeps no count, and
- * counting would walk every bucket of every map on each scrape. The maps the datapath fills itself
- * (reverse, affinity) get no such figure here; /v1/maps counts them when asked.
- */
-function programmedEntries(state: ProgrammedState): Map<string, number> {
-  const n = { v4: 0, v6: 0, slots: 0, b4: state.backendCount(4), b6: state.backendCount(6) };
-  for (const s of state.services.values()) {
-    if (s.frontend.family === 4) n.v4++;
-    else n.v6++;
-    n.slots += s.slots.size;
-  }
-  for (const orphans of state.orphanSlots.values()) n.slots += orphans.size;
-  return new Map([
-    [MapNames.lb4Services, n.v4],
-    [MapNames.lb6Services, n.v6],
-    [MapNames.slots, n.slots],
-    [MapNames.lb4Backends, n.b4],
-    [MapNames.lb6Backends, n.b6],
-  ]);
-}
 
 export class SocklbMetrics {
   readonly registry = new Registry();
@@ -386,12 +364,26 @@ export class SocklbMetrics {
     const frontendLabels: Buffer[] = new Array(state.services.size);
     const connects = new Float64Array(state.services.size);
     const refused = new Float64Array(state.services.size);
+    // Entries of the maps the agent writes, from what it programmed, counted in the same pass: the
+    // kernel keeps no count, and counting would walk every bucket of every map on each scrape. The
+    // maps the datapath fills itself (reverse, affinity) get no such figure; /v1/maps counts them.
+    const n = { v4: 0, slots: 0 };
+    for (const orphans of state.orphanSlots.values()) n.slots += orphans.size;
     let i = 0;
     for (const [key, svc] of state.services) {
+      if (svc.frontend.family === 4) n.v4++;
+      n.slots += svc.slots.size;
       frontendLabels[i] = labels(key, svc);
       connects[i] = counts.connects?.[svc.serviceId] ?? 0;
       refused[i++] = counts.refused?.[svc.serviceId] ?? 0;
     }
+    const entries = new Map<string, number>([
+      [MapNames.lb4Services, n.v4],
+      [MapNames.lb6Services, state.services.size - n.v4],
+      [MapNames.slots, n.slots],
+      [MapNames.lb4Backends, state.backendCount(4)],
+      [MapNames.lb6Backends, state.backendCount(6)],
+    ]);
     const rows: Rows[] = [
       { family: FRONTEND_CONNECTS, labels: frontendLabels, values: connects },
       { family: FRONTEND_REFUSED, labels: frontendLabels, values: refused },
@@ -417,7 +409,6 @@ export class SocklbMetrics {
       rows.push({ family: BACKEND_CONNECTS, labels: backendLabels, values });
     }
 
-    const entries = programmedEntries(state);
     const maps = [...views.values()].map((v) => {
       const info = v.info();
       return { ...info, entries: info.type.endsWith('array') ? info.maxEntries : entries.get(info.name) };
