@@ -8,11 +8,12 @@ import { failed, type KernelRun, parseResults, renderDetails, renderFeatures, re
 /**
  * Test files the lab leaves out unless --exclude says otherwise (the matrix lists them as not run):
  * lab.test.ts tests the netns harness itself, no BPF, and costs 3-4 minutes per TCG guest;
- * bench.test.ts and responsive.test.ts time things, which means nothing under an emulated CPU;
+ * bench.test.ts, xdp-bench.test.ts and responsive.test.ts time things, which means nothing under an
+ * emulated CPU;
  * migration.test.ts builds an earlier release from git, and the guest has neither the history nor
  * a compiler; memory.test.ts checks the kernel's map accounting of 6.5 and later (map_mem_usage).
  */
-const DEFAULT_EXCLUDE = '^(lab|bench|responsive|migration|memory)\\.test\\.ts$';
+const DEFAULT_EXCLUDE = '^(lab|bench|xdp-bench|responsive|migration|memory)\\.test\\.ts$';
 
 /**
  * --ci: the 6.1 column within CI's 15 minutes on a 2-core machine. Every BPF program, map and hook
