@@ -87,6 +87,7 @@ async function timeScrape(datapath: Datapath, reconciler: Reconciler, table: Des
       migration: datapath.migration,
       syncErrors: [],
       pendingDestroy: 0,
+      xdp: [],
     }),
   });
   const { server, url } = await startDebugServer(source, { address: '127.0.0.1:0', metrics: new SocklbMetrics(source, { perBackend }) });

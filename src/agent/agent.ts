@@ -15,6 +15,7 @@ import { SourceRanges } from '../reconcile/source-ranges.ts';
 import { Datapath, type DatapathOptions, type MigrationReport } from './datapath.ts';
 import { nodePortAddresses } from './devices.ts';
 import { LastGood } from './last-good.ts';
+import type { XdpAttachment } from './xdp.ts';
 
 export interface AgentOptions extends DatapathOptions {
   node: NodeInfo;
@@ -45,6 +46,8 @@ export interface AgentStatus {
   syncErrors: SyncError[];
   /** UDP backends removed from the maps whose sockets are still to be destroyed (a retry is due). */
   pendingDestroy: number;
+  /** Where the XDP program runs (empty: XDP off, or not committed yet). */
+  xdp: XdpAttachment[];
 }
 
 /** A step of a sync that failed; the next sync retries it. */
@@ -315,6 +318,7 @@ export class Agent {
       migration: this.datapath.migration,
       syncErrors: [...this.#syncErrors],
       pendingDestroy: this.#pendingDestroy.size,
+      xdp: [...this.datapath.xdpAttachments],
     };
   }
 

@@ -128,6 +128,7 @@ interface Status {
   destroyMethod: string;
   syncErrors: { step: string; code: string; message: string; at: string }[];
   pendingDestroy: number;
+  xdp: { device: string; mode: string; fallback?: string; egress: string }[];
 }
 
 // ---- tables -----------------------------------------------------------------------------------
@@ -283,6 +284,12 @@ async function statusCmd(c: Client, args: string[], json: boolean, io: InspectIo
   lines.push([
     'UDP destroy',
     `through ${status.destroyMethod}${status.pendingDestroy > 0 ? `; ${status.pendingDestroy} removed backends still to do` : ''}`,
+  ]);
+  lines.push([
+    'XDP',
+    status.xdp.length === 0
+      ? 'off'
+      : status.xdp.map((x) => `${x.device} ${x.mode}${x.fallback ? ' (native refused)' : ''}, egress ${x.egress}`).join('; '),
   ]);
   lines.push([
     'Sync errors',

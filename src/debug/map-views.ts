@@ -28,6 +28,20 @@ export const MAP_LAYOUTS: Readonly<Record<string, { key: Layout; value: Layout }
   [MapNames.affinity]: { key: Layouts.affinityKey, value: Layouts.affinity },
   [MapNames.lb4Destroy]: { key: Layouts.lb4DestroyKey, value: { name: 'u8', size: 1, fields: [{ name: 'value', type: 'u8', offset: 0 }] } },
   [MapNames.lb6Destroy]: { key: Layouts.lb6DestroyKey, value: { name: 'u8', size: 1, fields: [{ name: 'value', type: 'u8', offset: 0 }] } },
+  [MapNames.lb4Ct]: { key: Layouts.lb4Tuple, value: Layouts.lb4Ct },
+  [MapNames.lb6Ct]: { key: Layouts.lb6Tuple, value: Layouts.lb6Ct },
+  [MapNames.lb4Rnat]: { key: Layouts.lb4Tuple, value: Layouts.lb4Rnat },
+  [MapNames.lb6Rnat]: { key: Layouts.lb6Tuple, value: Layouts.lb6Rnat },
+  [MapNames.lb4SrcRanges]: {
+    key: Layouts.lb4SrcRangeKey,
+    value: { name: 'u8', size: 1, fields: [{ name: 'allowed', type: 'u8', offset: 0 }] },
+  },
+  [MapNames.lb6SrcRanges]: {
+    key: Layouts.lb6SrcRangeKey,
+    value: { name: 'u8', size: 1, fields: [{ name: 'allowed', type: 'u8', offset: 0 }] },
+  },
+  [MapNames.nodeConfig]: { key: u32Key('index', 'index'), value: Layouts.nodeConfig },
+  [MapNames.xdpStats]: { key: u32Key('xdp_reason', 'reason'), value: SOCK_COUNT },
 };
 
 /** A layout with no fields: entries of it are shown as hex. */

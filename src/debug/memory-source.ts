@@ -50,6 +50,7 @@ export function memorySource(maps: MemoryMaps, config: Record<string, unknown> =
       migration: { created: [], copied: [], removed: [] },
       syncErrors: [],
       pendingDestroy: 0,
+      xdp: [],
     }),
     loaded: () => true,
     hooks: () => Object.entries(SOCK_PROGRAMS).map(([program, attachType]) => ({ program, attachType, attached })),

@@ -101,6 +101,20 @@ export const statusSchema = {
       },
     },
     pendingDestroy: { type: 'integer', description: 'UDP backends removed whose sockets are still to be destroyed.' },
+    xdp: {
+      type: 'array',
+      description: 'The devices the XDP program runs on (empty: --xdp-mode off).',
+      items: {
+        type: 'object',
+        properties: {
+          device: { type: 'string' },
+          ifindex: { type: 'integer' },
+          mode: { type: 'string', enum: ['native', 'generic'] },
+          fallback: { type: 'string', description: 'Why native mode was refused, after a fallback to generic.' },
+          egress: { type: 'string', enum: ['tcx', 'clsact'] },
+        },
+      },
+    },
   },
 } as const;
 

@@ -196,6 +196,7 @@ export async function buildDebugServer(source: DebugSource, options: DebugServer
         migration: s.migration,
         syncErrors: s.syncErrors.map((e) => ({ ...e, at: e.at.toISOString() })),
         pendingDestroy: s.pendingDestroy,
+        xdp: s.xdp,
       };
     },
   );

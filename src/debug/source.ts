@@ -8,7 +8,7 @@ import type { Agent, AgentStatus } from '../agent/agent.ts';
 import { SOCK_PROGRAMS } from '../agent/datapath.ts';
 import { cgroupId } from '../agent/host.ts';
 import { BpfLink } from '../bpf/binding.ts';
-import { MapNames, SOCK_REASONS } from '../datapath/abi.ts';
+import { MapNames, SOCK_REASONS, XDP_REASONS } from '../datapath/abi.ts';
 import { KernelMaps } from '../datapath/kernel-maps.ts';
 import type { DatapathMaps } from '../datapath/maps.ts';
 import type { DesiredTable } from '../model/types.ts';
@@ -90,14 +90,19 @@ export function sumCounters(view: MapView, size: number): Record<string, Float64
 
 /** Sums sock_stats_v1 by reason name; zero for every reason when the map is not there. */
 export function sockReasonCounts(source: DebugSource): Record<string, number> {
-  const totals: Record<string, number> = Object.fromEntries(SOCK_REASONS.map((r) => [r, 0]));
-  const view = source.maps().find((m) => m.name === MapNames.sockStats);
-  if (!view) return totals;
-  const { count } = sumCounters(view, SOCK_REASONS.length);
-  SOCK_REASONS.forEach((reason, i) => {
-    totals[reason] = count![i]!;
-  });
-  return totals;
+  return reasonCounts(source, MapNames.sockStats, SOCK_REASONS) ?? Object.fromEntries(SOCK_REASONS.map((r) => [r, 0]));
+}
+
+/** Sums xdp_stats_v1 by reason name; undefined when the XDP datapath is not loaded. */
+export function xdpReasonCounts(source: DebugSource): Record<string, number> | undefined {
+  return reasonCounts(source, MapNames.xdpStats, XDP_REASONS);
+}
+
+function reasonCounts(source: DebugSource, map: string, reasons: readonly string[]): Record<string, number> | undefined {
+  const view = source.maps().find((m) => m.name === map);
+  if (!view) return undefined;
+  const { count } = sumCounters(view, reasons.length);
+  return Object.fromEntries(reasons.map((reason, i) => [reason, count![i]!]));
 }
 
 export interface AgentSourceOptions {
@@ -112,7 +117,7 @@ export type AgentParts = Pick<Agent, 'datapath' | 'reconciler' | 'table' | 'stat
 export function agentSource(agent: AgentParts, options: AgentSourceOptions = {}): DebugSource {
   const dp = agent.datapath;
   const readback = new KernelMaps(dp.maps, dp.options.capacity);
-  const views = Object.entries(dp.maps).map(([name, map]) => new BpfMapView(name, map));
+  const views = [...Object.entries(dp.maps), ...Object.entries(dp.xdpMaps)].map(([name, map]) => new BpfMapView(name, map));
   const wantCgroup = cgroupId(dp.options.cgroup);
   return {
     status: () => agent.status(),

@@ -8,7 +8,7 @@ import { Readable } from 'node:stream';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { ABI_VERSION, MapNames } from '../datapath/abi.ts';
 import type { MapInfo } from '../debug/map-views.ts';
-import { type DebugSource, sockReasonCounts, sumCounters } from '../debug/source.ts';
+import { type DebugSource, sockReasonCounts, sumCounters, xdpReasonCounts } from '../debug/source.ts';
 import { type Backend, type DesiredFrontend, type DesiredTable, endpointKey } from '../model/types.ts';
 import type { ProgrammedService } from '../reconcile/state.ts';
 import { VERSION } from '../version.ts';
@@ -45,6 +45,8 @@ interface Snapshot {
   rows: Rows[];
   maps: (MapInfo & { entries: number | undefined })[];
   reasons: Record<string, number>;
+  /** xdp_stats_v1 by reason; undefined without the XDP datapath. */
+  xdpReasons: Record<string, number> | undefined;
 }
 
 /** A label value as the text format wants it: backslash, double quote and newline escaped. */
@@ -219,6 +221,17 @@ export class SocklbMetrics {
       collect() {
         this.reset();
         for (const [reason, n] of Object.entries(self.#snap().reasons)) this.inc({ reason }, n);
+      },
+    });
+
+    new Counter({
+      name: 'socklb_xdp_packets_total',
+      help: 'Packets the XDP program (and its tc egress partner) handled, by outcome (xdp_stats reasons: balanced, established, reply, not_service, source_denied, ...).',
+      labelNames: ['reason'],
+      registers,
+      collect() {
+        this.reset();
+        for (const [reason, n] of Object.entries(self.#snap().xdpReasons ?? {})) this.inc({ reason }, n);
       },
     });
 
@@ -413,6 +426,6 @@ export class SocklbMetrics {
       const info = v.info();
       return { ...info, entries: info.type.endsWith('array') ? info.maxEntries : entries.get(info.name) };
     });
-    return { rows, maps, reasons: sockReasonCounts(source) };
+    return { rows, maps, reasons: sockReasonCounts(source), xdpReasons: xdpReasonCounts(source) };
   }
 }
