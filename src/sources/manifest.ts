@@ -45,7 +45,9 @@ const SLICE = { apiVersion: 'discovery.k8s.io/v1', kind: 'EndpointSlice' };
 export function parseManifest(text: string, fileName: string): ParsedManifest {
   const out: ParsedManifest = { services: [], slices: [], problems: [], complete: true };
   const seen = new Map<string, string>();
-  parseAllDocuments(text).forEach((doc, index) => {
+  // `<<` merge keys are read as kubectl reads them (go-yaml, YAML 1.1); without this a manifest that
+  // works with kubectl would lose the merged fields here and be rejected for the wrong reason.
+  parseAllDocuments(text, { merge: true }).forEach((doc, index) => {
     const where = `${fileName}#${index}`;
     const value = readDocument(doc, where, out);
     if (value === undefined || value === null) return;

@@ -110,6 +110,20 @@ test('the same object twice: the later document wins, with a problem', () => {
   );
 });
 
+test('anchors, aliases and << merge keys read as kubectl reads them', () => {
+  const text = `apiVersion: v1
+kind: Service
+metadata: {name: web, labels: &labels {app: web}}
+spec:
+  <<: {clusterIP: 10.96.0.10, ports: [{name: http, port: 80}]}
+  selector: *labels
+`;
+  const m = parseManifest(text, 'a.yaml');
+  assert.equal(m.problems, []);
+  assert.equal(m.services[0]?.spec?.ports?.[0]?.port, 80);
+  assert.equal(m.services[0]?.spec?.selector, { app: 'web' });
+});
+
 test('an empty file or empty documents yield nothing and no problem', () => {
   assert.equal(parseManifest('', 'e.yaml'), { services: [], slices: [], problems: [], complete: true });
   assert.equal(parseManifest('# nothing\n---\n---\n', 'e.yaml'), { services: [], slices: [], problems: [], complete: true });
