@@ -95,6 +95,13 @@ function addObject(value: unknown, where: string, field: string, out: ParsedMani
     );
     return;
   }
+  // An object without a readable name cannot be tracked or reported by name: reject it here, where
+  // the document index still says which one it is (desired() could only report a nameless object).
+  const nameless = namelessProblem(value);
+  if (nameless) {
+    out.problems.push(docProblem(where, field ? `${field}.${nameless.field}` : nameless.field, nameless.code, nameless.message));
+    return;
+  }
   defaultNamespace(value);
   const id = objectIdentity(value);
   const previous = id === undefined ? undefined : seen.get(id);
@@ -113,6 +120,25 @@ function addObject(value: unknown, where: string, field: string, out: ParsedMani
   if (id !== undefined) seen.set(id, field ? `${where} ${field}` : where);
   if (isService) out.services.push(value as V1Service);
   else out.slices.push(value as unknown as V1EndpointSlice);
+}
+
+function namelessProblem(value: Record<string, unknown>): { field: string; code: ObjectProblem['code']; message: string } | undefined {
+  const meta = value.metadata;
+  if (meta !== undefined && meta !== null && !isRecord(meta)) {
+    return { field: 'metadata', code: ErrorCodes.INVALID_FIELD, message: `must be an object, got ${show(meta)}` };
+  }
+  const name = isRecord(meta) ? meta.name : undefined;
+  if (name === undefined || name === null || name === '') {
+    return { field: 'metadata.name', code: ErrorCodes.MISSING_FIELD, message: `is required; the ${String(value.kind)} is not read` };
+  }
+  if (typeof name !== 'string') {
+    return {
+      field: 'metadata.name',
+      code: ErrorCodes.INVALID_FIELD,
+      message: `must be a string, got ${show(name)}; the ${String(value.kind)} is not read`,
+    };
+  }
+  return undefined;
 }
 
 function defaultNamespace(value: Record<string, unknown>): void {

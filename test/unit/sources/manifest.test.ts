@@ -124,6 +124,26 @@ spec:
   assert.equal(m.services[0]?.spec?.selector, { app: 'web' });
 });
 
+test('an object without a readable name is rejected at its document, naming the field', () => {
+  const text = [
+    'apiVersion: v1\nkind: Service\nmetadata: {namespace: a}\nspec: {clusterIP: 10.96.0.10, ports: [{port: 80}]}\n',
+    'apiVersion: v1\nkind: Service\nmetadata: {name: 5}\n',
+    `${slice.replace('metadata:\n  name: web-1\n  labels: {kubernetes.io/service-name: web}', 'metadata: web-1')}`,
+    service('web', '10.96.0.11'),
+  ].join('---\n');
+  const m = parseManifest(text, 'n.yaml');
+  assert.equal(names(m.services), ['default/web']);
+  assert.equal(m.slices, []);
+  assert.equal(
+    m.problems.map((p) => [p.code, p.kind, p.name, p.field]),
+    [
+      [ErrorCodes.MISSING_FIELD, 'Document', 'n.yaml#0', 'metadata.name'],
+      [ErrorCodes.INVALID_FIELD, 'Document', 'n.yaml#1', 'metadata.name'],
+      [ErrorCodes.INVALID_FIELD, 'Document', 'n.yaml#2', 'metadata'],
+    ],
+  );
+});
+
 test('an empty file or empty documents yield nothing and no problem', () => {
   assert.equal(parseManifest('', 'e.yaml'), { services: [], slices: [], problems: [], complete: true });
   assert.equal(parseManifest('# nothing\n---\n---\n', 'e.yaml'), { services: [], slices: [], problems: [], complete: true });
