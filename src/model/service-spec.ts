@@ -89,6 +89,11 @@ export function readService(svc: V1Service): ServiceRead {
   for (const p of problems) Object.assign(p, who);
   const spec = isRecord(raw.spec) ? raw.spec : {};
   if (notOurs(meta, spec)) return { spec: undefined, problems: [] };
+  // A spec that is not an object would otherwise be blamed on the fields it lacks (spec.clusterIP).
+  if (raw.spec !== undefined && raw.spec !== null && !isRecord(raw.spec)) {
+    problems.push(problem(who, 'spec', ErrorCodes.INVALID_FIELD, `must be an object, got ${show(raw.spec)}`));
+    return { spec: undefined, problems };
+  }
 
   // Problems in `problems` (but an unsupported protocol) reject the service, as the API server would
   // have; those in `soft` only drop the part at fault, as kube-proxy ignores it.

@@ -125,6 +125,11 @@ function readEndpoint(item: unknown, at: string, family: Family, who: ObjectRef,
     return undefined;
   }
   const addresses = item.addresses;
+  if (addresses !== undefined && addresses !== null && !Array.isArray(addresses)) {
+    // A wrong type is not a missing field: say what was there.
+    problems.push(problem(who, `${at}.addresses`, ErrorCodes.INVALID_FIELD, `must be a list, got ${show(addresses)}`));
+    return undefined;
+  }
   if (!Array.isArray(addresses) || addresses.length === 0) {
     problems.push(problem(who, `${at}.addresses`, ErrorCodes.MISSING_FIELD, 'at least one address is required'));
     return undefined;

@@ -291,6 +291,14 @@ test('a missing ports list, name or namespace is a MISSING_FIELD problem', () =>
   ]);
 });
 
+test('a spec that is not an object is named as such, not by the fields it lacks', () => {
+  const bad = svc('bad');
+  (bad as { spec: unknown }).spec = 'ClusterIP';
+  const t = run([bad, svc('ok', { ip: '10.96.0.11' })]);
+  assert.equal(lines(t), ['ClusterIP TCP/10.96.0.11:80 default/ok:http -> (no backends)']);
+  assert.equal(problemsOf(t), [`${ErrorCodes.INVALID_FIELD} Service default/bad spec`]);
+});
+
 test('an unsupported protocol drops only that port', () => {
   const ports = [
     { name: 'sctp', port: 3868, protocol: 'SCTP' },
@@ -315,7 +323,13 @@ test('a bad endpoint address or slice port is skipped with a problem; the rest o
   const t = run(
     [svc('web')],
     [
-      slice('web-1', 'web', [ep('10.244.0.11'), ep('10.244.0.300'), ep('fd00::1'), { addresses: [] }]),
+      slice('web-1', 'web', [
+        ep('10.244.0.11'),
+        ep('10.244.0.300'),
+        ep('fd00::1'),
+        { addresses: [] },
+        { addresses: '10.244.0.13' as never },
+      ]),
       slice('web-2', 'web', [ep('10.244.0.12')], { ports: [{ name: 'http', port: 0 }] }),
     ],
   );
@@ -324,6 +338,7 @@ test('a bad endpoint address or slice port is skipped with a problem; the rest o
     `${ErrorCodes.INVALID_IP} EndpointSlice default/web-1 endpoints[1].addresses[0]`,
     `${ErrorCodes.INVALID_IP} EndpointSlice default/web-1 endpoints[2].addresses[0]`,
     `${ErrorCodes.MISSING_FIELD} EndpointSlice default/web-1 endpoints[3].addresses`,
+    `${ErrorCodes.INVALID_FIELD} EndpointSlice default/web-1 endpoints[4].addresses`,
     `${ErrorCodes.PORT_RANGE} EndpointSlice default/web-2 ports[0].port`,
   ]);
 });
