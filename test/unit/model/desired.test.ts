@@ -299,6 +299,13 @@ test('a spec that is not an object is named as such, not by the fields it lacks'
   assert.equal(problemsOf(t), [`${ErrorCodes.INVALID_FIELD} Service default/bad spec`]);
 });
 
+test('a huge value is quoted cut short in a problem message', () => {
+  const t = run([svc('bad', { ip: '9'.repeat(100_000) })]);
+  const message = t.problems[0]?.message ?? '';
+  assert.ok(message.length < 300, `${message.length} characters`);
+  assert.match(message, '(100002 characters)');
+});
+
 test('an unsupported protocol drops only that port', () => {
   const ports = [
     { name: 'sctp', port: 3868, protocol: 'SCTP' },
