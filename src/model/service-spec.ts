@@ -2,7 +2,7 @@
 
 import type { V1Service } from '@kubernetes/client-node';
 import { ErrorCodes, type ObjectProblem } from '../errors.ts';
-import { type ParsedIp, parseCidr, parseIp } from './ip.ts';
+import { notAnIp, type ParsedIp, parseCidr, parseIp } from './ip.ts';
 import { isRecord, type ObjectRef, problem, show } from './problem.ts';
 import type { Protocol, ServiceName } from './types.ts';
 
@@ -156,7 +156,7 @@ function readIpList(list: unknown, field: string, who: ObjectRef, soft: ObjectPr
   list.forEach((text: unknown, i) => {
     const ip = parseIp(text);
     if (ip) ips.push({ ...ip, field: `${field}[${i}]` });
-    else soft.push(problem(who, `${field}[${i}]`, ErrorCodes.INVALID_IP, `${show(text)} is not an IP address; ignored`));
+    else soft.push(problem(who, `${field}[${i}]`, ErrorCodes.INVALID_IP, `${notAnIp(text)}; ignored`));
   });
   return ips;
 }
@@ -201,7 +201,7 @@ function readIngress(lb: unknown, who: ObjectRef, soft: ObjectProblem[]): Servic
     if (entry.ipMode !== undefined && entry.ipMode !== null && entry.ipMode !== 'VIP') return;
     const ip = parseIp(entry.ip);
     if (ip) ips.push({ ...ip, field });
-    else soft.push(problem(who, field, ErrorCodes.INVALID_IP, `${show(entry.ip)} is not an IP address; ignored`));
+    else soft.push(problem(who, field, ErrorCodes.INVALID_IP, `${notAnIp(entry.ip)}; ignored`));
   });
   return ips;
 }
@@ -296,7 +296,7 @@ function readClusterIps(spec: Record<string, unknown>, who: ObjectRef, problems:
   for (const [text, field] of texts) {
     const ip = parseIp(text);
     if (ip) ips.push({ ...ip, field });
-    else problems.push(problem(who, field, ErrorCodes.INVALID_IP, `${show(text)} is not an IP address`));
+    else problems.push(problem(who, field, ErrorCodes.INVALID_IP, notAnIp(text)));
   }
   if (problems.length > before) return ips;
   if (hasList && single !== undefined && single !== null && single !== '' && parseIp(single)?.address !== ips[0]?.address) {
