@@ -389,7 +389,11 @@ test('more backends than maxBackendsPerService: the first N by address are kept,
     maxBackendsPerService: 2,
   });
   assert.equal(lines(t), ['ClusterIP TCP/10.96.0.10:80 default/web:http -> 10.244.0.1:8080 10.244.0.2:8080']);
-  assert.equal(problemsOf(t), [`${ErrorCodes.TOO_MANY_BACKENDS} Service default/web `]);
+  assert.equal(
+    problemsOf(t),
+    [`${ErrorCodes.TOO_MANY_BACKENDS} Service default/web spec.ports[0]`],
+    'names the port whose frontend is cut',
+  );
   assert.throws(() => run([], [], { maxBackendsPerService: 0 }), RangeError);
   assert.throws(() => run([], [], { maxBackendsPerService: 1.5 }), RangeError);
 });
