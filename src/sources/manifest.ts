@@ -5,7 +5,7 @@ import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import type { V1EndpointSlice, V1Service } from '@kubernetes/client-node';
-import { type Document, parseAllDocuments } from 'yaml';
+import { Composer, type Document, LineCounter, Parser } from 'yaml';
 import { ErrorCodes, type ObjectProblem, SocklbError } from '../errors.ts';
 import { isRecord, show } from '../model/problem.ts';
 
@@ -45,31 +45,38 @@ const SLICE = { apiVersion: 'discovery.k8s.io/v1', kind: 'EndpointSlice' };
 export function parseManifest(text: string, fileName: string): ParsedManifest {
   const out: ParsedManifest = { services: [], slices: [], problems: [], complete: true };
   const seen = new Map<string, string>();
+  const lines = new LineCounter();
   // `<<` merge keys are read as kubectl reads them (go-yaml, YAML 1.1); without this a manifest that
   // works with kubectl would lose the merged fields here and be rejected for the wrong reason.
-  parseAllDocuments(text, { merge: true }).forEach((doc, index) => {
-    const where = `${fileName}#${index}`;
-    const value = readDocument(doc, where, out);
-    if (value === undefined || value === null) return;
+  const composer = new Composer({ merge: true });
+  // One document at a time, not parseAllDocuments(): that holds every document's syntax tree at once,
+  // about 40 times the text, so a 100 MB manifest of Services took 4 GB of heap, at the edge of V8's
+  // limit (the fuzz test's big manifest). A document's tree is garbage once its value is read.
+  let index = 0;
+  for (const doc of composer.compose(new Parser(lines.addNewLine).parse(text))) {
+    const where = `${fileName}#${index++}`;
+    const value = readDocument(doc, where, lines, out);
+    if (value === undefined || value === null) continue;
     if (isRecord(value) && value.apiVersion === 'v1' && value.kind === 'List') {
       if (!Array.isArray(value.items)) {
         out.problems.push(docProblem(where, 'items', ErrorCodes.MANIFEST_KIND, 'a List needs an items list'));
-        return;
+        continue;
       }
       for (const [i, item] of (value.items as unknown[]).entries()) addObject(item, where, `items[${i}]`, out, seen);
     } else {
       addObject(value, where, '', out, seen);
     }
-  });
+  }
   return out;
 }
 
 /** The document's plain value, or undefined (with a problem, read marked incomplete) when it does not parse. */
-function readDocument(doc: Document.Parsed, where: string, out: ParsedManifest): unknown {
+function readDocument(doc: Document.Parsed, where: string, lines: LineCounter, out: ParsedManifest): unknown {
   const error = doc.errors[0];
   if (error) {
     out.complete = false;
-    const at = error.linePos ? `line ${error.linePos[0].line}, column ${error.linePos[0].col}: ` : '';
+    const pos = lines.linePos(error.pos[0]);
+    const at = `line ${pos.line}, column ${pos.col}: `;
     const message = error.message.split('\n')[0]?.replace(/ at line \d+, column \d+:?$/, '') ?? error.code;
     out.problems.push(docProblem(where, '', ErrorCodes.MANIFEST_SYNTAX, `${at}${message}`));
     return undefined;
