@@ -10,7 +10,7 @@ import type { V1EndpointSlice, V1Service } from '@kubernetes/client-node';
 import { stringify } from 'yaml';
 import { type Capacity, MemoryMaps } from '../../src/datapath/maps.ts';
 import { ErrorCodes, type ObjectProblem } from '../../src/errors.ts';
-import { desired } from '../../src/model/desired.ts';
+import { DesiredCache, desired } from '../../src/model/desired.ts';
 import { endpointKey } from '../../src/model/types.ts';
 import { Reconciler } from '../../src/reconcile/reconciler.ts';
 import { KubernetesSource } from '../../src/sources/kubernetes.ts';
@@ -85,7 +85,8 @@ export function manifestText(c: FuzzCase): { text: string; first: Map<FuzzItem, 
     first.set(item, docs.length);
     for (const d of item.docs) docs.push(typeof d === 'string' ? d : stringify(d, { lineWidth: 0 }));
   }
-  return { text: docs.join('---\n'), first };
+  const text = docs.join('---\n');
+  return { text: c.crlf ? `\uFEFF${text.replace(/\n/g, '\r\n')}` : text, first };
 }
 
 async function viaManifest(c: FuzzCase, failures: string[]): Promise<Outcome | undefined> {
@@ -172,6 +173,14 @@ async function within(p: Promise<void>, ms: number): Promise<boolean> {
 
 function evaluate(services: V1Service[], slices: V1EndpointSlice[], sourceProblems: ObjectProblem[]): Outcome {
   const d = desired(services, slices, NODE, { maxBackendsPerService: MAX_BACKENDS });
+  // The agent keeps a DesiredCache across syncs: a half, then all, must give the table a fresh call gives.
+  const cache = new DesiredCache();
+  desired(services.slice(0, services.length >> 1), slices.slice(0, slices.length >> 1), NODE, {
+    maxBackendsPerService: MAX_BACKENDS,
+    cache,
+  });
+  const cached = desired(services, slices, NODE, { maxBackendsPerService: MAX_BACKENDS, cache });
+  const cacheDiffers = JSON.stringify(cached) !== JSON.stringify(d);
   const table = new Map<string, { service: string; backends: string[] }>();
   for (const f of d.frontends) {
     table.set(endpointKey(f.frontend), {
@@ -180,7 +189,9 @@ function evaluate(services: V1Service[], slices: V1EndpointSlice[], sourceProble
     });
   }
   const maps = new MemoryMaps(CAPACITY);
-  const result = new Reconciler(maps).reconcile(d.frontends);
+  const reconciler = new Reconciler(maps);
+  const result = reconciler.reconcile(d.frontends);
+  const again = reconciler.reconcile(d.frontends);
   const dump = maps.dump();
   const backends = new Map(dump.backends.map((b) => [b.id, b.backend]));
   const slots = new Map(dump.slots.map((s) => [`${s.serviceId}/${s.slot}`, s.backendId]));
@@ -197,7 +208,11 @@ function evaluate(services: V1Service[], slices: V1EndpointSlice[], sourceProble
     problems: [...sourceProblems, ...d.problems],
     table,
     maps: programmed,
-    reconcileProblems: result.problems.map((p) => `${p.key}: ${p.message}`),
+    reconcileProblems: [
+      ...result.problems.map((p) => `${p.key}: ${p.message}`),
+      ...(again.writes > 0 ? [`the same table applied again wrote ${again.writes} times`] : []),
+      ...(cacheDiffers ? ['desired() with a cache over two calls gave another table than a fresh call'] : []),
+    ],
   };
 }
 

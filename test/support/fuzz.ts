@@ -49,6 +49,8 @@ export interface FuzzItem {
 export interface FuzzCase {
   seed: number;
   items: FuzzItem[];
+  /** Write the manifest with CRLF line ends and a byte-order mark, as Windows editors do (kubectl reads it). */
+  crlf: boolean;
 }
 
 export interface FuzzOptions {
@@ -193,6 +195,8 @@ function lone(label: string, t: Template, doc: FuzzItem['docs'][number], field: 
 interface Ctx {
   r: Rand;
   o: FuzzOptions;
+  /** The IPv4 cluster IPs of the good services so far, for a newer service to collide with. */
+  goodIps: string[];
 }
 
 type Mutation = (t: Template, c: Ctx) => FuzzItem;
@@ -304,6 +308,20 @@ const MUTATIONS: Record<string, Mutation> = {
     const p = { ...svcProblem(t, 'metadata.namespace', ErrorCodes.INVALID_FIELD), namespace: '' };
     return item('service/namespace-wrong-type', t, { problems: [p], serve: 'none' });
   },
+  'service/steals-frontend': (t, c) => {
+    // A newer service claiming a good one's frontend loses it; the good one stays served as it was.
+    const victim = c.goodIps.length > 0 ? pick(c.r, c.goodIps) : undefined;
+    if (!victim) return MUTATIONS['service/port-out-of-range']!(t, c);
+    t.svc.metadata.creationTimestamp = '2026-01-01T00:00:00Z';
+    t.svc.spec.clusterIP = victim;
+    t.svc.spec.clusterIPs = [victim];
+    t.svc.spec.ipFamilies = ['IPv4'];
+    t.svc.spec.ports.length = 1;
+    return item('service/steals-frontend', t, {
+      problems: [svcProblem(t, 'spec.ports[0]', ErrorCodes.FRONTEND_CONFLICT)],
+      serve: 'none',
+    });
+  },
   'service/protocol-unsupported': (t, { r }) => {
     // Only the port is dropped, as kube-proxy ignores it; the other ports are served.
     t.svc.spec.ports.push({ name: 'sctp', port: 9, protocol: pick(r, ['SCTP', 'tcp', 'ICMP', 7]), targetPort: 9 });
@@ -325,7 +343,7 @@ const MUTATIONS: Record<string, Mutation> = {
     return item('slice/address-bad', t, { problems: [sliceProblem(t, 0, `endpoints[${j}].addresses[0]`, ErrorCodes.INVALID_IP)] });
   },
   'slice/v6-address-v4-mapped': (t, { r }) => {
-    if (!t.ip6) return MUTATIONS['slice/address-bad']!(t, { r, o: CI_OPTIONS });
+    if (!t.ip6) return MUTATIONS['slice/address-bad']!(t, { r, o: CI_OPTIONS, goodIps: [] });
     const j = int(r, 0, t.addrs6.length - 1);
     t.slices[1]!.endpoints[j].addresses[0] = `::ffff:${t.addrs4[j]}`;
     t.addrs6.splice(j, 1);
@@ -408,6 +426,16 @@ const MUTATIONS: Record<string, Mutation> = {
     else t.slices[0]!.endpoints = [];
     t.addrs4 = [];
     return item('odd/no-endpoints', t, {});
+  },
+  'odd/orphan-slice': (t, { r }) => {
+    // A slice of a service that does not exist (here), as during a delete: ignored, never a problem.
+    const orphan = structuredClone(t.slices[0]!);
+    orphan.metadata.name = `${t.name}-orphan`;
+    if (r() < 0.5) orphan.metadata.labels['kubernetes.io/service-name'] = `${t.name}-gone`;
+    else orphan.metadata.namespace = `${FUZZ_NAMESPACE}-elsewhere`;
+    orphan.endpoints[0].addresses = ['10.250.0.1'];
+    t.slices.push(orphan);
+    return item('odd/orphan-slice', t, {});
   },
   'odd/no-slices': (t) => {
     t.slices = [];
@@ -542,6 +570,8 @@ const HAVOC_SERVICE_PATHS = [
   'status.loadBalancer.ingress.0.ip',
   'metadata.creationTimestamp',
   'metadata.annotations',
+  'metadata.labels',
+  'metadata.labels.app',
 ];
 const HAVOC_SLICE_PATHS = [
   'addressType',
@@ -562,6 +592,7 @@ const HAVOC_SLICE_PATHS = [
   'endpoints.0.hints.forZones',
   'endpoints.0.hints.forNodes',
   'metadata.annotations',
+  'metadata.labels',
 ];
 
 function havocValue(c: Ctx): unknown {
@@ -634,12 +665,16 @@ export const MAX_BACKENDS = 1024;
 /** A case: `o.items` mutated or odd items, good services in between, from one seed. */
 export function generateCase(seed: number, o: FuzzOptions): FuzzCase {
   const r = rng(seed);
-  const c: Ctx = { r, o };
+  const c: Ctx = { r, o, goodIps: [] };
   const items: FuzzItem[] = [];
   let k = 1;
   if (o.manyEndpoints > 0) items.push(manyEndpoints(template(k++, r), o.manyEndpoints, MAX_BACKENDS));
   for (let i = 0; i < o.items; i++) {
-    if (r() < 0.3) items.push(item('good', template(k++, r), {}));
+    if (r() < 0.3) {
+      const good = template(k++, r);
+      c.goodIps.push(good.ip4);
+      items.push(item('good', good, {}));
+    }
     const t = template(k++, r);
     items.push(r() < 0.25 ? havoc(t, c) : MUTATIONS[pick(r, MUTATION_NAMES)]!(t, c));
   }
@@ -662,5 +697,5 @@ export function generateCase(seed: number, o: FuzzOptions): FuzzCase {
       items.push(item('good/padded', t, { manifestOnly: true }));
     }
   }
-  return { seed, items };
+  return { seed, items, crlf: r() < 0.3 };
 }
