@@ -102,8 +102,8 @@ function addObject(value: unknown, where: string, field: string, out: ParsedMani
     );
     return;
   }
-  // An object without a readable name cannot be tracked or reported by name: reject it here, where
-  // the document index still says which one it is (desired() could only report a nameless object).
+  // An object without a readable (or sane) name cannot be tracked or reported by name: reject it here,
+  // where the document index still says which one it is (desired() could only report a nameless object).
   const nameless = namelessProblem(value);
   if (nameless) {
     out.problems.push(docProblem(where, field ? `${field}.${nameless.field}` : nameless.field, nameless.code, nameless.message));
@@ -129,6 +129,10 @@ function addObject(value: unknown, where: string, field: string, out: ParsedMani
   else out.slices.push(value as unknown as V1EndpointSlice);
 }
 
+/** Kubernetes' limits: a name is a DNS subdomain (253), a namespace a DNS label (63). */
+const MAX_NAME = 253;
+const MAX_NAMESPACE = 63;
+
 function namelessProblem(value: Record<string, unknown>): { field: string; code: ObjectProblem['code']; message: string } | undefined {
   const meta = value.metadata;
   if (meta !== undefined && meta !== null && !isRecord(meta)) {
@@ -144,6 +148,17 @@ function namelessProblem(value: Record<string, unknown>): { field: string; code:
       code: ErrorCodes.INVALID_FIELD,
       message: `must be a string, got ${show(name)}; the ${String(value.kind)} is not read`,
     };
+  }
+  // The API server refuses longer ones; here a 64 KB name would be repeated in every problem, log
+  // line, debug page and metric label of the object.
+  const namespace = isRecord(meta) ? meta.namespace : undefined;
+  for (const [field, text, most] of [
+    ['metadata.name', name, MAX_NAME],
+    ['metadata.namespace', namespace, MAX_NAMESPACE],
+  ] as const) {
+    if (typeof text === 'string' && text.length > most) {
+      return { field, code: ErrorCodes.INVALID_FIELD, message: `is ${text.length} characters long; at most ${most} are allowed` };
+    }
   }
   return undefined;
 }

@@ -128,6 +128,7 @@ test('an object without a readable name is rejected at its document, naming the 
   const text = [
     'apiVersion: v1\nkind: Service\nmetadata: {namespace: a}\nspec: {clusterIP: 10.96.0.10, ports: [{port: 80}]}\n',
     'apiVersion: v1\nkind: Service\nmetadata: {name: 5}\n',
+    `apiVersion: v1\nkind: Service\nmetadata: {name: ${'n'.repeat(254)}}\n`,
     `${slice.replace('metadata:\n  name: web-1\n  labels: {kubernetes.io/service-name: web}', 'metadata: web-1')}`,
     service('web', '10.96.0.11'),
   ].join('---\n');
@@ -139,7 +140,8 @@ test('an object without a readable name is rejected at its document, naming the 
     [
       [ErrorCodes.MISSING_FIELD, 'Document', 'n.yaml#0', 'metadata.name'],
       [ErrorCodes.INVALID_FIELD, 'Document', 'n.yaml#1', 'metadata.name'],
-      [ErrorCodes.INVALID_FIELD, 'Document', 'n.yaml#2', 'metadata'],
+      [ErrorCodes.INVALID_FIELD, 'Document', 'n.yaml#2', 'metadata.name'],
+      [ErrorCodes.INVALID_FIELD, 'Document', 'n.yaml#3', 'metadata'],
     ],
   );
 });
