@@ -455,6 +455,12 @@ const MUTATIONS: Record<string, Mutation> = {
     t.svc.metadata.name = pick(r, [5, true, ['a'], { n: 1 }]);
     return lone('manifest/name-wrong-type', t, t.svc, 'metadata.name', ErrorCodes.INVALID_FIELD);
   },
+  'manifest/name-too-long': (t, c) => {
+    if (c.r() < 0.5) t.svc.metadata.name = huge(c, 'n');
+    else t.svc.metadata.namespace = 'n'.repeat(64);
+    const field = typeof t.svc.metadata.name === 'string' && t.svc.metadata.name.length > 253 ? 'metadata.name' : 'metadata.namespace';
+    return lone('manifest/name-too-long', t, t.svc, field, ErrorCodes.INVALID_FIELD);
+  },
   'manifest/metadata-wrong-type': (t, { r }) => {
     t.slices[0]!.metadata = pick(r, ['web', 5, ['a']]);
     t.sliceOk[4] = false;
