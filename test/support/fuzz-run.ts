@@ -269,8 +269,6 @@ export function check(c: FuzzCase, via: FuzzPath, out: Outcome): string[] {
     const serve = item.serve;
     if (serve === 'none') {
       if (served.length > 0) fail(item, `must not be served, but has ${served.join(', ')}`);
-    } else if (serve === 'some') {
-      if (served.length === 0) fail(item, 'must be served, but has no frontend');
     } else if (serve === 'either') {
       if (served.length === 0 && !named.some((p) => p.kind === 'Service')) fail(item, 'neither served nor named by a problem');
     } else {

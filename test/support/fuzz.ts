@@ -24,10 +24,10 @@ export interface WantedProblem {
 
 /**
  * What must be served for the item's service: exactly these frontends (endpointKey -> sorted
- * `address/port` backends), none at all, some (a partial rejection), or, for random havoc, either
- * served or named by a problem (never silently dropped).
+ * `address/port` backends), none at all, or, for random havoc, either served or named by a problem
+ * (never silently dropped).
  */
-export type Serve = { exact: Record<string, string[]> } | 'none' | 'some' | 'either';
+export type Serve = { exact: Record<string, string[]> } | 'none' | 'either';
 
 export interface FuzzItem {
   /** The mutation, for reports. */
