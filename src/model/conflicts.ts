@@ -18,9 +18,14 @@ export interface Claim {
  * Keeps one claim per frontend key: the oldest by creationTimestamp (a service without one counts as
  * newest), then the first by namespace/name, so the result does not depend on arrival order. Each
  * loser gets a FRONTEND_CONFLICT problem; its other frontends are unaffected. `keys[i]` is the key of
- * `kept[i]`.
+ * `kept[i]`, `fields[i]` the field it came from.
  */
-export function settleConflicts(claims: readonly Claim[]): { kept: DesiredFrontend[]; keys: string[]; problems: ObjectProblem[] } {
+export function settleConflicts(claims: readonly Claim[]): {
+  kept: DesiredFrontend[];
+  keys: string[];
+  fields: string[];
+  problems: ObjectProblem[];
+} {
   // Nearly every key has one claim: keep a list only for those with more.
   const first = new Map<string, Claim>();
   const contested = new Map<string, Claim[]>();
@@ -37,17 +42,20 @@ export function settleConflicts(claims: readonly Claim[]): { kept: DesiredFronte
   }
   const kept: DesiredFrontend[] = [];
   const keys: string[] = [];
+  const fields: string[] = [];
   const problems: ObjectProblem[] = [];
   for (const [key, only] of first) {
     const list = contested.get(key);
     keys.push(key);
     if (!list) {
       kept.push(only.entry);
+      fields.push(only.field);
       continue;
     }
     list.sort(olderFirst);
     const [winner, ...losers] = list as [Claim, ...Claim[]];
     kept.push(winner.entry);
+    fields.push(winner.field);
     const owner = `${winner.entry.service.namespace}/${winner.entry.service.name}`;
     for (const l of losers) {
       problems.push(
@@ -61,7 +69,7 @@ export function settleConflicts(claims: readonly Claim[]): { kept: DesiredFronte
       );
     }
   }
-  return { kept, keys, problems };
+  return { kept, keys, fields, problems };
 }
 
 function olderFirst(a: Claim, b: Claim): number {

@@ -124,7 +124,7 @@ function* assemble(
   const settled = settleConflicts(claims);
   pushAll(problems, settled.problems);
   yield;
-  const keyed = settled.kept.map((f, i) => ({ key: settled.keys[i]!, f: limitBackends(f, max, problems) }));
+  const keyed = settled.kept.map((f, i) => ({ key: settled.keys[i]!, f: limitBackends(f, max, settled.fields[i]!, problems) }));
   yield;
   keyed.sort(byKeyedFrontend);
   yield;
@@ -518,13 +518,14 @@ function healthCheckOf(spec: ServiceSpec, slices: SliceRead[], node: NodeInfo): 
   return { service: spec.service, port: spec.healthCheckNodePort, localEndpoints: best };
 }
 
-function limitBackends(f: DesiredFrontend, max: number, problems: ObjectProblem[]): DesiredFrontend {
+/** `field` is where the frontend came from (`spec.ports[0]`), so the problem names the port at fault. */
+function limitBackends(f: DesiredFrontend, max: number, field: string, problems: ObjectProblem[]): DesiredFrontend {
   const most = Math.max(f.backends.length, f.externalBackends?.length ?? 0);
   if (most <= max) return f;
   problems.push(
     problem(
       { kind: 'Service', ...f.service },
-      '',
+      field,
       ErrorCodes.TOO_MANY_BACKENDS,
       `${endpointKey(f.frontend)} has ${most} backends; programming the first ${max} by address`,
     ),

@@ -1,6 +1,7 @@
 // IP address helpers for the model: strict parsing, the canonical text form, and byte order.
 
 import * as net from 'node:net';
+import { show } from './problem.ts';
 import type { Family } from './types.ts';
 
 export interface ParsedIp {
@@ -36,9 +37,22 @@ function canonicalOf(text: string): Readonly<ParsedIp> | null {
   if (net.isIPv4(text)) return { family: 4, address: text };
   // Node accepts a zone id; an address with one cannot be a ClusterIP or a pod address.
   if (net.isIPv6(text) && !text.includes('%')) {
-    return { family: 6, address: new net.SocketAddress({ address: text, family: 'ipv6' }).address };
+    const address = new net.SocketAddress({ address: text, family: 'ipv6' }).address;
+    // An IPv4-mapped address (::ffff:10.96.0.10) aliases an IPv4 one: as a frontend it would shadow or
+    // double that address, as a backend an IPv6 socket cannot reach it. Kubernetes refuses them (1.33).
+    return V4_MAPPED.test(address) ? null : { family: 6, address };
   }
   return null;
+}
+
+/** The canonical form of an IPv4-mapped IPv6 address, as SocketAddress prints every spelling of one. */
+const V4_MAPPED = /^::ffff:\d+\.\d+\.\d+\.\d+$/;
+
+/** Why parseIp refused the text, for a message: `"x" is not an IP address`. */
+export function notAnIp(text: unknown): string {
+  const why =
+    typeof text === 'string' && net.isIPv6(text) && !text.includes('%') ? 'is an IPv4-mapped IPv6 address' : 'is not an IP address';
+  return `${show(text)} ${why}`;
 }
 
 /** The address as bytes (4 or 16), for ordering. The input must be a valid address. */

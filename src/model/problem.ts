@@ -29,14 +29,19 @@ export function cmp(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
 }
 
-/** Describes a value for a message: strings quoted, everything else as JSON. */
+/** Longest value a message quotes whole; a huge one would make every log line and debug page huge. */
+const SHOW_MAX = 200;
+
+/** Describes a value for a message: strings quoted, everything else as JSON, cut to SHOW_MAX characters. */
 export function show(value: unknown): string {
   if (value === undefined) return 'undefined';
+  let text: string;
   try {
-    return JSON.stringify(value) ?? String(value);
+    text = JSON.stringify(value) ?? String(value);
   } catch {
-    return String(value);
+    text = String(value);
   }
+  return text.length <= SHOW_MAX ? text : `${text.slice(0, SHOW_MAX)}... (${text.length} characters)`;
 }
 
 /** True for a plain object (not null, not an array). */

@@ -2,7 +2,7 @@
 
 import type { V1Service } from '@kubernetes/client-node';
 import { ErrorCodes, type ObjectProblem } from '../errors.ts';
-import { type ParsedIp, parseCidr, parseIp } from './ip.ts';
+import { notAnIp, type ParsedIp, parseCidr, parseIp } from './ip.ts';
 import { isRecord, type ObjectRef, problem, show } from './problem.ts';
 import type { Protocol, ServiceName } from './types.ts';
 
@@ -89,6 +89,11 @@ export function readService(svc: V1Service): ServiceRead {
   for (const p of problems) Object.assign(p, who);
   const spec = isRecord(raw.spec) ? raw.spec : {};
   if (notOurs(meta, spec)) return { spec: undefined, problems: [] };
+  // A spec that is not an object would otherwise be blamed on the fields it lacks (spec.clusterIP).
+  if (raw.spec !== undefined && raw.spec !== null && !isRecord(raw.spec)) {
+    problems.push(problem(who, 'spec', ErrorCodes.INVALID_FIELD, `must be an object, got ${show(raw.spec)}`));
+    return { spec: undefined, problems };
+  }
 
   // Problems in `problems` (but an unsupported protocol) reject the service, as the API server would
   // have; those in `soft` only drop the part at fault, as kube-proxy ignores it.
@@ -151,7 +156,7 @@ function readIpList(list: unknown, field: string, who: ObjectRef, soft: ObjectPr
   list.forEach((text: unknown, i) => {
     const ip = parseIp(text);
     if (ip) ips.push({ ...ip, field: `${field}[${i}]` });
-    else soft.push(problem(who, `${field}[${i}]`, ErrorCodes.INVALID_IP, `${show(text)} is not an IP address; ignored`));
+    else soft.push(problem(who, `${field}[${i}]`, ErrorCodes.INVALID_IP, `${notAnIp(text)}; ignored`));
   });
   return ips;
 }
@@ -196,7 +201,7 @@ function readIngress(lb: unknown, who: ObjectRef, soft: ObjectProblem[]): Servic
     if (entry.ipMode !== undefined && entry.ipMode !== null && entry.ipMode !== 'VIP') return;
     const ip = parseIp(entry.ip);
     if (ip) ips.push({ ...ip, field });
-    else soft.push(problem(who, field, ErrorCodes.INVALID_IP, `${show(entry.ip)} is not an IP address; ignored`));
+    else soft.push(problem(who, field, ErrorCodes.INVALID_IP, `${notAnIp(entry.ip)}; ignored`));
   });
   return ips;
 }
@@ -291,7 +296,7 @@ function readClusterIps(spec: Record<string, unknown>, who: ObjectRef, problems:
   for (const [text, field] of texts) {
     const ip = parseIp(text);
     if (ip) ips.push({ ...ip, field });
-    else problems.push(problem(who, field, ErrorCodes.INVALID_IP, `${show(text)} is not an IP address`));
+    else problems.push(problem(who, field, ErrorCodes.INVALID_IP, notAnIp(text)));
   }
   if (problems.length > before) return ips;
   if (hasList && single !== undefined && single !== null && single !== '' && parseIp(single)?.address !== ips[0]?.address) {

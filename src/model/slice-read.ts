@@ -2,7 +2,7 @@
 
 import type { V1EndpointSlice } from '@kubernetes/client-node';
 import { ErrorCodes, type ObjectProblem } from '../errors.ts';
-import { parseIp } from './ip.ts';
+import { notAnIp, parseIp } from './ip.ts';
 import { isRecord, type ObjectRef, problem, show } from './problem.ts';
 import { checkPort } from './service-spec.ts';
 import type { Family } from './types.ts';
@@ -125,14 +125,19 @@ function readEndpoint(item: unknown, at: string, family: Family, who: ObjectRef,
     return undefined;
   }
   const addresses = item.addresses;
+  if (addresses !== undefined && addresses !== null && !Array.isArray(addresses)) {
+    // A wrong type is not a missing field: say what was there.
+    problems.push(problem(who, `${at}.addresses`, ErrorCodes.INVALID_FIELD, `must be a list, got ${show(addresses)}`));
+    return undefined;
+  }
   if (!Array.isArray(addresses) || addresses.length === 0) {
     problems.push(problem(who, `${at}.addresses`, ErrorCodes.MISSING_FIELD, 'at least one address is required'));
     return undefined;
   }
   const ip = parseIp(addresses[0]);
   if (!ip || ip.family !== family) {
-    const why = ip ? `is IPv${ip.family} in an IPv${family} slice` : 'is not an IP address';
-    problems.push(problem(who, `${at}.addresses[0]`, ErrorCodes.INVALID_IP, `${show(addresses[0])} ${why}`));
+    const why = ip ? `${show(addresses[0])} is IPv${ip.family} in an IPv${family} slice` : notAnIp(addresses[0]);
+    problems.push(problem(who, `${at}.addresses[0]`, ErrorCodes.INVALID_IP, why));
     return undefined;
   }
   const c = isRecord(item.conditions) ? item.conditions : {};

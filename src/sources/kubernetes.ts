@@ -6,18 +6,17 @@
 
 import * as fs from 'node:fs';
 import {
-  CoreV1Api,
-  DiscoveryV1Api,
+  HttpMethod,
   KubeConfig,
   type KubernetesObject,
+  RequestContext,
   type V1EndpointSlice,
   type V1Node,
   type V1Service,
 } from '@kubernetes/client-node';
-// Lists come back as model class instances (Dates for timestamps); watch events as plain JSON.
-// Serializing list items back to the wire shape keeps every cached object the same shape.
-import { ObjectSerializer } from '@kubernetes/client-node/dist/gen/models/ObjectSerializer.js';
+import { IsomorphicFetchHttpLibrary } from '@kubernetes/client-node/dist/gen/http/isomorphic-fetch.js';
 import { ErrorCodes, SocklbError } from '../errors.ts';
+import { isRecord } from '../model/problem.ts';
 import type { NodeInfo } from '../model/types.ts';
 import { type Backoff, DEFAULT_BACKOFF, type InformerStatus, type Page, type PageRequest, ResilientInformer } from './k8s-informer.ts';
 
@@ -143,22 +142,61 @@ function triggerTime(slice: V1EndpointSlice): Date | undefined {
   return Number.isNaN(t.getTime()) ? undefined : t;
 }
 
-/** A typed list page turned back into wire-shaped items, as watch events carry them. */
-function toPage<T>(
-  list: { metadata?: { resourceVersion?: string; _continue?: string }; items: unknown[] },
-  type: string,
-  kind: string,
-  apiVersion: string,
-): Page<T> {
+const HTTP = new IsomorphicFetchHttpLibrary();
+
+interface ListTarget {
+  path: string;
+  kind: string;
+  apiVersion: string;
+  fieldSelector?: string;
+}
+
+/**
+ * One list page, items exactly as the API server sent them (plain JSON, as watch events carry them).
+ * Not the generated clients: they decode a list into model classes, which throws on one field of the
+ * wrong type (`ports: 42`, an unreadable creationTimestamp when encoding back) and so fails every list,
+ * leaving the source never synced; and they silently reshape others (`ports: "abc"` becomes three empty
+ * ports), so desired() would blame the wrong field. Found by the fuzz test (test/support/fuzz.ts).
+ */
+async function listPage<T>(kc: KubeConfig, target: ListTarget, r: PageRequest): Promise<Page<T>> {
+  const cluster = kc.getCurrentCluster();
+  if (!cluster) throw new Error('kubeconfig has no current cluster');
+  const url = new URL(cluster.server + target.path);
+  if (r.limit !== undefined) url.searchParams.set('limit', String(r.limit));
+  if (r.continue !== undefined) url.searchParams.set('continue', r.continue);
+  if (target.fieldSelector !== undefined) url.searchParams.set('fieldSelector', target.fieldSelector);
+  const ctx = new RequestContext(url.toString(), HttpMethod.GET);
+  ctx.setHeaderParam('Accept', 'application/json');
+  await kc.applySecurityAuthentication(ctx);
+  const res = await HTTP.send(ctx).toPromise();
+  const text = await res.body.text();
+  let body: unknown;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    body = undefined;
+  }
+  const record = (v: unknown): Record<string, unknown> => (isRecord(v) ? v : {});
+  if (res.httpStatusCode !== 200) {
+    const message = record(body).message;
+    const why = typeof message === 'string' ? message : text.slice(0, 200);
+    // statusCode: the informer tells an expired continue token (410) from other failures by it.
+    throw Object.assign(new Error(`list ${target.path}: ${why}`), { statusCode: res.httpStatusCode });
+  }
+  if (body === undefined) throw new Error(`list ${target.path}: the answer is not JSON`);
+  const meta = record(record(body).metadata);
+  const items = Array.isArray(record(body).items) ? (record(body).items as unknown[]) : [];
   return {
-    items: list.items.map((item) => {
-      const wire = ObjectSerializer.serialize(item, type, '') as Record<string, unknown>;
-      wire.kind ??= kind;
-      wire.apiVersion ??= apiVersion;
-      return wire as T;
+    // A real server never lists a non-object; skip one rather than hand it to the informer cache.
+    items: items.flatMap((item) => {
+      if (!isRecord(item)) return [];
+      // A JSON list leaves kind and apiVersion out of its items; watch events carry them.
+      item.kind ??= target.kind;
+      item.apiVersion ??= target.apiVersion;
+      return [item as T];
     }),
-    resourceVersion: list.metadata?.resourceVersion ?? '',
-    continue: list.metadata?._continue,
+    resourceVersion: typeof meta.resourceVersion === 'string' ? meta.resourceVersion : '',
+    continue: typeof meta.continue === 'string' && meta.continue !== '' ? meta.continue : undefined,
   };
 }
 
@@ -222,8 +260,6 @@ export class KubernetesSource {
     this.#whenSynced = new Promise((resolve) => (this.#resolveSynced = resolve));
 
     const kc = options.kubeConfig ?? loadKubeConfig(options.kubeconfigPath);
-    const core = kc.makeApiClient(CoreV1Api);
-    const discovery = kc.makeApiClient(DiscoveryV1Api);
     const common = { kubeConfig: kc, pageSize, listTimeoutMs, backoff, onError: (e: Error) => this.#onError(e) };
     const nodeSelector = `metadata.name=${this.#nodeName}`;
 
@@ -231,7 +267,7 @@ export class KubernetesSource {
       ...common,
       name: 'services',
       path: '/api/v1/services',
-      listPage: async (r: PageRequest) => toPage(await core.listServiceForAllNamespaces(pageArgs(r)), 'V1Service', 'Service', 'v1'),
+      listPage: (r: PageRequest) => listPage(kc, { path: '/api/v1/services', kind: 'Service', apiVersion: 'v1' }, r),
       onChange: () => this.#changed(),
       onListed: () => this.#listedOnce('services'),
     });
@@ -239,8 +275,8 @@ export class KubernetesSource {
       ...common,
       name: 'endpointslices',
       path: '/apis/discovery.k8s.io/v1/endpointslices',
-      listPage: async (r: PageRequest) =>
-        toPage(await discovery.listEndpointSliceForAllNamespaces(pageArgs(r)), 'V1EndpointSlice', 'EndpointSlice', 'discovery.k8s.io/v1'),
+      listPage: (r: PageRequest) =>
+        listPage(kc, { path: '/apis/discovery.k8s.io/v1/endpointslices', kind: 'EndpointSlice', apiVersion: 'discovery.k8s.io/v1' }, r),
       onChange: (verb, slice) => {
         if (verb !== 'delete') this.#recordTrigger(slice);
         this.#changed();
@@ -252,8 +288,7 @@ export class KubernetesSource {
       name: `node ${this.#nodeName}`,
       path: '/api/v1/nodes',
       fieldSelector: nodeSelector,
-      listPage: async (r: PageRequest) =>
-        toPage(await core.listNode({ ...pageArgs(r), fieldSelector: nodeSelector }), 'V1Node', 'Node', 'v1'),
+      listPage: (r: PageRequest) => listPage(kc, { path: '/api/v1/nodes', kind: 'Node', apiVersion: 'v1', fieldSelector: nodeSelector }, r),
       onChange: () => this.#nodeChanged(),
       onListed: () => this.#listedOnce('node'),
     });
@@ -370,8 +405,4 @@ export class KubernetesSource {
       this.#onError(new Error(`kubernetes: onChange failed: ${(err as Error)?.message}`, { cause: err }));
     }
   }
-}
-
-function pageArgs(r: PageRequest): { limit?: number; _continue?: string } {
-  return { ...(r.limit !== undefined ? { limit: r.limit } : {}), ...(r.continue !== undefined ? { _continue: r.continue } : {}) };
 }

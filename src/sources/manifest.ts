@@ -5,7 +5,7 @@ import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import type { V1EndpointSlice, V1Service } from '@kubernetes/client-node';
-import { type Document, parseAllDocuments } from 'yaml';
+import { Composer, type Document, LineCounter, Parser } from 'yaml';
 import { ErrorCodes, type ObjectProblem, SocklbError } from '../errors.ts';
 import { isRecord, show } from '../model/problem.ts';
 
@@ -45,29 +45,38 @@ const SLICE = { apiVersion: 'discovery.k8s.io/v1', kind: 'EndpointSlice' };
 export function parseManifest(text: string, fileName: string): ParsedManifest {
   const out: ParsedManifest = { services: [], slices: [], problems: [], complete: true };
   const seen = new Map<string, string>();
-  parseAllDocuments(text).forEach((doc, index) => {
-    const where = `${fileName}#${index}`;
-    const value = readDocument(doc, where, out);
-    if (value === undefined || value === null) return;
+  const lines = new LineCounter();
+  // `<<` merge keys are read as kubectl reads them (go-yaml, YAML 1.1); without this a manifest that
+  // works with kubectl would lose the merged fields here and be rejected for the wrong reason.
+  const composer = new Composer({ merge: true });
+  // One document at a time, not parseAllDocuments(): that holds every document's syntax tree at once,
+  // about 40 times the text, so a 100 MB manifest of Services took 4 GB of heap, at the edge of V8's
+  // limit (the fuzz test's big manifest). A document's tree is garbage once its value is read.
+  let index = 0;
+  for (const doc of composer.compose(new Parser(lines.addNewLine).parse(text))) {
+    const where = `${fileName}#${index++}`;
+    const value = readDocument(doc, where, lines, out);
+    if (value === undefined || value === null) continue;
     if (isRecord(value) && value.apiVersion === 'v1' && value.kind === 'List') {
       if (!Array.isArray(value.items)) {
         out.problems.push(docProblem(where, 'items', ErrorCodes.MANIFEST_KIND, 'a List needs an items list'));
-        return;
+        continue;
       }
       for (const [i, item] of (value.items as unknown[]).entries()) addObject(item, where, `items[${i}]`, out, seen);
     } else {
       addObject(value, where, '', out, seen);
     }
-  });
+  }
   return out;
 }
 
 /** The document's plain value, or undefined (with a problem, read marked incomplete) when it does not parse. */
-function readDocument(doc: Document.Parsed, where: string, out: ParsedManifest): unknown {
+function readDocument(doc: Document.Parsed, where: string, lines: LineCounter, out: ParsedManifest): unknown {
   const error = doc.errors[0];
   if (error) {
     out.complete = false;
-    const at = error.linePos ? `line ${error.linePos[0].line}, column ${error.linePos[0].col}: ` : '';
+    const pos = lines.linePos(error.pos[0]);
+    const at = `line ${pos.line}, column ${pos.col}: `;
     const message = error.message.split('\n')[0]?.replace(/ at line \d+, column \d+:?$/, '') ?? error.code;
     out.problems.push(docProblem(where, '', ErrorCodes.MANIFEST_SYNTAX, `${at}${message}`));
     return undefined;
@@ -93,6 +102,13 @@ function addObject(value: unknown, where: string, field: string, out: ParsedMani
     );
     return;
   }
+  // An object without a readable (or sane) name cannot be tracked or reported by name: reject it here,
+  // where the document index still says which one it is (desired() could only report a nameless object).
+  const nameless = namelessProblem(value);
+  if (nameless) {
+    out.problems.push(docProblem(where, field ? `${field}.${nameless.field}` : nameless.field, nameless.code, nameless.message));
+    return;
+  }
   defaultNamespace(value);
   const id = objectIdentity(value);
   const previous = id === undefined ? undefined : seen.get(id);
@@ -111,6 +127,40 @@ function addObject(value: unknown, where: string, field: string, out: ParsedMani
   if (id !== undefined) seen.set(id, field ? `${where} ${field}` : where);
   if (isService) out.services.push(value as V1Service);
   else out.slices.push(value as unknown as V1EndpointSlice);
+}
+
+/** Kubernetes' limits: a name is a DNS subdomain (253), a namespace a DNS label (63). */
+const MAX_NAME = 253;
+const MAX_NAMESPACE = 63;
+
+function namelessProblem(value: Record<string, unknown>): { field: string; code: ObjectProblem['code']; message: string } | undefined {
+  const meta = value.metadata;
+  if (meta !== undefined && meta !== null && !isRecord(meta)) {
+    return { field: 'metadata', code: ErrorCodes.INVALID_FIELD, message: `must be an object, got ${show(meta)}` };
+  }
+  const name = isRecord(meta) ? meta.name : undefined;
+  if (name === undefined || name === null || name === '') {
+    return { field: 'metadata.name', code: ErrorCodes.MISSING_FIELD, message: `is required; the ${String(value.kind)} is not read` };
+  }
+  if (typeof name !== 'string') {
+    return {
+      field: 'metadata.name',
+      code: ErrorCodes.INVALID_FIELD,
+      message: `must be a string, got ${show(name)}; the ${String(value.kind)} is not read`,
+    };
+  }
+  // The API server refuses longer ones; here a 64 KB name would be repeated in every problem, log
+  // line, debug page and metric label of the object.
+  const namespace = isRecord(meta) ? meta.namespace : undefined;
+  for (const [field, text, most] of [
+    ['metadata.name', name, MAX_NAME],
+    ['metadata.namespace', namespace, MAX_NAMESPACE],
+  ] as const) {
+    if (typeof text === 'string' && text.length > most) {
+      return { field, code: ErrorCodes.INVALID_FIELD, message: `is ${text.length} characters long; at most ${most} are allowed` };
+    }
+  }
+  return undefined;
 }
 
 function defaultNamespace(value: Record<string, unknown>): void {

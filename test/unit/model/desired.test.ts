@@ -291,6 +291,21 @@ test('a missing ports list, name or namespace is a MISSING_FIELD problem', () =>
   ]);
 });
 
+test('a spec that is not an object is named as such, not by the fields it lacks', () => {
+  const bad = svc('bad');
+  (bad as { spec: unknown }).spec = 'ClusterIP';
+  const t = run([bad, svc('ok', { ip: '10.96.0.11' })]);
+  assert.equal(lines(t), ['ClusterIP TCP/10.96.0.11:80 default/ok:http -> (no backends)']);
+  assert.equal(problemsOf(t), [`${ErrorCodes.INVALID_FIELD} Service default/bad spec`]);
+});
+
+test('a huge value is quoted cut short in a problem message', () => {
+  const t = run([svc('bad', { ip: '9'.repeat(100_000) })]);
+  const message = t.problems[0]?.message ?? '';
+  assert.ok(message.length < 300, `${message.length} characters`);
+  assert.match(message, '(100002 characters)');
+});
+
 test('an unsupported protocol drops only that port', () => {
   const ports = [
     { name: 'sctp', port: 3868, protocol: 'SCTP' },
@@ -315,7 +330,13 @@ test('a bad endpoint address or slice port is skipped with a problem; the rest o
   const t = run(
     [svc('web')],
     [
-      slice('web-1', 'web', [ep('10.244.0.11'), ep('10.244.0.300'), ep('fd00::1'), { addresses: [] }]),
+      slice('web-1', 'web', [
+        ep('10.244.0.11'),
+        ep('10.244.0.300'),
+        ep('fd00::1'),
+        { addresses: [] },
+        { addresses: '10.244.0.13' as never },
+      ]),
       slice('web-2', 'web', [ep('10.244.0.12')], { ports: [{ name: 'http', port: 0 }] }),
     ],
   );
@@ -324,6 +345,7 @@ test('a bad endpoint address or slice port is skipped with a problem; the rest o
     `${ErrorCodes.INVALID_IP} EndpointSlice default/web-1 endpoints[1].addresses[0]`,
     `${ErrorCodes.INVALID_IP} EndpointSlice default/web-1 endpoints[2].addresses[0]`,
     `${ErrorCodes.MISSING_FIELD} EndpointSlice default/web-1 endpoints[3].addresses`,
+    `${ErrorCodes.INVALID_FIELD} EndpointSlice default/web-1 endpoints[4].addresses`,
     `${ErrorCodes.PORT_RANGE} EndpointSlice default/web-2 ports[0].port`,
   ]);
 });
@@ -367,7 +389,11 @@ test('more backends than maxBackendsPerService: the first N by address are kept,
     maxBackendsPerService: 2,
   });
   assert.equal(lines(t), ['ClusterIP TCP/10.96.0.10:80 default/web:http -> 10.244.0.1:8080 10.244.0.2:8080']);
-  assert.equal(problemsOf(t), [`${ErrorCodes.TOO_MANY_BACKENDS} Service default/web `]);
+  assert.equal(
+    problemsOf(t),
+    [`${ErrorCodes.TOO_MANY_BACKENDS} Service default/web spec.ports[0]`],
+    'names the port whose frontend is cut',
+  );
   assert.throws(() => run([], [], { maxBackendsPerService: 0 }), RangeError);
   assert.throws(() => run([], [], { maxBackendsPerService: 1.5 }), RangeError);
 });

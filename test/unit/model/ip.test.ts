@@ -1,7 +1,7 @@
 import * as net from 'node:net';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { compareIp, ipBytes, parseIp } from '../../../src/model/ip.ts';
+import { compareIp, ipBytes, notAnIp, parseIp } from '../../../src/model/ip.ts';
 import { rng } from '../../support/rng.ts';
 
 test('parseIp reads IPv4 and IPv6 and gives the canonical form', () => {
@@ -14,6 +14,15 @@ test('parseIp rejects leading zeros, short forms, zones and non-strings', () => 
   for (const bad of ['010.1.1.1', '1.2.3', 'fe80::1%eth0', ' 10.0.0.1', '[fd00::1]', '10.0.0.256', '', 'None', 42, null]) {
     assert.is(parseIp(bad), undefined, `accepted ${String(bad)}`);
   }
+});
+
+test('parseIp refuses IPv4-mapped IPv6 addresses in every spelling, and says why', () => {
+  for (const mapped of ['::ffff:10.96.0.10', '::FFFF:a60:a', '0:0:0:0:0:ffff:10.96.0.10']) {
+    assert.is(parseIp(mapped), undefined, `accepted ${mapped}`);
+    assert.is(notAnIp(mapped), `${JSON.stringify(mapped)} is an IPv4-mapped IPv6 address`);
+  }
+  assert.equal(parseIp('64:ff9b::10.96.0.10'), { family: 6, address: '64:ff9b::a60:a' }, 'NAT64 addresses are ordinary IPv6');
+  assert.is(notAnIp('x'), '"x" is not an IP address');
 });
 
 test('ipBytes expands compressed IPv6 and embedded IPv4', () => {

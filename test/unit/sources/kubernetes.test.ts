@@ -245,6 +245,33 @@ test('pages lists with limit/continue and sees every object', async () => {
   }
 });
 
+test('an object the typed clients cannot decode does not stop the list, and reaches the model as sent', async () => {
+  const h = await harness(
+    (api) => {
+      const ports = svc('ports', '10.96.0.10');
+      ports.spec.ports = 42;
+      const stamp = svc('stamp', '10.96.0.11');
+      stamp.metadata!.creationTimestamp = 'garbage';
+      const text = svc('text', '10.96.0.12');
+      text.spec.ports = 'abc';
+      for (const o of [ports, stamp, text, svc('ok', '10.96.0.13')]) api.add(o);
+    },
+    { pageSize: 2 },
+  );
+  try {
+    assert.ok(await Promise.race([h.source.start().then(() => true), sleep(3000).then(() => false)]), 'synced');
+    await until('snapshot', () => h.snapshots.length === 1);
+    assert.equal(h.errors, []);
+    const byName = new Map(last(h).services.map((s) => [s.metadata?.name, s as unknown as KubeObject]));
+    assert.equal([...byName.keys()].sort(), ['ok', 'ports', 'stamp', 'text']);
+    assert.is(byName.get('ports')!.spec.ports, 42);
+    assert.is(byName.get('stamp')!.metadata!.creationTimestamp, 'garbage');
+    assert.is(byName.get('text')!.spec.ports, 'abc', 'not reshaped into three empty ports');
+  } finally {
+    await h.close();
+  }
+});
+
 test('a 410 mid-watch (ERROR event) leads to a relist that converges, deletions included', async () => {
   const h = await harness((api) => {
     api.add(svc('keep', '10.96.0.10'));

@@ -110,6 +110,42 @@ test('the same object twice: the later document wins, with a problem', () => {
   );
 });
 
+test('anchors, aliases and << merge keys read as kubectl reads them', () => {
+  const text = `apiVersion: v1
+kind: Service
+metadata: {name: web, labels: &labels {app: web}}
+spec:
+  <<: {clusterIP: 10.96.0.10, ports: [{name: http, port: 80}]}
+  selector: *labels
+`;
+  const m = parseManifest(text, 'a.yaml');
+  assert.equal(m.problems, []);
+  assert.equal(m.services[0]?.spec?.ports?.[0]?.port, 80);
+  assert.equal(m.services[0]?.spec?.selector, { app: 'web' });
+});
+
+test('an object without a readable name is rejected at its document, naming the field', () => {
+  const text = [
+    'apiVersion: v1\nkind: Service\nmetadata: {namespace: a}\nspec: {clusterIP: 10.96.0.10, ports: [{port: 80}]}\n',
+    'apiVersion: v1\nkind: Service\nmetadata: {name: 5}\n',
+    `apiVersion: v1\nkind: Service\nmetadata: {name: ${'n'.repeat(254)}}\n`,
+    `${slice.replace('metadata:\n  name: web-1\n  labels: {kubernetes.io/service-name: web}', 'metadata: web-1')}`,
+    service('web', '10.96.0.11'),
+  ].join('---\n');
+  const m = parseManifest(text, 'n.yaml');
+  assert.equal(names(m.services), ['default/web']);
+  assert.equal(m.slices, []);
+  assert.equal(
+    m.problems.map((p) => [p.code, p.kind, p.name, p.field]),
+    [
+      [ErrorCodes.MISSING_FIELD, 'Document', 'n.yaml#0', 'metadata.name'],
+      [ErrorCodes.INVALID_FIELD, 'Document', 'n.yaml#1', 'metadata.name'],
+      [ErrorCodes.INVALID_FIELD, 'Document', 'n.yaml#2', 'metadata.name'],
+      [ErrorCodes.INVALID_FIELD, 'Document', 'n.yaml#3', 'metadata'],
+    ],
+  );
+});
+
 test('an empty file or empty documents yield nothing and no problem', () => {
   assert.equal(parseManifest('', 'e.yaml'), { services: [], slices: [], problems: [], complete: true });
   assert.equal(parseManifest('# nothing\n---\n---\n', 'e.yaml'), { services: [], slices: [], problems: [], complete: true });
