@@ -9,6 +9,7 @@
  * native or generic (BpfObject.attachXdp); "tc_lb_egress" (SEC "tc") on the egress of the same
  * devices (BpfObject.attachTc: tcx, else clsact), for replies of backends on this node. Both
  * live in this one object, so they share its maps; pin the links like the socket hooks'.
+ * "xdp_pass" is for the peer of a veth that xdp_lb redirects into (see below).
  *
  * Shared maps (lib/maps.h): reuse the socket hooks' pins. The XDP program reads only the
  * external-scope frontends: for each NodePort (one entry per node address), LoadBalancer ingress
@@ -37,6 +38,16 @@ SEC("xdp")
 int xdp_lb(struct xdp_md *ctx)
 {
 	return __xdp_lb(ctx);
+}
+
+/*
+ * For the far end of a veth that xdp_lb redirects into (a pod, a lab's other namespace): veth
+ * delivers a redirected frame only to a peer with an XDP program of its own.
+ */
+SEC("xdp")
+int xdp_pass(struct xdp_md *ctx)
+{
+	return XDP_PASS;
 }
 
 SEC("tc")
