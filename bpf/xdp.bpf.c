@@ -16,11 +16,13 @@
  * IP and externalIP the agent writes an lb4_key/lb6_key with scope LB_SCOPE_EXTERNAL and its own
  * lb_service (with externalTrafficPolicy: Local, a service_id whose slots list only backends with
  * LB_BE_F_LOCAL, and flag LB_SVC_F_LOCAL). LB_SVC_F_SOURCE_RANGES turns on the source check.
- * Backends on this node carry LB_BE_F_LOCAL: they get DNAT only, the others SNAT.
+ * Backends on this node carry LB_BE_F_LOCAL: they get DNAT only, the others SNAT, or with
+ * LB_CFG_F_DSR (IPv4 only for now) DSR to their node_address, which must then be set.
  *
  * Own maps (lib/conntrack.h), pinned by the agent, sized before load:
  *   lb_node_config_v1   array[1] of struct lb_node_config; the agent writes it (SNAT addresses,
- *                       NAT port range, flags) and may rewrite it at any time.
+ *                       NAT port range, flags, DSR port) and may rewrite it at any time. Every
+ *                       node of a DSR cluster sets the same dsr_port: it is what they decapsulate.
  *   lb4_src_ranges_v1,  LPM tries of struct lb4/lb6_src_range_key -> __u8 (1): the agent writes
  *   lb6_src_ranges_v1   one entry per service_id and loadBalancerSourceRanges prefix.
  *   lb4_ct_v1, lb6_ct_v1       LRU, flows (struct lb4/lb6_ct); the programs write them, the agent
@@ -30,7 +32,8 @@
  * Host settings the datapath relies on: IP forwarding on (the stack forwards what XDP passes);
  * accept_local=1 on the devices when a SNAT packet may be passed to the stack (VLAN, unresolved
  * neighbour, LB_CFG_F_STACK_FORWARD); a device XDP redirects into must take XDP frames (a veth
- * needs an XDP program on its peer); the NAT port range outside ip_local_port_range.
+ * needs an XDP program on its peer); the NAT port range outside ip_local_port_range; for DSR, a
+ * node-to-node MTU 36 bytes above the clients' (the encapsulation is sent with DF).
  */
 #include "lib/nodeport.h"
 

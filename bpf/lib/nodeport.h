@@ -107,12 +107,77 @@ static __always_inline bool src4_allowed(__u32 service_id, __be32 saddr)
 	return bpf_map_lookup_elem(&lb4_src_ranges_v1, &key);
 }
 
+/* The flow replying to an inner packet (a DSR or ICMP-quoted one) whose ports are at ports. */
+static __always_inline void tuple4_reverse(const struct iphdr *in, const __be16 *ports,
+					   struct lb4_tuple *r)
+{
+	r->saddr = in->daddr;
+	r->daddr = in->saddr;
+	r->sport = ports[1];
+	r->dport = ports[0];
+	r->proto = in->protocol;
+}
+
+/* The outer UDP source port of a DSR flow: fixed per flow, spread over flows for ECMP and RSS. */
+static __always_inline __be16 dsr4_entropy_port(const struct lb4_tuple *t)
+{
+	return bpf_htons(0xc000 | ((bpf_ntohl(t->saddr) ^ bpf_ntohs(t->sport)) & 0x3fff));
+}
+
+/*
+ * Wraps the packet (already sent to the backend) for the backend's node: outer IPv4, UDP and
+ * struct lb4_dsr_hdr go between the Ethernet header and the packet's own. *p then describes the
+ * outer packet.
+ */
+static __always_inline int dsr4_encap(struct xdp_md *ctx, struct pkt *p, const struct lb4_ct *ct,
+				      const struct lb4_tuple *t)
+{
+	const __u32 hdr_len =
+		sizeof(struct iphdr) + sizeof(struct udphdr) + sizeof(struct lb4_dsr_hdr);
+	const struct lb_node_config *cfg = node_config();
+	void *data = xdp_data(ctx), *data_end = xdp_data_end(ctx);
+	struct lb4_dsr_hdr *dsr;
+	__u8 eth[ETH_HLEN + 4];
+	struct udphdr *udp;
+	struct iphdr *ip;
+	__u32 inner_len;
+
+	if (!cfg || data + sizeof(eth) > data_end)
+		return -1;
+	__builtin_memcpy(eth, data, sizeof(eth));
+	inner_len = data_end - data - p->l3_off;
+	if (bpf_xdp_adjust_head(ctx, -(int)hdr_len))
+		return -1;
+	data = xdp_data(ctx);
+	data_end = xdp_data_end(ctx);
+	ip = l3_hdr(data, p);
+	udp = (void *)(ip + 1);
+	dsr = (void *)(udp + 1);
+	if (data + sizeof(eth) > data_end || (void *)(dsr + 1) > data_end)
+		return -1;
+	/* Bytes past l3_off are overwritten by the outer IP header next. */
+	__builtin_memcpy(data, eth, sizeof(eth));
+	ip4_write(ip, cfg->snat_address4, ct->nat_address, hdr_len + inner_len, IPPROTO_UDP);
+	udp->source = ct->nat_port;
+	udp->dest = cfg->dsr_port;
+	udp->len = bpf_htons(hdr_len - sizeof(*ip) + inner_len);
+	udp->check = 0;
+	dsr->version = LB_DSR_VERSION;
+	dsr->proto = IPPROTO_IPIP;
+	dsr->frontend_port = t->dport;
+	dsr->frontend_address = t->daddr;
+	p->l4_off = p->l3_off + sizeof(*ip);
+	p->proto = IPPROTO_UDP;
+	return 0;
+}
+
 /* Rewrites a packet of a flow as its entry says, then sends it on. */
 static __always_inline int xdp_fwd4(struct xdp_md *ctx, const struct pkt *p,
 				    const struct lb4_tuple *t, const struct lb4_ct *ct)
 {
 	void *data = xdp_data(ctx), *data_end = xdp_data_end(ctx);
 	struct lb4_tuple to = *t;
+	struct pkt outer = *p;
 
 	to.daddr = ct->backend_address;
 	to.dport = ct->backend_port;
@@ -123,9 +188,72 @@ static __always_inline int xdp_fwd4(struct xdp_md *ctx, const struct pkt *p,
 	if (nat4_rewrite(data, data_end, p, &to))
 		return XDP_DROP;
 	/* A local backend is a pod behind a veth: the stack routes it there. */
-	if (!(ct->flags & LB_CT_F_SNAT))
+	if (ct->flags & LB_CT_F_LOCAL)
 		return XDP_PASS;
-	return fib_forward4(ctx, p);
+	if ((ct->flags & LB_CT_F_DSR) && dsr4_encap(ctx, &outer, ct, t))
+		return XDP_DROP;
+	return fib_forward4(ctx, &outer);
+}
+
+/*
+ * A DSR packet from another node for a backend on this one: strips the encapsulation, records
+ * the frontend for tc egress to give the replies, and lets the stack deliver the packet.
+ * XDP_ABORTED when the packet is no DSR packet for this node.
+ */
+static __always_inline int xdp_dsr4_decap(struct xdp_md *ctx, const struct pkt *p,
+					  const struct lb4_tuple *t)
+{
+	const __u32 hdr_len =
+		sizeof(struct iphdr) + sizeof(struct udphdr) + sizeof(struct lb4_dsr_hdr);
+	const struct lb_node_config *cfg = node_config();
+	void *data = xdp_data(ctx), *data_end = xdp_data_end(ctx);
+	struct lb4_rnat rnat = { .flags = LB_CT_F_LOCAL }, *old;
+	struct lb4_tuple rkey = {};
+	struct iphdr *outer, *in;
+	struct lb4_dsr_hdr *dsr;
+	__u8 eth[ETH_HLEN + 4];
+	__be16 *ports;
+
+	if (!cfg || !cfg->dsr_port || t->dport != cfg->dsr_port || t->daddr != cfg->snat_address4)
+		return XDP_ABORTED;
+	outer = l3_hdr(data, p);
+	dsr = l4_hdr(data, p) + sizeof(struct udphdr);
+	in = (void *)(dsr + 1);
+	ports = (void *)(in + 1);
+	if ((void *)(outer + 1) > data_end || (void *)(ports + 2) > data_end ||
+	    data + sizeof(eth) > data_end)
+		goto malformed;
+	/* What dsr4_encap writes: no IP options, outside or inside. */
+	if (outer->ihl != 5 || dsr->version != LB_DSR_VERSION || dsr->proto != IPPROTO_IPIP ||
+	    in->version != 4 || in->ihl != 5 ||
+	    (in->protocol != IPPROTO_TCP && in->protocol != IPPROTO_UDP))
+		goto malformed;
+	tuple4_reverse(in, ports, &rkey);
+	rnat.address = dsr->frontend_address;
+	rnat.port = dsr->frontend_port;
+	rnat.client = in->saddr;
+	rnat.client_port = ports[0];
+	/* Written once per flow, not per packet. */
+	old = bpf_map_lookup_elem(&lb4_rnat_v1, &rkey);
+	if (!old || old->address != rnat.address || old->port != rnat.port ||
+	    !(old->flags & LB_CT_F_LOCAL))
+		bpf_map_update_elem(&lb4_rnat_v1, &rkey, &rnat, BPF_ANY);
+	__builtin_memcpy(eth, data, sizeof(eth));
+	if (bpf_xdp_adjust_head(ctx, hdr_len))
+		return XDP_DROP;
+	data = xdp_data(ctx);
+	data_end = xdp_data_end(ctx);
+	if (data + sizeof(eth) > data_end)
+		return XDP_DROP;
+	/* Exactly the Ethernet header (and tag): the inner IP header follows it now. */
+	__builtin_memcpy(data, eth, ETH_HLEN);
+	if (p->vlan)
+		__builtin_memcpy(data + ETH_HLEN, eth + ETH_HLEN, 4);
+	xdp_count(XDP_R_DSR_DECAP);
+	return XDP_PASS;
+malformed:
+	xdp_count(XDP_R_MALFORMED);
+	return XDP_DROP;
 }
 
 /* The first packet of a flow: pick a backend, record the flow (and its SNAT port), send it. */
@@ -168,6 +296,14 @@ static __always_inline int xdp_new4(struct xdp_md *ctx, const struct pkt *p,
 			xdp_count(XDP_R_NO_SNAT_ADDRESS);
 			return XDP_DROP;
 		}
+		if ((cfg->flags & LB_CFG_F_DSR) && cfg->dsr_port && be->node_address) {
+			/* The backend's node answers the client: nothing to remember for replies.
+			 */
+			ct.flags = LB_CT_F_DSR;
+			ct.nat_address = be->node_address;
+			ct.nat_port = dsr4_entropy_port(t);
+			goto record;
+		}
 		ct.flags = rnat.flags = LB_CT_F_SNAT;
 		ct.nat_address = rkey.daddr = cfg->snat_address4;
 		ct.nat_port = nat_claim_port(&lb4_rnat_v1, &rkey, &rkey.dport, &rnat, cfg);
@@ -176,6 +312,7 @@ static __always_inline int xdp_new4(struct xdp_md *ctx, const struct pkt *p,
 			return XDP_DROP;
 		}
 	}
+record:
 	/* The reverse entry goes first: no reply can come before the flow's first packet leaves. */
 	if (bpf_map_update_elem(&lb4_ct_v1, t, &ct, BPF_ANY)) {
 		bpf_map_delete_elem(&lb4_rnat_v1, &rkey);
@@ -216,11 +353,7 @@ static __always_inline int xdp_icmp4(struct xdp_md *ctx, const struct pkt *p)
 	if ((void *)(ports + 4) > data_end || in->ihl != 5 ||
 	    (in->protocol != IPPROTO_TCP && in->protocol != IPPROTO_UDP))
 		goto pass;
-	rkey.saddr = in->daddr;
-	rkey.daddr = in->saddr;
-	rkey.sport = ports[1];
-	rkey.dport = ports[0];
-	rkey.proto = in->protocol;
+	tuple4_reverse(in, ports, &rkey);
 	rn = bpf_map_lookup_elem(&lb4_rnat_v1, &rkey);
 	if (!rn || !(rn->flags & LB_CT_F_SNAT))
 		goto pass;
@@ -279,6 +412,11 @@ static __always_inline int __xdp_lb4(struct xdp_md *ctx, const struct pkt *p)
 	if (tuple4_of(data, data_end, p, &t)) {
 		xdp_count(XDP_R_MALFORMED);
 		return XDP_PASS;
+	}
+	if (t.proto == IPPROTO_UDP) {
+		ret = xdp_dsr4_decap(ctx, p, &t);
+		if (ret != XDP_ABORTED)
+			return ret;
 	}
 	rn = bpf_map_lookup_elem(&lb4_rnat_v1, &t);
 	if (rn && (rn->flags & LB_CT_F_SNAT)) {

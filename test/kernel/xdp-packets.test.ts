@@ -8,7 +8,7 @@
 
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { BackendFlags, CtFlags, ServiceFlags } from '../../src/datapath/abi.ts';
+import { BackendFlags, CtFlags, encode, Layouts, NodeConfigFlags, ServiceFlags } from '../../src/datapath/abi.ts';
 import { type Eth, PROTO, packet, TCP_FLAGS } from '../support/packets.ts';
 import { type Case, checkCase, XdpFixture as Fixture, hex, MAC, XDP, type XdpFixture } from '../support/xdp-fixture.ts';
 
@@ -496,6 +496,69 @@ test('with a one-port NAT range, a second flow to the same backend finds no port
     const before = fx.stats();
     assert.is(fx.run(tcp4(fromClient, CLIENT, 41301, NODE, 30080)).retval, XDP.DROP);
     assert.is(fx.stats().nat_exhausted - before.nat_exhausted, 1n);
+  } finally {
+    fx.config({ snat4: SNAT, portMin: NAT_MIN, portMax: NAT_MAX });
+  }
+});
+
+// DSR: this node encapsulates to the backend's node; as the backend's node it decapsulates.
+const DSR_PORT = 8900;
+
+function dsrHeader(frontend: string, port: number): Buffer {
+  return encode(Layouts.lb4DsrHdr, { version: 1, proto: 4, frontend_port: port, frontend_address: frontend });
+}
+
+function dsrFrame(eth: Eth, outerSrc: string, outerDst: string, sport: number, ttl: number, inner: Buffer): Buffer {
+  return packet(
+    eth,
+    { v: 4, src: outerSrc, dst: outerDst, ttl, id: 0, df: true },
+    { udp: { sport, dport: DSR_PORT, payload: inner, zeroChecksum: true } },
+  );
+}
+
+test('DSR: a new flow to a remote backend is encapsulated to its node, the client source kept, the frontend carried', () => {
+  fx.config({ snat4: SNAT, portMin: NAT_MIN, portMax: NAT_MAX, flags: NodeConfigFlags.dsr, dsrPort: DSR_PORT });
+  try {
+    for (const [flags, reason] of [
+      [SYN, 'balanced'],
+      [PSH_ACK, 'established'],
+    ] as const) {
+      const before = fx.stats();
+      const r = fx.run(tcp4(fromClient, CLIENT, 41500, NODE, 30080, { flags }));
+      assert.is(r.retval, XDP.REDIRECT);
+      const ct = fx.flow({ saddr: CLIENT, daddr: NODE, sport: 41500, dport: 30080, proto: PROTO.TCP })!;
+      assert.equal([ct.flags, ct.nat_address], [CtFlags.dsr, NODE_B], 'a DSR flow to node B');
+      const entropy = Number(ct.nat_port);
+      assert.ok(entropy >= 0xc000, `outer source port ${entropy}`);
+      const inner = Buffer.concat([dsrHeader(NODE, 30080), tcp4(fromClient, CLIENT, 41500, REMOTE, 8080, { flags }).subarray(14)]);
+      assert.is(hex(r.data), hex(dsrFrame(toNodeB, SNAT, NODE_B, entropy, 63, inner)));
+      assert.is(fx.stats()[reason] - before[reason], 1n, reason);
+    }
+  } finally {
+    fx.config({ snat4: SNAT, portMin: NAT_MIN, portMax: NAT_MAX });
+  }
+});
+
+test("DSR, on the backend's node: decapsulated for the stack to deliver, the reply leaves from the frontend", () => {
+  // Any node decapsulates, whatever its own mode: only the port must be set.
+  fx.config({ snat4: SNAT, portMin: NAT_MIN, portMax: NAT_MAX, dsrPort: DSR_PORT });
+  try {
+    const inner = tcp4(fromNodeB, CLIENT, 41600, LOCAL, 8080, { flags: PSH_ACK, payload: DATA });
+    const before = fx.stats();
+    const r = fx.run(dsrFrame(fromNodeB, NODE_B, SNAT, 0xc123, 63, Buffer.concat([dsrHeader(NODE, 30080), inner.subarray(14)])), 'int0');
+    assert.is(r.retval, XDP.PASS);
+    assert.is(hex(r.data), hex(inner), 'the client packet as node A sent it');
+    assert.is(fx.stats().dsr_decap - before.dsr_decap, 1n);
+    const reply = fx.runTc(tcp4(toClient, LOCAL, 8080, CLIENT, 41600, { flags: ACK, seq: 9, ack: 1001 }));
+    assert.is(hex(reply.data), hex(tcp4(toClient, NODE, 30080, CLIENT, 41600, { flags: ACK, seq: 9, ack: 1001 })));
+
+    const bad = dsrHeader(NODE, 30080);
+    bad[0] = 9;
+    assert.is(
+      fx.run(dsrFrame(fromNodeB, NODE_B, SNAT, 0xc123, 63, Buffer.concat([bad, inner.subarray(14)])), 'int0').retval,
+      XDP.DROP,
+      'an unknown version',
+    );
   } finally {
     fx.config({ snat4: SNAT, portMin: NAT_MIN, portMax: NAT_MAX });
   }

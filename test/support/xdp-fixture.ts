@@ -127,13 +127,14 @@ export class XdpMaps {
     return m;
   }
 
-  config(c: { snat4?: string; snat6?: string; portMin?: number; portMax?: number; flags?: number }): void {
+  config(c: { snat4?: string; snat6?: string; portMin?: number; portMax?: number; flags?: number; dsrPort?: number }): void {
     const value = encode(Layouts.nodeConfig, {
       snat_address4: c.snat4 ?? '0.0.0.0',
       nat_port_min: c.portMin ?? 0,
       nat_port_max: c.portMax ?? 0,
       snat_address6: c.snat6 ?? '::',
       flags: c.flags ?? 0,
+      dsr_port: c.dsrPort ?? 0,
     });
     this.map(MapNames.nodeConfig).update(Buffer.alloc(4), value);
   }
