@@ -501,6 +501,25 @@ test('with a one-port NAT range, a second flow to the same backend finds no port
   }
 });
 
+test('sessionAffinity: ClientIP sends every new flow of a client to the same backend', () => {
+  for (const id of [40, 41, 42, 43]) fx.backend({ id, address: `10.244.1.${id}`, port: 8080, proto: PROTO.TCP, node: NODE_B });
+  fx.frontend({ serviceId: 40, address: NODE, port: 30120, proto: PROTO.TCP, backends: [40, 41, 42, 43], flags: ServiceFlags.affinity, affinityTimeout: 10800 });
+  const picked = new Set<number>();
+  for (let port = 42000; port < 42012; port++) {
+    assert.is(fx.run(tcp4(fromClient, CLIENT, port, NODE, 30120)).retval, XDP.REDIRECT);
+    picked.add(Number(fx.flow({ saddr: CLIENT, daddr: NODE, sport: port, dport: 30120, proto: PROTO.TCP })!.backend_id));
+  }
+  assert.is(picked.size, 1, `one backend for the client, got ${[...picked]}`);
+});
+
+test('externalTrafficPolicy: Local with a local endpoint: DNAT only, the client source kept', () => {
+  fx.frontend({ serviceId: 44, address: NODE, port: 30121, proto: PROTO.TCP, backends: [3], flags: ServiceFlags.local });
+  const r = fx.run(tcp4(fromClient, CLIENT, 42100, NODE, 30121));
+  assert.is(r.retval, XDP.PASS);
+  assert.is(hex(r.data), hex(tcp4(fromClient, CLIENT, 42100, LOCAL, 8080)));
+  assert.is(fx.flow({ saddr: CLIENT, daddr: NODE, sport: 42100, dport: 30121, proto: PROTO.TCP })!.flags, CtFlags.local);
+});
+
 // DSR: this node encapsulates to the backend's node; as the backend's node it decapsulates.
 const DSR_PORT = 8900;
 

@@ -50,6 +50,8 @@ export interface Frontend {
   proto: number;
   serviceId: number;
   flags?: number;
+  /** Seconds, with ServiceFlags.affinity. */
+  affinityTimeout?: number;
   backends: number[];
 }
 
@@ -162,7 +164,12 @@ export class XdpMaps {
       this.map(MapNames.slots).update(encode(Layouts.slotKey, { service_id: f.serviceId, slot: i + 1 }), u32(id));
     });
     const key = encode(v6 ? Layouts.lb6Key : Layouts.lb4Key, { address: f.address, dport: f.port, proto: f.proto, scope: Scope.external });
-    const value = encode(Layouts.service, { service_id: f.serviceId, backend_count: f.backends.length, flags: f.flags ?? 0 });
+    const value = encode(Layouts.service, {
+      service_id: f.serviceId,
+      backend_count: f.backends.length,
+      flags: f.flags ?? 0,
+      affinity_timeout: f.affinityTimeout ?? 0,
+    });
     this.map(v6 ? MapNames.lb6Services : MapNames.lb4Services).update(key, value);
   }
 
