@@ -403,12 +403,6 @@ static __always_inline int __xdp_lb4(struct xdp_md *ctx, const struct pkt *p)
 	struct lb4_ct *ct;
 	int ret;
 
-	if (p->proto == IPPROTO_ICMP)
-		return xdp_icmp4(ctx, p);
-	if (p->proto != IPPROTO_TCP && p->proto != IPPROTO_UDP) {
-		xdp_count(XDP_R_OTHER_PROTO);
-		return XDP_PASS;
-	}
 	if (tuple4_of(data, data_end, p, &t)) {
 		xdp_count(XDP_R_MALFORMED);
 		return XDP_PASS;
@@ -667,12 +661,6 @@ static __always_inline int __xdp_lb6(struct xdp_md *ctx, const struct pkt *p)
 	struct lb6_ct *ct;
 	int ret;
 
-	if (p->proto == NEXTHDR_ICMP)
-		return xdp_icmp6(ctx, p);
-	if (p->proto != IPPROTO_TCP && p->proto != IPPROTO_UDP) {
-		xdp_count(XDP_R_OTHER_PROTO);
-		return XDP_PASS;
-	}
 	if (tuple6_of(data, data_end, p, &t)) {
 		xdp_count(XDP_R_MALFORMED);
 		return XDP_PASS;
@@ -751,6 +739,14 @@ static __always_inline int __xdp_lb(struct xdp_md *ctx)
 
 	if (reason) {
 		xdp_count(reason);
+		return XDP_PASS;
+	}
+	if (p.family == 4 && p.proto == IPPROTO_ICMP)
+		return xdp_icmp4(ctx, &p);
+	if (p.family == 6 && p.proto == NEXTHDR_ICMP)
+		return xdp_icmp6(ctx, &p);
+	if (p.proto != IPPROTO_TCP && p.proto != IPPROTO_UDP) {
+		xdp_count(XDP_R_OTHER_PROTO);
 		return XDP_PASS;
 	}
 	if (p.family == 4)

@@ -503,7 +503,15 @@ test('with a one-port NAT range, a second flow to the same backend finds no port
 
 test('sessionAffinity: ClientIP sends every new flow of a client to the same backend', () => {
   for (const id of [40, 41, 42, 43]) fx.backend({ id, address: `10.244.1.${id}`, port: 8080, proto: PROTO.TCP, node: NODE_B });
-  fx.frontend({ serviceId: 40, address: NODE, port: 30120, proto: PROTO.TCP, backends: [40, 41, 42, 43], flags: ServiceFlags.affinity, affinityTimeout: 10800 });
+  fx.frontend({
+    serviceId: 40,
+    address: NODE,
+    port: 30120,
+    proto: PROTO.TCP,
+    backends: [40, 41, 42, 43],
+    flags: ServiceFlags.affinity,
+    affinityTimeout: 10800,
+  });
   const picked = new Set<number>();
   for (let port = 42000; port < 42012; port++) {
     assert.is(fx.run(tcp4(fromClient, CLIENT, port, NODE, 30120)).retval, XDP.REDIRECT);
