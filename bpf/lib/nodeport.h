@@ -325,23 +325,64 @@ record:
 }
 
 /*
- * An ICMP error (destination unreachable, fragmentation needed, time exceeded) about a SNAT flow,
- * sent to the node by the backend or a router on the way: the quoted packet becomes the one the
- * client sent (client -> frontend), the error goes to the client, from the frontend when the
- * backend itself sent it. Every checksum it touches is updated: quoted IP and transport (when
- * quoted), ICMP, outer IP.
+ * Rewrites an ICMP error's quoted packet to the flow `in_to` and its outer addresses to saddr ->
+ * daddr. Every checksum this touches is updated: quoted IP and transport (where the quote reaches
+ * it), ICMP, outer IP.
+ */
+static __always_inline void icmp4_rewrite(struct iphdr *ip, struct icmphdr *icmp, struct iphdr *in,
+					  __be16 *ports, void *data_end,
+					  const struct lb4_tuple *in_to, __be32 saddr, __be32 daddr)
+{
+	__u32 in_diff, icmp_diff, l4_diff;
+	__sum16 *l4_check;
+	__be16 in_check;
+
+	in_diff = csum_diff4(csum_diff4(0, in->saddr, in_to->saddr), in->daddr, in_to->daddr);
+	in_check = in->check;
+	in->check = csum_apply(in->check, in_diff);
+	icmp_diff = csum_diff2(in_diff, in_check, in->check);
+	l4_diff = csum_diff2(csum_diff2(in_diff, ports[0], in_to->sport), ports[1], in_to->dport);
+	icmp_diff =
+		csum_diff2(csum_diff2(icmp_diff, ports[0], in_to->sport), ports[1], in_to->dport);
+	/* The transport checksum, where the quote reaches it (UDP's always, TCP's at byte 16). */
+	l4_check = in->protocol == IPPROTO_UDP ? (void *)&ports[3] : (void *)&ports[8];
+	if ((void *)(l4_check + 1) <= data_end) {
+		__sum16 old = *l4_check;
+
+		*l4_check = in->protocol == IPPROTO_UDP ? csum_apply_udp(old, l4_diff)
+							: csum_apply(old, l4_diff);
+		icmp_diff = csum_diff2(icmp_diff, old, *l4_check);
+	}
+	in->saddr = in_to->saddr;
+	in->daddr = in_to->daddr;
+	ports[0] = in_to->sport;
+	ports[1] = in_to->dport;
+	icmp->checksum = csum_apply(icmp->checksum, icmp_diff);
+	ip->check = csum_apply(ip->check,
+			       csum_diff4(csum_diff4(0, ip->saddr, saddr), ip->daddr, daddr));
+	ip->saddr = saddr;
+	ip->daddr = daddr;
+}
+
+/*
+ * An ICMP error (destination unreachable, fragmentation needed, time exceeded) about a translated
+ * flow, both ways:
+ * - about a packet the node sent a backend (SNAT), from the backend or a router on the way: the
+ *   quoted packet becomes the one the client sent (client -> frontend), the error goes to the
+ *   client, from the frontend when the backend itself sent it;
+ * - about a reply the node sent a client (a router towards the client, say, with a smaller MTU):
+ *   the quoted packet becomes the one the backend sent, the error goes to the backend, so the
+ *   backend's socket learns the path MTU.
  */
 static __always_inline int xdp_icmp4(struct xdp_md *ctx, const struct pkt *p)
 {
 	void *data = xdp_data(ctx), *data_end = xdp_data_end(ctx);
 	struct iphdr *ip = l3_hdr(data, p), *in;
 	struct icmphdr *icmp = l4_hdr(data, p);
-	__u32 in_diff, icmp_diff, l3_diff;
-	struct lb4_tuple rkey = {};
-	__be16 *ports, in_check;
-	struct lb4_rnat *rn, r;
-	__sum16 *l4_check;
-	__be32 saddr;
+	struct lb4_tuple rkey = {}, to;
+	struct lb4_rnat *rn;
+	struct lb4_ct *ct;
+	__be16 *ports;
 
 	if ((void *)(ip + 1) > data_end || (void *)(icmp + 1) > data_end)
 		return XDP_PASS;
@@ -355,37 +396,33 @@ static __always_inline int xdp_icmp4(struct xdp_md *ctx, const struct pkt *p)
 		goto pass;
 	tuple4_reverse(in, ports, &rkey);
 	rn = bpf_map_lookup_elem(&lb4_rnat_v1, &rkey);
-	if (!rn || !(rn->flags & LB_CT_F_SNAT))
-		goto pass;
-	r = *rn;
-
-	in_diff = csum_diff4(csum_diff4(0, in->saddr, r.client), in->daddr, r.address);
-	in_check = in->check;
-	in->check = csum_apply(in->check, in_diff);
-	icmp_diff = csum_diff2(in_diff, in_check, in->check);
-	l3_diff = csum_diff2(csum_diff2(in_diff, ports[0], r.client_port), ports[1], r.port);
-	icmp_diff = csum_diff2(csum_diff2(icmp_diff, ports[0], r.client_port), ports[1], r.port);
-	/* The transport checksum, where the quote reaches it (UDP's always, TCP's at byte 16). */
-	l4_check = in->protocol == IPPROTO_UDP ? (void *)&ports[3] : (void *)&ports[8];
-	if ((void *)(l4_check + 1) <= data_end) {
-		__sum16 old = *l4_check;
-
-		*l4_check = in->protocol == IPPROTO_UDP ? csum_apply_udp(old, l3_diff)
-							: csum_apply(old, l3_diff);
-		icmp_diff = csum_diff2(icmp_diff, old, *l4_check);
+	if (rn && (rn->flags & LB_CT_F_SNAT)) {
+		to = (struct lb4_tuple){ .saddr = rn->client,
+					 .daddr = rn->address,
+					 .sport = rn->client_port,
+					 .dport = rn->port };
+		icmp4_rewrite(ip, icmp, in, ports, data_end, &to,
+			      ip->saddr == rkey.saddr ? rn->address : ip->saddr, rn->client);
+		xdp_count(XDP_R_ICMP_ERROR);
+		return fib_forward4(ctx, p);
 	}
-	in->saddr = r.client;
-	in->daddr = r.address;
-	ports[0] = r.client_port;
-	ports[1] = r.port;
-	icmp->checksum = csum_apply(icmp->checksum, icmp_diff);
-
-	saddr = ip->saddr == rkey.saddr ? r.address : ip->saddr;
-	ip->check = csum_apply(ip->check,
-			       csum_diff4(csum_diff4(0, ip->saddr, saddr), ip->daddr, r.client));
-	ip->saddr = saddr;
-	ip->daddr = r.client;
+	/* The reverse of the quoted reply is the client's flow: rkey is its connection key. */
+	ct = bpf_map_lookup_elem(&lb4_ct_v1, &rkey);
+	if (!ct || !(ct->flags & (LB_CT_F_SNAT | LB_CT_F_LOCAL)))
+		goto pass;
+	to = (struct lb4_tuple){ .saddr = ct->backend_address,
+				 .daddr = in->daddr,
+				 .sport = ct->backend_port,
+				 .dport = ports[1] };
+	if (ct->flags & LB_CT_F_SNAT) {
+		to.daddr = ct->nat_address;
+		to.dport = ct->nat_port;
+	}
+	icmp4_rewrite(ip, icmp, in, ports, data_end, &to, ip->saddr, ct->backend_address);
 	xdp_count(XDP_R_ICMP_ERROR);
+	/* A local backend's error is delivered by the stack, like the flow's packets. */
+	if (ct->flags & LB_CT_F_LOCAL)
+		return XDP_PASS;
 	return fib_forward4(ctx, p);
 pass:
 	xdp_count(XDP_R_NOT_SERVICE);

@@ -22,6 +22,7 @@ const VIA_EXT = '10.244.2.8';
 const NO_NEIGH = '10.244.3.4';
 const BLACKHOLE = '10.244.9.9';
 const LB_IP = '203.0.113.5';
+const ROUTER = '198.51.100.254';
 const NAT_MIN = 40000;
 const NAT_MAX = 40999;
 
@@ -341,9 +342,19 @@ cases(
   })),
 );
 
-// ICMP errors about a SNAT flow, as the backend's side sends them to the node's SNAT address.
-function icmpAbout(outerSrc: string, type: number, code: number, rest: Buffer, quoted: Buffer, eth = fromNodeB): Buffer {
-  return packet(eth, { v: 4, src: outerSrc, dst: SNAT, ttl: 64 }, { icmp: { type, code, rest, payload: quoted.subarray(14, 14 + 28) } });
+// ICMP errors about translated flows: an error from `src` to `dst` quoting the first 28 bytes
+// (IP header and 8 bytes) of `quoted`, a frame.
+const UNREACH = { type: 3, code: 3 } as const;
+const FRAG_NEEDED = { type: 3, code: 4 } as const;
+
+/** A router towards the client tells the node (the source of `reply`) that the path is narrower. */
+function pathMtuFromClientSide(reply: Buffer): Buffer {
+  return icmpError(fromClient, ROUTER, NODE, 64, FRAG_NEEDED, reply);
+}
+
+function icmpError(eth: Eth, src: string, dst: string, ttl: number, kind: { type: number; code: number }, quoted: Buffer): Buffer {
+  const rest = kind === FRAG_NEEDED ? MTU_1400 : Buffer.alloc(4);
+  return packet(eth, { v: 4, src, dst, ttl }, { icmp: { ...kind, rest, payload: quoted.subarray(14, 42) } });
 }
 const MTU_1400 = Buffer.from([0, 0, 0x05, 0x78]);
 
@@ -352,44 +363,69 @@ cases([
     name: 'fragmentation needed from a router about a SNAT flow: outer to the client, quoted packet back to client -> NodePort',
     dev: 'int0',
     input: () => {
-      const sent = tcp4(toNodeB, SNAT, natPort(CLIENT, 40001, NODE, 30080, PROTO.TCP), REMOTE, 8080, {
-        ttl: 63,
-        flags: PSH_ACK,
-        payload: DATA,
-      });
-      return icmpAbout('10.1.0.254', 3, 4, MTU_1400, sent);
-    },
-    verdict: 'REDIRECT',
-    output: () => {
-      const original = tcp4(toNodeB, CLIENT, 40001, NODE, 30080, { ttl: 63, flags: PSH_ACK, payload: DATA });
-      return packet(
-        toClient,
-        { v: 4, src: '10.1.0.254', dst: CLIENT, ttl: 63 },
-        { icmp: { type: 3, code: 4, rest: MTU_1400, payload: original.subarray(14, 42) } },
+      const natted = natPort(CLIENT, 40001, NODE, 30080, PROTO.TCP);
+      return icmpError(
+        fromNodeB,
+        '10.1.0.254',
+        SNAT,
+        64,
+        FRAG_NEEDED,
+        tcp4(toNodeB, SNAT, natted, REMOTE, 8080, { ttl: 63, flags: PSH_ACK, payload: DATA }),
       );
     },
+    verdict: 'REDIRECT',
+    output: () =>
+      icmpError(
+        toClient,
+        '10.1.0.254',
+        CLIENT,
+        63,
+        FRAG_NEEDED,
+        tcp4(toNodeB, CLIENT, 40001, NODE, 30080, { ttl: 63, flags: PSH_ACK, payload: DATA }),
+      ),
     reason: 'icmp_error',
   },
   {
     name: 'port unreachable from the UDP backend itself: sent from the NodePort, quoted UDP checksum updated',
     dev: 'int0',
-    input: () =>
-      icmpAbout(
-        REMOTE,
-        3,
-        3,
-        Buffer.alloc(4),
-        udp4(toNodeB, SNAT, natPort(CLIENT, 40002, NODE, 30053, PROTO.UDP), REMOTE, 5353, { ttl: 63 }),
-      ),
+    input: () => {
+      const natted = natPort(CLIENT, 40002, NODE, 30053, PROTO.UDP);
+      return icmpError(fromNodeB, REMOTE, SNAT, 64, UNREACH, udp4(toNodeB, SNAT, natted, REMOTE, 5353, { ttl: 63 }));
+    },
+    verdict: 'REDIRECT',
+    output: () => icmpError(toClient, NODE, CLIENT, 63, UNREACH, udp4(toNodeB, CLIENT, 40002, NODE, 30053, { ttl: 63 })),
+    reason: 'icmp_error',
+  },
+  {
+    name: "fragmentation needed from a router on the client's side about a reply: on to the backend, quoted as the backend sent it",
+    input: () => pathMtuFromClientSide(tcp4(toClient, NODE, 30080, CLIENT, 40001, { ttl: 63, flags: ACK, payload: DATA })),
     verdict: 'REDIRECT',
     output: () => {
-      const original = udp4(toNodeB, CLIENT, 40002, NODE, 30053, { ttl: 63 });
-      return packet(
-        toClient,
-        { v: 4, src: NODE, dst: CLIENT, ttl: 63 },
-        { icmp: { type: 3, code: 3, payload: original.subarray(14, 42) } },
+      const natted = natPort(CLIENT, 40001, NODE, 30080, PROTO.TCP);
+      return icmpError(
+        toNodeB,
+        ROUTER,
+        REMOTE,
+        63,
+        FRAG_NEEDED,
+        tcp4(toClient, REMOTE, 8080, SNAT, natted, { ttl: 63, flags: ACK, payload: DATA }),
       );
     },
+    reason: 'icmp_error',
+  },
+  {
+    name: 'the same about a reply of a local backend: to the pod, passed to the stack',
+    input: () => pathMtuFromClientSide(tcp4(toClient, NODE, 30081, CLIENT, 40003, { ttl: 63, flags: ACK, payload: DATA })),
+    verdict: 'PASS',
+    output: () =>
+      icmpError(
+        fromClient,
+        ROUTER,
+        LOCAL,
+        64,
+        FRAG_NEEDED,
+        tcp4(toClient, LOCAL, 8080, CLIENT, 40003, { ttl: 63, flags: ACK, payload: DATA }),
+      ),
     reason: 'icmp_error',
   },
 ]);
