@@ -225,7 +225,8 @@ struct lb_node_config {
 #define LB_CFG_F_STACK_FORWARD 1
 /*
  * --nodeport-mode dsr: a backend on another node (with a node_address) gets the client's packet
- * encapsulated to its node (struct lb4_dsr_hdr) instead of SNAT, and answers the client directly.
+ * encapsulated to its node (struct lb4_dsr_hdr, lb6_dsr_hdr) instead of SNAT, and answers the
+ * client directly.
  * Every node decapsulates what arrives on dsr_port whatever its own mode.
  */
 #define LB_CFG_F_DSR 2
@@ -243,6 +244,15 @@ struct lb4_dsr_hdr {
 	__u8 proto;		 /* IPPROTO_IPIP: an IPv4 packet follows */
 	__be16 frontend_port;	 /* the port the client dialled, net order */
 	__be32 frontend_address; /* the address the client dialled, net order */
+};
+
+/* The same for IPv6: outer IPv6 + UDP (checksum 0, read only by the receiving XDP) + this header.
+ */
+struct lb6_dsr_hdr {
+	__u8 version;		       /* LB_DSR_VERSION */
+	__u8 proto;		       /* IPPROTO_IPV6: an IPv6 packet follows */
+	__be16 frontend_port;	       /* the port the client dialled, net order */
+	union v6addr frontend_address; /* the address the client dialled, net order */
 };
 
 #define LB_DSR_VERSION 1

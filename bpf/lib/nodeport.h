@@ -135,28 +135,24 @@ static __always_inline int dsr4_encap(struct xdp_md *ctx, struct pkt *p, const s
 	const __u32 hdr_len =
 		sizeof(struct iphdr) + sizeof(struct udphdr) + sizeof(struct lb4_dsr_hdr);
 	const struct lb_node_config *cfg = node_config();
-	void *data = xdp_data(ctx), *data_end = xdp_data_end(ctx);
+	void *data, *data_end;
 	struct lb4_dsr_hdr *dsr;
-	__u8 eth[ETH_HLEN + 4];
 	struct udphdr *udp;
 	struct iphdr *ip;
 	__u32 inner_len;
 
-	if (!cfg || data + sizeof(eth) > data_end)
+	if (!cfg)
 		return -1;
-	__builtin_memcpy(eth, data, sizeof(eth));
-	inner_len = data_end - data - p->l3_off;
-	if (bpf_xdp_adjust_head(ctx, -(int)hdr_len))
+	inner_len = xdp_data_end(ctx) - xdp_data(ctx) - p->l3_off;
+	if (xdp_push_l3(ctx, p, hdr_len))
 		return -1;
 	data = xdp_data(ctx);
 	data_end = xdp_data_end(ctx);
 	ip = l3_hdr(data, p);
 	udp = (void *)(ip + 1);
 	dsr = (void *)(udp + 1);
-	if (data + sizeof(eth) > data_end || (void *)(dsr + 1) > data_end)
+	if ((void *)(dsr + 1) > data_end)
 		return -1;
-	/* Bytes past l3_off are overwritten by the outer IP header next. */
-	__builtin_memcpy(data, eth, sizeof(eth));
 	ip4_write(ip, cfg->snat_address4, ct->nat_address, hdr_len + inner_len, IPPROTO_UDP);
 	udp->source = ct->nat_port;
 	udp->dest = cfg->dsr_port;
@@ -211,7 +207,6 @@ static __always_inline int xdp_dsr4_decap(struct xdp_md *ctx, const struct pkt *
 	struct lb4_tuple rkey = {};
 	struct iphdr *outer, *in;
 	struct lb4_dsr_hdr *dsr;
-	__u8 eth[ETH_HLEN + 4];
 	__be16 *ports;
 
 	if (!cfg || !cfg->dsr_port || t->dport != cfg->dsr_port || t->daddr != cfg->snat_address4)
@@ -220,8 +215,7 @@ static __always_inline int xdp_dsr4_decap(struct xdp_md *ctx, const struct pkt *
 	dsr = l4_hdr(data, p) + sizeof(struct udphdr);
 	in = (void *)(dsr + 1);
 	ports = (void *)(in + 1);
-	if ((void *)(outer + 1) > data_end || (void *)(ports + 2) > data_end ||
-	    data + sizeof(eth) > data_end)
+	if ((void *)(outer + 1) > data_end || (void *)(ports + 2) > data_end)
 		goto malformed;
 	/* What dsr4_encap writes: no IP options, outside or inside. */
 	if (outer->ihl != 5 || dsr->version != LB_DSR_VERSION || dsr->proto != IPPROTO_IPIP ||
@@ -238,17 +232,8 @@ static __always_inline int xdp_dsr4_decap(struct xdp_md *ctx, const struct pkt *
 	if (!old || old->address != rnat.address || old->port != rnat.port ||
 	    !(old->flags & LB_CT_F_LOCAL))
 		bpf_map_update_elem(&lb4_rnat_v1, &rkey, &rnat, BPF_ANY);
-	__builtin_memcpy(eth, data, sizeof(eth));
-	if (bpf_xdp_adjust_head(ctx, hdr_len))
+	if (xdp_pop_l3(ctx, p, hdr_len))
 		return XDP_DROP;
-	data = xdp_data(ctx);
-	data_end = xdp_data_end(ctx);
-	if (data + sizeof(eth) > data_end)
-		return XDP_DROP;
-	/* Exactly the Ethernet header (and tag): the inner IP header follows it now. */
-	__builtin_memcpy(data, eth, ETH_HLEN);
-	if (p->vlan)
-		__builtin_memcpy(data + ETH_HLEN, eth + ETH_HLEN, 4);
 	xdp_count(XDP_R_DSR_DECAP);
 	return XDP_PASS;
 malformed:
@@ -540,11 +525,61 @@ static __always_inline __u64 client6_id(const union v6addr *a)
 	       (a->words[1] ^ a->words[3]);
 }
 
+/* The outer UDP source port of an IPv6 DSR flow (see dsr4_entropy_port). */
+static __always_inline __be16 dsr6_entropy_port(const struct lb6_tuple *t)
+{
+	__u32 h = bpf_ntohl(t->saddr.words[0] ^ t->saddr.words[1] ^ t->saddr.words[2] ^
+			    t->saddr.words[3]);
+
+	return bpf_htons(0xc000 | ((h ^ (h >> 16) ^ bpf_ntohs(t->sport)) & 0x3fff));
+}
+
+/* dsr4_encap for IPv6: outer IPv6, UDP and struct lb6_dsr_hdr. */
+static __always_inline int dsr6_encap(struct xdp_md *ctx, struct pkt *p, const struct lb6_ct *ct,
+				      const struct lb6_tuple *t)
+{
+	const __u32 hdr_len =
+		sizeof(struct ipv6hdr) + sizeof(struct udphdr) + sizeof(struct lb6_dsr_hdr);
+	const struct lb_node_config *cfg = node_config();
+	void *data, *data_end;
+	struct lb6_dsr_hdr *dsr;
+	struct ipv6hdr *ip6;
+	struct udphdr *udp;
+	__u32 inner_len;
+
+	if (!cfg)
+		return -1;
+	inner_len = xdp_data_end(ctx) - xdp_data(ctx) - p->l3_off;
+	if (xdp_push_l3(ctx, p, hdr_len))
+		return -1;
+	data = xdp_data(ctx);
+	data_end = xdp_data_end(ctx);
+	ip6 = l3_hdr(data, p);
+	udp = (void *)(ip6 + 1);
+	dsr = (void *)(udp + 1);
+	if ((void *)(dsr + 1) > data_end)
+		return -1;
+	ip6_write(ip6, &cfg->snat_address6, &ct->nat_address, hdr_len - sizeof(*ip6) + inner_len,
+		  IPPROTO_UDP);
+	udp->source = ct->nat_port;
+	udp->dest = cfg->dsr_port;
+	udp->len = bpf_htons(hdr_len - sizeof(*ip6) + inner_len);
+	udp->check = 0;
+	dsr->version = LB_DSR_VERSION;
+	dsr->proto = IPPROTO_IPV6;
+	dsr->frontend_port = t->dport;
+	dsr->frontend_address = t->daddr;
+	p->l4_off = p->l3_off + sizeof(*ip6);
+	p->proto = IPPROTO_UDP;
+	return 0;
+}
+
 static __always_inline int xdp_fwd6(struct xdp_md *ctx, const struct pkt *p,
 				    const struct lb6_tuple *t, const struct lb6_ct *ct)
 {
 	void *data = xdp_data(ctx), *data_end = xdp_data_end(ctx);
 	struct lb6_tuple to = *t;
+	struct pkt outer = *p;
 
 	to.daddr = ct->backend_address;
 	to.dport = ct->backend_port;
@@ -554,9 +589,60 @@ static __always_inline int xdp_fwd6(struct xdp_md *ctx, const struct pkt *p,
 	}
 	if (nat6_rewrite(data, data_end, p, &to))
 		return XDP_DROP;
-	if (!(ct->flags & LB_CT_F_SNAT))
+	if (ct->flags & LB_CT_F_LOCAL)
 		return XDP_PASS;
-	return fib_forward6(ctx, p);
+	if ((ct->flags & LB_CT_F_DSR) && dsr6_encap(ctx, &outer, ct, t))
+		return XDP_DROP;
+	return fib_forward6(ctx, &outer);
+}
+
+/* xdp_dsr4_decap for IPv6. The inner packet must carry no extension headers. */
+static __always_inline int xdp_dsr6_decap(struct xdp_md *ctx, const struct pkt *p,
+					  const struct lb6_tuple *t)
+{
+	const __u32 hdr_len =
+		sizeof(struct ipv6hdr) + sizeof(struct udphdr) + sizeof(struct lb6_dsr_hdr);
+	const struct lb_node_config *cfg = node_config();
+	void *data = xdp_data(ctx), *data_end = xdp_data_end(ctx);
+	struct lb6_rnat rnat = { .flags = LB_CT_F_LOCAL }, *old;
+	struct lb6_tuple rkey = {};
+	struct lb6_dsr_hdr *dsr;
+	struct ipv6hdr *in;
+	__be16 *ports;
+
+	if (!cfg || !cfg->dsr_port || t->dport != cfg->dsr_port ||
+	    !v6addr_equal(&t->daddr, &cfg->snat_address6))
+		return XDP_ABORTED;
+	/* The outer header is ours (dsr6_encap): no extension headers before UDP. */
+	dsr = l4_hdr(data, p) + sizeof(struct udphdr);
+	in = (void *)(dsr + 1);
+	ports = (void *)(in + 1);
+	if ((void *)(ports + 2) > data_end)
+		goto malformed;
+	if (p->l4_off != p->l3_off + sizeof(struct ipv6hdr) || dsr->version != LB_DSR_VERSION ||
+	    dsr->proto != IPPROTO_IPV6 || in->version != 6 ||
+	    (in->nexthdr != IPPROTO_TCP && in->nexthdr != IPPROTO_UDP))
+		goto malformed;
+	__builtin_memcpy(&rkey.saddr, &in->daddr, sizeof(rkey.saddr));
+	__builtin_memcpy(&rkey.daddr, &in->saddr, sizeof(rkey.daddr));
+	rkey.sport = ports[1];
+	rkey.dport = ports[0];
+	rkey.proto = in->nexthdr;
+	rnat.address = dsr->frontend_address;
+	rnat.port = dsr->frontend_port;
+	rnat.client = rkey.daddr;
+	rnat.client_port = ports[0];
+	old = bpf_map_lookup_elem(&lb6_rnat_v1, &rkey);
+	if (!old || old->port != rnat.port || !v6addr_equal(&old->address, &rnat.address) ||
+	    !(old->flags & LB_CT_F_LOCAL))
+		bpf_map_update_elem(&lb6_rnat_v1, &rkey, &rnat, BPF_ANY);
+	if (xdp_pop_l3(ctx, p, hdr_len))
+		return XDP_DROP;
+	xdp_count(XDP_R_DSR_DECAP);
+	return XDP_PASS;
+malformed:
+	xdp_count(XDP_R_MALFORMED);
+	return XDP_DROP;
 }
 
 static __always_inline int xdp_new6(struct xdp_md *ctx, const struct pkt *p,
@@ -598,6 +684,13 @@ static __always_inline int xdp_new6(struct xdp_md *ctx, const struct pkt *p,
 			xdp_count(XDP_R_NO_SNAT_ADDRESS);
 			return XDP_DROP;
 		}
+		if ((cfg->flags & LB_CFG_F_DSR) && cfg->dsr_port &&
+		    !v6addr_is_zero(&be->node_address)) {
+			ct.flags = LB_CT_F_DSR;
+			ct.nat_address = be->node_address;
+			ct.nat_port = dsr6_entropy_port(t);
+			goto record;
+		}
 		ct.flags = rnat.flags = LB_CT_F_SNAT;
 		ct.nat_address = rkey.daddr = cfg->snat_address6;
 		ct.nat_port = nat_claim_port(&lb6_rnat_v1, &rkey, &rkey.dport, &rnat, cfg);
@@ -606,6 +699,7 @@ static __always_inline int xdp_new6(struct xdp_md *ctx, const struct pkt *p,
 			return XDP_DROP;
 		}
 	}
+record:
 	if (bpf_map_update_elem(&lb6_ct_v1, t, &ct, BPF_ANY)) {
 		bpf_map_delete_elem(&lb6_rnat_v1, &rkey);
 		xdp_count(XDP_R_CT_FAILED);
@@ -701,6 +795,11 @@ static __always_inline int __xdp_lb6(struct xdp_md *ctx, const struct pkt *p)
 	if (tuple6_of(data, data_end, p, &t)) {
 		xdp_count(XDP_R_MALFORMED);
 		return XDP_PASS;
+	}
+	if (t.proto == IPPROTO_UDP) {
+		ret = xdp_dsr6_decap(ctx, p, &t);
+		if (ret != XDP_ABORTED)
+			return ret;
 	}
 	rn = bpf_map_lookup_elem(&lb6_rnat_v1, &t);
 	if (rn && (rn->flags & LB_CT_F_SNAT)) {

@@ -357,6 +357,12 @@ export const Layouts = {
     { name: 'frontend_port', type: 'be16', offset: 2 },
     { name: 'frontend_address', type: 'be32ip', offset: 4 },
   ]),
+  lb6DsrHdr: layout('lb6_dsr_hdr', 20, [
+    { name: 'version', type: 'u8', offset: 0 },
+    { name: 'proto', type: 'u8', offset: 1 },
+    { name: 'frontend_port', type: 'be16', offset: 2 },
+    { name: 'frontend_address', type: 'ip6', offset: 4 },
+  ]),
   lb4SrcRangeKey: layout('lb4_src_range_key', 12, [
     { name: 'prefixlen', type: 'u32', offset: 0 },
     { name: 'service_id', type: 'u32', offset: 4 },

@@ -4,9 +4,9 @@
 
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { BackendFlags, ServiceFlags } from '../../src/datapath/abi.ts';
+import { BackendFlags, CtFlags, encode, Layouts, NodeConfigFlags, ServiceFlags } from '../../src/datapath/abi.ts';
 import { type Eth, type Ext6, type Ip6, PROTO, packet, TCP_FLAGS } from '../support/packets.ts';
-import { type Case, checkCase, XdpFixture as Fixture, hex, MAC, type XdpFixture } from '../support/xdp-fixture.ts';
+import { type Case, checkCase, XdpFixture as Fixture, hex, MAC, XDP, type XdpFixture } from '../support/xdp-fixture.ts';
 
 const CLIENT = '2001:db8:c::10';
 const NODE = '2001:db8:1::1';
@@ -257,6 +257,50 @@ test('tc egress: the IPv6 reply of a local backend leaves from the NodePort the 
   assert.is(r.retval, 0, 'TC_ACT_OK');
   assert.is(hex(r.data), hex(tcp6(toClient, NODE, 30081, CLIENT, 40003, { flags: SYN | ACK, seq: 9, ack: 1001 })));
   assert.is(fx.stats().tc_reversed - before.tc_reversed, 1n);
+});
+
+// DSR over IPv6: encapsulated to the backend's node; as that node, decapsulated.
+const DSR_PORT = 8900;
+const NODE_B = 'fd00:1::2';
+
+function dsrFrame(eth: Eth, outerSrc: string, outerDst: string, sport: number, hop: number, frontendPort: number, inner: Buffer): Buffer {
+  const hdr = encode(Layouts.lb6DsrHdr, { version: 1, proto: 41, frontend_port: frontendPort, frontend_address: NODE });
+  const payload = Buffer.concat([hdr, inner.subarray(14)]);
+  return packet(
+    eth,
+    { v: 6, src: outerSrc, dst: outerDst, hopLimit: hop },
+    { udp: { sport, dport: DSR_PORT, payload, zeroChecksum: true } },
+  );
+}
+
+test('IPv6 DSR: a flow to a remote backend is encapsulated to its node, the client source kept', () => {
+  fx.backend({ id: 9, address: REMOTE, port: 9090, proto: PROTO.TCP, node: NODE_B });
+  fx.frontend({ serviceId: 9, address: NODE, port: 30099, proto: PROTO.TCP, backends: [9] });
+  fx.config({ snat6: SNAT, portMin: NAT_MIN, portMax: NAT_MAX, flags: NodeConfigFlags.dsr, dsrPort: DSR_PORT });
+  try {
+    const r = fx.run(tcp6(fromClient, CLIENT, 41500, NODE, 30099));
+    assert.is(r.retval, XDP.REDIRECT);
+    const ct = fx.flow({ saddr: CLIENT, daddr: NODE, sport: 41500, dport: 30099, proto: PROTO.TCP })!;
+    assert.equal([ct.flags, ct.nat_address], [CtFlags.dsr, NODE_B]);
+    const want = dsrFrame(toNodeB, SNAT, NODE_B, Number(ct.nat_port), 63, 30099, tcp6(fromClient, CLIENT, 41500, REMOTE, 9090));
+    assert.is(hex(r.data), hex(want));
+  } finally {
+    fx.config({ snat6: SNAT, portMin: NAT_MIN, portMax: NAT_MAX });
+  }
+});
+
+test("IPv6 DSR, on the backend's node: decapsulated, and the reply leaves from the frontend", () => {
+  fx.config({ snat6: SNAT, portMin: NAT_MIN, portMax: NAT_MAX, dsrPort: DSR_PORT });
+  try {
+    const inner = tcp6(fromNodeB, CLIENT, 41600, LOCAL, 8080, { flags: ACK, payload: DATA });
+    const r = fx.run(dsrFrame(fromNodeB, NODE_B, SNAT, 0xc001, 63, 30080, inner), 'int0');
+    assert.is(r.retval, XDP.PASS);
+    assert.is(hex(r.data), hex(inner));
+    const reply = fx.runTc(tcp6(toClient, LOCAL, 8080, CLIENT, 41600, { flags: ACK, seq: 9, ack: 1001 }));
+    assert.is(hex(reply.data), hex(tcp6(toClient, NODE, 30080, CLIENT, 41600, { flags: ACK, seq: 9, ack: 1001 })));
+  } finally {
+    fx.config({ snat6: SNAT, portMin: NAT_MIN, portMax: NAT_MAX });
+  }
 });
 
 test.run();

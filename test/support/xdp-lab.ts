@@ -134,16 +134,15 @@ export class XdpLab {
 
   /** curl from ns: its exit status, the backend's name and the source address the backend saw. */
   curl(ns: string, host: string, port: number): { code: number; body: string; client: string } {
-    const r = spawnSync('ip', ['netns', 'exec', ns, 'curl', '-sS', '-D', '-', '--max-time', '5', `http://${host}:${port}/`], {
-      encoding: 'utf8',
-    });
+    const url = `http://${host.includes(':') ? `[${host}]` : host}:${port}/`;
+    const r = spawnSync('ip', ['netns', 'exec', ns, 'curl', '-gsS', '-D', '-', '--max-time', '5', url], { encoding: 'utf8' });
     const client = /^x-client: (.*)\r$/m.exec(r.stdout)?.[1] ?? '';
     return { code: r.status ?? -1, body: r.stdout.split('\r\n\r\n')[1] ?? '', client };
   }
 
   /** One UDP datagram from ns; returns "<reply source> <reply>". */
   udp(ns: string, host: string, port: number, message: string): string {
-    const script = `const s=require('dgram').createSocket('udp4');s.on('message',(m,r)=>{console.log(r.address+':'+r.port+' '+m);process.exit(0)});s.send(${JSON.stringify(message)},${port},'${host}');setTimeout(()=>process.exit(3),4000)`;
+    const script = `const s=require('dgram').createSocket('${host.includes(':') ? 'udp6' : 'udp4'}');s.on('message',(m,r)=>{console.log(r.address+':'+r.port+' '+m);process.exit(0)});s.send(${JSON.stringify(message)},${port},'${host}');setTimeout(()=>process.exit(3),4000)`;
     return this.exec(ns, process.execPath, ['-e', script]).trim();
   }
 
