@@ -17,7 +17,7 @@
  * lb_service (with externalTrafficPolicy: Local, a service_id whose slots list only backends with
  * LB_BE_F_LOCAL, and flag LB_SVC_F_LOCAL). LB_SVC_F_SOURCE_RANGES turns on the source check.
  * Backends on this node carry LB_BE_F_LOCAL: they get DNAT only, the others SNAT, or with
- * LB_CFG_F_DSR (IPv4 only for now) DSR to their node_address, which must then be set.
+ * LB_CFG_F_DSR DSR to their node_address (of the same family), which must then be set.
  *
  * Own maps (lib/conntrack.h), pinned by the agent, sized before load:
  *   lb_node_config_v1   array[1] of struct lb_node_config; the agent writes it (SNAT addresses,

@@ -711,19 +711,54 @@ record:
 }
 
 /*
- * An ICMPv6 error about a SNAT flow (packet too big, destination unreachable, time exceeded), as
- * xdp_icmp4 does for IPv4; the ICMPv6 checksum also covers the outer addresses.
+ * icmp4_rewrite for ICMPv6: the quoted packet to the flow `in_to`, the outer addresses to saddr ->
+ * daddr; the ICMPv6 checksum covers the outer addresses too (pseudo-header).
+ */
+static __always_inline void icmp6_rewrite(struct ipv6hdr *ip6, struct icmp6hdr *icmp6,
+					  struct ipv6hdr *in, __be16 *ports, void *data_end,
+					  const struct lb6_tuple *in_to, const union v6addr *saddr,
+					  const union v6addr *daddr)
+{
+	union v6addr *in_saddr = (union v6addr *)&in->saddr, *in_daddr = (union v6addr *)&in->daddr;
+	union v6addr *out_saddr = (union v6addr *)&ip6->saddr;
+	union v6addr *out_daddr = (union v6addr *)&ip6->daddr;
+	__u32 l4_diff, icmp_diff;
+	__sum16 *l4_check;
+
+	l4_diff = csum_diff16(csum_diff16(0, in_saddr, &in_to->saddr), in_daddr, &in_to->daddr);
+	l4_diff = csum_diff2(csum_diff2(l4_diff, ports[0], in_to->sport), ports[1], in_to->dport);
+	icmp_diff = l4_diff;
+	l4_check = in->nexthdr == IPPROTO_UDP ? (void *)&ports[3] : (void *)&ports[8];
+	if ((void *)(l4_check + 1) <= data_end) {
+		__sum16 old = *l4_check;
+
+		*l4_check = in->nexthdr == IPPROTO_UDP ? csum_apply_udp(old, l4_diff)
+						       : csum_apply(old, l4_diff);
+		icmp_diff = csum_diff2(icmp_diff, old, *l4_check);
+	}
+	*in_saddr = in_to->saddr;
+	*in_daddr = in_to->daddr;
+	ports[0] = in_to->sport;
+	ports[1] = in_to->dport;
+	icmp_diff = csum_diff16(csum_diff16(icmp_diff, out_saddr, saddr), out_daddr, daddr);
+	*out_saddr = *saddr;
+	*out_daddr = *daddr;
+	icmp6->icmp6_cksum = csum_apply(icmp6->icmp6_cksum, icmp_diff);
+}
+
+/*
+ * An ICMPv6 error (packet too big, destination unreachable, time exceeded) about a translated
+ * flow, both ways, as xdp_icmp4 does for IPv4.
  */
 static __always_inline int xdp_icmp6(struct xdp_md *ctx, const struct pkt *p)
 {
 	void *data = xdp_data(ctx), *data_end = xdp_data_end(ctx);
 	struct ipv6hdr *ip6 = l3_hdr(data, p), *in;
 	struct icmp6hdr *icmp6 = l4_hdr(data, p);
-	union v6addr *in_saddr, *in_daddr, *saddr, *daddr, new_saddr;
-	struct lb6_tuple rkey = {};
-	__u32 in_diff, l4_diff, icmp_diff;
-	struct lb6_rnat *rn, r;
-	__sum16 *l4_check;
+	union v6addr saddr, backend;
+	struct lb6_tuple rkey = {}, to;
+	struct lb6_rnat *rn;
+	struct lb6_ct *ct;
 	__be16 *ports;
 
 	if ((void *)(ip6 + 1) > data_end || (void *)(icmp6 + 1) > data_end)
@@ -737,44 +772,40 @@ static __always_inline int xdp_icmp6(struct xdp_md *ctx, const struct pkt *p)
 	if ((void *)(ports + 4) > data_end ||
 	    (in->nexthdr != IPPROTO_TCP && in->nexthdr != IPPROTO_UDP))
 		goto pass;
-	in_saddr = (union v6addr *)&in->saddr;
-	in_daddr = (union v6addr *)&in->daddr;
-	rkey.saddr = *in_daddr;
-	rkey.daddr = *in_saddr;
+	__builtin_memcpy(&rkey.saddr, &in->daddr, sizeof(rkey.saddr));
+	__builtin_memcpy(&rkey.daddr, &in->saddr, sizeof(rkey.daddr));
 	rkey.sport = ports[1];
 	rkey.dport = ports[0];
 	rkey.proto = in->nexthdr;
+	__builtin_memcpy(&saddr, &ip6->saddr, sizeof(saddr));
 	rn = bpf_map_lookup_elem(&lb6_rnat_v1, &rkey);
-	if (!rn || !(rn->flags & LB_CT_F_SNAT))
-		goto pass;
-	r = *rn;
-
-	in_diff = csum_diff16(csum_diff16(0, in_saddr, &r.client), in_daddr, &r.address);
-	l4_diff = csum_diff2(csum_diff2(in_diff, ports[0], r.client_port), ports[1], r.port);
-	icmp_diff = l4_diff;
-	l4_check = in->nexthdr == IPPROTO_UDP ? (void *)&ports[3] : (void *)&ports[8];
-	if ((void *)(l4_check + 1) <= data_end) {
-		__sum16 old = *l4_check;
-
-		*l4_check = in->nexthdr == IPPROTO_UDP ? csum_apply_udp(old, l4_diff)
-						       : csum_apply(old, l4_diff);
-		icmp_diff = csum_diff2(icmp_diff, old, *l4_check);
+	if (rn && (rn->flags & LB_CT_F_SNAT)) {
+		to = (struct lb6_tuple){ .saddr = rn->client,
+					 .daddr = rn->address,
+					 .sport = rn->client_port,
+					 .dport = rn->port };
+		if (v6addr_equal(&saddr, &rkey.saddr))
+			saddr = rn->address;
+		icmp6_rewrite(ip6, icmp6, in, ports, data_end, &to, &saddr, &rn->client);
+		xdp_count(XDP_R_ICMP_ERROR);
+		return fib_forward6(ctx, p);
 	}
-	*in_saddr = r.client;
-	*in_daddr = r.address;
-	ports[0] = r.client_port;
-	ports[1] = r.port;
-
-	saddr = (union v6addr *)&ip6->saddr;
-	daddr = (union v6addr *)&ip6->daddr;
-	new_saddr = *saddr;
-	if (v6addr_equal(saddr, &rkey.saddr))
-		new_saddr = r.address;
-	icmp_diff = csum_diff16(csum_diff16(icmp_diff, saddr, &new_saddr), daddr, &r.client);
-	*saddr = new_saddr;
-	*daddr = r.client;
-	icmp6->icmp6_cksum = csum_apply(icmp6->icmp6_cksum, icmp_diff);
+	ct = bpf_map_lookup_elem(&lb6_ct_v1, &rkey);
+	if (!ct || !(ct->flags & (LB_CT_F_SNAT | LB_CT_F_LOCAL)))
+		goto pass;
+	to = (struct lb6_tuple){ .saddr = ct->backend_address,
+				 .daddr = rkey.saddr,
+				 .sport = ct->backend_port,
+				 .dport = ports[1] };
+	if (ct->flags & LB_CT_F_SNAT) {
+		to.daddr = ct->nat_address;
+		to.dport = ct->nat_port;
+	}
+	backend = ct->backend_address;
+	icmp6_rewrite(ip6, icmp6, in, ports, data_end, &to, &saddr, &backend);
 	xdp_count(XDP_R_ICMP_ERROR);
+	if (ct->flags & LB_CT_F_LOCAL)
+		return XDP_PASS;
 	return fib_forward6(ctx, p);
 pass:
 	xdp_count(XDP_R_NOT_SERVICE);

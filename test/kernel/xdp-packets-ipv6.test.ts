@@ -185,26 +185,12 @@ cases([
     name: 'packet too big from a router about a SNAT flow: to the client, the quoted packet turned back',
     dev: 'int0',
     input: () => {
-      const sent = tcp6(toNodeB, SNAT, natPort(CLIENT, 40001, NODE, 30080, PROTO.TCP), REMOTE, 8080, {
-        hop: 63,
-        flags: ACK,
-        payload: DATA,
-      });
-      return packet(
-        fromNodeB,
-        { v: 6, src: 'fd00:1::fe', dst: SNAT },
-        { icmp: { type: 2, code: 0, rest: MTU_1280, payload: sent.subarray(14) } },
-      );
+      const natted = natPort(CLIENT, 40001, NODE, 30080, PROTO.TCP);
+      return tooBig(fromNodeB, 'fd00:1::fe', SNAT, 64, tcp6(toNodeB, SNAT, natted, REMOTE, 8080, { hop: 63, flags: ACK, payload: DATA }));
     },
     verdict: 'REDIRECT',
-    output: () => {
-      const original = tcp6(toNodeB, CLIENT, 40001, NODE, 30080, { hop: 63, flags: ACK, payload: DATA });
-      return packet(
-        toClient,
-        { v: 6, src: 'fd00:1::fe', dst: CLIENT, hopLimit: 63 },
-        { icmp: { type: 2, code: 0, rest: MTU_1280, payload: original.subarray(14) } },
-      );
-    },
+    output: () =>
+      tooBig(toClient, 'fd00:1::fe', CLIENT, 63, tcp6(toNodeB, CLIENT, 40001, NODE, 30080, { hop: 63, flags: ACK, payload: DATA })),
     reason: 'icmp_error',
   },
   {
@@ -226,6 +212,26 @@ cases([
     reason: 'icmp_error',
   },
   {
+    name: "packet too big from a router on the client's side about a reply: on to the backend, quoted as the backend sent it",
+    input: () =>
+      tooBig(fromClient, CLIENT_ROUTER, NODE, 64, tcp6(toClient, NODE, 30080, CLIENT, 40001, { hop: 63, flags: ACK, payload: DATA })),
+    verdict: 'REDIRECT',
+    output: () => {
+      const natted = natPort(CLIENT, 40001, NODE, 30080, PROTO.TCP);
+      return tooBig(toNodeB, CLIENT_ROUTER, REMOTE, 63, tcp6(toClient, REMOTE, 8080, SNAT, natted, { hop: 63, flags: ACK, payload: DATA }));
+    },
+    reason: 'icmp_error',
+  },
+  {
+    name: 'the same about a reply of a local backend: to the pod, passed to the stack',
+    input: () =>
+      tooBig(fromClient, CLIENT_ROUTER, NODE, 64, tcp6(toClient, NODE, 30081, CLIENT, 40003, { hop: 63, flags: ACK, payload: DATA })),
+    verdict: 'PASS',
+    output: () =>
+      tooBig(fromClient, CLIENT_ROUTER, LOCAL, 64, tcp6(toClient, LOCAL, 8080, CLIENT, 40003, { hop: 63, flags: ACK, payload: DATA })),
+    reason: 'icmp_error',
+  },
+  {
     name: 'an ICMPv6 echo request to the node: passed untouched',
     input: () => packet(fromClient, { v: 6, src: CLIENT, dst: NODE }, { icmp: { type: 128, code: 0, payload: DATA } }),
     verdict: 'PASS',
@@ -235,6 +241,12 @@ cases([
 ]);
 
 const MTU_1280 = Buffer.from([0, 0, 0x05, 0x00]);
+const CLIENT_ROUTER = '2001:db8:c::fe';
+
+/** ICMPv6 packet too big from src to dst quoting the whole of `quoted`, a frame. */
+function tooBig(eth: Eth, src: string, dst: string, hopLimit: number, quoted: Buffer): Buffer {
+  return packet(eth, { v: 6, src, dst, hopLimit }, { icmp: { type: 2, code: 0, rest: MTU_1280, payload: quoted.subarray(14) } });
+}
 
 const full = tcp6(fromClient, CLIENT, 40020, NODE, 30080, { ext: [{ type: 0, length: 16 }] });
 cases(
