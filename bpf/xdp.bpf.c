@@ -33,7 +33,9 @@
  * accept_local=1 on the devices when a SNAT packet may be passed to the stack (VLAN, unresolved
  * neighbour, LB_CFG_F_STACK_FORWARD); a device XDP redirects into must take XDP frames (a veth
  * needs an XDP program on its peer); the NAT port range outside ip_local_port_range; for DSR, a
- * node-to-node MTU 36 bytes above the clients' (the encapsulation is sent with DF).
+ * node-to-node MTU 36 (IPv4) or 68 (IPv6) bytes above the clients' (sent with DF), and on each
+ * node snat_address4/6 equal to the node_address the other nodes write for its backends: a node
+ * decapsulates only what is sent to that address and dsr_port.
  */
 #include "lib/nodeport.h"
 
