@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
- * The XDP load balancer for traffic from outside the node: external frontends to backends (SNAT
- * or DNAT only), replies and ICMP errors of SNAT flows back to the client, and the tc egress
- * reverse translation for replies of local backends.
+ * The XDP load balancer for traffic from outside the node: external frontends to backends (SNAT,
+ * DSR, or DNAT only for local ones), replies and ICMP errors of translated flows, DSR
+ * decapsulation, and the tc egress reverse translation for replies of local backends.
  */
 #ifndef SOCKLB_NODEPORT_H
 #define SOCKLB_NODEPORT_H
