@@ -4,6 +4,7 @@
 
 import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { release } from 'node:os';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { XDP_OBJECT } from '../../src/agent/datapath.ts';
@@ -31,6 +32,12 @@ const SIZES: Record<string, number> = {
   lb6_src_ranges_v1: 16,
   xdp_stats_v1: XDP_REASONS.length,
 };
+
+/** What attachTc picks on the running kernel: tcx from Linux 6.6, clsact before. */
+export function tcKindHere(): 'tcx' | 'clsact' {
+  const [major, minor] = release().split('.').map(Number) as [number, number];
+  return major > 6 || (major === 6 && minor >= 6) ? 'tcx' : 'clsact';
+}
 
 const open = new Set<XdpLab>();
 process.on('exit', () => {
