@@ -216,12 +216,46 @@ struct lb_node_config {
 	__u16 nat_port_max;	    /* ip_local_port_range and the NodePort range */
 	union v6addr snat_address6; /* this node's IPv6 address for SNAT; :: for none */
 	__u32 flags;		    /* LB_CFG_F_* */
-	__u32 pad;
+	__be16 dsr_port;	    /* UDP port of DSR encapsulation, net order; 0: no DSR */
+	__u16 pad;
 };
 
 /* struct lb_node_config.flags */
 /* After translation, hand every packet to the stack (XDP_PASS) instead of redirecting it. */
 #define LB_CFG_F_STACK_FORWARD 1
+/*
+ * --nodeport-mode dsr: a backend on another node (with a node_address) gets the client's packet
+ * encapsulated to its node (struct lb4_dsr_hdr, lb6_dsr_hdr) instead of SNAT, and answers the
+ * client directly.
+ * Every node decapsulates what arrives on dsr_port whatever its own mode.
+ */
+#define LB_CFG_F_DSR 2
+
+/*
+ * DSR encapsulation (IPv4): outer IPv4 (node -> backend's node, DF) + UDP (a per-flow source port
+ * for ECMP and RSS, dst lb_node_config.dsr_port, checksum 0) + this header + the client's packet
+ * with its destination already the backend. The backend's node strips the outer headers and
+ * remembers the frontend so that tc egress gives the backend's replies the address the client
+ * dialled. Not IPIP: this kernel has no ipip devices anyway, and IPIP has no room for the
+ * frontend's address and port, which the backend's node needs for the replies.
+ */
+struct lb4_dsr_hdr {
+	__u8 version;		 /* LB_DSR_VERSION */
+	__u8 proto;		 /* IPPROTO_IPIP: an IPv4 packet follows */
+	__be16 frontend_port;	 /* the port the client dialled, net order */
+	__be32 frontend_address; /* the address the client dialled, net order */
+};
+
+/* The same for IPv6: outer IPv6 + UDP (checksum 0, read only by the receiving XDP) + this header.
+ */
+struct lb6_dsr_hdr {
+	__u8 version;		       /* LB_DSR_VERSION */
+	__u8 proto;		       /* IPPROTO_IPV6: an IPv6 packet follows */
+	__be16 frontend_port;	       /* the port the client dialled, net order */
+	union v6addr frontend_address; /* the address the client dialled, net order */
+};
+
+#define LB_DSR_VERSION 1
 
 /*
  * A flow as one packet shows it: source and destination as on the wire. Key of the connection
@@ -248,6 +282,7 @@ struct lb6_tuple {
 /* struct lb4_ct.flags, struct lb4_rnat.flags */
 #define LB_CT_F_SNAT  1 /* source rewritten to the node: XDP turns the replies back */
 #define LB_CT_F_LOCAL 2 /* backend on this node, client source kept: tc egress turns them back */
+#define LB_CT_F_DSR   4 /* encapsulated to the backend's node (nat_address), replies go direct */
 
 /*
  * A balanced flow (lb4_ct_v1, LRU, keyed by the client's lb4_tuple to the frontend): it keeps its
@@ -258,8 +293,8 @@ struct lb4_ct {
 	__u32 service_id;	/* lb_service.service_id at the flow's first packet */
 	__be32 backend_address; /* the backend at the first packet: an id reused for another */
 	__be16 backend_port;	/* backend no longer matches, and the flow ends */
-	__be16 nat_port;	/* SNAT source port, net order; 0 without SNAT */
-	__be32 nat_address;	/* SNAT source address, net order; 0 without SNAT */
+	__be16 nat_port;	/* SNAT source port (DSR: the outer UDP source port), net order */
+	__be32 nat_address;	/* SNAT source address (DSR: the backend's node), net order */
 	__u8 flags;		/* LB_CT_F_* */
 	__u8 pad[3];
 };
@@ -339,7 +374,8 @@ enum xdp_reason {
 	XDP_R_NO_SNAT_ADDRESS = 16, /* SNAT needed but no node address is configured: dropped */
 	XDP_R_PICK_MISS = 17,	    /* slot or backend missing even after a second pick: passed */
 	XDP_R_TC_REVERSED = 18,	    /* tc egress: reply of a local backend turned back */
-	XDP_R_MAX = 19,
+	XDP_R_DSR_DECAP = 19, /* DSR packet from another node decapsulated for a local backend */
+	XDP_R_MAX = 20,
 };
 
 #endif /* SOCKLB_ABI_H */

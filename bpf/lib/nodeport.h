@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
- * The XDP load balancer for traffic from outside the node: external frontends to backends (SNAT
- * or DNAT only), replies and ICMP errors of SNAT flows back to the client, and the tc egress
- * reverse translation for replies of local backends.
+ * The XDP load balancer for traffic from outside the node: external frontends to backends (SNAT,
+ * DSR, or DNAT only for local ones), replies and ICMP errors of translated flows, DSR
+ * decapsulation, and the tc egress reverse translation for replies of local backends.
  */
 #ifndef SOCKLB_NODEPORT_H
 #define SOCKLB_NODEPORT_H
@@ -107,12 +107,73 @@ static __always_inline bool src4_allowed(__u32 service_id, __be32 saddr)
 	return bpf_map_lookup_elem(&lb4_src_ranges_v1, &key);
 }
 
+/* The flow replying to an inner packet (a DSR or ICMP-quoted one) whose ports are at ports. */
+static __always_inline void tuple4_reverse(const struct iphdr *in, const __be16 *ports,
+					   struct lb4_tuple *r)
+{
+	r->saddr = in->daddr;
+	r->daddr = in->saddr;
+	r->sport = ports[1];
+	r->dport = ports[0];
+	r->proto = in->protocol;
+}
+
+/* The outer UDP source port of a DSR flow: fixed per flow, spread over flows for ECMP and RSS. */
+static __always_inline __be16 dsr4_entropy_port(const struct lb4_tuple *t)
+{
+	return bpf_htons(0xc000 | ((bpf_ntohl(t->saddr) ^ bpf_ntohs(t->sport)) & 0x3fff));
+}
+
+/*
+ * Wraps the packet (already sent to the backend) for the backend's node: outer IPv4, UDP and
+ * struct lb4_dsr_hdr go between the Ethernet header and the packet's own. *p then describes the
+ * outer packet.
+ */
+static __always_inline int dsr4_encap(struct xdp_md *ctx, struct pkt *p, const struct lb4_ct *ct,
+				      const struct lb4_tuple *t)
+{
+	const __u32 hdr_len =
+		sizeof(struct iphdr) + sizeof(struct udphdr) + sizeof(struct lb4_dsr_hdr);
+	const struct lb_node_config *cfg = node_config();
+	void *data, *data_end;
+	struct lb4_dsr_hdr *dsr;
+	struct udphdr *udp;
+	struct iphdr *ip;
+	__u32 inner_len;
+
+	if (!cfg)
+		return -1;
+	inner_len = xdp_data_end(ctx) - xdp_data(ctx) - p->l3_off;
+	if (xdp_push_l3(ctx, p, hdr_len))
+		return -1;
+	data = xdp_data(ctx);
+	data_end = xdp_data_end(ctx);
+	ip = l3_hdr(data, p);
+	udp = (void *)(ip + 1);
+	dsr = (void *)(udp + 1);
+	if ((void *)(dsr + 1) > data_end)
+		return -1;
+	ip4_write(ip, cfg->snat_address4, ct->nat_address, hdr_len + inner_len, IPPROTO_UDP);
+	udp->source = ct->nat_port;
+	udp->dest = cfg->dsr_port;
+	udp->len = bpf_htons(hdr_len - sizeof(*ip) + inner_len);
+	udp->check = 0;
+	dsr->version = LB_DSR_VERSION;
+	dsr->proto = IPPROTO_IPIP;
+	dsr->frontend_port = t->dport;
+	dsr->frontend_address = t->daddr;
+	p->l4_off = p->l3_off + sizeof(*ip);
+	p->proto = IPPROTO_UDP;
+	return 0;
+}
+
 /* Rewrites a packet of a flow as its entry says, then sends it on. */
 static __always_inline int xdp_fwd4(struct xdp_md *ctx, const struct pkt *p,
 				    const struct lb4_tuple *t, const struct lb4_ct *ct)
 {
 	void *data = xdp_data(ctx), *data_end = xdp_data_end(ctx);
 	struct lb4_tuple to = *t;
+	struct pkt outer = *p;
 
 	to.daddr = ct->backend_address;
 	to.dport = ct->backend_port;
@@ -123,9 +184,61 @@ static __always_inline int xdp_fwd4(struct xdp_md *ctx, const struct pkt *p,
 	if (nat4_rewrite(data, data_end, p, &to))
 		return XDP_DROP;
 	/* A local backend is a pod behind a veth: the stack routes it there. */
-	if (!(ct->flags & LB_CT_F_SNAT))
+	if (ct->flags & LB_CT_F_LOCAL)
 		return XDP_PASS;
-	return fib_forward4(ctx, p);
+	if ((ct->flags & LB_CT_F_DSR) && dsr4_encap(ctx, &outer, ct, t))
+		return XDP_DROP;
+	return fib_forward4(ctx, &outer);
+}
+
+/*
+ * A DSR packet from another node for a backend on this one: strips the encapsulation, records
+ * the frontend for tc egress to give the replies, and lets the stack deliver the packet.
+ * XDP_ABORTED when the packet is no DSR packet for this node.
+ */
+static __always_inline int xdp_dsr4_decap(struct xdp_md *ctx, const struct pkt *p,
+					  const struct lb4_tuple *t)
+{
+	const __u32 hdr_len =
+		sizeof(struct iphdr) + sizeof(struct udphdr) + sizeof(struct lb4_dsr_hdr);
+	const struct lb_node_config *cfg = node_config();
+	void *data = xdp_data(ctx), *data_end = xdp_data_end(ctx);
+	struct lb4_rnat rnat = { .flags = LB_CT_F_LOCAL }, *old;
+	struct lb4_tuple rkey = {};
+	struct iphdr *outer, *in;
+	struct lb4_dsr_hdr *dsr;
+	__be16 *ports;
+
+	if (!cfg || !cfg->dsr_port || t->dport != cfg->dsr_port || t->daddr != cfg->snat_address4)
+		return XDP_ABORTED;
+	outer = l3_hdr(data, p);
+	dsr = l4_hdr(data, p) + sizeof(struct udphdr);
+	in = (void *)(dsr + 1);
+	ports = (void *)(in + 1);
+	if ((void *)(outer + 1) > data_end || (void *)(ports + 2) > data_end)
+		goto malformed;
+	/* What dsr4_encap writes: no IP options, outside or inside. */
+	if (outer->ihl != 5 || dsr->version != LB_DSR_VERSION || dsr->proto != IPPROTO_IPIP ||
+	    in->version != 4 || in->ihl != 5 ||
+	    (in->protocol != IPPROTO_TCP && in->protocol != IPPROTO_UDP))
+		goto malformed;
+	tuple4_reverse(in, ports, &rkey);
+	rnat.address = dsr->frontend_address;
+	rnat.port = dsr->frontend_port;
+	rnat.client = in->saddr;
+	rnat.client_port = ports[0];
+	/* Written once per flow, not per packet. */
+	old = bpf_map_lookup_elem(&lb4_rnat_v1, &rkey);
+	if (!old || old->address != rnat.address || old->port != rnat.port ||
+	    !(old->flags & LB_CT_F_LOCAL))
+		bpf_map_update_elem(&lb4_rnat_v1, &rkey, &rnat, BPF_ANY);
+	if (xdp_pop_l3(ctx, p, hdr_len))
+		return XDP_DROP;
+	xdp_count(XDP_R_DSR_DECAP);
+	return XDP_PASS;
+malformed:
+	xdp_count(XDP_R_MALFORMED);
+	return XDP_DROP;
 }
 
 /* The first packet of a flow: pick a backend, record the flow (and its SNAT port), send it. */
@@ -168,6 +281,14 @@ static __always_inline int xdp_new4(struct xdp_md *ctx, const struct pkt *p,
 			xdp_count(XDP_R_NO_SNAT_ADDRESS);
 			return XDP_DROP;
 		}
+		if ((cfg->flags & LB_CFG_F_DSR) && cfg->dsr_port && be->node_address) {
+			/* The backend's node answers the client: nothing to remember for replies.
+			 */
+			ct.flags = LB_CT_F_DSR;
+			ct.nat_address = be->node_address;
+			ct.nat_port = dsr4_entropy_port(t);
+			goto record;
+		}
 		ct.flags = rnat.flags = LB_CT_F_SNAT;
 		ct.nat_address = rkey.daddr = cfg->snat_address4;
 		ct.nat_port = nat_claim_port(&lb4_rnat_v1, &rkey, &rkey.dport, &rnat, cfg);
@@ -176,6 +297,7 @@ static __always_inline int xdp_new4(struct xdp_md *ctx, const struct pkt *p,
 			return XDP_DROP;
 		}
 	}
+record:
 	/* The reverse entry goes first: no reply can come before the flow's first packet leaves. */
 	if (bpf_map_update_elem(&lb4_ct_v1, t, &ct, BPF_ANY)) {
 		bpf_map_delete_elem(&lb4_rnat_v1, &rkey);
@@ -188,23 +310,64 @@ static __always_inline int xdp_new4(struct xdp_md *ctx, const struct pkt *p,
 }
 
 /*
- * An ICMP error (destination unreachable, fragmentation needed, time exceeded) about a SNAT flow,
- * sent to the node by the backend or a router on the way: the quoted packet becomes the one the
- * client sent (client -> frontend), the error goes to the client, from the frontend when the
- * backend itself sent it. Every checksum it touches is updated: quoted IP and transport (when
- * quoted), ICMP, outer IP.
+ * Rewrites an ICMP error's quoted packet to the flow `in_to` and its outer addresses to saddr ->
+ * daddr. Every checksum this touches is updated: quoted IP and transport (where the quote reaches
+ * it), ICMP, outer IP.
+ */
+static __always_inline void icmp4_rewrite(struct iphdr *ip, struct icmphdr *icmp, struct iphdr *in,
+					  __be16 *ports, void *data_end,
+					  const struct lb4_tuple *in_to, __be32 saddr, __be32 daddr)
+{
+	__u32 in_diff, icmp_diff, l4_diff;
+	__sum16 *l4_check;
+	__be16 in_check;
+
+	in_diff = csum_diff4(csum_diff4(0, in->saddr, in_to->saddr), in->daddr, in_to->daddr);
+	in_check = in->check;
+	in->check = csum_apply(in->check, in_diff);
+	icmp_diff = csum_diff2(in_diff, in_check, in->check);
+	l4_diff = csum_diff2(csum_diff2(in_diff, ports[0], in_to->sport), ports[1], in_to->dport);
+	icmp_diff =
+		csum_diff2(csum_diff2(icmp_diff, ports[0], in_to->sport), ports[1], in_to->dport);
+	/* The transport checksum, where the quote reaches it (UDP's always, TCP's at byte 16). */
+	l4_check = in->protocol == IPPROTO_UDP ? (void *)&ports[3] : (void *)&ports[8];
+	if ((void *)(l4_check + 1) <= data_end) {
+		__sum16 old = *l4_check;
+
+		*l4_check = in->protocol == IPPROTO_UDP ? csum_apply_udp(old, l4_diff)
+							: csum_apply(old, l4_diff);
+		icmp_diff = csum_diff2(icmp_diff, old, *l4_check);
+	}
+	in->saddr = in_to->saddr;
+	in->daddr = in_to->daddr;
+	ports[0] = in_to->sport;
+	ports[1] = in_to->dport;
+	icmp->checksum = csum_apply(icmp->checksum, icmp_diff);
+	ip->check = csum_apply(ip->check,
+			       csum_diff4(csum_diff4(0, ip->saddr, saddr), ip->daddr, daddr));
+	ip->saddr = saddr;
+	ip->daddr = daddr;
+}
+
+/*
+ * An ICMP error (destination unreachable, fragmentation needed, time exceeded) about a translated
+ * flow, both ways:
+ * - about a packet the node sent a backend (SNAT), from the backend or a router on the way: the
+ *   quoted packet becomes the one the client sent (client -> frontend), the error goes to the
+ *   client, from the frontend when the backend itself sent it;
+ * - about a reply the node sent a client (a router towards the client, say, with a smaller MTU):
+ *   the quoted packet becomes the one the backend sent, the error goes to the backend, so the
+ *   backend's socket learns the path MTU.
  */
 static __always_inline int xdp_icmp4(struct xdp_md *ctx, const struct pkt *p)
 {
 	void *data = xdp_data(ctx), *data_end = xdp_data_end(ctx);
 	struct iphdr *ip = l3_hdr(data, p), *in;
 	struct icmphdr *icmp = l4_hdr(data, p);
-	__u32 in_diff, icmp_diff, l3_diff;
-	struct lb4_tuple rkey = {};
-	__be16 *ports, in_check;
-	struct lb4_rnat *rn, r;
-	__sum16 *l4_check;
-	__be32 saddr;
+	struct lb4_tuple rkey = {}, to;
+	struct lb4_rnat *rn;
+	struct lb4_ct *ct;
+	__be16 *ports;
 
 	if ((void *)(ip + 1) > data_end || (void *)(icmp + 1) > data_end)
 		return XDP_PASS;
@@ -216,43 +379,35 @@ static __always_inline int xdp_icmp4(struct xdp_md *ctx, const struct pkt *p)
 	if ((void *)(ports + 4) > data_end || in->ihl != 5 ||
 	    (in->protocol != IPPROTO_TCP && in->protocol != IPPROTO_UDP))
 		goto pass;
-	rkey.saddr = in->daddr;
-	rkey.daddr = in->saddr;
-	rkey.sport = ports[1];
-	rkey.dport = ports[0];
-	rkey.proto = in->protocol;
+	tuple4_reverse(in, ports, &rkey);
 	rn = bpf_map_lookup_elem(&lb4_rnat_v1, &rkey);
-	if (!rn || !(rn->flags & LB_CT_F_SNAT))
-		goto pass;
-	r = *rn;
-
-	in_diff = csum_diff4(csum_diff4(0, in->saddr, r.client), in->daddr, r.address);
-	in_check = in->check;
-	in->check = csum_apply(in->check, in_diff);
-	icmp_diff = csum_diff2(in_diff, in_check, in->check);
-	l3_diff = csum_diff2(csum_diff2(in_diff, ports[0], r.client_port), ports[1], r.port);
-	icmp_diff = csum_diff2(csum_diff2(icmp_diff, ports[0], r.client_port), ports[1], r.port);
-	/* The transport checksum, where the quote reaches it (UDP's always, TCP's at byte 16). */
-	l4_check = in->protocol == IPPROTO_UDP ? (void *)&ports[3] : (void *)&ports[8];
-	if ((void *)(l4_check + 1) <= data_end) {
-		__sum16 old = *l4_check;
-
-		*l4_check = in->protocol == IPPROTO_UDP ? csum_apply_udp(old, l3_diff)
-							: csum_apply(old, l3_diff);
-		icmp_diff = csum_diff2(icmp_diff, old, *l4_check);
+	if (rn && (rn->flags & LB_CT_F_SNAT)) {
+		to = (struct lb4_tuple){ .saddr = rn->client,
+					 .daddr = rn->address,
+					 .sport = rn->client_port,
+					 .dport = rn->port };
+		icmp4_rewrite(ip, icmp, in, ports, data_end, &to,
+			      ip->saddr == rkey.saddr ? rn->address : ip->saddr, rn->client);
+		xdp_count(XDP_R_ICMP_ERROR);
+		return fib_forward4(ctx, p);
 	}
-	in->saddr = r.client;
-	in->daddr = r.address;
-	ports[0] = r.client_port;
-	ports[1] = r.port;
-	icmp->checksum = csum_apply(icmp->checksum, icmp_diff);
-
-	saddr = ip->saddr == rkey.saddr ? r.address : ip->saddr;
-	ip->check = csum_apply(ip->check,
-			       csum_diff4(csum_diff4(0, ip->saddr, saddr), ip->daddr, r.client));
-	ip->saddr = saddr;
-	ip->daddr = r.client;
+	/* The reverse of the quoted reply is the client's flow: rkey is its connection key. */
+	ct = bpf_map_lookup_elem(&lb4_ct_v1, &rkey);
+	if (!ct || !(ct->flags & (LB_CT_F_SNAT | LB_CT_F_LOCAL)))
+		goto pass;
+	to = (struct lb4_tuple){ .saddr = ct->backend_address,
+				 .daddr = in->daddr,
+				 .sport = ct->backend_port,
+				 .dport = ports[1] };
+	if (ct->flags & LB_CT_F_SNAT) {
+		to.daddr = ct->nat_address;
+		to.dport = ct->nat_port;
+	}
+	icmp4_rewrite(ip, icmp, in, ports, data_end, &to, ip->saddr, ct->backend_address);
 	xdp_count(XDP_R_ICMP_ERROR);
+	/* A local backend's error is delivered by the stack, like the flow's packets. */
+	if (ct->flags & LB_CT_F_LOCAL)
+		return XDP_PASS;
 	return fib_forward4(ctx, p);
 pass:
 	xdp_count(XDP_R_NOT_SERVICE);
@@ -270,15 +425,14 @@ static __always_inline int __xdp_lb4(struct xdp_md *ctx, const struct pkt *p)
 	struct lb4_ct *ct;
 	int ret;
 
-	if (p->proto == IPPROTO_ICMP)
-		return xdp_icmp4(ctx, p);
-	if (p->proto != IPPROTO_TCP && p->proto != IPPROTO_UDP) {
-		xdp_count(XDP_R_OTHER_PROTO);
-		return XDP_PASS;
-	}
 	if (tuple4_of(data, data_end, p, &t)) {
 		xdp_count(XDP_R_MALFORMED);
 		return XDP_PASS;
+	}
+	if (t.proto == IPPROTO_UDP) {
+		ret = xdp_dsr4_decap(ctx, p, &t);
+		if (ret != XDP_ABORTED)
+			return ret;
 	}
 	rn = bpf_map_lookup_elem(&lb4_rnat_v1, &t);
 	if (rn && (rn->flags & LB_CT_F_SNAT)) {
@@ -371,11 +525,61 @@ static __always_inline __u64 client6_id(const union v6addr *a)
 	       (a->words[1] ^ a->words[3]);
 }
 
+/* The outer UDP source port of an IPv6 DSR flow (see dsr4_entropy_port). */
+static __always_inline __be16 dsr6_entropy_port(const struct lb6_tuple *t)
+{
+	__u32 h = bpf_ntohl(t->saddr.words[0] ^ t->saddr.words[1] ^ t->saddr.words[2] ^
+			    t->saddr.words[3]);
+
+	return bpf_htons(0xc000 | ((h ^ (h >> 16) ^ bpf_ntohs(t->sport)) & 0x3fff));
+}
+
+/* dsr4_encap for IPv6: outer IPv6, UDP and struct lb6_dsr_hdr. */
+static __always_inline int dsr6_encap(struct xdp_md *ctx, struct pkt *p, const struct lb6_ct *ct,
+				      const struct lb6_tuple *t)
+{
+	const __u32 hdr_len =
+		sizeof(struct ipv6hdr) + sizeof(struct udphdr) + sizeof(struct lb6_dsr_hdr);
+	const struct lb_node_config *cfg = node_config();
+	void *data, *data_end;
+	struct lb6_dsr_hdr *dsr;
+	struct ipv6hdr *ip6;
+	struct udphdr *udp;
+	__u32 inner_len;
+
+	if (!cfg)
+		return -1;
+	inner_len = xdp_data_end(ctx) - xdp_data(ctx) - p->l3_off;
+	if (xdp_push_l3(ctx, p, hdr_len))
+		return -1;
+	data = xdp_data(ctx);
+	data_end = xdp_data_end(ctx);
+	ip6 = l3_hdr(data, p);
+	udp = (void *)(ip6 + 1);
+	dsr = (void *)(udp + 1);
+	if ((void *)(dsr + 1) > data_end)
+		return -1;
+	ip6_write(ip6, &cfg->snat_address6, &ct->nat_address, hdr_len - sizeof(*ip6) + inner_len,
+		  IPPROTO_UDP);
+	udp->source = ct->nat_port;
+	udp->dest = cfg->dsr_port;
+	udp->len = bpf_htons(hdr_len - sizeof(*ip6) + inner_len);
+	udp->check = 0;
+	dsr->version = LB_DSR_VERSION;
+	dsr->proto = IPPROTO_IPV6;
+	dsr->frontend_port = t->dport;
+	dsr->frontend_address = t->daddr;
+	p->l4_off = p->l3_off + sizeof(*ip6);
+	p->proto = IPPROTO_UDP;
+	return 0;
+}
+
 static __always_inline int xdp_fwd6(struct xdp_md *ctx, const struct pkt *p,
 				    const struct lb6_tuple *t, const struct lb6_ct *ct)
 {
 	void *data = xdp_data(ctx), *data_end = xdp_data_end(ctx);
 	struct lb6_tuple to = *t;
+	struct pkt outer = *p;
 
 	to.daddr = ct->backend_address;
 	to.dport = ct->backend_port;
@@ -385,9 +589,60 @@ static __always_inline int xdp_fwd6(struct xdp_md *ctx, const struct pkt *p,
 	}
 	if (nat6_rewrite(data, data_end, p, &to))
 		return XDP_DROP;
-	if (!(ct->flags & LB_CT_F_SNAT))
+	if (ct->flags & LB_CT_F_LOCAL)
 		return XDP_PASS;
-	return fib_forward6(ctx, p);
+	if ((ct->flags & LB_CT_F_DSR) && dsr6_encap(ctx, &outer, ct, t))
+		return XDP_DROP;
+	return fib_forward6(ctx, &outer);
+}
+
+/* xdp_dsr4_decap for IPv6. The inner packet must carry no extension headers. */
+static __always_inline int xdp_dsr6_decap(struct xdp_md *ctx, const struct pkt *p,
+					  const struct lb6_tuple *t)
+{
+	const __u32 hdr_len =
+		sizeof(struct ipv6hdr) + sizeof(struct udphdr) + sizeof(struct lb6_dsr_hdr);
+	const struct lb_node_config *cfg = node_config();
+	void *data = xdp_data(ctx), *data_end = xdp_data_end(ctx);
+	struct lb6_rnat rnat = { .flags = LB_CT_F_LOCAL }, *old;
+	struct lb6_tuple rkey = {};
+	struct lb6_dsr_hdr *dsr;
+	struct ipv6hdr *in;
+	__be16 *ports;
+
+	if (!cfg || !cfg->dsr_port || t->dport != cfg->dsr_port ||
+	    !v6addr_equal(&t->daddr, &cfg->snat_address6))
+		return XDP_ABORTED;
+	/* The outer header is ours (dsr6_encap): no extension headers before UDP. */
+	dsr = l4_hdr(data, p) + sizeof(struct udphdr);
+	in = (void *)(dsr + 1);
+	ports = (void *)(in + 1);
+	if ((void *)(ports + 2) > data_end)
+		goto malformed;
+	if (p->l4_off != p->l3_off + sizeof(struct ipv6hdr) || dsr->version != LB_DSR_VERSION ||
+	    dsr->proto != IPPROTO_IPV6 || in->version != 6 ||
+	    (in->nexthdr != IPPROTO_TCP && in->nexthdr != IPPROTO_UDP))
+		goto malformed;
+	__builtin_memcpy(&rkey.saddr, &in->daddr, sizeof(rkey.saddr));
+	__builtin_memcpy(&rkey.daddr, &in->saddr, sizeof(rkey.daddr));
+	rkey.sport = ports[1];
+	rkey.dport = ports[0];
+	rkey.proto = in->nexthdr;
+	rnat.address = dsr->frontend_address;
+	rnat.port = dsr->frontend_port;
+	rnat.client = rkey.daddr;
+	rnat.client_port = ports[0];
+	old = bpf_map_lookup_elem(&lb6_rnat_v1, &rkey);
+	if (!old || old->port != rnat.port || !v6addr_equal(&old->address, &rnat.address) ||
+	    !(old->flags & LB_CT_F_LOCAL))
+		bpf_map_update_elem(&lb6_rnat_v1, &rkey, &rnat, BPF_ANY);
+	if (xdp_pop_l3(ctx, p, hdr_len))
+		return XDP_DROP;
+	xdp_count(XDP_R_DSR_DECAP);
+	return XDP_PASS;
+malformed:
+	xdp_count(XDP_R_MALFORMED);
+	return XDP_DROP;
 }
 
 static __always_inline int xdp_new6(struct xdp_md *ctx, const struct pkt *p,
@@ -429,6 +684,13 @@ static __always_inline int xdp_new6(struct xdp_md *ctx, const struct pkt *p,
 			xdp_count(XDP_R_NO_SNAT_ADDRESS);
 			return XDP_DROP;
 		}
+		if ((cfg->flags & LB_CFG_F_DSR) && cfg->dsr_port &&
+		    !v6addr_is_zero(&be->node_address)) {
+			ct.flags = LB_CT_F_DSR;
+			ct.nat_address = be->node_address;
+			ct.nat_port = dsr6_entropy_port(t);
+			goto record;
+		}
 		ct.flags = rnat.flags = LB_CT_F_SNAT;
 		ct.nat_address = rkey.daddr = cfg->snat_address6;
 		ct.nat_port = nat_claim_port(&lb6_rnat_v1, &rkey, &rkey.dport, &rnat, cfg);
@@ -437,6 +699,7 @@ static __always_inline int xdp_new6(struct xdp_md *ctx, const struct pkt *p,
 			return XDP_DROP;
 		}
 	}
+record:
 	if (bpf_map_update_elem(&lb6_ct_v1, t, &ct, BPF_ANY)) {
 		bpf_map_delete_elem(&lb6_rnat_v1, &rkey);
 		xdp_count(XDP_R_CT_FAILED);
@@ -448,19 +711,54 @@ static __always_inline int xdp_new6(struct xdp_md *ctx, const struct pkt *p,
 }
 
 /*
- * An ICMPv6 error about a SNAT flow (packet too big, destination unreachable, time exceeded), as
- * xdp_icmp4 does for IPv4; the ICMPv6 checksum also covers the outer addresses.
+ * icmp4_rewrite for ICMPv6: the quoted packet to the flow `in_to`, the outer addresses to saddr ->
+ * daddr; the ICMPv6 checksum covers the outer addresses too (pseudo-header).
+ */
+static __always_inline void icmp6_rewrite(struct ipv6hdr *ip6, struct icmp6hdr *icmp6,
+					  struct ipv6hdr *in, __be16 *ports, void *data_end,
+					  const struct lb6_tuple *in_to, const union v6addr *saddr,
+					  const union v6addr *daddr)
+{
+	union v6addr *in_saddr = (union v6addr *)&in->saddr, *in_daddr = (union v6addr *)&in->daddr;
+	union v6addr *out_saddr = (union v6addr *)&ip6->saddr;
+	union v6addr *out_daddr = (union v6addr *)&ip6->daddr;
+	__u32 l4_diff, icmp_diff;
+	__sum16 *l4_check;
+
+	l4_diff = csum_diff16(csum_diff16(0, in_saddr, &in_to->saddr), in_daddr, &in_to->daddr);
+	l4_diff = csum_diff2(csum_diff2(l4_diff, ports[0], in_to->sport), ports[1], in_to->dport);
+	icmp_diff = l4_diff;
+	l4_check = in->nexthdr == IPPROTO_UDP ? (void *)&ports[3] : (void *)&ports[8];
+	if ((void *)(l4_check + 1) <= data_end) {
+		__sum16 old = *l4_check;
+
+		*l4_check = in->nexthdr == IPPROTO_UDP ? csum_apply_udp(old, l4_diff)
+						       : csum_apply(old, l4_diff);
+		icmp_diff = csum_diff2(icmp_diff, old, *l4_check);
+	}
+	*in_saddr = in_to->saddr;
+	*in_daddr = in_to->daddr;
+	ports[0] = in_to->sport;
+	ports[1] = in_to->dport;
+	icmp_diff = csum_diff16(csum_diff16(icmp_diff, out_saddr, saddr), out_daddr, daddr);
+	*out_saddr = *saddr;
+	*out_daddr = *daddr;
+	icmp6->icmp6_cksum = csum_apply(icmp6->icmp6_cksum, icmp_diff);
+}
+
+/*
+ * An ICMPv6 error (packet too big, destination unreachable, time exceeded) about a translated
+ * flow, both ways, as xdp_icmp4 does for IPv4.
  */
 static __always_inline int xdp_icmp6(struct xdp_md *ctx, const struct pkt *p)
 {
 	void *data = xdp_data(ctx), *data_end = xdp_data_end(ctx);
 	struct ipv6hdr *ip6 = l3_hdr(data, p), *in;
 	struct icmp6hdr *icmp6 = l4_hdr(data, p);
-	union v6addr *in_saddr, *in_daddr, *saddr, *daddr, new_saddr;
-	struct lb6_tuple rkey = {};
-	__u32 in_diff, l4_diff, icmp_diff;
-	struct lb6_rnat *rn, r;
-	__sum16 *l4_check;
+	union v6addr saddr, backend;
+	struct lb6_tuple rkey = {}, to;
+	struct lb6_rnat *rn;
+	struct lb6_ct *ct;
 	__be16 *ports;
 
 	if ((void *)(ip6 + 1) > data_end || (void *)(icmp6 + 1) > data_end)
@@ -474,44 +772,40 @@ static __always_inline int xdp_icmp6(struct xdp_md *ctx, const struct pkt *p)
 	if ((void *)(ports + 4) > data_end ||
 	    (in->nexthdr != IPPROTO_TCP && in->nexthdr != IPPROTO_UDP))
 		goto pass;
-	in_saddr = (union v6addr *)&in->saddr;
-	in_daddr = (union v6addr *)&in->daddr;
-	rkey.saddr = *in_daddr;
-	rkey.daddr = *in_saddr;
+	__builtin_memcpy(&rkey.saddr, &in->daddr, sizeof(rkey.saddr));
+	__builtin_memcpy(&rkey.daddr, &in->saddr, sizeof(rkey.daddr));
 	rkey.sport = ports[1];
 	rkey.dport = ports[0];
 	rkey.proto = in->nexthdr;
+	__builtin_memcpy(&saddr, &ip6->saddr, sizeof(saddr));
 	rn = bpf_map_lookup_elem(&lb6_rnat_v1, &rkey);
-	if (!rn || !(rn->flags & LB_CT_F_SNAT))
-		goto pass;
-	r = *rn;
-
-	in_diff = csum_diff16(csum_diff16(0, in_saddr, &r.client), in_daddr, &r.address);
-	l4_diff = csum_diff2(csum_diff2(in_diff, ports[0], r.client_port), ports[1], r.port);
-	icmp_diff = l4_diff;
-	l4_check = in->nexthdr == IPPROTO_UDP ? (void *)&ports[3] : (void *)&ports[8];
-	if ((void *)(l4_check + 1) <= data_end) {
-		__sum16 old = *l4_check;
-
-		*l4_check = in->nexthdr == IPPROTO_UDP ? csum_apply_udp(old, l4_diff)
-						       : csum_apply(old, l4_diff);
-		icmp_diff = csum_diff2(icmp_diff, old, *l4_check);
+	if (rn && (rn->flags & LB_CT_F_SNAT)) {
+		to = (struct lb6_tuple){ .saddr = rn->client,
+					 .daddr = rn->address,
+					 .sport = rn->client_port,
+					 .dport = rn->port };
+		if (v6addr_equal(&saddr, &rkey.saddr))
+			saddr = rn->address;
+		icmp6_rewrite(ip6, icmp6, in, ports, data_end, &to, &saddr, &rn->client);
+		xdp_count(XDP_R_ICMP_ERROR);
+		return fib_forward6(ctx, p);
 	}
-	*in_saddr = r.client;
-	*in_daddr = r.address;
-	ports[0] = r.client_port;
-	ports[1] = r.port;
-
-	saddr = (union v6addr *)&ip6->saddr;
-	daddr = (union v6addr *)&ip6->daddr;
-	new_saddr = *saddr;
-	if (v6addr_equal(saddr, &rkey.saddr))
-		new_saddr = r.address;
-	icmp_diff = csum_diff16(csum_diff16(icmp_diff, saddr, &new_saddr), daddr, &r.client);
-	*saddr = new_saddr;
-	*daddr = r.client;
-	icmp6->icmp6_cksum = csum_apply(icmp6->icmp6_cksum, icmp_diff);
+	ct = bpf_map_lookup_elem(&lb6_ct_v1, &rkey);
+	if (!ct || !(ct->flags & (LB_CT_F_SNAT | LB_CT_F_LOCAL)))
+		goto pass;
+	to = (struct lb6_tuple){ .saddr = ct->backend_address,
+				 .daddr = rkey.saddr,
+				 .sport = ct->backend_port,
+				 .dport = ports[1] };
+	if (ct->flags & LB_CT_F_SNAT) {
+		to.daddr = ct->nat_address;
+		to.dport = ct->nat_port;
+	}
+	backend = ct->backend_address;
+	icmp6_rewrite(ip6, icmp6, in, ports, data_end, &to, &saddr, &backend);
 	xdp_count(XDP_R_ICMP_ERROR);
+	if (ct->flags & LB_CT_F_LOCAL)
+		return XDP_PASS;
 	return fib_forward6(ctx, p);
 pass:
 	xdp_count(XDP_R_NOT_SERVICE);
@@ -529,15 +823,14 @@ static __always_inline int __xdp_lb6(struct xdp_md *ctx, const struct pkt *p)
 	struct lb6_ct *ct;
 	int ret;
 
-	if (p->proto == NEXTHDR_ICMP)
-		return xdp_icmp6(ctx, p);
-	if (p->proto != IPPROTO_TCP && p->proto != IPPROTO_UDP) {
-		xdp_count(XDP_R_OTHER_PROTO);
-		return XDP_PASS;
-	}
 	if (tuple6_of(data, data_end, p, &t)) {
 		xdp_count(XDP_R_MALFORMED);
 		return XDP_PASS;
+	}
+	if (t.proto == IPPROTO_UDP) {
+		ret = xdp_dsr6_decap(ctx, p, &t);
+		if (ret != XDP_ABORTED)
+			return ret;
 	}
 	rn = bpf_map_lookup_elem(&lb6_rnat_v1, &t);
 	if (rn && (rn->flags & LB_CT_F_SNAT)) {
@@ -613,6 +906,14 @@ static __always_inline int __xdp_lb(struct xdp_md *ctx)
 
 	if (reason) {
 		xdp_count(reason);
+		return XDP_PASS;
+	}
+	if (p.family == 4 && p.proto == IPPROTO_ICMP)
+		return xdp_icmp4(ctx, &p);
+	if (p.family == 6 && p.proto == NEXTHDR_ICMP)
+		return xdp_icmp6(ctx, &p);
+	if (p.proto != IPPROTO_TCP && p.proto != IPPROTO_UDP) {
+		xdp_count(XDP_R_OTHER_PROTO);
 		return XDP_PASS;
 	}
 	if (p.family == 4)

@@ -7,6 +7,7 @@
 #define SOCKLB_REPLY_H
 
 #include "csum.h"
+#include "headroom.h"
 #include "parse.h"
 
 #define ICMP_DEST_UNREACH   3
@@ -119,16 +120,6 @@ static __always_inline __u32 csum_addrs6(const union v6addr *a, const union v6ad
 	return sum;
 }
 
-/* Trims the packet to len bytes (it only ever shrinks here). */
-static __always_inline int xdp_trim(struct xdp_md *ctx, __u32 len)
-{
-	__u32 cur = xdp_data_end(ctx) - xdp_data(ctx);
-
-	if (len > cur)
-		return -1;
-	return len == cur ? 0 : bpf_xdp_adjust_tail(ctx, (int)len - (int)cur);
-}
-
 /* Turns an IPv4 TCP segment into the reset that answers it, in place; XDP_TX or XDP_DROP. */
 static __always_inline int reply4_rst(struct xdp_md *ctx, const struct pkt *p)
 {
@@ -193,25 +184,11 @@ static __always_inline int reply6_rst(struct xdp_md *ctx, const struct pkt *p)
 static __always_inline int icmp_prepend(struct xdp_md *ctx, const struct pkt *p, __u32 hdr_len,
 					__u32 quote)
 {
-	__u8 eth[ETH_HLEN + 4];
-	void *data, *data_end;
+	void *data = xdp_data(ctx), *data_end = xdp_data_end(ctx);
 
-	data = xdp_data(ctx);
-	data_end = xdp_data_end(ctx);
-	if (data + sizeof(eth) > data_end || eth_swap(data, data_end))
+	if (eth_swap(data, data_end) || xdp_push_l3(ctx, p, hdr_len + 8))
 		return -1;
-	__builtin_memcpy(eth, data, sizeof(eth));
-	if (bpf_xdp_adjust_head(ctx, -(int)(hdr_len + 8)))
-		return -1;
-	if (xdp_trim(ctx, p->l3_off + hdr_len + 8 + quote))
-		return -1;
-	data = xdp_data(ctx);
-	data_end = xdp_data_end(ctx);
-	if (data + sizeof(eth) > data_end)
-		return -1;
-	/* Only l3_off bytes of it count: the rest is overwritten by the IP header next. */
-	__builtin_memcpy(data, eth, sizeof(eth));
-	return 0;
+	return xdp_trim(ctx, p->l3_off + hdr_len + 8 + quote);
 }
 
 /* Answers an IPv4 packet with ICMP port unreachable quoting its headers; XDP_TX or XDP_DROP. */

@@ -506,8 +506,8 @@ export class BpfObject {
   }
 
   /** Attaches a tc program to a device's ingress or egress; see attachTc(). */
-  attachTc(program: string, ifindex: number, direction: 'ingress' | 'egress', netns?: string): TcAttachment {
-    return attachTc(this.programFd(program), ifindex, direction, netns);
+  attachTc(program: string, ifindex: number, direction: 'ingress' | 'egress', netns?: string, mode: TcMode = 'auto'): TcAttachment {
+    return attachTc(this.programFd(program), ifindex, direction, netns, mode);
   }
 
   /**
@@ -709,16 +709,27 @@ export class TcAttachment {
   }
 }
 
+/** 'auto': tcx where the kernel has it, else clsact; 'tcx' or 'clsact': only that one. */
+export type TcMode = 'auto' | 'tcx' | 'clsact';
+
 /** Attaches a SEC("tc") program: tcx where the kernel has it, else clsact (bpf_tc_hook + bpf_tc_attach). */
-export function attachTc(programFd: number, ifindex: number, direction: 'ingress' | 'egress', netns?: string): TcAttachment {
+export function attachTc(
+  programFd: number,
+  ifindex: number,
+  direction: 'ingress' | 'egress',
+  netns?: string,
+  mode: TcMode = 'auto',
+): TcAttachment {
   const egress = direction === 'egress';
-  const tcx = native.tcxAttach(programFd, ifindex, egress, netns);
-  if (!isStatus(tcx)) {
-    const link = BpfLink.adopt(tcx);
-    return new TcAttachment('tcx', link, () => link.close());
+  if (mode !== 'clsact') {
+    const tcx = native.tcxAttach(programFd, ifindex, egress, netns);
+    if (!isStatus(tcx)) {
+      const link = BpfLink.adopt(tcx);
+      return new TcAttachment('tcx', link, () => link.close());
+    }
+    // A kernel without tcx rejects the attach type; anything else (no device, no permission) is final.
+    if (tcx !== EINVAL || mode === 'tcx') check(tcx, 'bpf_link_create', `tcx ${direction}, ifindex ${ifindex}`);
   }
-  // A kernel without tcx rejects the attach type; anything else (no device, no permission) is final.
-  if (tcx !== EINVAL) check(tcx, 'bpf_link_create', `tcx ${direction}, ifindex ${ifindex}`);
   const f = check(native.clsactAttach(programFd, ifindex, egress, netns), 'bpf_tc_attach', `${direction}, ifindex ${ifindex}`);
   return new TcAttachment('clsact', undefined, () => {
     const rc = native.clsactDetach(ifindex, egress, f.handle, f.priority, netns);

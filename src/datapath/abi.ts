@@ -148,16 +148,17 @@ export const XDP_REASONS = [
   'no_snat_address',
   'pick_miss',
   'tc_reversed',
+  'dsr_decap',
 ] as const;
 
 /** struct lb_service.flags; local and sourceRanges only on external-scope frontends. */
 export const ServiceFlags = { affinity: 1, local: 2, sourceRanges: 4 } as const;
 
 /** struct lb4_ct.flags and struct lb4_rnat.flags. */
-export const CtFlags = { snat: 1, local: 2 } as const;
+export const CtFlags = { snat: 1, local: 2, dsr: 4 } as const;
 
 /** struct lb_node_config.flags */
-export const NodeConfigFlags = { stackForward: 1 } as const;
+export const NodeConfigFlags = { stackForward: 1, dsr: 2 } as const;
 
 /** enum lb_scope: who a frontend entry serves (struct lb4_key.scope). */
 export const Scope = { internal: 0, external: 1 } as const;
@@ -296,7 +297,8 @@ export const Layouts = {
     { name: 'nat_port_max', type: 'u16', offset: 6 },
     { name: 'snat_address6', type: 'ip6', offset: 8 },
     { name: 'flags', type: 'u32', offset: 24 },
-    { name: 'pad', type: 'pad', offset: 28, size: 4 },
+    { name: 'dsr_port', type: 'be16', offset: 28 },
+    { name: 'pad', type: 'pad', offset: 30, size: 2 },
   ]),
   lb4Tuple: layout('lb4_tuple', 16, [
     { name: 'saddr', type: 'be32ip', offset: 0 },
@@ -349,6 +351,19 @@ export const Layouts = {
     { name: 'client_port', type: 'be16', offset: 34 },
     { name: 'flags', type: 'u8', offset: 36 },
     { name: 'pad', type: 'pad', offset: 37, size: 3 },
+  ]),
+  /** Not a map struct: the DSR encapsulation header on the wire, between outer UDP and the packet. */
+  lb4DsrHdr: layout('lb4_dsr_hdr', 8, [
+    { name: 'version', type: 'u8', offset: 0 },
+    { name: 'proto', type: 'u8', offset: 1 },
+    { name: 'frontend_port', type: 'be16', offset: 2 },
+    { name: 'frontend_address', type: 'be32ip', offset: 4 },
+  ]),
+  lb6DsrHdr: layout('lb6_dsr_hdr', 20, [
+    { name: 'version', type: 'u8', offset: 0 },
+    { name: 'proto', type: 'u8', offset: 1 },
+    { name: 'frontend_port', type: 'be16', offset: 2 },
+    { name: 'frontend_address', type: 'ip6', offset: 4 },
   ]),
   lb4SrcRangeKey: layout('lb4_src_range_key', 12, [
     { name: 'prefixlen', type: 'u32', offset: 0 },

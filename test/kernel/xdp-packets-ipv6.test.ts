@@ -4,9 +4,9 @@
 
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { BackendFlags, ServiceFlags } from '../../src/datapath/abi.ts';
+import { BackendFlags, CtFlags, encode, Layouts, NodeConfigFlags, ServiceFlags } from '../../src/datapath/abi.ts';
 import { type Eth, type Ext6, type Ip6, PROTO, packet, TCP_FLAGS } from '../support/packets.ts';
-import { type Case, checkCase, XdpFixture as Fixture, hex, MAC, type XdpFixture } from '../support/xdp-fixture.ts';
+import { type Case, checkCase, XdpFixture as Fixture, hex, MAC, XDP, type XdpFixture } from '../support/xdp-fixture.ts';
 
 const CLIENT = '2001:db8:c::10';
 const NODE = '2001:db8:1::1';
@@ -185,26 +185,12 @@ cases([
     name: 'packet too big from a router about a SNAT flow: to the client, the quoted packet turned back',
     dev: 'int0',
     input: () => {
-      const sent = tcp6(toNodeB, SNAT, natPort(CLIENT, 40001, NODE, 30080, PROTO.TCP), REMOTE, 8080, {
-        hop: 63,
-        flags: ACK,
-        payload: DATA,
-      });
-      return packet(
-        fromNodeB,
-        { v: 6, src: 'fd00:1::fe', dst: SNAT },
-        { icmp: { type: 2, code: 0, rest: MTU_1280, payload: sent.subarray(14) } },
-      );
+      const natted = natPort(CLIENT, 40001, NODE, 30080, PROTO.TCP);
+      return tooBig(fromNodeB, 'fd00:1::fe', SNAT, 64, tcp6(toNodeB, SNAT, natted, REMOTE, 8080, { hop: 63, flags: ACK, payload: DATA }));
     },
     verdict: 'REDIRECT',
-    output: () => {
-      const original = tcp6(toNodeB, CLIENT, 40001, NODE, 30080, { hop: 63, flags: ACK, payload: DATA });
-      return packet(
-        toClient,
-        { v: 6, src: 'fd00:1::fe', dst: CLIENT, hopLimit: 63 },
-        { icmp: { type: 2, code: 0, rest: MTU_1280, payload: original.subarray(14) } },
-      );
-    },
+    output: () =>
+      tooBig(toClient, 'fd00:1::fe', CLIENT, 63, tcp6(toNodeB, CLIENT, 40001, NODE, 30080, { hop: 63, flags: ACK, payload: DATA })),
     reason: 'icmp_error',
   },
   {
@@ -226,6 +212,26 @@ cases([
     reason: 'icmp_error',
   },
   {
+    name: "packet too big from a router on the client's side about a reply: on to the backend, quoted as the backend sent it",
+    input: () =>
+      tooBig(fromClient, CLIENT_ROUTER, NODE, 64, tcp6(toClient, NODE, 30080, CLIENT, 40001, { hop: 63, flags: ACK, payload: DATA })),
+    verdict: 'REDIRECT',
+    output: () => {
+      const natted = natPort(CLIENT, 40001, NODE, 30080, PROTO.TCP);
+      return tooBig(toNodeB, CLIENT_ROUTER, REMOTE, 63, tcp6(toClient, REMOTE, 8080, SNAT, natted, { hop: 63, flags: ACK, payload: DATA }));
+    },
+    reason: 'icmp_error',
+  },
+  {
+    name: 'the same about a reply of a local backend: to the pod, passed to the stack',
+    input: () =>
+      tooBig(fromClient, CLIENT_ROUTER, NODE, 64, tcp6(toClient, NODE, 30081, CLIENT, 40003, { hop: 63, flags: ACK, payload: DATA })),
+    verdict: 'PASS',
+    output: () =>
+      tooBig(fromClient, CLIENT_ROUTER, LOCAL, 64, tcp6(toClient, LOCAL, 8080, CLIENT, 40003, { hop: 63, flags: ACK, payload: DATA })),
+    reason: 'icmp_error',
+  },
+  {
     name: 'an ICMPv6 echo request to the node: passed untouched',
     input: () => packet(fromClient, { v: 6, src: CLIENT, dst: NODE }, { icmp: { type: 128, code: 0, payload: DATA } }),
     verdict: 'PASS',
@@ -235,6 +241,12 @@ cases([
 ]);
 
 const MTU_1280 = Buffer.from([0, 0, 0x05, 0x00]);
+const CLIENT_ROUTER = '2001:db8:c::fe';
+
+/** ICMPv6 packet too big from src to dst quoting the whole of `quoted`, a frame. */
+function tooBig(eth: Eth, src: string, dst: string, hopLimit: number, quoted: Buffer): Buffer {
+  return packet(eth, { v: 6, src, dst, hopLimit }, { icmp: { type: 2, code: 0, rest: MTU_1280, payload: quoted.subarray(14) } });
+}
 
 const full = tcp6(fromClient, CLIENT, 40020, NODE, 30080, { ext: [{ type: 0, length: 16 }] });
 cases(
@@ -257,6 +269,50 @@ test('tc egress: the IPv6 reply of a local backend leaves from the NodePort the 
   assert.is(r.retval, 0, 'TC_ACT_OK');
   assert.is(hex(r.data), hex(tcp6(toClient, NODE, 30081, CLIENT, 40003, { flags: SYN | ACK, seq: 9, ack: 1001 })));
   assert.is(fx.stats().tc_reversed - before.tc_reversed, 1n);
+});
+
+// DSR over IPv6: encapsulated to the backend's node; as that node, decapsulated.
+const DSR_PORT = 8900;
+const NODE_B = 'fd00:1::2';
+
+function dsrFrame(eth: Eth, outerSrc: string, outerDst: string, sport: number, hop: number, frontendPort: number, inner: Buffer): Buffer {
+  const hdr = encode(Layouts.lb6DsrHdr, { version: 1, proto: 41, frontend_port: frontendPort, frontend_address: NODE });
+  const payload = Buffer.concat([hdr, inner.subarray(14)]);
+  return packet(
+    eth,
+    { v: 6, src: outerSrc, dst: outerDst, hopLimit: hop },
+    { udp: { sport, dport: DSR_PORT, payload, zeroChecksum: true } },
+  );
+}
+
+test('IPv6 DSR: a flow to a remote backend is encapsulated to its node, the client source kept', () => {
+  fx.backend({ id: 9, address: REMOTE, port: 9090, proto: PROTO.TCP, node: NODE_B });
+  fx.frontend({ serviceId: 9, address: NODE, port: 30099, proto: PROTO.TCP, backends: [9] });
+  fx.config({ snat6: SNAT, portMin: NAT_MIN, portMax: NAT_MAX, flags: NodeConfigFlags.dsr, dsrPort: DSR_PORT });
+  try {
+    const r = fx.run(tcp6(fromClient, CLIENT, 41500, NODE, 30099));
+    assert.is(r.retval, XDP.REDIRECT);
+    const ct = fx.flow({ saddr: CLIENT, daddr: NODE, sport: 41500, dport: 30099, proto: PROTO.TCP })!;
+    assert.equal([ct.flags, ct.nat_address], [CtFlags.dsr, NODE_B]);
+    const want = dsrFrame(toNodeB, SNAT, NODE_B, Number(ct.nat_port), 63, 30099, tcp6(fromClient, CLIENT, 41500, REMOTE, 9090));
+    assert.is(hex(r.data), hex(want));
+  } finally {
+    fx.config({ snat6: SNAT, portMin: NAT_MIN, portMax: NAT_MAX });
+  }
+});
+
+test("IPv6 DSR, on the backend's node: decapsulated, and the reply leaves from the frontend", () => {
+  fx.config({ snat6: SNAT, portMin: NAT_MIN, portMax: NAT_MAX, dsrPort: DSR_PORT });
+  try {
+    const inner = tcp6(fromNodeB, CLIENT, 41600, LOCAL, 8080, { flags: ACK, payload: DATA });
+    const r = fx.run(dsrFrame(fromNodeB, NODE_B, SNAT, 0xc001, 63, 30080, inner), 'int0');
+    assert.is(r.retval, XDP.PASS);
+    assert.is(hex(r.data), hex(inner));
+    const reply = fx.runTc(tcp6(toClient, LOCAL, 8080, CLIENT, 41600, { flags: ACK, seq: 9, ack: 1001 }));
+    assert.is(hex(reply.data), hex(tcp6(toClient, NODE, 30080, CLIENT, 41600, { flags: ACK, seq: 9, ack: 1001 })));
+  } finally {
+    fx.config({ snat6: SNAT, portMin: NAT_MIN, portMax: NAT_MAX });
+  }
 });
 
 test.run();

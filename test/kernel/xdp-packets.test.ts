@@ -8,7 +8,7 @@
 
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { BackendFlags, CtFlags, ServiceFlags } from '../../src/datapath/abi.ts';
+import { BackendFlags, CtFlags, encode, Layouts, NodeConfigFlags, ServiceFlags } from '../../src/datapath/abi.ts';
 import { type Eth, PROTO, packet, TCP_FLAGS } from '../support/packets.ts';
 import { type Case, checkCase, XdpFixture as Fixture, hex, MAC, XDP, type XdpFixture } from '../support/xdp-fixture.ts';
 
@@ -22,6 +22,7 @@ const VIA_EXT = '10.244.2.8';
 const NO_NEIGH = '10.244.3.4';
 const BLACKHOLE = '10.244.9.9';
 const LB_IP = '203.0.113.5';
+const ROUTER = '198.51.100.254';
 const NAT_MIN = 40000;
 const NAT_MAX = 40999;
 
@@ -341,9 +342,19 @@ cases(
   })),
 );
 
-// ICMP errors about a SNAT flow, as the backend's side sends them to the node's SNAT address.
-function icmpAbout(outerSrc: string, type: number, code: number, rest: Buffer, quoted: Buffer, eth = fromNodeB): Buffer {
-  return packet(eth, { v: 4, src: outerSrc, dst: SNAT, ttl: 64 }, { icmp: { type, code, rest, payload: quoted.subarray(14, 14 + 28) } });
+// ICMP errors about translated flows: an error from `src` to `dst` quoting the first 28 bytes
+// (IP header and 8 bytes) of `quoted`, a frame.
+const UNREACH = { type: 3, code: 3 } as const;
+const FRAG_NEEDED = { type: 3, code: 4 } as const;
+
+/** A router towards the client tells the node (the source of `reply`) that the path is narrower. */
+function pathMtuFromClientSide(reply: Buffer): Buffer {
+  return icmpError(fromClient, ROUTER, NODE, 64, FRAG_NEEDED, reply);
+}
+
+function icmpError(eth: Eth, src: string, dst: string, ttl: number, kind: { type: number; code: number }, quoted: Buffer): Buffer {
+  const rest = kind === FRAG_NEEDED ? MTU_1400 : Buffer.alloc(4);
+  return packet(eth, { v: 4, src, dst, ttl }, { icmp: { ...kind, rest, payload: quoted.subarray(14, 42) } });
 }
 const MTU_1400 = Buffer.from([0, 0, 0x05, 0x78]);
 
@@ -352,44 +363,69 @@ cases([
     name: 'fragmentation needed from a router about a SNAT flow: outer to the client, quoted packet back to client -> NodePort',
     dev: 'int0',
     input: () => {
-      const sent = tcp4(toNodeB, SNAT, natPort(CLIENT, 40001, NODE, 30080, PROTO.TCP), REMOTE, 8080, {
-        ttl: 63,
-        flags: PSH_ACK,
-        payload: DATA,
-      });
-      return icmpAbout('10.1.0.254', 3, 4, MTU_1400, sent);
-    },
-    verdict: 'REDIRECT',
-    output: () => {
-      const original = tcp4(toNodeB, CLIENT, 40001, NODE, 30080, { ttl: 63, flags: PSH_ACK, payload: DATA });
-      return packet(
-        toClient,
-        { v: 4, src: '10.1.0.254', dst: CLIENT, ttl: 63 },
-        { icmp: { type: 3, code: 4, rest: MTU_1400, payload: original.subarray(14, 42) } },
+      const natted = natPort(CLIENT, 40001, NODE, 30080, PROTO.TCP);
+      return icmpError(
+        fromNodeB,
+        '10.1.0.254',
+        SNAT,
+        64,
+        FRAG_NEEDED,
+        tcp4(toNodeB, SNAT, natted, REMOTE, 8080, { ttl: 63, flags: PSH_ACK, payload: DATA }),
       );
     },
+    verdict: 'REDIRECT',
+    output: () =>
+      icmpError(
+        toClient,
+        '10.1.0.254',
+        CLIENT,
+        63,
+        FRAG_NEEDED,
+        tcp4(toNodeB, CLIENT, 40001, NODE, 30080, { ttl: 63, flags: PSH_ACK, payload: DATA }),
+      ),
     reason: 'icmp_error',
   },
   {
     name: 'port unreachable from the UDP backend itself: sent from the NodePort, quoted UDP checksum updated',
     dev: 'int0',
-    input: () =>
-      icmpAbout(
-        REMOTE,
-        3,
-        3,
-        Buffer.alloc(4),
-        udp4(toNodeB, SNAT, natPort(CLIENT, 40002, NODE, 30053, PROTO.UDP), REMOTE, 5353, { ttl: 63 }),
-      ),
+    input: () => {
+      const natted = natPort(CLIENT, 40002, NODE, 30053, PROTO.UDP);
+      return icmpError(fromNodeB, REMOTE, SNAT, 64, UNREACH, udp4(toNodeB, SNAT, natted, REMOTE, 5353, { ttl: 63 }));
+    },
+    verdict: 'REDIRECT',
+    output: () => icmpError(toClient, NODE, CLIENT, 63, UNREACH, udp4(toNodeB, CLIENT, 40002, NODE, 30053, { ttl: 63 })),
+    reason: 'icmp_error',
+  },
+  {
+    name: "fragmentation needed from a router on the client's side about a reply: on to the backend, quoted as the backend sent it",
+    input: () => pathMtuFromClientSide(tcp4(toClient, NODE, 30080, CLIENT, 40001, { ttl: 63, flags: ACK, payload: DATA })),
     verdict: 'REDIRECT',
     output: () => {
-      const original = udp4(toNodeB, CLIENT, 40002, NODE, 30053, { ttl: 63 });
-      return packet(
-        toClient,
-        { v: 4, src: NODE, dst: CLIENT, ttl: 63 },
-        { icmp: { type: 3, code: 3, payload: original.subarray(14, 42) } },
+      const natted = natPort(CLIENT, 40001, NODE, 30080, PROTO.TCP);
+      return icmpError(
+        toNodeB,
+        ROUTER,
+        REMOTE,
+        63,
+        FRAG_NEEDED,
+        tcp4(toClient, REMOTE, 8080, SNAT, natted, { ttl: 63, flags: ACK, payload: DATA }),
       );
     },
+    reason: 'icmp_error',
+  },
+  {
+    name: 'the same about a reply of a local backend: to the pod, passed to the stack',
+    input: () => pathMtuFromClientSide(tcp4(toClient, NODE, 30081, CLIENT, 40003, { ttl: 63, flags: ACK, payload: DATA })),
+    verdict: 'PASS',
+    output: () =>
+      icmpError(
+        fromClient,
+        ROUTER,
+        LOCAL,
+        64,
+        FRAG_NEEDED,
+        tcp4(toClient, LOCAL, 8080, CLIENT, 40003, { ttl: 63, flags: ACK, payload: DATA }),
+      ),
     reason: 'icmp_error',
   },
 ]);
@@ -496,6 +532,96 @@ test('with a one-port NAT range, a second flow to the same backend finds no port
     const before = fx.stats();
     assert.is(fx.run(tcp4(fromClient, CLIENT, 41301, NODE, 30080)).retval, XDP.DROP);
     assert.is(fx.stats().nat_exhausted - before.nat_exhausted, 1n);
+  } finally {
+    fx.config({ snat4: SNAT, portMin: NAT_MIN, portMax: NAT_MAX });
+  }
+});
+
+test('sessionAffinity: ClientIP sends every new flow of a client to the same backend', () => {
+  for (const id of [40, 41, 42, 43]) fx.backend({ id, address: `10.244.1.${id}`, port: 8080, proto: PROTO.TCP, node: NODE_B });
+  fx.frontend({
+    serviceId: 40,
+    address: NODE,
+    port: 30120,
+    proto: PROTO.TCP,
+    backends: [40, 41, 42, 43],
+    flags: ServiceFlags.affinity,
+    affinityTimeout: 10800,
+  });
+  const picked = new Set<number>();
+  for (let port = 42000; port < 42012; port++) {
+    assert.is(fx.run(tcp4(fromClient, CLIENT, port, NODE, 30120)).retval, XDP.REDIRECT);
+    picked.add(Number(fx.flow({ saddr: CLIENT, daddr: NODE, sport: port, dport: 30120, proto: PROTO.TCP })!.backend_id));
+  }
+  assert.is(picked.size, 1, `one backend for the client, got ${[...picked]}`);
+});
+
+test('externalTrafficPolicy: Local with a local endpoint: DNAT only, the client source kept', () => {
+  fx.frontend({ serviceId: 44, address: NODE, port: 30121, proto: PROTO.TCP, backends: [3], flags: ServiceFlags.local });
+  const r = fx.run(tcp4(fromClient, CLIENT, 42100, NODE, 30121));
+  assert.is(r.retval, XDP.PASS);
+  assert.is(hex(r.data), hex(tcp4(fromClient, CLIENT, 42100, LOCAL, 8080)));
+  assert.is(fx.flow({ saddr: CLIENT, daddr: NODE, sport: 42100, dport: 30121, proto: PROTO.TCP })!.flags, CtFlags.local);
+});
+
+// DSR: this node encapsulates to the backend's node; as the backend's node it decapsulates.
+const DSR_PORT = 8900;
+
+function dsrHeader(frontend: string, port: number): Buffer {
+  return encode(Layouts.lb4DsrHdr, { version: 1, proto: 4, frontend_port: port, frontend_address: frontend });
+}
+
+function dsrFrame(eth: Eth, outerSrc: string, outerDst: string, sport: number, ttl: number, inner: Buffer): Buffer {
+  return packet(
+    eth,
+    { v: 4, src: outerSrc, dst: outerDst, ttl, id: 0, df: true },
+    { udp: { sport, dport: DSR_PORT, payload: inner, zeroChecksum: true } },
+  );
+}
+
+test('DSR: a new flow to a remote backend is encapsulated to its node, the client source kept, the frontend carried', () => {
+  fx.config({ snat4: SNAT, portMin: NAT_MIN, portMax: NAT_MAX, flags: NodeConfigFlags.dsr, dsrPort: DSR_PORT });
+  try {
+    for (const [flags, reason] of [
+      [SYN, 'balanced'],
+      [PSH_ACK, 'established'],
+    ] as const) {
+      const before = fx.stats();
+      const r = fx.run(tcp4(fromClient, CLIENT, 41500, NODE, 30080, { flags }));
+      assert.is(r.retval, XDP.REDIRECT);
+      const ct = fx.flow({ saddr: CLIENT, daddr: NODE, sport: 41500, dport: 30080, proto: PROTO.TCP })!;
+      assert.equal([ct.flags, ct.nat_address], [CtFlags.dsr, NODE_B], 'a DSR flow to node B');
+      const entropy = Number(ct.nat_port);
+      assert.ok(entropy >= 0xc000, `outer source port ${entropy}`);
+      const inner = Buffer.concat([dsrHeader(NODE, 30080), tcp4(fromClient, CLIENT, 41500, REMOTE, 8080, { flags }).subarray(14)]);
+      assert.is(hex(r.data), hex(dsrFrame(toNodeB, SNAT, NODE_B, entropy, 63, inner)));
+      assert.is(fx.stats()[reason] - before[reason], 1n, reason);
+    }
+  } finally {
+    fx.config({ snat4: SNAT, portMin: NAT_MIN, portMax: NAT_MAX });
+  }
+});
+
+test("DSR, on the backend's node: decapsulated for the stack to deliver, the reply leaves from the frontend", () => {
+  // Any node decapsulates, whatever its own mode: only the port must be set.
+  fx.config({ snat4: SNAT, portMin: NAT_MIN, portMax: NAT_MAX, dsrPort: DSR_PORT });
+  try {
+    const inner = tcp4(fromNodeB, CLIENT, 41600, LOCAL, 8080, { flags: PSH_ACK, payload: DATA });
+    const before = fx.stats();
+    const r = fx.run(dsrFrame(fromNodeB, NODE_B, SNAT, 0xc123, 63, Buffer.concat([dsrHeader(NODE, 30080), inner.subarray(14)])), 'int0');
+    assert.is(r.retval, XDP.PASS);
+    assert.is(hex(r.data), hex(inner), 'the client packet as node A sent it');
+    assert.is(fx.stats().dsr_decap - before.dsr_decap, 1n);
+    const reply = fx.runTc(tcp4(toClient, LOCAL, 8080, CLIENT, 41600, { flags: ACK, seq: 9, ack: 1001 }));
+    assert.is(hex(reply.data), hex(tcp4(toClient, NODE, 30080, CLIENT, 41600, { flags: ACK, seq: 9, ack: 1001 })));
+
+    const bad = dsrHeader(NODE, 30080);
+    bad[0] = 9;
+    assert.is(
+      fx.run(dsrFrame(fromNodeB, NODE_B, SNAT, 0xc123, 63, Buffer.concat([bad, inner.subarray(14)])), 'int0').retval,
+      XDP.DROP,
+      'an unknown version',
+    );
   } finally {
     fx.config({ snat4: SNAT, portMin: NAT_MIN, portMax: NAT_MAX });
   }

@@ -50,6 +50,8 @@ export interface Frontend {
   proto: number;
   serviceId: number;
   flags?: number;
+  /** Seconds, with ServiceFlags.affinity. */
+  affinityTimeout?: number;
   backends: number[];
 }
 
@@ -106,44 +108,16 @@ const SIZES: Partial<Record<MapName, number>> = {
   [MapNames.xdpStats]: XDP_REASONS.length,
 };
 
-export class XdpFixture {
-  readonly ns: string;
-  readonly netns: string;
+/**
+ * Writes what the agent would into a loaded XDP object's maps (node config, backends, external
+ * frontends, source ranges) and reads back flows and counters; map fds are opened once and kept.
+ */
+export class XdpMaps {
   readonly obj: BpfObject;
-  readonly ifindex: { ext0: number; int0: number };
   readonly #maps = new Map<string, BpfMap>();
 
-  private constructor(ns: string, obj: BpfObject, ifindex: { ext0: number; int0: number }) {
-    this.ns = ns;
-    this.netns = `/run/netns/${ns}`;
+  constructor(obj: BpfObject) {
     this.obj = obj;
-    this.ifindex = ifindex;
-  }
-
-  /** The node namespace and the object (default bpf/out/xdp.bpf.o) loaded with small maps, or with `sizes`. */
-  static create(o: { object?: string; sizes?: Partial<Record<string, number>> } = {}): XdpFixture {
-    const ns = `socklb-xdp-${randomBytes(3).toString('hex')}`;
-    execFileSync('ip', ['netns', 'add', ns]);
-    live.add(ns);
-    let obj: BpfObject | undefined;
-    try {
-      for (const args of SETUP(ns)) execFileSync('ip', args);
-      execFileSync('ip', ['netns', 'exec', ns, 'sysctl', '-qw', 'net.ipv4.ip_forward=1', 'net.ipv6.conf.all.forwarding=1']);
-      const links = JSON.parse(execFileSync('ip', ['-n', ns, '-j', 'link', 'show'], { encoding: 'utf8' })) as {
-        ifname: string;
-        ifindex: number;
-      }[];
-      const index = (name: string): number => links.find((l) => l.ifname === name)!.ifindex;
-      obj = BpfObject.open(o.object ?? XDP_OBJECT);
-      for (const [name, n] of Object.entries({ ...SIZES, ...o.sizes })) if (n) obj.setMaxEntries(name, n);
-      obj.load();
-      return new XdpFixture(ns, obj, { ext0: index('ext0'), int0: index('int0') });
-    } catch (err) {
-      obj?.close();
-      execFileSync('ip', ['netns', 'del', ns]);
-      live.delete(ns);
-      throw err;
-    }
   }
 
   map(name: MapName | (string & {})): BpfMap {
@@ -155,28 +129,14 @@ export class XdpFixture {
     return m;
   }
 
-  /** Runs an XDP program (default xdp_lb) on the packet as if it arrived on `dev` in the node namespace. */
-  run(input: Buffer, dev: 'ext0' | 'int0' = 'ext0', repeat = 1, program = 'xdp_lb'): TestRunResult {
-    return this.obj.testRun(program, {
-      data: input,
-      repeat,
-      ctxIn: xdpContext(this.ifindex[dev], input.length),
-      netns: this.netns,
-    });
-  }
-
-  /** Runs the tc egress program once on the packet. */
-  runTc(input: Buffer): TestRunResult {
-    return this.obj.testRun('tc_lb_egress', { data: input, netns: this.netns });
-  }
-
-  config(c: { snat4?: string; snat6?: string; portMin?: number; portMax?: number; flags?: number }): void {
+  config(c: { snat4?: string; snat6?: string; portMin?: number; portMax?: number; flags?: number; dsrPort?: number }): void {
     const value = encode(Layouts.nodeConfig, {
       snat_address4: c.snat4 ?? '0.0.0.0',
       nat_port_min: c.portMin ?? 0,
       nat_port_max: c.portMax ?? 0,
       snat_address6: c.snat6 ?? '::',
       flags: c.flags ?? 0,
+      dsr_port: c.dsrPort ?? 0,
     });
     this.map(MapNames.nodeConfig).update(Buffer.alloc(4), value);
   }
@@ -204,7 +164,12 @@ export class XdpFixture {
       this.map(MapNames.slots).update(encode(Layouts.slotKey, { service_id: f.serviceId, slot: i + 1 }), u32(id));
     });
     const key = encode(v6 ? Layouts.lb6Key : Layouts.lb4Key, { address: f.address, dport: f.port, proto: f.proto, scope: Scope.external });
-    const value = encode(Layouts.service, { service_id: f.serviceId, backend_count: f.backends.length, flags: f.flags ?? 0 });
+    const value = encode(Layouts.service, {
+      service_id: f.serviceId,
+      backend_count: f.backends.length,
+      flags: f.flags ?? 0,
+      affinity_timeout: f.affinityTimeout ?? 0,
+    });
     this.map(v6 ? MapNames.lb6Services : MapNames.lb4Services).update(key, value);
   }
 
@@ -234,8 +199,68 @@ export class XdpFixture {
     return Object.fromEntries(XDP_REASONS.map((name, i) => [name, sumPerCpu(counter, m.lookup(u32(i))!).n!])) as Record<XdpReason, bigint>;
   }
 
-  close(): void {
+  /** Closes the map fds this object opened. */
+  closeMaps(): void {
     for (const m of this.#maps.values()) m.close();
+    this.#maps.clear();
+  }
+}
+
+export class XdpFixture extends XdpMaps {
+  readonly ns: string;
+  readonly netns: string;
+  readonly ifindex: { ext0: number; int0: number };
+
+  private constructor(ns: string, obj: BpfObject, ifindex: { ext0: number; int0: number }) {
+    super(obj);
+    this.ns = ns;
+    this.netns = `/run/netns/${ns}`;
+    this.ifindex = ifindex;
+  }
+
+  /** The node namespace and the object (default bpf/out/xdp.bpf.o) loaded with small maps, or with `sizes`. */
+  static create(o: { object?: string; sizes?: Partial<Record<string, number>> } = {}): XdpFixture {
+    const ns = `socklb-xdp-${randomBytes(3).toString('hex')}`;
+    execFileSync('ip', ['netns', 'add', ns]);
+    live.add(ns);
+    let obj: BpfObject | undefined;
+    try {
+      for (const args of SETUP(ns)) execFileSync('ip', args);
+      execFileSync('ip', ['netns', 'exec', ns, 'sysctl', '-qw', 'net.ipv4.ip_forward=1', 'net.ipv6.conf.all.forwarding=1']);
+      const links = JSON.parse(execFileSync('ip', ['-n', ns, '-j', 'link', 'show'], { encoding: 'utf8' })) as {
+        ifname: string;
+        ifindex: number;
+      }[];
+      const index = (name: string): number => links.find((l) => l.ifname === name)!.ifindex;
+      obj = BpfObject.open(o.object ?? XDP_OBJECT);
+      for (const [name, n] of Object.entries({ ...SIZES, ...o.sizes })) if (n) obj.setMaxEntries(name, n);
+      obj.load();
+      return new XdpFixture(ns, obj, { ext0: index('ext0'), int0: index('int0') });
+    } catch (err) {
+      obj?.close();
+      execFileSync('ip', ['netns', 'del', ns]);
+      live.delete(ns);
+      throw err;
+    }
+  }
+
+  /** Runs an XDP program (default xdp_lb) on the packet as if it arrived on `dev` in the node namespace. */
+  run(input: Buffer, dev: 'ext0' | 'int0' = 'ext0', repeat = 1, program = 'xdp_lb'): TestRunResult {
+    return this.obj.testRun(program, {
+      data: input,
+      repeat,
+      ctxIn: xdpContext(this.ifindex[dev], input.length),
+      netns: this.netns,
+    });
+  }
+
+  /** Runs the tc egress program once on the packet. */
+  runTc(input: Buffer): TestRunResult {
+    return this.obj.testRun('tc_lb_egress', { data: input, netns: this.netns });
+  }
+
+  close(): void {
+    this.closeMaps();
     this.obj.close();
     try {
       execFileSync('ip', ['netns', 'del', this.ns]);
