@@ -23,6 +23,12 @@ export interface ProbeResult {
   byBackend: Record<string, number>;
   /** The peer the socket reported: getpeername for TCP, rinfo for UDP. `addr:port`, IPv6 bracketed. */
   peers: Record<string, number>;
+  /**
+   * Backend name -> the client address (IP only) the backend saw -> replies: from the HTTP reply's
+   * x-client header, or a UDP reply's `from=` (servers started with --report-peer). What SNAT, DSR
+   * and externalTrafficPolicy tests assert on.
+   */
+  sources: Record<string, Record<string, number>>;
   /** Error code (ECONNREFUSED, ETIMEDOUT, ...) -> count. */
   errors: Record<string, number>;
   lastError?: string;
@@ -129,6 +135,18 @@ function bump(m: Record<string, number>, k: string): void {
   m[k] = (m[k] ?? 0) + 1;
 }
 
+/** `1.2.3.4:80` / `[fd00::1]:80` -> the address alone. */
+export function peerAddress(peer: string): string {
+  const m = /^\[([^\]]+)\]:\d+$/.exec(peer) ?? /^([^:]+):\d+$/.exec(peer);
+  return m ? m[1]! : peer;
+}
+
+function bumpSource(r: ProbeResult, backend: string, seen: string | undefined): void {
+  if (!seen) return;
+  r.sources[backend] ??= {};
+  bump(r.sources[backend], peerAddress(seen));
+}
+
 function errCode(err: unknown): string {
   const e = err as NodeJS.ErrnoException;
   return e?.code ?? e?.message ?? String(err);
@@ -149,6 +167,7 @@ class Run {
       failed: 0,
       byBackend: {},
       peers: {},
+      sources: {},
       errors: {},
       elapsedMs: 0,
     };
@@ -187,7 +206,7 @@ function timeoutError(what: string): NodeJS.ErrnoException {
 }
 
 /** One connection: connect, note getpeername, optionally GET / and read the body. */
-function tcpOnce(o: ProbeOptions, http: boolean): Promise<{ peer: string; body: string; ns: bigint }> {
+function tcpOnce(o: ProbeOptions, http: boolean): Promise<{ peer: string; body: string; seen?: string; ns: bigint }> {
   return new Promise((resolve, reject) => {
     const t0 = process.hrtime.bigint();
     let connectNs = 0n;
@@ -226,7 +245,8 @@ function tcpOnce(o: ProbeOptions, http: boolean): Promise<{ peer: string; body: 
         reject(e);
         return;
       }
-      resolve({ peer, body: text.slice(at + 4).trim(), ns: connectNs });
+      const seen = /\r\nx-client: *([^\r]+)\r\n/i.exec(text.slice(0, at + 2))?.[1];
+      resolve({ peer, body: text.slice(at + 4).trim(), ns: connectNs, ...(seen ? { seen } : {}) });
     });
   });
 }
@@ -238,10 +258,11 @@ async function runTcp(run: Run, http: boolean): Promise<void> {
   for (let i = 0; run.more(i); i++) {
     if (i > 0 && o.intervalMs > 0) await sleep(o.intervalMs);
     try {
-      const { peer, body, ns } = await tcpOnce(o, http);
+      const { peer, body, ns, seen } = await tcpOnce(o, http);
       run.r.ok++;
       bump(run.r.peers, peer);
       if (http) bump(run.r.byBackend, body);
+      if (http) bumpSource(run.r, body, seen);
       totalNs += ns;
       connects++;
     } catch (err) {
@@ -255,14 +276,16 @@ async function runUdp(run: Run): Promise<void> {
   const o = run.o;
   const sock = dgram.createSocket(net.isIPv6(o.host) ? 'udp6' : 'udp4');
   // One pending request at a time; a late reply to an earlier (timed-out) request is ignored.
-  let waiting: { seq: number; resolve: (v: { name: string; peer: string }) => void; reject: (e: unknown) => void } | null = null;
+  type Reply = { name: string; peer: string; seen?: string };
+  let waiting: { seq: number; resolve: (v: Reply) => void; reject: (e: unknown) => void } | null = null;
   sock.on('message', (msg, rinfo) => {
     const text = msg.toString('utf8');
-    const [name = '', tag, seq] = text.split(' ');
+    const [name = '', tag, seq, from] = text.split(' ');
     if (!waiting || tag !== 'probe' || Number(seq) !== waiting.seq) return;
     const w = waiting;
     waiting = null;
-    w.resolve({ name, peer: formatPeer(rinfo.address, rinfo.port) });
+    const seen = from?.startsWith('from=') ? from.slice(5) : undefined;
+    w.resolve({ name, peer: formatPeer(rinfo.address, rinfo.port), ...(seen ? { seen } : {}) });
   });
   // Connected sockets report ICMP errors (ECONNREFUSED) and a destroyed socket (ECONNABORTED) here.
   sock.on('error', (err) => {
@@ -288,7 +311,7 @@ async function runUdp(run: Run): Promise<void> {
       if (i > 0 && o.intervalMs > 0) await sleep(o.intervalMs);
       let timer: NodeJS.Timeout | undefined;
       try {
-        const reply = await new Promise<{ name: string; peer: string }>((resolve, reject) => {
+        const reply = await new Promise<Reply>((resolve, reject) => {
           waiting = { seq: i, resolve, reject };
           timer = setTimeout(() => {
             waiting = null;
@@ -307,6 +330,7 @@ async function runUdp(run: Run): Promise<void> {
         run.r.ok++;
         bump(run.r.byBackend, reply.name);
         bump(run.r.peers, reply.peer);
+        bumpSource(run.r, reply.name, reply.seen);
       } catch (err) {
         run.fail(err);
       } finally {
