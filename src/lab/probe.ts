@@ -2,6 +2,7 @@
 // client cgroup + node netns (NetnsLab.runProbe does that), so the agent's cgroup hooks see it.
 //   node src/lab/probe.ts tcp --target 10.96.0.10:80 --count 20
 //   node src/lab/probe.ts udp --target [fd00::10]:53 --count 5 --connected --stop-on-error
+//   node src/lab/probe.ts udp --target 192.168.77.11:30053 --count 40 --new-socket
 //   node src/lab/probe.ts connect-only --target 10.96.0.10:80 --count 1000
 // SIGTERM ends the run early and still prints the result so far (stopped: true).
 
@@ -49,6 +50,8 @@ export interface ProbeOptions {
   timeoutMs: number;
   connected: boolean;
   stopOnError: boolean;
+  /** UDP: a fresh socket (so a new source port, a new conntrack flow) for every datagram. */
+  newSocket: boolean;
 }
 
 const MAX_COUNT = 10_000_000;
@@ -84,6 +87,7 @@ export function parseProbeArgs(argv: string[]): ProbeOptions {
     timeoutMs: mode === 'udp' ? 500 : 2000,
     connected: false,
     stopOnError: false,
+    newSocket: false,
   };
   const num = (flag: string, v: string | undefined, min: number, max: number): number => {
     const n = Number(v);
@@ -117,6 +121,9 @@ export function parseProbeArgs(argv: string[]): ProbeOptions {
         break;
       case '--connected':
         o.connected = true;
+        break;
+      case '--new-socket':
+        o.newSocket = true;
         break;
       case '--stop-on-error':
         o.stopOnError = true;
@@ -273,6 +280,12 @@ async function runTcp(run: Run, http: boolean): Promise<void> {
 }
 
 async function runUdp(run: Run): Promise<void> {
+  if (!run.o.newSocket) return udpSession(run, 0, Number.POSITIVE_INFINITY);
+  for (let i = 0; run.more(i); i++) await udpSession(run, i, 1);
+}
+
+/** Attempts `first`.. (at most `max` of them) on one socket. */
+async function udpSession(run: Run, first: number, max: number): Promise<void> {
   const o = run.o;
   const sock = dgram.createSocket(net.isIPv6(o.host) ? 'udp6' : 'udp4');
   // One pending request at a time; a late reply to an earlier (timed-out) request is ignored.
@@ -307,7 +320,7 @@ async function runUdp(run: Run): Promise<void> {
         });
       });
     }
-    for (let i = 0; run.more(i); i++) {
+    for (let i = first; i < first + max && run.more(i); i++) {
       if (i > 0 && o.intervalMs > 0) await sleep(o.intervalMs);
       let timer: NodeJS.Timeout | undefined;
       try {
