@@ -118,7 +118,7 @@ function ipSync(args: string[]): string {
   return execFileSync('ip', args, { timeout: IP_TIMEOUT_MS, stdio: ['ignore', 'pipe', 'pipe'], encoding: 'utf8' });
 }
 
-function listNetns(): string[] {
+export function listNetns(): string[] {
   try {
     return ipSync(['netns', 'list'])
       .split('\n')
