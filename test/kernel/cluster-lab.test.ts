@@ -4,6 +4,7 @@
 
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { test } from 'uvu';
@@ -21,6 +22,7 @@ import {
   type RulesMode,
 } from '../../src/lab/cluster-lab.ts';
 import { listNetns } from '../../src/lab/netns-base.ts';
+import { manifest, service, slice } from '../support/objects.ts';
 
 const TCP = 8080;
 const UDP = 5353;
@@ -127,6 +129,52 @@ test('the stage: the client reaches pods on both nodes through their node, and t
   assert.ok(agent.includes(lab.node('node-b').cgroupPath) && agent.includes(lab.node('node-b').bpffs));
   const { stdout } = await lab.exec(lab.node('node-a').ns, ['ethtool', '-k', 'eth0']);
   assert.match(stdout, /tx-checksumming: off/);
+});
+
+test('an agent per node: socklb on node-a (nsenter, its own cgroup and bpffs) balances node-a only', async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'socklb-cluster-'));
+  try {
+    const file = path.join(dir, 'services.yaml');
+    const a0 = lab.pod('pod-a0');
+    const b0 = lab.pod('pod-b0');
+    fs.writeFileSync(
+      file,
+      manifest([
+        service({ name: 'web', clusterIPs: ['10.96.1.10'], ports: [{ port: 80, targetPort: TCP }] }),
+        slice({
+          service: 'web',
+          ports: [{ port: TCP }],
+          endpoints: [
+            { address: a0.ipv4, nodeName: 'node-a' },
+            { address: b0.ipv4, nodeName: 'node-b' },
+          ],
+        }),
+      ]),
+    );
+    const agent = lab.startAgent('node-a', ['--manifests', file]);
+    let r: ProbeResult | undefined;
+    // Bounded: the agent loads and syncs within seconds; 60 tries of 0.5 s at most.
+    for (let i = 0; i < 60 && !(r && r.ok === 10); i++) {
+      if (i > 0) await new Promise((res) => setTimeout(res, 500));
+      r = await lab.runProbe(['tcp', '--target', '10.96.1.10:80', '--count', '10', '--timeout-ms', '500'], { ns: lab.node('node-a').ns });
+    }
+    assert.is(r?.ok, 10, `agent output: ${agent.output().slice(-2000)}`);
+    assert.ok(
+      names(r!).every((n) => n === 'pod-a0' || n === 'pod-b0'),
+      JSON.stringify(r!.byBackend),
+    );
+    assert.ok(fs.existsSync(lab.node('node-a').bpffs), "the agent pins under its node's bpffs directory");
+    assert.not.ok(fs.existsSync(lab.node('node-b').bpffs));
+    // node-b's cgroup has no agent: the ClusterIP means nothing there.
+    const b = await lab.runProbe(['tcp', '--target', '10.96.1.10:80', '--count', '1', '--timeout-ms', '300'], {
+      ns: lab.node('node-b').ns,
+    });
+    assert.is(b.ok, 0);
+    const code = await agent.stop();
+    assert.ok(code === 0 || code === 'SIGTERM', `agent exit: ${code}: ${agent.output().slice(-1000)}`);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 for (const mode of ['iptables', 'nftables'] as const) {
