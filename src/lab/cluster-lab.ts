@@ -36,6 +36,7 @@
 
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { iptablesRestore } from '../../bench/rules/iptables.ts';
@@ -173,6 +174,7 @@ export class ClusterLab extends LabBase {
   #pods = new Map<string, ClusterPod>();
   #nextPod: Record<NodeName, number> = { 'node-a': 0, 'node-b': 0 };
   #rules = new Map<NodeName, RulesMode>();
+  #tempDirs: string[] = [];
 
   private constructor(opts: ClusterLabOptions) {
     super(opts.prefix);
@@ -548,14 +550,78 @@ export class ClusterLab extends LabBase {
   async startIperfServer(podName: string, port: number): Promise<ProcessHandle> {
     const pod = this.pod(podName);
     const h = this.start(pod.ns, ['iperf3', '-s', '-p', String(port)], { cgroup: this.node(pod.node).serverCgroupPath });
-    // Bounded wait for the listener.
+    await this.#listening(pod.ns, port, h, 'iperf3');
+    return h;
+  }
+
+  /**
+   * nginx (Debian's nginx-light) in a pod: one process, one reply per connection (keep-alive off),
+   * the body the pod's name, x-client the address it saw: what the lab's Node server answers, at a
+   * rate a NAT's cost shows through (the Node server tops out first). For the load helpers.
+   */
+  async startNginx(podName: string, port: number): Promise<ProcessHandle> {
+    const pod = this.pod(podName);
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), `socklb-${this.prefix}-nginx-`));
+    this.#tempDirs.push(dir);
+    const listen = [`listen ${pod.ipv4}:${port};`, ...(pod.ipv6 ? [`listen [::]:${port} ipv6only=on;`] : [])];
+    const conf = [
+      'daemon off;',
+      // One process: the pid the lab holds is the server, and a kill ends it.
+      'master_process off;',
+      'worker_processes 1;',
+      `pid ${dir}/nginx.pid;`,
+      'error_log stderr warn;',
+      'events { worker_connections 4096; }',
+      'http {',
+      '  access_log off;',
+      '  keepalive_timeout 0;',
+      '  default_type text/plain;',
+      ...['client_body', 'proxy', 'fastcgi', 'uwsgi', 'scgi'].map((t) => `  ${t}_temp_path ${dir}/${t};`),
+      '  server {',
+      ...listen.map((l) => `    ${l}`),
+      '    location / {',
+      `      add_header x-backend ${pod.name};`,
+      '      add_header x-client $remote_addr;',
+      `      return 200 "${pod.name}";`,
+      '    }',
+      '  }',
+      '}',
+      '',
+    ].join('\n');
+    fs.writeFileSync(path.join(dir, 'nginx.conf'), conf);
+    const h = this.start(pod.ns, ['nginx', '-e', 'stderr', '-p', dir, '-c', path.join(dir, 'nginx.conf')], {
+      cgroup: this.node(pod.node).serverCgroupPath,
+    });
+    await this.#listening(pod.ns, port, h, 'nginx');
+    return h;
+  }
+
+  /** Bounded wait (5 s) for a TCP listener on `port` in `ns`; stops `h` and throws if none comes. */
+  async #listening(ns: string, port: number, h: ProcessHandle, what: string): Promise<void> {
     for (let i = 0; i < 100; i++) {
-      const { stdout } = await this.exec(pod.ns, ['ss', '-Hltn', `sport = :${port}`]);
-      if (stdout.trim()) return h;
+      const { stdout } = await this.exec(ns, ['ss', '-Hltn', `sport = :${port}`]);
+      if (stdout.trim()) return;
       await new Promise((r) => setTimeout(r, 50));
     }
     await h.stop();
-    throw new Error(`iperf3 in ${pod.ns} not listening on ${port} after 5 s: ${h.output()}`);
+    throw new Error(`${what} in ${ns} not listening on ${port} after 5 s: ${h.output()}`);
+  }
+
+  override async destroy(): Promise<void> {
+    try {
+      await super.destroy();
+    } finally {
+      this.#removeTempDirs();
+    }
+  }
+
+  override destroySync(): void {
+    super.destroySync();
+    this.#removeTempDirs();
+  }
+
+  #removeTempDirs(): void {
+    for (const d of this.#tempDirs.splice(0)) fs.rmSync(d, { recursive: true, force: true });
   }
 }
 

@@ -27,7 +27,8 @@ import { manifest, service, slice } from '../support/objects.ts';
 const TCP = 8080;
 const UDP = 5353;
 const IPERF = 5201;
-const NP = { tcp: 30080, udp: 30053, localTcp: 30081, localUdp: 30054, lb: 30082, denied: 30083, iperf: 30201 };
+const NGINX = 8081;
+const NP = { tcp: 30080, udp: 30053, localTcp: 30081, localUdp: 30054, lb: 30082, denied: 30083, iperf: 30201, nginx: 30090 };
 
 let lab: ClusterLab;
 
@@ -35,6 +36,7 @@ let lab: ClusterLab;
 function services(v6: boolean): BenchService[] {
   const ip = (v4: string, six: string): string => (v6 ? six : v4);
   const endpoints = (port: number) => lab.pods.map((p) => ({ ip: (v6 ? p.ipv6 : p.ipv4)!, port, nodeName: p.node as string }));
+  const onB0 = (port: number) => ({ ip: (v6 ? lab.pod('pod-b0').ipv6 : lab.pod('pod-b0').ipv4)!, port, nodeName: 'node-b' });
   const svc = (
     name: string,
     last: number,
@@ -69,10 +71,9 @@ function services(v6: boolean): BenchService[] {
       loadBalancerIPs: [ip('192.168.78.11', 'fd00:78::11')],
       loadBalancerSourceRanges: [ip('192.0.2.0/24', '2001:db8::/32')],
     }),
-    {
-      ...svc('iperf', 16, 'TCP', IPERF, IPERF, { nodePort: NP.iperf }),
-      endpoints: [{ ip: (v6 ? lab.pod('pod-b0').ipv6 : lab.pod('pod-b0').ipv4)!, port: IPERF, nodeName: 'node-b' }],
-    },
+    // The load helpers' servers run in pod-b0 only: these two lead there, across node-a's SNAT.
+    { ...svc('iperf', 16, 'TCP', IPERF, IPERF, { nodePort: NP.iperf }), endpoints: [onB0(IPERF)] },
+    { ...svc('nginx', 17, 'TCP', 80, NGINX, { nodePort: NP.nginx }), endpoints: [onB0(NGINX)] },
   ];
 }
 
@@ -104,6 +105,7 @@ test.before(async () => {
   lab = await ClusterLab.create({ prefix: ClusterLab.uniquePrefix('clus') });
   await Promise.all(lab.pods.map((p) => lab.startServer(p.name, { tcp: [TCP], udp: [UDP] })));
   await lab.startIperfServer('pod-b0', IPERF);
+  await lab.startNginx('pod-b0', NGINX);
 });
 
 test.after(async () => {
@@ -122,6 +124,11 @@ test('the stage: the client reaches pods on both nodes through their node, and t
     }
   }
   const b0 = lab.pod('pod-b0');
+  for (const addr of [b0.ipv4, b0.ipv6!]) {
+    const r = await probe('tcp', addr, NGINX, 2);
+    assert.equal(r.byBackend, { 'pod-b0': 2 }, `nginx at ${addr}: ${JSON.stringify(r)}`);
+    assert.equal(r.sources['pod-b0'], { [addr.includes(':') ? CLIENT_IPV6 : CLIENT_IPV4]: 2 });
+  }
   const fromA = await lab.runProbe(['udp', '--target', hostPort(b0.ipv4, UDP), '--count', '2'], { ns: lab.node('node-a').ns });
   assert.equal(fromA.byBackend, { 'pod-b0': 2 });
   assert.equal(fromA.sources['pod-b0'], { [lab.node('node-a').ipv4]: 2 }, 'node-a reaches node-b pods via node-b');
@@ -248,7 +255,7 @@ for (const mode of ['iptables', 'nftables'] as const) {
 
   test(`${mode}: request rate and throughput through node-a's NodePort (bounded; the figures are logged)`, async () => {
     const a = lab.node('node-a').ipv4;
-    const http = await lab.measureHttp(a, NP.tcp, { seconds: 2 });
+    const http = await lab.measureHttp(a, NP.nginx, { seconds: 2 });
     const tput = await lab.measureThroughput(a, NP.iperf, { seconds: 2 });
     console.log(
       `  ${mode} NodePort: ${http.requestsPerSec.toFixed(0)} req/s, ${(http.bytesPerSec / 1e6).toFixed(2)} MB/s of responses, ` +
