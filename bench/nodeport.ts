@@ -4,8 +4,8 @@
 // NAT flow) and TCP
 // throughput (iperf3), from the outside client to node-a's NodePort, with kube-proxy's iptables
 // (nft back end) and nftables rules; next to them the same pod dialled directly (routed through
-// its node, no NAT). Bounded: each run lasts --seconds (1..60, default 5). Prints one table and
-// a JSON line; writes nothing.
+// its node, no NAT). Bounded: --rounds (1..20, default 3) rounds of every system, each run
+// --seconds (1..60, default 3). Prints a table of medians and a JSON line; writes nothing.
 
 import { parseArgs } from 'node:util';
 import { ClusterLab, type HttpLoadResult, type RulesMode, type ThroughputResult } from '../src/lab/cluster-lab.ts';
@@ -42,7 +42,13 @@ function services(lab: ClusterLab): BenchService[] {
   return [one('web', 10, HTTP_PORT, NODEPORT_HTTP), one('iperf', 11, IPERF_PORT, NODEPORT_IPERF)];
 }
 
-export async function runNodePortBench(seconds: number, connections: number, log: (s: string) => void): Promise<NodePortRow[]> {
+/** Each round measures every system once, in the same order; the report takes the median per system. */
+export async function runNodePortBench(
+  seconds: number,
+  connections: number,
+  rounds: number,
+  log: (s: string) => void,
+): Promise<NodePortRow[]> {
   const lab = await ClusterLab.create({ prefix: ClusterLab.uniquePrefix('npbench'), pods: { 'node-a': 0, 'node-b': 1 }, ipv6: false });
   try {
     await lab.startNginx('pod-b0', HTTP_PORT);
@@ -56,11 +62,13 @@ export async function runNodePortBench(seconds: number, connections: number, log
       const throughput = await lab.measureThroughput(host, iperfPort, { seconds });
       rows.push({ system, target: host, http, throughput });
     };
-    await measure('direct', b0, HTTP_PORT, IPERF_PORT);
-    for (const mode of ['iptables', 'nftables'] as const) {
-      await lab.installKubeProxyRules('node-a', services(lab), mode);
-      await measure(mode, a, NODEPORT_HTTP, NODEPORT_IPERF);
-      await lab.removeKubeProxyRules('node-a');
+    for (let round = 0; round < rounds; round++) {
+      await measure('direct', b0, HTTP_PORT, IPERF_PORT);
+      for (const mode of ['iptables', 'nftables'] as const) {
+        await lab.installKubeProxyRules('node-a', services(lab), mode);
+        await measure(mode, a, NODEPORT_HTTP, NODEPORT_IPERF);
+        await lab.removeKubeProxyRules('node-a');
+      }
     }
     return rows;
   } finally {
@@ -68,22 +76,50 @@ export async function runNodePortBench(seconds: number, connections: number, log
   }
 }
 
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
+/** One line per system: medians over the rounds, the ratio to direct, every round's figures. */
 export function renderRows(rows: NodePortRow[]): string {
-  const lines = ['| system | target | requests/s | errors | mean latency | throughput |', '| --- | --- | ---: | ---: | ---: | ---: |'];
-  for (const r of rows) {
+  const lines = [
+    '| system | target | requests/s (median) | vs direct | throughput (median) | vs direct | errors | rounds: requests/s |',
+    '| --- | --- | ---: | ---: | ---: | ---: | ---: | --- |',
+  ];
+  const of = (system: string) => rows.filter((r) => r.system === system);
+  const rate = (system: string) => median(of(system).map((r) => r.http.requestsPerSec));
+  const bits = (system: string) => median(of(system).map((r) => r.throughput.bitsPerSec));
+  for (const system of ['direct', 'iptables', 'nftables']) {
+    const rs = of(system);
+    if (rs.length === 0) continue;
+    const errors = rs.reduce((n, r) => n + r.http.errors, 0);
     lines.push(
-      `| ${r.system} | ${r.target} | ${r.http.requestsPerSec.toFixed(0)} | ${r.http.errors} | ${r.http.latencyAvgMs.toFixed(2)} ms | ${(r.throughput.bitsPerSec / 1e9).toFixed(2)} Gbit/s |`,
+      `| ${system} | ${rs[0]!.target} | ${rate(system).toFixed(0)} | ${(rate(system) / rate('direct')).toFixed(2)}x | ` +
+        `${(bits(system) / 1e9).toFixed(2)} Gbit/s | ${(bits(system) / bits('direct')).toFixed(2)}x | ${errors} | ` +
+        `${rs.map((r) => r.http.requestsPerSec.toFixed(0)).join(', ')} |`,
     );
   }
   return lines.join('\n');
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { seconds: { type: 'string', default: '5' }, connections: { type: 'string', default: '16' } } });
-  const rows = await runNodePortBench(Number(values.seconds), Number(values.connections), (s) => process.stderr.write(`nodeport: ${s}\n`));
-  process.stdout.write(
-    `${renderRows(rows)}\n\ncommands:\n${rows.map((r) => `  ${r.http.command}\n  ${r.throughput.command}`).join('\n')}\n`,
-  );
+  const { values } = parseArgs({
+    options: {
+      seconds: { type: 'string', default: '3' },
+      connections: { type: 'string', default: '16' },
+      rounds: { type: 'string', default: '3' },
+    },
+  });
+  const rounds = Number(values.rounds);
+  if (!Number.isInteger(rounds) || rounds < 1 || rounds > 20) throw new RangeError('--rounds must be an integer in 1..20');
+  const log = (s: string): void => {
+    process.stderr.write(`nodeport: ${s}\n`);
+  };
+  const rows = await runNodePortBench(Number(values.seconds), Number(values.connections), rounds, log);
+  const commands = [...new Set(rows.flatMap((r) => [r.http.command, r.throughput.command]))];
+  process.stdout.write(`${renderRows(rows)}\n\ncommands:\n${commands.map((c) => `  ${c}`).join('\n')}\n`);
   process.stdout.write(`${JSON.stringify(rows)}\n`);
 }
 

@@ -557,7 +557,8 @@ export class ClusterLab extends LabBase {
   /**
    * nginx (Debian's nginx-light) in a pod: one process, one reply per connection (keep-alive off),
    * the body the pod's name, x-client the address it saw: what the lab's Node server answers, at a
-   * rate a NAT's cost shows through (the Node server tops out first). For the load helpers.
+   * rate a NAT's cost shows through (the Node server tops out first). For the load helpers. The
+   * pod keeps no TIME_WAIT sockets (tcp_max_tw_buckets=0, see below).
    */
   async startNginx(podName: string, port: number): Promise<ProcessHandle> {
     const pod = this.pod(podName);
@@ -589,6 +590,10 @@ export class ClusterLab extends LabBase {
       '',
     ].join('\n');
     fs.writeFileSync(path.join(dir, 'nginx.conf'), conf);
+    // No TIME_WAIT in this pod: with a new connection per request, SYNs from reused (NAT) source
+    // ports would meet the pod's TIME_WAIT sockets, be dropped (PAWS) and retried after 1 s, and a
+    // run's rate would depend on what ran before it.
+    await this.exec(pod.ns, ['sysctl', '-qw', 'net.ipv4.tcp_max_tw_buckets=0']);
     const h = this.start(pod.ns, ['nginx', '-e', 'stderr', '-p', dir, '-c', path.join(dir, 'nginx.conf')], {
       cgroup: this.node(pod.node).serverCgroupPath,
     });
