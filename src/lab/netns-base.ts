@@ -55,9 +55,9 @@ export interface StartOptions {
 export interface SpawnOptions {
   /** Kill the process after this long (default: 120 s for probes, 10 s for exec). */
   timeoutMs?: number;
-  /** Namespace to run in, one of the lab's; default the node namespace. */
+  /** Namespace to run in, one of the lab's; default the lab's client side (NetnsLab: the node; ClusterLab: the client). */
   ns?: string;
-  /** Run inside the lab's client cgroup (default true for probes, false for exec). */
+  /** Run in the cgroup of clients in that namespace (default true for probes, false for exec). */
   inCgroup?: boolean;
 }
 
