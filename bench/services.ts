@@ -7,6 +7,8 @@ import type { V1EndpointSlice, V1Service } from '@kubernetes/client-node';
 export interface BenchEndpoint {
   ip: string;
   port: number;
+  /** The node the endpoint's pod runs on: `externalTrafficPolicy: Local` keeps the rules' node's own. */
+  nodeName?: string;
 }
 
 export interface BenchService {
@@ -15,8 +17,16 @@ export interface BenchService {
   portName: string;
   clusterIP: string;
   port: number;
-  protocol: 'TCP';
+  protocol: 'TCP' | 'UDP';
   endpoints: BenchEndpoint[];
+  /** Traffic from outside the cluster (the cluster lab's NodePort baseline); absent for ClusterIP. */
+  nodePort?: number;
+  externalIPs?: string[];
+  loadBalancerIPs?: string[];
+  /** Sources allowed to the LoadBalancer IPs (CIDRs); empty or absent: all. */
+  loadBalancerSourceRanges?: string[];
+  /** `Local`: external traffic only to the node's own endpoints, the client's address kept. */
+  externalTrafficPolicy?: 'Cluster' | 'Local';
 }
 
 export const NAMESPACE = 'bench';

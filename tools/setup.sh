@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(clang clang-format llvm libbpf-dev bpftool libelf-dev zlib1g-dev make g++ python3 iproute2 iptables nftables ethtool)
+packages=(clang clang-format llvm libbpf-dev bpftool libelf-dev zlib1g-dev make g++ python3 iproute2 iptables nftables ethtool wrk iperf3 nginx-light)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

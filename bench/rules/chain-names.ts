@@ -32,8 +32,9 @@ export function servicePortName(s: BenchService): string {
   return `${s.namespace}/${s.name}:${s.portName}`;
 }
 
+/** `ip:port`, `[ip6]:port`: Go's net.JoinHostPort, as kube-proxy hashes and DNATs it. */
 export function endpointText(e: BenchEndpoint): string {
-  return `${e.ip}:${e.port}`;
+  return e.ip.includes(':') ? `[${e.ip}]:${e.port}` : `${e.ip}:${e.port}`;
 }
 
 // iptables mode (pkg/proxy/iptables): 16 characters of hash after the prefix.
@@ -52,6 +53,7 @@ export function nftServiceChain(s: BenchService): string {
 }
 
 export function nftEndpointChain(s: BenchService, e: BenchEndpoint): string {
-  const base = `${s.namespace}/${s.name}/${s.protocol.toLowerCase()}/${s.portName}__${e.ip}/${e.port}`;
+  // nft chain names cannot hold ':': an IPv6 address is written with '.' instead, as kube-proxy does.
+  const base = `${s.namespace}/${s.name}/${s.protocol.toLowerCase()}/${s.portName}__${e.ip.replaceAll(':', '.')}/${e.port}`;
   return `endpoint-${hash(servicePortName(s) + s.protocol.toLowerCase() + endpointText(e), 8)}-${base}`;
 }

@@ -2,7 +2,16 @@
 // KUBE-SERVICES matches each ClusterIP:port and jumps to KUBE-SVC-<hash>, which marks off-cluster
 // sources for masquerade and picks an endpoint with `-m statistic --mode random --probability 1/k`
 // (k = endpoints still to choose from); each KUBE-SEP-<hash> marks hairpin traffic and DNATs.
-// The same text loads with the legacy and the nft back end of iptables-restore.
+// The same text loads with the legacy and the nft back end of iptables-restore, and with
+// ip6tables-restore when the services' addresses are IPv6 (give that family's clusterCidr).
+//
+// Traffic from outside (the cluster lab's NodePort baseline), as kube-proxy >= 1.27 writes it:
+// NodePorts (KUBE-NODEPORTS), externalIPs and LoadBalancer IPs (KUBE-SERVICES) jump to
+// KUBE-EXT-<hash>, which masquerades and goes to KUBE-SVC-<hash> (`externalTrafficPolicy: Cluster`)
+// or, for `Local`, goes to KUBE-SVL-<hash> over this node's endpoints only and keeps the client's
+// address; with no local endpoint the filter table drops it. loadBalancerSourceRanges: the filter
+// table's KUBE-PROXY-FIREWALL sends the LoadBalancer IP's traffic to KUBE-FW-<hash>, which RETURNs
+// the allowed sources and drops the rest.
 
 import { type BenchService, POD_CIDR } from '../services.ts';
 import { endpointText, iptSepChain, iptSvcChain, servicePortName } from './chain-names.ts';
@@ -57,10 +66,101 @@ export interface IptablesRestoreOptions {
    * Without it the text is for `iptables-restore --noflush`, as kube-proxy runs it.
    */
   full?: boolean;
+  /** The node the rules are written for: `externalTrafficPolicy: Local` chooses its endpoints only. */
+  nodeName?: string;
+  /** The cluster's pod CIDR of the services' family (default POD_CIDR): other sources are masqueraded. */
+  clusterCidr?: string;
 }
 
 function probability(k: number): string {
   return (1 / k).toFixed(10);
+}
+
+/** KUBE-EXT-, KUBE-SVL-, KUBE-FW-: the same hash as the service's KUBE-SVC- chain. */
+function siblingChain(svc: string, prefix: string): string {
+  return svc.replace('KUBE-SVC-', prefix);
+}
+
+/** The `-m statistic` jumps that pick one of `endpoints` uniformly, each to its KUBE-SEP chain. */
+function pickRules(chain: string, s: BenchService, endpoints: BenchService['endpoints'], comments: boolean): string[] {
+  const name = servicePortName(s);
+  return endpoints.map((e, i) => {
+    const left = endpoints.length - i;
+    const comment = comments ? `-m comment --comment "${name} -> ${endpointText(e)}" ` : '';
+    const pick = left > 1 ? `-m statistic --mode random --probability ${probability(left)} ` : '';
+    return `-A ${chain} ${comment}${pick}-j ${iptSepChain(s, e)}`;
+  });
+}
+
+interface ExternalLines {
+  filterChains: string[];
+  filterRules: string[];
+  natChains: string[];
+  /** Jumps from the top-level chains (written on every sync, as the ClusterIP jumps are). */
+  natJumps: string[];
+  /** The service's own KUBE-EXT/KUBE-SVL chains (written with its other chains). */
+  natRules: string[];
+}
+
+/** NodePort, externalIPs, LoadBalancer IPs and their source ranges of one service port. */
+function externalLines(s: BenchService, svc: string, clusterCidr: string, nodeName: string | undefined, comments: boolean): ExternalLines {
+  const out: ExternalLines = { filterChains: [], filterRules: [], natChains: [], natJumps: [], natRules: [] };
+  const externalIps = [...(s.externalIPs ?? []), ...(s.loadBalancerIPs ?? [])];
+  if (s.nodePort === undefined && externalIps.length === 0) return out;
+  const name = servicePortName(s);
+  const proto = s.protocol.toLowerCase();
+  const match = `-m ${proto} -p ${proto}`;
+  const local = s.externalTrafficPolicy === 'Local';
+  const localEndpoints = s.endpoints.filter((e) => e.nodeName !== undefined && e.nodeName === nodeName);
+  const ranges = s.loadBalancerSourceRanges ?? [];
+  if (ranges.length > 0 && (s.loadBalancerIPs ?? []).length > 0) {
+    const fw = siblingChain(svc, 'KUBE-FW-');
+    out.filterChains.push(`:${fw} - [0:0]`);
+    for (const lb of s.loadBalancerIPs ?? []) {
+      // Matched on the original destination: in FORWARD and INPUT the packet is already DNATed.
+      out.filterRules.push(
+        `-A KUBE-PROXY-FIREWALL -m comment --comment "${name} traffic not accepted by ${fw}" -p ${proto} -m conntrack --ctorigdst ${lb} --ctorigdstport ${s.port} -j ${fw}`,
+      );
+    }
+    for (const r of ranges) out.filterRules.push(`-A ${fw} -s ${r} -j RETURN`);
+    out.filterRules.push(`-A ${fw} -m comment --comment "other traffic to ${name} loadbalancer IP" -j DROP`);
+  }
+  if (local && localEndpoints.length === 0) {
+    // kube-proxy's verdict for a Local service without an endpoint here: drop, in the filter table.
+    const why = `-m comment --comment "${name} has no local endpoints"`;
+    for (const ip of externalIps) out.filterRules.push(`-A KUBE-EXTERNAL-SERVICES ${why} ${match} -d ${ip} --dport ${s.port} -j DROP`);
+    if (s.nodePort !== undefined) {
+      out.filterRules.push(`-A KUBE-EXTERNAL-SERVICES ${why} -m addrtype --dst-type LOCAL ${match} --dport ${s.nodePort} -j DROP`);
+    }
+    return out;
+  }
+  const ext = siblingChain(svc, 'KUBE-EXT-');
+  out.natChains.push(`:${ext} - [0:0]`);
+  for (const ip of s.externalIPs ?? []) {
+    out.natJumps.push(`-A KUBE-SERVICES -m comment --comment "${name} external IP" ${match} -d ${ip} --dport ${s.port} -j ${ext}`);
+  }
+  for (const ip of s.loadBalancerIPs ?? []) {
+    out.natJumps.push(`-A KUBE-SERVICES -m comment --comment "${name} loadbalancer IP" ${match} -d ${ip} --dport ${s.port} -j ${ext}`);
+  }
+  if (s.nodePort !== undefined)
+    out.natJumps.push(`-A KUBE-NODEPORTS -m comment --comment ${name} ${match} --dport ${s.nodePort} -j ${ext}`);
+  if (!local) {
+    out.natRules.push(
+      `-A ${ext} -m comment --comment "masquerade traffic for ${name} external destinations" -j KUBE-MARK-MASQ`,
+      `-A ${ext} -j ${svc}`,
+    );
+    return out;
+  }
+  const svl = siblingChain(svc, 'KUBE-SVL-');
+  out.natChains.push(`:${svl} - [0:0]`);
+  out.natRules.push(
+    `-A ${ext} -m comment --comment "pod traffic for ${name} external destinations" -s ${clusterCidr} -j ${svc}`,
+    `-A ${ext} -m comment --comment "masquerade LOCAL traffic for ${name} external destinations" -m addrtype --src-type LOCAL -j KUBE-MARK-MASQ`,
+    `-A ${ext} -m comment --comment "route LOCAL traffic for ${name} external destinations" -m addrtype --src-type LOCAL -j ${svc}`,
+    `-A ${ext} -j ${svl}`,
+    ...pickRules(svl, s, localEndpoints, comments),
+  );
+  return out;
 }
 
 /** The `iptables-restore --noflush` input of one sync. */
@@ -87,28 +187,32 @@ export function iptablesRestore(cluster: BenchService[], opts: IptablesRestoreOp
     `-A KUBE-MARK-MASQ -j MARK --or-mark ${MASQ_MARK}`,
   ];
   const svcRules: string[] = [];
+  const clusterCidr = opts.clusterCidr ?? POD_CIDR;
   for (const s of cluster) {
     const name = servicePortName(s);
     const svc = iptSvcChain(s);
     const proto = s.protocol.toLowerCase();
     const clusterIpComment = `-m comment --comment "${name} cluster IP"`;
     natRules.push(`-A KUBE-SERVICES ${clusterIpComment} -m ${proto} -p ${proto} -d ${s.clusterIP} --dport ${s.port} -j ${svc}`);
+    const ext = externalLines(s, svc, clusterCidr, opts.nodeName, !large);
+    filterChains.push(...ext.filterChains);
+    filterRules.push(...ext.filterRules);
+    natRules.push(...ext.natJumps);
     if (write && !write.has(name)) continue;
-    natChains.push(`:${svc} - [0:0]`);
+    natChains.push(`:${svc} - [0:0]`, ...ext.natChains);
     svcRules.push(
-      `-A ${svc} ${clusterIpComment} -m ${proto} -p ${proto} -d ${s.clusterIP} --dport ${s.port} ! -s ${POD_CIDR} -j KUBE-MARK-MASQ`,
+      `-A ${svc} ${clusterIpComment} -m ${proto} -p ${proto} -d ${s.clusterIP} --dport ${s.port} ! -s ${clusterCidr} -j KUBE-MARK-MASQ`,
     );
+    const picks = pickRules(svc, s, s.endpoints, !large);
     s.endpoints.forEach((e, i) => {
       const sep = iptSepChain(s, e);
-      const left = s.endpoints.length - i;
-      const comment = large ? '' : `-m comment --comment "${name} -> ${endpointText(e)}" `;
-      const pick = left > 1 ? `-m statistic --mode random --probability ${probability(left)} ` : '';
-      svcRules.push(`-A ${svc} ${comment}${pick}-j ${sep}`);
+      svcRules.push(picks[i]!);
       natChains.push(`:${sep} - [0:0]`);
       const sepComment = large ? '' : `-m comment --comment ${name} `;
       svcRules.push(`-A ${sep} ${sepComment}-s ${e.ip} -j KUBE-MARK-MASQ`);
       svcRules.push(`-A ${sep} ${sepComment}-m ${proto} -p ${proto} -j DNAT --to-destination ${endpointText(e)}`);
     });
+    svcRules.push(...ext.natRules);
   }
   natRules.push(
     '-A KUBE-SERVICES -m comment --comment "kubernetes service nodeports; NOTE: this must be the last rule in this chain" -m addrtype --dst-type LOCAL -j KUBE-NODEPORTS',

@@ -1,6 +1,8 @@
 // A lab backend "pod": answers every HTTP request and every UDP datagram with its name, so a
 // client can tell which backend the load balancer picked. Run as a script inside a pod netns:
-//   node src/lab/backend-server.ts --name pod0 --tcp 8080,8081 --udp 5353
+//   node src/lab/backend-server.ts --name pod0 --tcp 8080,8081 --udp 5353 [--report-peer]
+// Every HTTP reply carries the client address the server saw (x-client); with --report-peer a UDP
+// reply also ends with it (`pod0 <request> from=10.0.0.1:4242`), so SNAT and DSR tests can read it.
 // It prints `ready` once every socket listens, and exits when its parent goes away (a crashed
 // test must not leave servers pinning a deleted network namespace).
 
@@ -15,6 +17,8 @@ export interface BackendServerOptions {
   udp: number[];
   /** Address to listen on; `::` is dual-stack (IPv4 arrives as ::ffff:a.b.c.d). */
   host?: string;
+  /** UDP replies end with ` from=<peer>`: the source address and port the datagram arrived from. */
+  reportPeer?: boolean;
 }
 
 export interface BackendServer {
@@ -25,7 +29,7 @@ export interface BackendServer {
 }
 
 /** Formats a peer so IPv4 clients of a dual-stack socket read as plain IPv4. */
-function peer(address: string | undefined, port: number | undefined): string {
+export function peer(address: string | undefined, port: number | undefined): string {
   const a = (address ?? '?').replace(/^::ffff:(?=\d+\.\d+\.\d+\.\d+$)/, '');
   return a.includes(':') ? `[${a}]:${port}` : `${a}:${port}`;
 }
@@ -75,7 +79,8 @@ export async function startBackendServer(opts: BackendServerOptions): Promise<Ba
       const sock = dgram.createSocket({ type: host.includes(':') ? 'udp6' : 'udp4', ipv6Only: false });
       sockets.push(sock);
       sock.on('message', (msg, rinfo) => {
-        const reply = Buffer.from(`${opts.name} ${msg.toString('utf8')}`);
+        const from = opts.reportPeer ? ` from=${peer(rinfo.address, rinfo.port)}` : '';
+        const reply = Buffer.from(`${opts.name} ${msg.toString('utf8')}${from}`);
         sock.send(reply, rinfo.port, rinfo.address);
       });
       // A reply to a vanished client can raise ECONNREFUSED etc.; a backend must keep serving.
@@ -128,6 +133,9 @@ export function parseServerArgs(argv: string[]): BackendServerOptions {
       case '--udp':
         opts.udp = parsePorts(value);
         i++;
+        break;
+      case '--report-peer':
+        opts.reportPeer = true;
         break;
       case '--host':
         opts.host = value;

@@ -2,6 +2,7 @@
 // client cgroup + node netns (NetnsLab.runProbe does that), so the agent's cgroup hooks see it.
 //   node src/lab/probe.ts tcp --target 10.96.0.10:80 --count 20
 //   node src/lab/probe.ts udp --target [fd00::10]:53 --count 5 --connected --stop-on-error
+//   node src/lab/probe.ts udp --target 192.168.77.11:30053 --count 40 --new-socket
 //   node src/lab/probe.ts connect-only --target 10.96.0.10:80 --count 1000
 // SIGTERM ends the run early and still prints the result so far (stopped: true).
 
@@ -23,6 +24,12 @@ export interface ProbeResult {
   byBackend: Record<string, number>;
   /** The peer the socket reported: getpeername for TCP, rinfo for UDP. `addr:port`, IPv6 bracketed. */
   peers: Record<string, number>;
+  /**
+   * Backend name -> the client address (IP only) the backend saw -> replies: from the HTTP reply's
+   * x-client header, or a UDP reply's `from=` (servers started with --report-peer). What SNAT, DSR
+   * and externalTrafficPolicy tests assert on.
+   */
+  sources: Record<string, Record<string, number>>;
   /** Error code (ECONNREFUSED, ETIMEDOUT, ...) -> count. */
   errors: Record<string, number>;
   lastError?: string;
@@ -43,6 +50,8 @@ export interface ProbeOptions {
   timeoutMs: number;
   connected: boolean;
   stopOnError: boolean;
+  /** UDP: a fresh socket (so a new source port, a new conntrack flow) for every datagram. */
+  newSocket: boolean;
 }
 
 const MAX_COUNT = 10_000_000;
@@ -78,6 +87,7 @@ export function parseProbeArgs(argv: string[]): ProbeOptions {
     timeoutMs: mode === 'udp' ? 500 : 2000,
     connected: false,
     stopOnError: false,
+    newSocket: false,
   };
   const num = (flag: string, v: string | undefined, min: number, max: number): number => {
     const n = Number(v);
@@ -112,6 +122,9 @@ export function parseProbeArgs(argv: string[]): ProbeOptions {
       case '--connected':
         o.connected = true;
         break;
+      case '--new-socket':
+        o.newSocket = true;
+        break;
       case '--stop-on-error':
         o.stopOnError = true;
         break;
@@ -127,6 +140,18 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
 
 function bump(m: Record<string, number>, k: string): void {
   m[k] = (m[k] ?? 0) + 1;
+}
+
+/** `1.2.3.4:80` / `[fd00::1]:80` -> the address alone. */
+export function peerAddress(peer: string): string {
+  const m = /^\[([^\]]+)\]:\d+$/.exec(peer) ?? /^([^:]+):\d+$/.exec(peer);
+  return m ? m[1]! : peer;
+}
+
+function bumpSource(r: ProbeResult, backend: string, seen: string | undefined): void {
+  if (!seen) return;
+  r.sources[backend] ??= {};
+  bump(r.sources[backend], peerAddress(seen));
 }
 
 function errCode(err: unknown): string {
@@ -149,6 +174,7 @@ class Run {
       failed: 0,
       byBackend: {},
       peers: {},
+      sources: {},
       errors: {},
       elapsedMs: 0,
     };
@@ -187,7 +213,7 @@ function timeoutError(what: string): NodeJS.ErrnoException {
 }
 
 /** One connection: connect, note getpeername, optionally GET / and read the body. */
-function tcpOnce(o: ProbeOptions, http: boolean): Promise<{ peer: string; body: string; ns: bigint }> {
+function tcpOnce(o: ProbeOptions, http: boolean): Promise<{ peer: string; body: string; seen?: string; ns: bigint }> {
   return new Promise((resolve, reject) => {
     const t0 = process.hrtime.bigint();
     let connectNs = 0n;
@@ -226,7 +252,8 @@ function tcpOnce(o: ProbeOptions, http: boolean): Promise<{ peer: string; body: 
         reject(e);
         return;
       }
-      resolve({ peer, body: text.slice(at + 4).trim(), ns: connectNs });
+      const seen = /\r\nx-client: *([^\r]+)\r\n/i.exec(text.slice(0, at + 2))?.[1];
+      resolve({ peer, body: text.slice(at + 4).trim(), ns: connectNs, ...(seen ? { seen } : {}) });
     });
   });
 }
@@ -238,10 +265,11 @@ async function runTcp(run: Run, http: boolean): Promise<void> {
   for (let i = 0; run.more(i); i++) {
     if (i > 0 && o.intervalMs > 0) await sleep(o.intervalMs);
     try {
-      const { peer, body, ns } = await tcpOnce(o, http);
+      const { peer, body, ns, seen } = await tcpOnce(o, http);
       run.r.ok++;
       bump(run.r.peers, peer);
       if (http) bump(run.r.byBackend, body);
+      if (http) bumpSource(run.r, body, seen);
       totalNs += ns;
       connects++;
     } catch (err) {
@@ -252,17 +280,25 @@ async function runTcp(run: Run, http: boolean): Promise<void> {
 }
 
 async function runUdp(run: Run): Promise<void> {
+  if (!run.o.newSocket) return udpSession(run, 0, Number.POSITIVE_INFINITY);
+  for (let i = 0; run.more(i); i++) await udpSession(run, i, 1);
+}
+
+/** Attempts `first`.. (at most `max` of them) on one socket. */
+async function udpSession(run: Run, first: number, max: number): Promise<void> {
   const o = run.o;
   const sock = dgram.createSocket(net.isIPv6(o.host) ? 'udp6' : 'udp4');
   // One pending request at a time; a late reply to an earlier (timed-out) request is ignored.
-  let waiting: { seq: number; resolve: (v: { name: string; peer: string }) => void; reject: (e: unknown) => void } | null = null;
+  type Reply = { name: string; peer: string; seen?: string };
+  let waiting: { seq: number; resolve: (v: Reply) => void; reject: (e: unknown) => void } | null = null;
   sock.on('message', (msg, rinfo) => {
     const text = msg.toString('utf8');
-    const [name = '', tag, seq] = text.split(' ');
+    const [name = '', tag, seq, from] = text.split(' ');
     if (!waiting || tag !== 'probe' || Number(seq) !== waiting.seq) return;
     const w = waiting;
     waiting = null;
-    w.resolve({ name, peer: formatPeer(rinfo.address, rinfo.port) });
+    const seen = from?.startsWith('from=') ? from.slice(5) : undefined;
+    w.resolve({ name, peer: formatPeer(rinfo.address, rinfo.port), ...(seen ? { seen } : {}) });
   });
   // Connected sockets report ICMP errors (ECONNREFUSED) and a destroyed socket (ECONNABORTED) here.
   sock.on('error', (err) => {
@@ -284,11 +320,11 @@ async function runUdp(run: Run): Promise<void> {
         });
       });
     }
-    for (let i = 0; run.more(i); i++) {
+    for (let i = first; i < first + max && run.more(i); i++) {
       if (i > 0 && o.intervalMs > 0) await sleep(o.intervalMs);
       let timer: NodeJS.Timeout | undefined;
       try {
-        const reply = await new Promise<{ name: string; peer: string }>((resolve, reject) => {
+        const reply = await new Promise<Reply>((resolve, reject) => {
           waiting = { seq: i, resolve, reject };
           timer = setTimeout(() => {
             waiting = null;
@@ -307,6 +343,7 @@ async function runUdp(run: Run): Promise<void> {
         run.r.ok++;
         bump(run.r.byBackend, reply.name);
         bump(run.r.peers, reply.peer);
+        bumpSource(run.r, reply.name, reply.seen);
       } catch (err) {
         run.fail(err);
       } finally {
