@@ -4,7 +4,7 @@ import { hostname } from 'node:os';
 import { type ParseArgsConfig, parseArgs } from 'node:util';
 import { type Logger, pino } from 'pino';
 import { capacityOf, cleanup, DEFAULT_BPFFS, DEFAULT_CAPACITY, DEFAULT_REVERSE_ENTRIES } from './agent/datapath.ts';
-import { chooseDevices, listDevices, nodePortAddresses, parseNodePortCidrs } from './agent/devices.ts';
+import { chooseDevices, deviceNodeAddresses, listDevices, nodePortAddresses, parseNodePortCidrs } from './agent/devices.ts';
 import { cgroup2Mount } from './agent/host.ts';
 import { DEFAULT_NAT_PORTS, type XdpOptions } from './agent/xdp.ts';
 import { inspectCommand } from './cli/inspect.ts';
@@ -79,10 +79,7 @@ function xdpFromFlags(values: { 'xdp-mode': string; devices: string; 'nodeport-m
     );
   }
   const all = listDevices();
-  const addresses = nodePortAddresses(
-    all.flatMap((d) => d.addresses),
-    nodePortCidrs,
-  );
+  const addresses = nodePortAddresses(deviceNodeAddresses(all), nodePortCidrs);
   if (mode === 'off') return { xdp: undefined, addresses };
   const devices = chooseDevices(all, listOption(values.devices), addresses);
   const chosen = devices.flatMap((d) => d.addresses);

@@ -11,6 +11,8 @@ export interface Device {
   ifindex: number;
   /** Global-scope addresses, as `ip` prints them. */
   addresses: string[];
+  /** A default route (IPv4 or IPv6) leaves through it. */
+  defaultRoute: boolean;
 }
 
 interface IpLink {
@@ -21,20 +23,36 @@ interface IpLink {
   addr_info?: { family?: string; local?: string; scope?: string }[];
 }
 
-/** Parses `ip -j addr show`: every device but loopback, with its global addresses. */
-export function parseIpAddr(json: string): Device[] {
+/**
+ * Parses `ip -j addr show` (every device but loopback, with its global addresses) and the devices
+ * `ip -j route show default` names, of either family.
+ */
+export function parseIpAddr(json: string, defaultRoutes: readonly string[] = []): Device[] {
   const links = JSON.parse(json) as IpLink[];
+  const viaDefault = new Set(defaultRoutes.flatMap((r) => (JSON.parse(r) as { dev?: string }[]).map((x) => x.dev)));
   return links
     .filter((l) => l.link_type !== 'loopback')
     .map((l) => ({
       name: l.ifname,
       ifindex: l.ifindex,
       addresses: (l.addr_info ?? []).filter((a) => a.scope === 'global' && typeof a.local === 'string').map((a) => a.local!),
+      defaultRoute: viaDefault.has(l.ifname),
     }));
 }
 
 export function listDevices(): Device[] {
-  return parseIpAddr(execFileSync('ip', ['-j', 'addr', 'show'], { encoding: 'utf8' }));
+  const ip = (...args: string[]) => execFileSync('ip', ['-j', ...args], { encoding: 'utf8' });
+  return parseIpAddr(ip('addr', 'show'), [ip('-4', 'route', 'show', 'default'), ip('-6', 'route', 'show', 'default')]);
+}
+
+/**
+ * The node's own addresses when no Node object names them (manifest mode): those of the devices a
+ * default route leaves through, as kube-proxy takes the primary node IPs; without a default route,
+ * every global address.
+ */
+export function deviceNodeAddresses(devices: readonly Device[]): string[] {
+  const routed = devices.filter((d) => d.defaultRoute);
+  return (routed.length > 0 ? routed : devices).flatMap((d) => d.addresses);
 }
 
 /**

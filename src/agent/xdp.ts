@@ -3,7 +3,7 @@
 // on the devices' egress. Loaded over the socket hooks' service maps (the same kernel maps, so one
 // reconcile serves both), attached when the agent commits, through links pinned like the hooks'.
 
-import { existsSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { BpfLink, type BpfMap, type BpfObject, type XdpMode } from '../bpf/binding.ts';
 import { encode, Layouts } from '../datapath/abi.ts';
@@ -53,6 +53,7 @@ export function writeNodeConfig(config: BpfMap, o: Pick<XdpOptions, 'snatAddress
  */
 export function attachXdp(obj: BpfObject, bpffs: string, o: XdpOptions): XdpAttachment[] {
   return o.devices.map((device) => {
+    allowOwnSource(device.name);
     const attached: XdpAttachment = { device: device.name, ifindex: device.ifindex, mode: o.mode, egress: 'tcx' };
     const xdpPin = join(bpffs, 'links', `xdp_${device.name}`);
     if (!swapInto(xdpPin, obj.programFd('xdp_lb'))) {
@@ -77,6 +78,15 @@ export function attachXdp(obj: BpfObject, bpffs: string, o: XdpOptions): XdpAtta
     }
     return attached;
   });
+}
+
+/**
+ * A SNAT packet that XDP hands to the stack (neighbour not resolved yet, a VLAN) carries the node's
+ * own address as its source; without accept_local the stack drops it as a martian, and the neighbour
+ * it needed is never resolved either.
+ */
+function allowOwnSource(device: string): void {
+  writeFileSync(`/proc/sys/net/ipv4/conf/${device}/accept_local`, '1');
 }
 
 function swapInto(pin: string, programFd: number): boolean {

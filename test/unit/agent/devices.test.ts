@@ -1,6 +1,6 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { chooseDevices, nodePortAddresses, parseIpAddr, parseNodePortCidrs } from '../../../src/agent/devices.ts';
+import { chooseDevices, deviceNodeAddresses, nodePortAddresses, parseIpAddr, parseNodePortCidrs } from '../../../src/agent/devices.ts';
 import { inCidr } from '../../../src/model/ip.ts';
 
 const IP_ADDR = JSON.stringify([
@@ -19,12 +19,19 @@ const IP_ADDR = JSON.stringify([
   { ifindex: 4, ifname: 'veth9', link_type: 'ether', addr_info: [] },
 ]);
 
-test('ip -j addr: every device but loopback, with its global addresses', () => {
-  assert.equal(parseIpAddr(IP_ADDR), [
-    { name: 'eth0', ifindex: 2, addresses: ['192.168.10.2', 'fd00:192:168:10::2'] },
-    { name: 'eth1', ifindex: 3, addresses: ['10.0.5.2'] },
-    { name: 'veth9', ifindex: 4, addresses: [] },
+const DEFAULT4 = JSON.stringify([{ dst: 'default', gateway: '192.168.10.1', dev: 'eth0' }]);
+
+test('ip -j addr: every device but loopback, with its global addresses and whether a default route uses it', () => {
+  assert.equal(parseIpAddr(IP_ADDR, [DEFAULT4, '[]']), [
+    { name: 'eth0', ifindex: 2, addresses: ['192.168.10.2', 'fd00:192:168:10::2'], defaultRoute: true },
+    { name: 'eth1', ifindex: 3, addresses: ['10.0.5.2'], defaultRoute: false },
+    { name: 'veth9', ifindex: 4, addresses: [], defaultRoute: false },
   ]);
+});
+
+test("without a Node object the node's addresses are those of its default-route devices", () => {
+  assert.equal(deviceNodeAddresses(parseIpAddr(IP_ADDR, [DEFAULT4])), ['192.168.10.2', 'fd00:192:168:10::2']);
+  assert.equal(deviceNodeAddresses(parseIpAddr(IP_ADDR)), ['192.168.10.2', 'fd00:192:168:10::2', '10.0.5.2']);
 });
 
 test('devices: the named ones, else those holding a node address, else all with an address', () => {
