@@ -7,9 +7,15 @@
 // its node, no NAT). Bounded: --rounds (1..20, default 3) rounds of every system, each run
 // --seconds (1..60, default 3). Prints a table of medians and a JSON line; writes nothing.
 
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { stringify } from 'yaml';
+import { cleanup as cleanupDatapath, XDP_OBJECT } from '../src/agent/datapath.ts';
+import { BpfObject } from '../src/bpf/binding.ts';
 import { ClusterLab, type HttpLoadResult, type RulesMode, type ThroughputResult } from '../src/lab/cluster-lab.ts';
-import type { BenchService } from './services.ts';
+import { type BenchService, toKubernetes } from './services.ts';
 
 const HTTP_PORT = 8081;
 const IPERF_PORT = 5201;
@@ -17,7 +23,7 @@ const NODEPORT_HTTP = 30080;
 const NODEPORT_IPERF = 30201;
 
 export interface NodePortRow {
-  system: 'direct' | RulesMode;
+  system: 'direct' | RulesMode | 'socklb';
   target: string;
   http: HttpLoadResult;
   throughput: ThroughputResult;
@@ -69,11 +75,54 @@ export async function runNodePortBench(
         await measure(mode, a, NODEPORT_HTTP, NODEPORT_IPERF);
         await lab.removeKubeProxyRules('node-a');
       }
+      const stop = await startSocklb(lab, services(lab));
+      try {
+        await measure('socklb', a, NODEPORT_HTTP, NODEPORT_IPERF);
+      } finally {
+        await stop();
+      }
     }
     return rows;
   } finally {
     await lab.destroy();
   }
+}
+
+/**
+ * socklb's agent on node-a with XDP on its device, over a manifest of the same services; an
+ * XDP_PASS program on the switch port its XDP_TX goes out through (a veth delivers XDP frames only
+ * then). Resolves once the NodePort answers; the function it returns stops the agent and removes
+ * the datapath (pins, links), so the next system meets a clean node.
+ */
+async function startSocklb(lab: ClusterLab, list: BenchService[]): Promise<() => Promise<void>> {
+  const node = lab.node('node-a');
+  const dir = mkdtempSync(join(tmpdir(), 'socklb-npbench-'));
+  const file = join(dir, 'services.yaml');
+  const objects = toKubernetes(list);
+  writeFileSync(file, [...objects.services, ...objects.slices].map((o) => stringify(o)).join('---\n'));
+  const pass = BpfObject.open(XDP_OBJECT);
+  pass.load();
+  const index = (
+    JSON.parse((await lab.exec(node.peer.ns, ['ip', '-j', 'link', 'show', node.peer.device])).stdout) as { ifindex: number }[]
+  )[0]!;
+  const link = pass.attachXdp('xdp_pass', index.ifindex, 'native', `/run/netns/${node.peer.ns}`);
+  const agent = lab.startAgent('node-a', ['--manifests', file, '--devices', node.device, '--nodeport-addresses', '192.168.77.0/24']);
+  const stop = async (): Promise<void> => {
+    await agent.stop();
+    cleanupDatapath(node.bpffs);
+    link.close();
+    pass.close();
+    rmSync(dir, { recursive: true, force: true });
+  };
+  for (let i = 0; i < 60; i++) {
+    const r = await lab
+      .runProbe(['tcp', '--target', `${node.ipv4}:${NODEPORT_HTTP}`, '--count', '1', '--timeout-ms', '500'])
+      .catch(() => undefined);
+    if (r?.ok === 1) return stop;
+    await new Promise((resolve) => setTimeout(resolve, 500));
+  }
+  await stop();
+  throw new Error(`socklb's NodePort never answered: ${agent.output().slice(-2000)}`);
 }
 
 function median(xs: number[]): number {
@@ -91,7 +140,7 @@ export function renderRows(rows: NodePortRow[]): string {
   const of = (system: string) => rows.filter((r) => r.system === system);
   const rate = (system: string) => median(of(system).map((r) => r.http.requestsPerSec));
   const bits = (system: string) => median(of(system).map((r) => r.throughput.bitsPerSec));
-  for (const system of ['direct', 'iptables', 'nftables']) {
+  for (const system of ['direct', 'iptables', 'nftables', 'socklb']) {
     const rs = of(system);
     if (rs.length === 0) continue;
     const errors = rs.reduce((n, r) => n + r.http.errors, 0);

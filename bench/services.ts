@@ -112,12 +112,20 @@ export function toKubernetes(cluster: BenchService[]): { services: V1Service[]; 
       kind: 'Service',
       metadata: { name: s.name, namespace: s.namespace },
       spec: {
-        type: 'ClusterIP',
+        type: s.nodePort === undefined ? 'ClusterIP' : 'NodePort',
         clusterIP: s.clusterIP,
         clusterIPs: [s.clusterIP],
         ipFamilies: ['IPv4'],
         ipFamilyPolicy: 'SingleStack',
-        ports: [{ name: s.portName, port: s.port, targetPort: s.portName, protocol: s.protocol }],
+        ports: [
+          {
+            name: s.portName,
+            port: s.port,
+            targetPort: s.portName,
+            protocol: s.protocol,
+            ...(s.nodePort === undefined ? {} : { nodePort: s.nodePort }),
+          },
+        ],
       },
     });
     slices.push(sliceOf(s));
