@@ -83,8 +83,8 @@ test.after(() => lab.close());
 
 test('TCP through a NodePort on node A to a pod on node B in DSR mode: the pod sees the client, the client sees node A', () => {
   for (let i = 0; i < 3; i++) {
-    const r = lab.curl(client, NODE_A, 30080);
-    assert.is(r.code, 0, 'curl succeeded');
+    const r = lab.http(client, NODE_A, 30080);
+    assert.is(r.error, '', 'the request succeeded');
     assert.is(r.body, 'pod-on-b');
     assert.match(r.client, /^192\.0\.2\.10:\d+$/, `source ${r.client} is the client`);
   }
@@ -95,8 +95,8 @@ test('UDP in DSR mode: the reply comes from the NodePort on node A', () => {
 });
 
 test('IPv6 TCP and UDP in DSR mode: the pod sees the client, the client sees node A', () => {
-  const r = lab.curl(client, NODE_A6, 30080);
-  assert.is(r.code, 0, 'curl succeeded');
+  const r = lab.http(client, NODE_A6, 30080);
+  assert.is(r.error, '', 'the request succeeded');
   assert.is(r.body, 'pod-on-b');
   assert.match(r.client, /^\[2001:db8::10\]:\d+$/, `source ${r.client} is the client`);
   assert.is(lab.udp(client, NODE_A6, 30053, 'hi'), `${NODE_A6}:30053 pod-on-b hi`);

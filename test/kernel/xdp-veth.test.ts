@@ -1,6 +1,6 @@
 // The XDP program attached natively to veth devices, with real traffic: a client namespace dials
 // a NodePort on a "node" namespace, which balances to a backend on another node (SNAT, redirect)
-// or on itself (DNAT, reply reversed by the tc egress program). Unmodified curl and a UDP socket
+// or on itself (DNAT, reply reversed by the tc egress program). Node's HTTP client and a UDP socket
 // are the clients; the lab's backend server reports the source address it saw.
 //
 //   client  c0 198.51.100.10 ── ext0 198.51.100.1   node    int0 10.1.0.1 ── b0 10.1.0.2  nodeb
@@ -74,10 +74,10 @@ test('the XDP program attaches natively through bpf_links, the tc program throug
   assert.is(tc.kind, tcKindHere());
 });
 
-test('TCP through a NodePort to a backend on another node: the backend sees the node (SNAT), curl sees the NodePort', () => {
+test('TCP through a NodePort to a backend on another node: the backend sees the node (SNAT), the client sees the NodePort', () => {
   for (let i = 0; i < 3; i++) {
-    const r = lab.curl(client, NODE, 30080);
-    assert.is(r.code, 0, 'curl succeeded');
+    const r = lab.http(client, NODE, 30080);
+    assert.is(r.error, '', 'the request succeeded');
     assert.is(r.body, 'remote');
     assert.match(r.client, /^10\.1\.0\.1:40\d\d\d$/, `source ${r.client} is the node with a NAT port`);
   }
@@ -88,16 +88,16 @@ test('UDP through a NodePort: the reply comes from the NodePort the client sent 
 });
 
 test('TCP through a NodePort to a backend on this node: the backend sees the client, the reply is reversed at egress', () => {
-  const r = lab.curl(client, NODE, 30081);
-  assert.is(r.code, 0, 'curl succeeded');
+  const r = lab.http(client, NODE, 30081);
+  assert.is(r.error, '', 'the request succeeded');
   assert.is(r.body, 'local');
   assert.match(r.client, /^198\.51\.100\.10:\d+$/, `source ${r.client} is the client`);
 });
 
 test('a NodePort without endpoints refuses at once (RST from XDP)', () => {
   const started = Date.now();
-  const r = lab.curl(client, NODE, 30090);
-  assert.is(r.code, 7, 'curl: failed to connect');
+  const r = lab.http(client, NODE, 30090);
+  assert.is(r.error, 'ECONNREFUSED');
   assert.ok(Date.now() - started < 2000, 'failed fast');
 });
 

@@ -112,6 +112,31 @@ const SIZES: Partial<Record<MapName, number>> = {
  * Writes what the agent would into a loaded XDP object's maps (node config, backends, external
  * frontends, source ranges) and reads back flows and counters; map fds are opened once and kept.
  */
+let contextProbe: string | null | undefined;
+
+/**
+ * Why this kernel cannot run the packet tables, or undefined when it can: BPF_PROG_TEST_RUN takes
+ * an xdp_md context (the ingress device, which bpf_fib_lookup needs) from Linux 5.15 only.
+ * Probed once, with xdp_pass on lo.
+ */
+export function xdpContextMissing(): string | undefined {
+  if (contextProbe === undefined) {
+    const obj = BpfObject.open(XDP_OBJECT);
+    try {
+      for (const [name, n] of Object.entries(SIZES)) if (n) obj.setMaxEntries(name, n);
+      obj.load();
+      obj.testRun('xdp_pass', { data: Buffer.alloc(64), ctxIn: xdpContext(1, 64) });
+      contextProbe = null;
+    } catch (err) {
+      if ((err as { code?: string }).code !== 'EINVAL') throw err;
+      contextProbe = 'BPF_PROG_TEST_RUN takes no xdp_md context (ingress device) before Linux 5.15';
+    } finally {
+      obj.close();
+    }
+  }
+  return contextProbe ?? undefined;
+}
+
 export class XdpMaps {
   readonly obj: BpfObject;
   readonly #maps = new Map<string, BpfMap>();

@@ -139,12 +139,13 @@ export class XdpLab {
     });
   }
 
-  /** curl from ns: its exit status, the backend's name and the source address the backend saw. */
-  curl(ns: string, host: string, port: number): { code: number; body: string; client: string } {
-    const url = `http://${host.includes(':') ? `[${host}]` : host}:${port}/`;
-    const r = spawnSync('ip', ['netns', 'exec', ns, 'curl', '-gsS', '-D', '-', '--max-time', '5', url], { encoding: 'utf8' });
-    const client = /^x-client: (.*)\r$/m.exec(r.stdout)?.[1] ?? '';
-    return { code: r.status ?? -1, body: r.stdout.split('\r\n\r\n')[1] ?? '', client };
+  /**
+   * One HTTP GET from ns (a Node client, which every lab guest has, unlike curl): the backend's
+   * name, the source address the backend saw, or the error code (ECONNREFUSED, ...).
+   */
+  http(ns: string, host: string, port: number): { body: string; client: string; error: string } {
+    const script = `const r=require('http').get({host:'${host}',port:${port},path:'/',timeout:4000},(res)=>{let b='';res.on('data',(d)=>b+=d);res.on('end',()=>{console.log(JSON.stringify({body:b,client:res.headers['x-client']??'',error:''}));process.exit(0)})});r.on('timeout',()=>r.destroy(Object.assign(new Error('timeout'),{code:'ETIMEDOUT'})));r.on('error',(e)=>{console.log(JSON.stringify({body:'',client:'',error:e.code??e.message}));process.exit(0)})`;
+    return JSON.parse(this.exec(ns, process.execPath, ['-e', script])) as { body: string; client: string; error: string };
   }
 
   /** One UDP datagram from ns; returns "<reply source> <reply>". */
