@@ -22,10 +22,10 @@ import { cleanup } from '../src/agent/datapath.ts';
 import { cgroup2Mount } from '../src/agent/host.ts';
 import { decode, encode, Layouts, MapNames } from '../src/datapath/abi.ts';
 import { frontendKey } from '../src/datapath/kernel-maps.ts';
+import { type BenchService, intToIpv4, MAX_OTHER_SERVICES, otherService, sliceOf, toKubernetes } from '../src/lab/services.ts';
 import type { Frontend } from '../src/model/types.ts';
 import { KubernetesSource } from '../src/sources/kubernetes.ts';
 import { FakeApiServer, fixture, type KubeObject } from '../test/support/fake-apiserver.ts';
-import { type BenchService, intToIpv4, MAX_OTHER_SERVICES, otherService, sliceOf, toKubernetes } from './services.ts';
 
 const NODE_NAME = 'bench-node';
 /** New endpoint addresses: outside the range otherService() uses (10.64.0.0 + 3i). */

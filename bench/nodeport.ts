@@ -15,7 +15,7 @@ import { stringify } from 'yaml';
 import { cleanup as cleanupDatapath, XDP_OBJECT } from '../src/agent/datapath.ts';
 import { BpfObject } from '../src/bpf/binding.ts';
 import { ClusterLab, type HttpLoadResult, type RulesMode, type ThroughputResult } from '../src/lab/cluster-lab.ts';
-import { type BenchService, toKubernetes } from './services.ts';
+import { type BenchService, toKubernetes } from '../src/lab/services.ts';
 
 const HTTP_PORT = 8081;
 const IPERF_PORT = 5201;

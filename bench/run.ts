@@ -10,12 +10,9 @@ import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { cleanup as cleanupDatapath, SOCK_OBJECT } from '../src/agent/datapath.ts';
 import { NetnsLab } from '../src/lab/netns-lab.ts';
-import { xdpContextMissing } from '../test/support/xdp-fixture.ts';
-import { renderChart } from './chart.ts';
-import { renderMarkdown, updateDocs } from './report.ts';
-import { iptSepChain } from './rules/chain-names.ts';
-import { IPTABLES_EMPTY, iptablesRestore } from './rules/iptables.ts';
-import { nftablesEndpointChange, nftablesRuleset } from './rules/nftables.ts';
+import { iptSepChain } from '../src/lab/rules/chain-names.ts';
+import { IPTABLES_EMPTY, iptablesRestore } from '../src/lab/rules/iptables.ts';
+import { nftablesEndpointChange, nftablesRuleset } from '../src/lab/rules/nftables.ts';
 import {
   type BenchService,
   clusterOf,
@@ -25,7 +22,10 @@ import {
   TARGET_PORT,
   TARGET_VIP,
   withOneEndpointChanged,
-} from './services.ts';
+} from '../src/lab/services.ts';
+import { xdpContextMissing } from '../test/support/xdp-fixture.ts';
+import { renderChart } from './chart.ts';
+import { renderMarkdown, updateDocs } from './report.ts';
 import type { SocklbChildResult } from './socklb-child.ts';
 import type { BenchResults, ClientRun, ConnectPoint, SystemName } from './types.ts';
 import { measureXdpPacket } from './xdp-packet.ts';

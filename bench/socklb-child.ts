@@ -13,11 +13,11 @@ import { KernelMaps } from '../src/datapath/kernel-maps.ts';
 import type { Capacity } from '../src/datapath/maps.ts';
 import { startDebugServer } from '../src/debug/server.ts';
 import { agentSource } from '../src/debug/source.ts';
+import { type BenchService, clusterOf, toKubernetes, withOneEndpointChanged } from '../src/lab/services.ts';
 import { SocklbMetrics } from '../src/metrics/metrics.ts';
 import { desired } from '../src/model/desired.ts';
 import type { DesiredTable } from '../src/model/types.ts';
 import { Reconciler } from '../src/reconcile/reconciler.ts';
-import { type BenchService, clusterOf, toKubernetes, withOneEndpointChanged } from './services.ts';
 import type { ScrapePoint } from './types.ts';
 
 export interface SocklbChildInput {

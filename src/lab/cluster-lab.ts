@@ -39,11 +39,11 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { iptablesRestore } from '../../bench/rules/iptables.ts';
-import { nftablesRuleset } from '../../bench/rules/nftables.ts';
-import type { BenchService } from '../../bench/services.ts';
 import { cgroup2Mount } from '../agent/host.ts';
 import { type ServerHandle as BaseServerHandle, BPFFS_ROOT, ip, LabBase, type ProcessHandle, type ServerOptions } from './netns-base.ts';
+import { iptablesRestore } from './rules/iptables.ts';
+import { nftablesRuleset } from './rules/nftables.ts';
+import type { BenchService } from './services.ts';
 
 export type { ExecResult, ProbeHandle, ProbeResult, ProcessHandle, SpawnOptions, SweepResult } from './netns-base.ts';
 

@@ -9,7 +9,6 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import type { BenchService } from '../../bench/services.ts';
 import { cgroup2Mount } from '../../src/agent/host.ts';
 import {
   CLIENT_IPV4,
@@ -22,6 +21,7 @@ import {
   type RulesMode,
 } from '../../src/lab/cluster-lab.ts';
 import { listNetns } from '../../src/lab/netns-base.ts';
+import type { BenchService } from '../../src/lab/services.ts';
 import { manifest, service, slice } from '../support/objects.ts';
 
 const TCP = 8080;

@@ -8,7 +8,6 @@ import type { V1EndpointSlice, V1Service } from '@kubernetes/client-node';
 import { pino } from 'pino';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { clusterOf, toKubernetes } from '../../bench/services.ts';
 import { Agent } from '../../src/agent/agent.ts';
 import { cleanup } from '../../src/agent/datapath.ts';
 import { wireHealth } from '../../src/daemon/main.ts';
@@ -16,6 +15,7 @@ import { startDebugServer } from '../../src/debug/server.ts';
 import { agentSource } from '../../src/debug/source.ts';
 import { HealthServer } from '../../src/health/health-server.ts';
 import { NetnsLab } from '../../src/lab/netns-lab.ts';
+import { clusterOf, toKubernetes } from '../../src/lab/services.ts';
 import { service, slice } from '../support/objects.ts';
 import { scaled, waitUntil } from '../support/time-scale.ts';
 

@@ -3,10 +3,10 @@
 
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { iptSvcChain, nftEndpointChain } from '../../../bench/rules/chain-names.ts';
-import { iptablesRestore } from '../../../bench/rules/iptables.ts';
-import { nftablesRuleset } from '../../../bench/rules/nftables.ts';
-import { type BenchService, clusterOf, dialledService } from '../../../bench/services.ts';
+import { iptSvcChain, nftEndpointChain } from '../../../src/lab/rules/chain-names.ts';
+import { iptablesRestore } from '../../../src/lab/rules/iptables.ts';
+import { nftablesRuleset } from '../../../src/lab/rules/nftables.ts';
+import { type BenchService, clusterOf, dialledService } from '../../../src/lab/services.ts';
 
 function nodePort(extra: Partial<BenchService> = {}): BenchService {
   return {
