@@ -86,7 +86,11 @@ export interface SweepResult {
 }
 
 const IP_TIMEOUT_MS = 10_000;
-const READY_TIMEOUT_MS = 15_000;
+/**
+ * How long a server may take to listen. Under the QEMU lab's emulated CPU (which sets
+ * SOCKLB_TEST_TIME_SCALE, as for the tests' own waits) starting Node alone can take longer.
+ */
+const READY_TIMEOUT_MS = 15_000 * Math.max(1, Number(process.env.SOCKLB_TEST_TIME_SCALE) || 1);
 const OWNER_DIR = '/run/socklb-lab';
 /** Where a lab's bpffs directories live (`<BPFFS_ROOT>/<prefix>-*`), swept with the rest. */
 export const BPFFS_ROOT = '/sys/fs/bpf';
