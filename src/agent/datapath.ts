@@ -4,7 +4,7 @@
 import { existsSync, mkdirSync, readdirSync, rmdirSync, rmSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { BpfError, BpfLink, BpfMap, BpfObject, possibleCpus } from '../bpf/binding.ts';
+import { BpfError, BpfLink, BpfMap, BpfObject } from '../bpf/binding.ts';
 import {
   ABI_VERSION,
   DESTROY_MAPS,
@@ -415,7 +415,7 @@ async function loadObject<N extends MapName>(
 function migrateInto(target: BpfMap, name: MapName, bpffs: string, report: MigrationReport): string[] {
   const sources = [
     { from: name, convert: (e: MapEntry) => e as MapEntry | undefined },
-    ...migrationsInto(name).map((m) => ({ from: m.from, convert: (e: MapEntry) => m.convert(e, possibleCpus()) })),
+    ...migrationsInto(name).map((m) => ({ from: m.from, convert: m.convert })),
   ];
   const read: string[] = [];
   for (const { from, convert } of sources) {

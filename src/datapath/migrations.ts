@@ -3,10 +3,7 @@
 // map of another size is copied as it is, a map of an older layout (an older _vN name) through the
 // conversion listed here. Pure: bytes in, bytes out.
 
-import { endianness } from 'node:os';
-import { type MapName, MapNames } from './abi.ts';
-
-const LITTLE = endianness() === 'LE';
+import { encode, type Layout, Layouts, type MapName, MapNames, sumPerCpu } from './abi.ts';
 
 /** One entry of a map: key and value bytes (a per-CPU value holds every CPU's copy). */
 export interface MapEntry {
@@ -20,7 +17,7 @@ export interface Migration {
   /** The current map it becomes. */
   to: MapName;
   /** The entry in the new layout, or undefined to drop it (an all-zero counter, say). */
-  convert(entry: MapEntry, possibleCpus: number): MapEntry | undefined;
+  convert(entry: MapEntry): MapEntry | undefined;
 }
 
 /** A value that gained fields at its end: the old bytes, then zeros (new fields start at 0). */
@@ -33,25 +30,13 @@ function widened(size: number): (e: MapEntry) => MapEntry {
 }
 
 /**
- * A per-CPU counter struct of u64 fields (one copy per CPU, each padded to 8 bytes) summed into the
- * single shared struct that replaced it; an all-zero one is dropped (an array map starts at zero).
+ * A per-CPU counter struct (one copy per CPU) summed into the single shared struct of the same
+ * fields that replaced it; an all-zero one is dropped (an array map starts at zero).
  */
-function summedPerCpu(size: number): (e: MapEntry, cpus: number) => MapEntry | undefined {
-  return ({ key, value }, cpus) => {
-    const stride = Math.ceil(size / 8) * 8;
-    const out = Buffer.alloc(size);
-    let any = false;
-    for (let field = 0; field + 8 <= size; field += 8) {
-      let sum = 0n;
-      for (let cpu = 0; cpu < cpus && cpu * stride + field + 8 <= value.length; cpu++) {
-        const at = cpu * stride + field;
-        sum += LITTLE ? value.readBigUInt64LE(at) : value.readBigUInt64BE(at);
-      }
-      if (sum !== 0n) any = true;
-      if (LITTLE) out.writeBigUInt64LE(sum, field);
-      else out.writeBigUInt64BE(sum, field);
-    }
-    return any ? { key, value: out } : undefined;
+function summedPerCpu(layout: Layout): (e: MapEntry) => MapEntry | undefined {
+  return ({ key, value }) => {
+    const sums = sumPerCpu(layout, value);
+    return Object.values(sums).some((n) => n !== 0n) ? { key, value: encode(layout, sums) } : undefined;
   };
 }
 
@@ -60,12 +45,12 @@ function summedPerCpu(size: number): (e: MapEntry, cpus: number) => MapEntry | u
  * services gained a scheduler, backends their node's address; the counters stopped being per-CPU).
  */
 export const MIGRATIONS: readonly Migration[] = [
-  { from: 'lb4_services_v1', to: MapNames.lb4Services, convert: widened(16) },
-  { from: 'lb6_services_v1', to: MapNames.lb6Services, convert: widened(16) },
-  { from: 'lb4_backends_v1', to: MapNames.lb4Backends, convert: widened(12) },
-  { from: 'lb6_backends_v1', to: MapNames.lb6Backends, convert: widened(36) },
-  { from: 'lb_svc_stats_v1', to: MapNames.serviceStats, convert: summedPerCpu(16) },
-  { from: 'lb_be_stats_v1', to: MapNames.backendStats, convert: summedPerCpu(8) },
+  { from: 'lb4_services_v1', to: MapNames.lb4Services, convert: widened(Layouts.service.size) },
+  { from: 'lb6_services_v1', to: MapNames.lb6Services, convert: widened(Layouts.service.size) },
+  { from: 'lb4_backends_v1', to: MapNames.lb4Backends, convert: widened(Layouts.lb4Backend.size) },
+  { from: 'lb6_backends_v1', to: MapNames.lb6Backends, convert: widened(Layouts.lb6Backend.size) },
+  { from: 'lb_svc_stats_v1', to: MapNames.serviceStats, convert: summedPerCpu(Layouts.serviceStats) },
+  { from: 'lb_be_stats_v1', to: MapNames.backendStats, convert: summedPerCpu(Layouts.backendStats) },
 ];
 
 /** The older map names whose pins the current layout replaces, newest first, for a map. */

@@ -4,7 +4,7 @@ import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { createSocket, type Socket } from 'node:dgram';
 import { once } from 'node:events';
-import { existsSync, mkdirSync, readFileSync, rmdirSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, rmSync, statSync } from 'node:fs';
 import { type AddressInfo, createServer } from 'node:net';
 import { constants } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -48,8 +48,15 @@ function ensureBpffs(): void {
 }
 
 ensureBpffs();
+// A run killed outright (SIGKILL, a CI timeout) leaves its directory behind: an hour-old one is no
+// run's any more.
+for (const name of readdirSync('/sys/fs/bpf').filter((n) => n.startsWith('socklb-test-'))) {
+  const dir = `/sys/fs/bpf/${name}`;
+  if (Date.now() - statSync(dir).mtimeMs > 3_600_000) rmSync(dir, { recursive: true, force: true });
+}
 const PIN_DIR = `/sys/fs/bpf/socklb-test-${SUFFIX}`;
 mkdirSync(PIN_DIR);
+process.once('exit', () => rmSync(PIN_DIR, { recursive: true, force: true }));
 const CGROUP_ROOT = mountPoint('cgroup2');
 if (!CGROUP_ROOT) throw new Error('no cgroup2 mount in /proc/mounts');
 
