@@ -32,11 +32,54 @@ struct {
 	__uint(max_entries, SOCK_REASON_MAX);
 } sock_stats_v1 SEC(".maps");
 
+/*
+ * A bit per hash of each in-cluster frontend's (address, port, protocol): set by the agent before
+ * the frontend's entry is written, cleared once no frontend of that bit is left. A connect whose
+ * bit is clear is no service and skips the hash lookup: every connect on the node that is not to a
+ * service pays an inlined array read instead of the hash lookup's calls. A set bit only says
+ * "maybe" (another frontend may share it); the lookup decides.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(max_entries, 1);
+} lb_frontend_filter_v1 SEC(".maps");
+
 /* Set by the agent before load; see struct socklb_config. */
 const volatile struct socklb_config socklb_cfg = {
 	.abi_version = SOCKLB_ABI_VERSION,
 	.refuse_errno = ECONNREFUSED,
 };
+
+/*
+ * A 32-bit finaliser (multiply-xorshift): every input bit moves every output bit. The agent
+ * computes the same (src/datapath/frontend-filter.ts) on the words as the CPU loads them.
+ */
+static __always_inline __u32 filter_mix(__u32 h)
+{
+	h ^= h >> 16;
+	h *= 0x7feb352d;
+	h ^= h >> 15;
+	h *= 0x846ca68b;
+	h ^= h >> 16;
+	return h;
+}
+
+static __always_inline __u32 filter_tail(__be16 port, __u8 proto)
+{
+	return filter_mix(((__u32)port << 8) | proto);
+}
+
+/* False when no frontend has this hash: the destination is certainly no service. */
+static __always_inline bool filter_may_match(__u32 hash)
+{
+	__u32 word = (hash >> 6) & socklb_cfg.filter_word_mask;
+	const __u64 *bits = bpf_map_lookup_elem(&lb_frontend_filter_v1, &word);
+
+	/* No word (cannot happen below max_entries): look the key up. */
+	return !bits || (*bits >> (hash & 63)) & 1;
+}
 
 static __always_inline void sock_count(enum sock_reason reason)
 {
@@ -78,12 +121,28 @@ static __always_inline int sock_count_pick(int ret, const struct lb_pick *pick)
 	}
 }
 
+/* The client session affinity remembers (its netns), read only for a service with affinity. */
+static __always_inline __u64 sock_client(struct bpf_sock_addr *ctx, const struct lb_service *svc)
+{
+	return svc->flags & LB_SVC_F_AFFINITY ? bpf_get_netns_cookie(ctx) : 0;
+}
+
+static __always_inline __u32 lb6_filter_hash(const struct lb6_key *key)
+{
+	__u32 h = filter_tail(key->dport, key->proto);
+
+	h = filter_mix(key->address.words[3] ^ h);
+	h = filter_mix(key->address.words[2] ^ h);
+	h = filter_mix(key->address.words[1] ^ h);
+	return filter_mix(key->address.words[0] ^ h);
+}
+
 /*
  * Rewrites an IPv4 destination that is a service frontend into one of its backends, and records
  * the VIP for this socket so replies and getpeername() show it. Returns 0 when rewritten, -ENXIO
  * when the destination is no service, another -errno when the service cannot take the connection.
  * The socket and netns cookies are read only once the destination is known to be a service: every
- * other connect on the node pays for the lookup alone.
+ * other connect on the node pays for the filter (and, for a few, the lookup) alone.
  */
 static __always_inline int __lb4_xlate_fwd(struct bpf_sock_addr *ctx, __be32 *address, __be16 *port)
 {
@@ -98,13 +157,16 @@ static __always_inline int __lb4_xlate_fwd(struct bpf_sock_addr *ctx, __be32 *ad
 	struct lb_pick pick = {};
 	int ret;
 
-	svc = bpf_map_lookup_elem(&lb4_services_v2, &key);
+	if (!filter_may_match(filter_mix(key.address ^ filter_tail(key.dport, key.proto))))
+		svc = NULL;
+	else
+		svc = bpf_map_lookup_elem(&lb4_services_v2, &key);
 	if (!svc) {
 		sock_count(SOCK_NOT_SERVICE);
 		return -ENXIO;
 	}
-	ret = lb_pick(&lb4_services_v2, &key, svc, &lb4_backends_v2, bpf_get_netns_cookie(ctx),
-		      &pick, (const void **)&backend);
+	ret = lb_pick(&lb4_services_v2, &key, svc, &lb4_backends_v2, sock_client(ctx, svc), &pick,
+		      (const void **)&backend);
 	ret = sock_count_pick(ret, &pick);
 	if (ret)
 		return ret;
@@ -145,13 +207,16 @@ static __always_inline int __lb6_xlate_fwd(struct bpf_sock_addr *ctx, union v6ad
 	struct lb_pick pick = {};
 	int ret;
 
-	svc = bpf_map_lookup_elem(&lb6_services_v2, &key);
+	if (!filter_may_match(lb6_filter_hash(&key)))
+		svc = NULL;
+	else
+		svc = bpf_map_lookup_elem(&lb6_services_v2, &key);
 	if (!svc) {
 		sock_count(SOCK_NOT_SERVICE);
 		return -ENXIO;
 	}
-	ret = lb_pick(&lb6_services_v2, &key, svc, &lb6_backends_v2, bpf_get_netns_cookie(ctx),
-		      &pick, (const void **)&backend);
+	ret = lb_pick(&lb6_services_v2, &key, svc, &lb6_backends_v2, sock_client(ctx, svc), &pick,
+		      (const void **)&backend);
 	ret = sock_count_pick(ret, &pick);
 	if (ret)
 		return ret;

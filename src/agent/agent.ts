@@ -123,7 +123,7 @@ export class Agent {
     this.datapath = datapath;
     const { lb4_src_ranges_v1: v4, lb6_src_ranges_v1: v6 } = datapath.xdpMaps;
     this.#sourceRanges = v4 && v6 ? new SourceRanges(v4, v6) : undefined;
-    this.reconciler = new Reconciler(new KernelMaps(this.datapath.maps, options.capacity));
+    this.reconciler = new Reconciler(new KernelMaps(this.datapath.maps, options.capacity, this.datapath.frontendFilter));
     if (this.datapath.adopted) {
       this.#log.info({ frontends: this.reconciler.state.services.size }, 'adopted the pinned datapath of an earlier agent');
     }

@@ -3,6 +3,7 @@
 import type { BpfMap } from '../bpf/binding.ts';
 import type { Backend, Family, Frontend, Protocol } from '../model/types.ts';
 import { BackendFlags, decode, encode, IPPROTO, Layouts, MapNames, Scope, type SockMapName } from './abi.ts';
+import type { FrontendFilter } from './frontend-filter.ts';
 import type { Capacity, DatapathMaps, MapsDump, ServiceCounters, ServiceEntry, SlotEntry } from './maps.ts';
 
 export type ServiceMapSet = Record<SockMapName, BpfMap>;
@@ -19,6 +20,28 @@ export function frontendKey(f: Frontend): Buffer {
   return f.family === 4 ? encode(Layouts.lb4Key, values) : encode(Layouts.lb6Key, values);
 }
 
+/** Every frontend in the service maps, read from their keys alone. */
+export function* frontendsIn(maps: ServiceMapSet): Generator<Frontend> {
+  for (const [family, name] of [
+    [4, MapNames.lb4Services],
+    [6, MapNames.lb6Services],
+  ] as const) {
+    for (const key of maps[name].keys()) {
+      const frontend = frontendOf(family, key);
+      if (frontend) yield frontend;
+    }
+  }
+}
+
+function frontendOf(family: Family, key: Buffer): Frontend | undefined {
+  const k = decode(family === 4 ? Layouts.lb4Key : Layouts.lb6Key, key);
+  const protocol = PROTOCOL_BY_NUMBER[Number(k.proto)];
+  if (!protocol) return undefined;
+  const frontend: Frontend = { family, address: String(k.address), port: Number(k.dport), protocol };
+  if (Number(k.scope) === Scope.external) frontend.scope = 'external';
+  return frontend;
+}
+
 export function backendValue(b: Backend): Buffer {
   const values = { address: b.address, port: b.port, proto: IPPROTO[b.protocol], flags: b.local ? BackendFlags.local : 0 };
   return b.family === 4 ? encode(Layouts.lb4Backend, values) : encode(Layouts.lb6Backend, values);
@@ -31,10 +54,13 @@ function u32(n: number): Buffer {
 export class KernelMaps implements DatapathMaps {
   readonly capacity: Capacity;
   readonly #maps: ServiceMapSet;
+  readonly #filter: FrontendFilter;
 
-  constructor(maps: ServiceMapSet, capacity: Capacity) {
+  /** `filter` is the datapath's (Datapath.frontendFilter): every write of a frontend keeps it. */
+  constructor(maps: ServiceMapSet, capacity: Capacity, filter: FrontendFilter) {
     this.#maps = maps;
     this.capacity = capacity;
+    this.#filter = filter;
   }
 
   #services(family: Family): BpfMap {
@@ -52,11 +78,18 @@ export class KernelMaps implements DatapathMaps {
       flags: entry.flags,
       affinity_timeout: entry.affinityTimeout,
     });
-    this.#services(frontend.family).update(frontendKey(frontend), value);
+    this.#filter.add(frontend);
+    try {
+      this.#services(frontend.family).update(frontendKey(frontend), value);
+    } catch (err) {
+      if (!this.#services(frontend.family).lookup(frontendKey(frontend))) this.#filter.remove(frontend);
+      throw err;
+    }
   }
 
   deleteService(frontend: Frontend): void {
     this.#services(frontend.family).delete(frontendKey(frontend));
+    this.#filter.remove(frontend);
   }
 
   putSlot(slot: SlotEntry): void {
@@ -99,17 +132,13 @@ export class KernelMaps implements DatapathMaps {
   dump(): MapsDump {
     const dump: MapsDump = { services: [], slots: [], backends: [] };
     for (const family of [4, 6] as const) {
-      const keyLayout = family === 4 ? Layouts.lb4Key : Layouts.lb6Key;
       const map = this.#services(family);
       for (const key of map.keys()) {
         const value = map.lookup(key);
         if (!value) continue;
-        const k = decode(keyLayout, key);
         const v = decode(Layouts.service, value);
-        const protocol = PROTOCOL_BY_NUMBER[Number(k.proto)];
-        if (!protocol) continue;
-        const frontend: Frontend = { family, address: String(k.address), port: Number(k.dport), protocol };
-        if (Number(k.scope) === Scope.external) frontend.scope = 'external';
+        const frontend = frontendOf(family, key);
+        if (!frontend) continue;
         dump.services.push({
           frontend,
           entry: {
