@@ -11,6 +11,7 @@ import { filterBit, filterWords } from '../../src/datapath/frontend-filter.ts';
 import type { Frontend } from '../../src/model/types.ts';
 import { service, slice } from '../support/objects.ts';
 import { SockLab } from '../support/sock-lab.ts';
+import { scaled } from '../support/time-scale.ts';
 
 // 8 frontends per family: an 8-word filter, small enough that two ClusterIPs share a bit.
 const TINY = capacityOf({ services: 8, backends: 16, slots: 32 });
@@ -62,7 +63,7 @@ function words(sl: SockLab): string {
 }
 
 async function reaches(sl: SockLab, vip: string): Promise<boolean> {
-  const r = await sl.lab.runProbe(['tcp', '--target', `${vip}:80`, '--count', '3', '--timeout-ms', '1000']);
+  const r = await sl.lab.runProbe(['tcp', '--target', `${vip}:80`, '--count', '3', '--timeout-ms', String(scaled(2000))]);
   return r.ok === 3;
 }
 
