@@ -161,6 +161,8 @@ export function* planSteps(
 
   // Backends this plan adds, by key; the rest are looked up in the state.
   const planned = new Map<string, number>();
+  // Backends already held whose value this plan rewrites (a new node address).
+  const refreshed = new Set<number>();
   const backendPool = new IdPool((id) => state.backends.has(id), capacity.backendIds);
   const servicePool = new IdPool((id) => state.byId(id) !== undefined || state.orphanSlots.has(id), capacity.serviceIds);
   const exactIds = !state.hasDuplicateBackends();
@@ -184,12 +186,19 @@ export function* planSteps(
     // New backend ids become visible to later frontends only once this frontend is accepted.
     const backendOps: Op[] = [];
     const pending = new Map<string, number>();
+    const refreshing = new Set<number>();
     const ids: number[] = [];
     const newBackends = { 4: 0, 6: 0 };
     for (const b of d.backends) {
       const bkey = endpointKey(b);
       let id = planned.get(bkey) ?? state.backendIdOf(bkey) ?? pending.get(bkey);
-      if (id === undefined) {
+      const held = id === undefined ? undefined : state.backends.get(id);
+      if (id !== undefined && held && held.node !== b.node && !refreshed.has(id) && !refreshing.has(id)) {
+        // The backend's node address changed (or became known): rewritten in place, under the same
+        // id, so its flows (their entries name the id) go on.
+        refreshing.add(id);
+        backendOps.push({ kind: 'put-backend', id, backend: b });
+      } else if (id === undefined) {
         newBackends[b.family]++;
         id = backendPool.take();
         if (id === undefined) break;
@@ -234,6 +243,7 @@ export function* planSteps(
     room.backends[6] -= newBackends[6];
     if (!current) room.services[d.frontend.family]--;
     for (const [bkey, id] of pending) planned.set(bkey, id);
+    for (const id of refreshing) refreshed.add(id);
     keep(layout.final);
     if (ops.length > 0) changes.push({ key, frontend: d.frontend, service: d.service, ops });
   }
@@ -300,7 +310,7 @@ function isProgrammedLarge(current: ProgrammedService, d: DesiredFrontend, state
   const want = new Set<number>();
   for (const b of d.backends) {
     const id = state.backendIdOf(endpointKey(b));
-    if (id === undefined || want.has(id)) return false;
+    if (id === undefined || want.has(id) || state.backends.get(id)?.node !== b.node) return false;
     want.add(id);
   }
   for (let slot = 1; slot <= d.backends.length; slot++) {
@@ -311,7 +321,14 @@ function isProgrammedLarge(current: ProgrammedService, d: DesiredFrontend, state
 }
 
 function sameBackend(a: Backend, b: Backend): boolean {
-  return a.address === b.address && a.port === b.port && a.protocol === b.protocol && a.family === b.family && a.local === b.local;
+  return (
+    a.address === b.address &&
+    a.port === b.port &&
+    a.protocol === b.protocol &&
+    a.family === b.family &&
+    a.local === b.local &&
+    a.node === b.node
+  );
 }
 
 function roomLeft(state: ProgrammedState, capacity: Capacity): Room {
