@@ -193,7 +193,7 @@ export function* planSteps(
       const bkey = endpointKey(b);
       let id = planned.get(bkey) ?? state.backendIdOf(bkey) ?? pending.get(bkey);
       const held = id === undefined ? undefined : state.backends.get(id);
-      if (id !== undefined && held && held.node !== b.node && !refreshed.has(id) && !refreshing.has(id)) {
+      if (id !== undefined && held && !sameNode(held, b) && !refreshed.has(id) && !refreshing.has(id)) {
         // The backend's node address changed (or became known): rewritten in place, under the same
         // id, so its flows (their entries name the id) go on.
         refreshing.add(id);
@@ -310,7 +310,8 @@ function isProgrammedLarge(current: ProgrammedService, d: DesiredFrontend, state
   const want = new Set<number>();
   for (const b of d.backends) {
     const id = state.backendIdOf(endpointKey(b));
-    if (id === undefined || want.has(id) || state.backends.get(id)?.node !== b.node) return false;
+    const held = id === undefined ? undefined : state.backends.get(id);
+    if (id === undefined || !held || want.has(id) || !sameNode(held, b)) return false;
     want.add(id);
   }
   for (let slot = 1; slot <= d.backends.length; slot++) {
@@ -320,6 +321,7 @@ function isProgrammedLarge(current: ProgrammedService, d: DesiredFrontend, state
   return want.size === 0;
 }
 
+/** Whether the held backend `a` serves the wanted `b`. */
 function sameBackend(a: Backend, b: Backend): boolean {
   return (
     a.address === b.address &&
@@ -327,8 +329,18 @@ function sameBackend(a: Backend, b: Backend): boolean {
     a.protocol === b.protocol &&
     a.family === b.family &&
     a.local === b.local &&
-    a.node === b.node
+    sameNode(a, b)
   );
+}
+
+/**
+ * Whether the held backend's node address serves the wanted one. A wanted backend without one keeps
+ * the address held: the same endpoint may come from another slice without a nodeName (a hand-made
+ * or mirrored one), and clearing there but setting it back for the next frontend would rewrite the
+ * entry at every sync. An address learnt for an endpoint stays until another one replaces it.
+ */
+function sameNode(held: Backend, wanted: Backend): boolean {
+  return wanted.node === undefined || held.node === wanted.node;
 }
 
 function roomLeft(state: ProgrammedState, capacity: Capacity): Room {

@@ -13,7 +13,7 @@ import * as assert from 'uvu/assert';
 import { XDP_OBJECT } from '../../src/agent/datapath.ts';
 import { DSR_PORT } from '../../src/agent/xdp.ts';
 import { type BpfLink, BpfMap, BpfObject } from '../../src/bpf/binding.ts';
-import { decode, Layouts, MapNames, NodeConfigFlags, XDP_REASONS } from '../../src/datapath/abi.ts';
+import { decode, Layouts, MapNames, NodeConfigFlags } from '../../src/datapath/abi.ts';
 import {
   CLIENT_IPV4,
   CLIENT_IPV6,
@@ -25,12 +25,16 @@ import {
 } from '../../src/lab/cluster-lab.ts';
 import type { ProcessHandle } from '../../src/lab/netns-base.ts';
 import { manifest } from '../support/objects.ts';
+import { pinnedXdpReasons } from '../support/pinned-xdp-stats.ts';
 import type { StreamResult } from '../support/tcp-stream.ts';
 import { scaled, TIME_SCALE } from '../support/time-scale.ts';
 
 const NODE_PORT = 30080;
 const UDP_NODE_PORT = 30053;
 const STREAM_NODE_PORT = 30082;
+/** A Service whose endpoint names a node without a Node document: SNAT for it. */
+const ORPHAN_NODE_PORT = 30083;
+const ORPHAN_PORT = 8081;
 /** The stream service's target port: test/support/tcp-stream.ts serving in the pods. */
 const STREAM_PORT = 9000;
 const STREAM = fileURLToPath(new URL('../support/tcp-stream.ts', import.meta.url));
@@ -104,6 +108,16 @@ function objects(ctx: Ctx): object[] {
       ports: [{ name: 'line', port: 80, targetPort: STREAM_PORT, nodePort: STREAM_NODE_PORT, protocol: 'TCP' }],
     }),
     slice('stream', [{ name: 'line', port: STREAM_PORT, protocol: 'TCP' }], ready([b0, ...ctx.streamExtra], false)),
+    svc('orphan', {
+      type: 'NodePort',
+      clusterIP: '10.96.0.15',
+      ports: [{ name: 'http', port: 80, targetPort: ORPHAN_PORT, nodePort: ORPHAN_NODE_PORT, protocol: 'TCP' }],
+    }),
+    slice(
+      'orphan',
+      [{ name: 'http', port: ORPHAN_PORT, protocol: 'TCP' }],
+      [{ addresses: [b0.ipv4], conditions: { ready: true }, nodeName: 'node-x' }],
+    ),
   ];
 }
 
@@ -138,21 +152,6 @@ function pinned<T>(lab: Lab, node: NodeName, name: string, read: (map: BpfMap) =
   } finally {
     map.close();
   }
-}
-
-function xdpReasons(lab: Lab, node: NodeName): Record<string, bigint> {
-  return pinned(lab, node, MapNames.xdpStats, (map) => {
-    const out: Record<string, bigint> = {};
-    XDP_REASONS.forEach((reason, i) => {
-      const key = Buffer.alloc(4);
-      key.writeUInt32LE(i);
-      const value = map.lookup(key)!;
-      let sum = 0n;
-      for (let at = 0; at < value.length; at += 8) sum += value.readBigUInt64LE(at);
-      out[reason] = sum;
-    });
-    return out;
-  });
 }
 
 /** The stream service's backends as the agents program them: rewrite the manifest, wait until node-a balances over `want`. */
@@ -196,7 +195,7 @@ dsr.before(async (ctx) => {
   ctx.streamExtra = [];
   ctx.lab = await ClusterLab.create({ prefix: ClusterLab.uniquePrefix('xdsr'), pods: { 'node-a': 1, 'node-b': 1 } });
   for (const p of ctx.lab.pods) {
-    await ctx.lab.startServer(p.name, { tcp: [8080], udp: [5353] });
+    await ctx.lab.startServer(p.name, { tcp: [8080, ORPHAN_PORT], udp: [5353] });
     await startLineServer(ctx.lab, p);
   }
   const pass = BpfObject.open(XDP_OBJECT);
@@ -234,7 +233,9 @@ dsr("each agent programs the DSR flag, the shared port, its own Node's address, 
     const remote = lab.podsOn(other)[0]!;
     const local = lab.podsOn(name)[0]!;
     const backends = pinned(lab, name, MapNames.lb4Backends, (m) => [...m.keys()].map((k) => decode(Layouts.lb4Backend, m.lookup(k)!)));
-    const nodeOf = (address: string) => [...new Set(backends.filter((b) => b.address === address).map((b) => String(b.node_address)))];
+    const nodeOf = (address: string) => [
+      ...new Set(backends.filter((b) => b.address === address && Number(b.port) === 8080).map((b) => String(b.node_address))),
+    ];
     assert.equal(nodeOf(remote.ipv4), [lab.node(other).ipv4], `${name}: the remote pod's node`);
     assert.equal(nodeOf(local.ipv4), ['0.0.0.0'], `${name}: a local pod has no node address`);
   }
@@ -275,12 +276,24 @@ for (const name of ['node-a', 'node-b'] as const) {
 
 dsr("no reply crossed the dialled node: each node decapsulated the other's packets and its tc egress answered", ({ lab }) => {
   for (const name of ['node-a', 'node-b'] as const) {
-    const s = xdpReasons(lab, name);
+    const s = pinnedXdpReasons(lab.node(name).bpffs);
     assert.is(s.reply, 0n, `${name}: no SNAT reply`);
     assert.ok(s.dsr_decap! > 0n, `${name}: decapsulated ${s.dsr_decap}`);
     assert.ok(s.tc_reversed! > 0n, `${name}: reversed ${s.tc_reversed}`);
     assert.is(s.no_snat_address, 0n);
   }
+});
+
+dsr('a backend on a node without a Node document gets SNAT, and the agent counts it', async ({ lab }) => {
+  const a = lab.node('node-a');
+  const r = await lab.runProbe(['tcp', '--target', hostPort(a.ipv4, ORPHAN_NODE_PORT), '--count', '10']);
+  assert.is(r.failed, 0, JSON.stringify(r.errors));
+  assert.equal(r.byBackend, { 'pod-b0': 10 });
+  assert.equal(Object.keys(r.peers), [hostPort(a.ipv4, ORPHAN_NODE_PORT)]);
+  assert.equal(Object.keys(r.sources['pod-b0'] ?? {}), [a.ipv4], "the pod sees node-a's address");
+  const fetchStatus = "fetch('http://127.0.0.1:10257/v1/status').then((r) => r.text()).then((t) => process.stdout.write(t))";
+  const status = JSON.parse((await lab.exec(a.ns, [process.execPath, '-e', fetchStatus])).stdout) as { dsrFallbacks: number };
+  assert.is(status.dsrFallbacks, 1);
 });
 
 dsr('a long TCP stream through DSR keeps its backend and its connection while other backends come and go', async (ctx) => {

@@ -164,6 +164,11 @@ test('a node address that changes rewrites the backend in place: same id, no rem
   assert.is(after!.id, before!.id);
   assert.is(after!.backend.node, '192.168.0.3');
   assert.is(r.reconcile(table('192.168.0.3')).writes, 0, 'the same table again writes nothing');
+  // The same endpoint from a slice without a nodeName (another frontend) neither clears nor flips it.
+  const mixed = [...table('192.168.0.3'), { ...table(undefined)[0]!, frontend: { ...table(undefined)[0]!.frontend, port: 30081 } }];
+  r.reconcile(mixed);
+  assert.is(r.reconcile(mixed).writes, 0, 'stable across syncs');
+  assert.is(maps.dump().backends[0]!.backend.node, '192.168.0.3');
 });
 
 test.run();
