@@ -304,19 +304,29 @@ export class Agent {
   /**
    * Rewrites lb_node_config_v1 when what it should hold changed: the SNAT address of each family is
    * the node's own (nodeAddressOf its Node's addresses, the rule every node uses for the others'
-   * backends, so DSR packets arrive at the address it decapsulates on), else the devices' address
-   * the datapath was loaded with.
+   * backends, so DSR packets arrive at the address it decapsulates on) when one of the XDP devices
+   * holds it, else the devices' address the datapath was loaded with (replies to an address on
+   * another device would miss the XDP program).
    */
   #writeNodeConfig(): void {
     const xdp = this.datapath.options.xdp;
     const map = this.datapath.xdpMaps[MapNames.nodeConfig];
     if (!xdp || !map) return;
-    const snatAddresses = {
-      v4: nodeAddressOf(this.#ownAddresses, 4) ?? xdp.snatAddresses.v4,
-      v6: nodeAddressOf(this.#ownAddresses, 6) ?? xdp.snatAddresses.v6,
+    const held = new Set(xdp.devices.flatMap((d) => d.addresses));
+    const elsewhere: string[] = [];
+    const own = (family: 4 | 6): string | undefined => {
+      const address = nodeAddressOf(this.#ownAddresses, family);
+      if (address === undefined || held.has(address)) return address;
+      elsewhere.push(address);
+      return undefined;
     };
+    const snatAddresses = { v4: own(4) ?? xdp.snatAddresses.v4, v6: own(6) ?? xdp.snatAddresses.v6 };
     const value = nodeConfigValue({ ...xdp, snatAddresses });
     if (this.#nodeConfig?.equals(value)) return;
+    if (elsewhere.length > 0 && xdp.nodePortMode === 'dsr') {
+      const devices = xdp.devices.map((d) => d.name);
+      this.#log.warn({ addresses: elsewhere, devices }, 'DSR: Node addresses other nodes send to are on none of the XDP devices');
+    }
     map.update(Buffer.alloc(4), value);
     this.#nodeConfig = value;
     this.#log.info({ snatAddresses, nodePortMode: xdp.nodePortMode ?? 'snat' }, 'node config written');
