@@ -88,6 +88,7 @@ async function timeScrape(datapath: Datapath, reconciler: Reconciler, table: Des
       syncErrors: [],
       pendingDestroy: 0,
       xdp: [],
+      dsrFallbacks: 0,
     }),
   });
   const { server, url } = await startDebugServer(source, { address: '127.0.0.1:0', metrics: new SocklbMetrics(source, { perBackend }) });

@@ -43,7 +43,13 @@ function frontendOf(family: Family, key: Buffer): Frontend | undefined {
 }
 
 export function backendValue(b: Backend): Buffer {
-  const values = { address: b.address, port: b.port, proto: IPPROTO[b.protocol], flags: b.local ? BackendFlags.local : 0 };
+  const values = {
+    address: b.address,
+    port: b.port,
+    proto: IPPROTO[b.protocol],
+    flags: b.local ? BackendFlags.local : 0,
+    ...(b.node === undefined ? {} : { node_address: b.node }),
+  };
   return b.family === 4 ? encode(Layouts.lb4Backend, values) : encode(Layouts.lb6Backend, values);
 }
 
@@ -159,6 +165,9 @@ export class KernelMaps implements DatapathMaps {
         if (!protocol) continue;
         const backend: Backend = { family, address: String(b.address), port: Number(b.port), protocol };
         if (Number(b.flags) & BackendFlags.local) backend.local = true;
+        // All-zero is "no node known" (struct lb4_backend, lb6_backend).
+        const node = String(b.node_address);
+        if (node !== '0.0.0.0' && node !== '::') backend.node = node;
         dump.backends.push({ id: Number(decode(Layouts.backendId, key).backend_id), backend });
       }
     }
