@@ -370,7 +370,7 @@ function* regroup(
   return groups;
 }
 
-function checkOptions(options: DesiredOptions): number {
+export function checkOptions(options: DesiredOptions): number {
   const max = options.maxBackendsPerService ?? DEFAULT_MAX_BACKENDS_PER_SERVICE;
   if (!Number.isInteger(max) || max < 1) {
     throw new RangeError(`maxBackendsPerService must be a positive integer, got ${String(max)}`);
@@ -385,7 +385,7 @@ function checkOptions(options: DesiredOptions): number {
  * The node's addresses, canonical and deduplicated. They come from the Node's status (through the
  * agent), so one that does not parse is that object's problem, not a reason to stop: it is skipped.
  */
-function nodeFactsOf(node: NodeInfo): NodeFacts {
+export function nodeFactsOf(node: NodeInfo): NodeFacts {
   const problems: ObjectProblem[] = [];
   const seen = new Set<string>();
   const ips: ParsedIp[] = [];
@@ -424,7 +424,7 @@ function nodeFactsOf(node: NodeInfo): NodeFacts {
  *
  * A frontend the service names twice (an external IP also in its ingress) is kept once, first kind wins.
  */
-function claimsOf(spec: ServiceSpec, slices: SliceRead[], node: NodeInfo, nodeIps: readonly ParsedIp[]): Claim[] {
+export function claimsOf(spec: ServiceSpec, slices: SliceRead[], node: NodeInfo, nodeIps: readonly ParsedIp[]): Claim[] {
   const claims: Claim[] = [];
   const seen = new Set<string>();
   const affinity = spec.affinityTimeoutSeconds === undefined ? {} : { affinityTimeoutSeconds: spec.affinityTimeoutSeconds };
@@ -493,7 +493,7 @@ function claimsOf(spec: ServiceSpec, slices: SliceRead[], node: NodeInfo, nodeIp
  * ones not at all. kube-proxy runs a proxier per family that report into one health server; we
  * report the larger of the families' counts (they are equal for dual-stack pods).
  */
-function healthCheckOf(spec: ServiceSpec, slices: SliceRead[], node: NodeInfo): HealthCheck | undefined {
+export function healthCheckOf(spec: ServiceSpec, slices: SliceRead[], node: NodeInfo): HealthCheck | undefined {
   if (spec.healthCheckNodePort === undefined) return undefined;
   let best = 0;
   for (const family of new Set(spec.ips.map((ip) => ip.family))) {
@@ -519,7 +519,7 @@ function healthCheckOf(spec: ServiceSpec, slices: SliceRead[], node: NodeInfo): 
 }
 
 /** `field` is where the frontend came from (`spec.ports[0]`), so the problem names the port at fault. */
-function limitBackends(f: DesiredFrontend, max: number, field: string, problems: ObjectProblem[]): DesiredFrontend {
+export function limitBackends(f: DesiredFrontend, max: number, field: string, problems: ObjectProblem[]): DesiredFrontend {
   const most = Math.max(f.backends.length, f.externalBackends?.length ?? 0);
   if (most <= max) return f;
   problems.push(
