@@ -40,6 +40,11 @@ interface ServiceResult {
   readonly sliceProblems: readonly ObjectProblem[];
 }
 
+/** One object added, changed (object set) or deleted (object absent), as an informer reports it. */
+export type ObjectEvent =
+  | { kind: 'Service'; namespace: string; name: string; object?: V1Service }
+  | { kind: 'EndpointSlice'; namespace: string; name: string; object?: V1EndpointSlice };
+
 /** Frontend key -> its entry now, or undefined when it went: the frontends one flush changed. */
 export type TableChanges = Map<string, DesiredFrontend | undefined>;
 
@@ -101,6 +106,15 @@ export class DesiredState {
     setOrDelete(this.#readProblems, id, read.problems);
     this.#table = undefined;
     if (accepted !== previous?.accepted || !previous) this.#dirty.add(id);
+  }
+
+  /** An informer's event. */
+  apply(event: ObjectEvent): void {
+    if (event.kind === 'Service') {
+      if (event.object) this.putService(event.object);
+      else this.deleteService(event.namespace, event.name);
+    } else if (event.object) this.putSlice(event.object);
+    else this.deleteSlice(event.namespace, event.name);
   }
 
   deleteService(namespace: string, name: string): void {

@@ -40,6 +40,11 @@ export class Reconciler {
     return this.#state;
   }
 
+  /** The entry last asked for under a frontend key. */
+  wanted(key: string): DesiredFrontend | undefined {
+    return this.#wanted.get(key);
+  }
+
   reconcile(desired: readonly DesiredFrontend[]): ReconcileResult {
     return runSteps(this.reconcileSteps(desired));
   }

@@ -129,7 +129,7 @@ export class K8sLab {
       kubeconfig: this.api.writeKubeconfig(this.#dir),
       log,
       backoff: { initialMs: 50, maxMs: 400 },
-      onSnapshot: () => {
+      onHandOver: () => {
         const informers = source.status().informers;
         for (const k of ['services', 'endpointslices', 'node'] as const) this.#handed[k] = Number(informers[k].resourceVersion || 0);
       },
