@@ -91,6 +91,9 @@ export class Agent {
   #changedSlices: V1EndpointSlice[] | undefined = [];
   #allSlices: readonly V1EndpointSlice[] = [];
   #sourceProblems: ObjectProblem[] = [];
+  /** A whole list handed over and not yet taken in, then the events that came after it. */
+  #pendingList: { services: readonly V1Service[]; slices: readonly V1EndpointSlice[] } | undefined;
+  #pendingEvents: ObjectEvent[] = [];
   /** The first sync programs the whole table over what an earlier agent left; later ones what changed. */
   #fullSync = true;
   #timer: NodeJS.Timeout | undefined;
@@ -142,7 +145,9 @@ export class Agent {
    * coalesced with others.
    */
   update(objects: { services: V1Service[]; slices: V1EndpointSlice[]; problems?: ObjectProblem[]; node?: NodeInfo }): void {
-    this.#desired.replaceAll(objects.services, objects.slices);
+    // Taken in by the sync, in steps: a list of 100,000 objects must not hold up health checks.
+    this.#pendingList = objects;
+    this.#pendingEvents = [];
     this.#allSlices = objects.slices;
     this.#changedSlices = undefined;
     this.#sourceProblems = objects.problems ?? [];
@@ -157,7 +162,7 @@ export class Agent {
    */
   change(events: readonly ObjectEvent[]): void {
     for (const event of events) {
-      this.#desired.apply(event);
+      this.#pendingEvents.push(event);
       if (event.kind !== 'EndpointSlice') continue;
       if (event.object) this.#changedSlices?.push(event.object);
       else this.#triggerTimes.delete(`${event.namespace}/${event.name}`);
@@ -224,12 +229,16 @@ export class Agent {
     };
     let writes = 0;
     try {
+      const list = this.#pendingList;
+      this.#pendingList = undefined;
+      if (list) await runStepsSliced(this.#desired.replaceAllSteps(list.services, list.slices));
+      for (const event of this.#pendingEvents.splice(0)) this.#desired.apply(event);
       const changes = await runStepsSliced(this.#desired.flush());
       const xdp = this.datapath.options.xdp !== undefined;
       let result: ReconcileResult;
       if (this.#fullSync) {
-        const table = this.#desired.table();
-        const entries = xdp ? withExternalScope(table.frontends) : table.frontends;
+        const frontends = this.#desired.frontends();
+        const entries = xdp ? withExternalScope(frontends) : frontends;
         result = await runStepsSliced(this.reconciler.reconcileSteps(entries));
         if (this.#sourceRanges) {
           const state = this.reconciler.state;

@@ -10,17 +10,18 @@ import type { NodeFacts } from './desired-cache.ts';
 import { cmp, isRecord, sortProblems } from './problem.ts';
 import { readService, type ServiceRead } from './service-spec.ts';
 import { readSlice, type SliceRead, sliceOwner } from './slice-read.ts';
-import { STEP_EVERY } from './steps.ts';
+import { runSteps, STEP_EVERY } from './steps.ts';
 import type { DesiredFrontend, DesiredTable, HealthCheck, NodeInfo } from './types.ts';
 
 interface ServiceEntry {
   readonly object: V1Service;
-  readonly read: ServiceRead;
+  /** Read at the next flush (reading is the costly part of taking in a cluster, so it is done in steps). */
+  read: ServiceRead | undefined;
   /**
    * The version the frontends come from: this one, or while this one is rejected outright (problems
    * and no spec), the last accepted one, so one bad edit never tears down what was programmed.
    */
-  readonly accepted: ServiceRead | undefined;
+  accepted: ServiceRead | undefined;
 }
 
 interface SliceEntry {
@@ -39,6 +40,9 @@ interface ServiceResult {
   readonly healthCheck: HealthCheck | undefined;
   readonly sliceProblems: readonly ObjectProblem[];
 }
+
+/** Objects taken in between two yields: taking one in (no reading yet) costs a few microseconds. */
+const INTAKE_EVERY = 256;
 
 /** One object added, changed (object set) or deleted (object absent), as an informer reports it. */
 export type ObjectEvent =
@@ -99,13 +103,8 @@ export class DesiredState {
     const id = idOf(svc);
     const previous = this.#services.get(id);
     if (previous?.object === svc) return;
-    const read = readService(svc);
-    const rejected = read.spec === undefined && read.problems.length > 0;
-    const accepted = rejected ? previous?.accepted : read;
-    this.#services.set(id, { object: svc, read, accepted });
-    setOrDelete(this.#readProblems, id, read.problems);
-    this.#table = undefined;
-    if (accepted !== previous?.accepted || !previous) this.#dirty.add(id);
+    this.#services.set(id, { object: svc, read: undefined, accepted: previous?.accepted });
+    this.#dirty.add(id);
   }
 
   /** An informer's event. */
@@ -171,14 +170,22 @@ export class DesiredState {
    * and deletes the ones not listed. An object listed twice counts once, the later one.
    */
   replaceAll(services: readonly V1Service[], slices: readonly V1EndpointSlice[]): void {
+    runSteps(this.replaceAllSteps(services, slices));
+  }
+
+  /** replaceAll(), yielding between objects (src/model/steps.ts): a list of 100,000 takes a while. */
+  *replaceAllSteps(services: readonly V1Service[], slices: readonly V1EndpointSlice[]): Generator<void, void> {
     const listed = new Set<string>();
+    let done = 0;
     for (const s of services) {
+      if (++done % INTAKE_EVERY === 0) yield;
       listed.add(idOf(s));
       this.putService(s);
     }
     for (const id of [...this.#services.keys()]) if (!listed.has(id)) this.#deleteService(id);
     listed.clear();
     for (const s of slices) {
+      if (++done % INTAKE_EVERY === 0) yield;
       listed.add(idOf(s));
       this.putSlice(s);
     }
@@ -203,6 +210,14 @@ export class DesiredState {
     let done = 0;
     for (const id of this.#dirty) {
       if (++done % STEP_EVERY === 0) yield;
+      const entry = this.#services.get(id);
+      if (entry && !entry.read) {
+        const read = readService(entry.object);
+        const accepted = read.spec === undefined && read.problems.length > 0 ? entry.accepted : read;
+        entry.read = read;
+        setOrDelete(this.#readProblems, id, read.problems);
+        entry.accepted = accepted;
+      }
       const old = this.#results.get(id);
       const result = this.#compute(id);
       if (old) for (const c of old.claims) this.#unclaim(c, touched);
@@ -280,6 +295,11 @@ export class DesiredState {
     const frontends = [...this.#winners].sort((a, b) => cmp(a[0], b[0])).map(([, entry]) => entry);
     this.#table = { frontends, problems: this.problems(), healthChecks: this.healthChecks() };
     return this.#table;
+  }
+
+  /** Every frontend of the table, in no particular order (no sort on the way to the maps). */
+  frontends(): DesiredFrontend[] {
+    return [...this.#winners.values()];
   }
 
   /** Every rejected object or part of one, ordered by object. */
