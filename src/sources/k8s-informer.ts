@@ -107,7 +107,7 @@ class InformerWatch extends Watch {
         { ...queryParams, allowWatchBookmarks: true },
         (phase, obj, raw) => {
           this.#owner.contact();
-          callback(phase, obj, raw);
+          callback(phase, compact(obj), raw);
         },
         done,
       );
@@ -240,16 +240,33 @@ export class ResilientInformer<T extends KubernetesObject> {
         if (token === undefined || statusCode(err) !== 410) throw err;
         // An expired continue token: the consistent snapshot is gone; take one unpaged list instead.
         const whole = await this.#o.listPage({});
-        return { metadata: { resourceVersion: whole.resourceVersion }, items: whole.items };
+        return { metadata: { resourceVersion: whole.resourceVersion }, items: whole.items.map(compact) };
       }
       // Every page of a consistent list carries the first page's resourceVersion.
       if (token === undefined) resourceVersion = page.resourceVersion;
-      items.push(...page.items);
+      for (const item of page.items) items.push(compact(item));
       token = page.continue || undefined;
       if (!token) break;
     }
     return { metadata: { resourceVersion }, items };
   }
+}
+
+/** Annotations no part of socklb reads that can be as large as the object itself. */
+const DROPPED_ANNOTATIONS = ['kubectl.kubernetes.io/last-applied-configuration'];
+
+/**
+ * Drops from an object, as it arrives, what the model never reads and the cache would keep for
+ * every object: managedFields (often most of an object's size) and kubectl's copy of the last
+ * applied object. The object is fresh from the parser, so it is trimmed in place.
+ */
+export function compact<T>(obj: T): T {
+  const meta = (obj as { metadata?: { managedFields?: unknown; annotations?: Record<string, string> } } | null)?.metadata;
+  if (meta === null || typeof meta !== 'object') return obj;
+  delete meta.managedFields;
+  const annotations = meta.annotations;
+  if (annotations && typeof annotations === 'object') for (const name of DROPPED_ANNOTATIONS) delete annotations[name];
+  return obj;
 }
 
 function statusCode(err: unknown): number | undefined {
