@@ -5,9 +5,17 @@
 import type { V1EndpointSlice, V1Service } from '@kubernetes/client-node';
 import type { ObjectProblem } from '../errors.ts';
 import { type Claim, settleConflicts } from './conflicts.ts';
-import { checkOptions, claimsOf, type DesiredOptions, healthCheckOf, limitBackends, nodeFactsOf } from './desired.ts';
-import type { NodeFacts } from './desired-cache.ts';
-import { cmp, isRecord, sortProblems } from './problem.ts';
+import {
+  checkOptions,
+  claimsOf,
+  type DesiredOptions,
+  healthCheckOf,
+  limitBackends,
+  metaText,
+  type NodeFacts,
+  nodeFactsOf,
+} from './desired.ts';
+import { cmp, sortProblems } from './problem.ts';
 import { readService, type ServiceRead } from './service-spec.ts';
 import { readSlice, type SliceRead, sliceOwner } from './slice-read.ts';
 import { runSteps, STEP_EVERY } from './steps.ts';
@@ -81,7 +89,7 @@ export class DesiredState {
   /** The sorted table, built when asked for and kept until a flush changes something. */
   #table: DesiredTable | undefined;
 
-  constructor(node: NodeInfo, options: Omit<DesiredOptions, 'cache'> = {}) {
+  constructor(node: NodeInfo, options: DesiredOptions = {}) {
     this.#max = checkOptions(options);
     this.#node = node;
     this.#facts = nodeFactsOf(node);
@@ -330,13 +338,6 @@ function nodeKeyOf(node: NodeInfo): string {
 
 function idOf(o: V1Service | V1EndpointSlice): string {
   return `${metaText(o, 'namespace')}/${metaText(o, 'name')}`;
-}
-
-/** A metadata field as text; tolerates objects too malformed to validate yet. */
-function metaText(o: unknown, field: 'namespace' | 'name'): string {
-  const meta = isRecord(o) ? o.metadata : undefined;
-  const value = isRecord(meta) ? meta[field] : undefined;
-  return typeof value === 'string' ? value : '';
 }
 
 function setOrDelete<T>(map: Map<string, readonly T[]>, key: string, list: readonly T[]): void {
