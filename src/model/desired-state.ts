@@ -16,20 +16,25 @@ import {
   nodeFactsOf,
 } from './desired.ts';
 import { cmp, sortProblems } from './problem.ts';
-import { readService, type ServiceRead } from './service-spec.ts';
+import { readService, type ServiceRead, type ServiceSpec } from './service-spec.ts';
 import { readSlice, type SliceRead, sliceOwner } from './slice-read.ts';
 import { runSteps, STEP_EVERY } from './steps.ts';
 import type { DesiredFrontend, DesiredTable, HealthCheck, NodeInfo } from './types.ts';
 
+/**
+ * A Service as put. Reads are not kept: a service is read again when it is computed again (its
+ * slices changed), which costs microseconds, while keeping every read would double the memory a
+ * service takes.
+ */
 interface ServiceEntry {
   readonly object: V1Service;
   /** Read at the next flush (reading is the costly part of taking in a cluster, so it is done in steps). */
-  read: ServiceRead | undefined;
+  read: boolean;
   /**
    * The version the frontends come from: this one, or while this one is rejected outright (problems
    * and no spec), the last accepted one, so one bad edit never tears down what was programmed.
    */
-  accepted: ServiceRead | undefined;
+  accepted: V1Service | undefined;
 }
 
 interface SliceEntry {
@@ -38,8 +43,6 @@ interface SliceEntry {
   readonly name: string;
   /** `namespace/service` of the service it belongs to; undefined when it names none. */
   readonly owner: string | undefined;
-  /** Read the first time a programmed service asks for it. */
-  read: SliceRead | undefined;
 }
 
 /** What one programmed service contributes: its claims, its health check, its slices' problems. */
@@ -111,7 +114,7 @@ export class DesiredState {
     const id = idOf(svc);
     const previous = this.#services.get(id);
     if (previous?.object === svc) return;
-    this.#services.set(id, { object: svc, read: undefined, accepted: previous?.accepted });
+    this.#services.set(id, { object: svc, read: false, accepted: previous?.accepted });
     this.#dirty.add(id);
   }
 
@@ -144,7 +147,6 @@ export class DesiredState {
       object: slice,
       name: metaText(slice, 'name'),
       owner: owner ? `${owner.namespace}/${owner.service}` : undefined,
-      read: undefined,
     };
     this.#slices.set(id, entry);
     if (entry.owner === undefined) return;
@@ -219,15 +221,18 @@ export class DesiredState {
     for (const id of this.#dirty) {
       if (++done % STEP_EVERY === 0) yield;
       const entry = this.#services.get(id);
+      let read: ServiceRead | undefined;
       if (entry && !entry.read) {
-        const read = readService(entry.object);
-        const accepted = read.spec === undefined && read.problems.length > 0 ? entry.accepted : read;
-        entry.read = read;
+        read = readService(entry.object);
+        const rejected = read.spec === undefined && read.problems.length > 0;
+        entry.read = true;
         setOrDelete(this.#readProblems, id, read.problems);
-        entry.accepted = accepted;
+        if (rejected) read = undefined;
+        else entry.accepted = entry.object;
       }
+      if (!read && entry?.accepted) read = readService(entry.accepted);
       const old = this.#results.get(id);
-      const result = this.#compute(id);
+      const result = read?.spec && this.#compute(read.spec);
       if (old) for (const c of old.claims) this.#unclaim(c, touched);
       if (result) {
         this.#results.set(id, result);
@@ -275,17 +280,15 @@ export class DesiredState {
     if (list.length === 0) this.#claims.delete(key);
   }
 
-  #compute(id: string): ServiceResult | undefined {
-    const spec = this.#services.get(id)?.accepted?.spec;
-    if (!spec) return undefined;
+  #compute(spec: ServiceSpec): ServiceResult {
     const group = this.#groups.get(`${spec.service.namespace}/${spec.service.name}`);
     const entries = group ? [...group.values()].sort((a, b) => cmp(a.name, b.name)) : [];
     const reads: SliceRead[] = [];
     const sliceProblems: ObjectProblem[] = [];
     for (const e of entries) {
-      e.read ??= readSlice(e.object);
-      reads.push(e.read);
-      for (const p of e.read.problems) sliceProblems.push(p);
+      const read = readSlice(e.object);
+      reads.push(read);
+      for (const p of read.problems) sliceProblems.push(p);
     }
     return {
       claims: claimsOf(spec, reads, this.#node, this.#facts.ips),
