@@ -47,7 +47,7 @@ export function renderMarkdown(r: BenchResults, chartPath: string): string {
   const balanced = systems.filter((x) => x !== 'direct');
   perNTable(
     out,
-    '**Programming cost, ms** (program N+1 services from nothing / apply one endpoint change with them present)',
+    '**Programming cost, ms** (program N+1 services from nothing / apply one endpoint change with them present; socklb: objects in memory to the maps, and the 99th percentile of 100 changes, each an EndpointSlice event to the map write)',
     ns,
     balanced,
     (s, n) => {

@@ -1,7 +1,7 @@
 // Programs socklb for one benchmark point in a process of its own, so its RSS is the agent's at
 // that N: loads and attaches the datapath (pinned under --bpffs, attached to --cgroup), programs
-// the cluster through desired() + Reconciler over KernelMaps, applies one endpoint change, and
-// prints ONE JSON line. The pins stay: the parent measures connects, then removes them.
+// the cluster as the agent does (DesiredState + Reconciler over KernelMaps), applies endpoint
+// changes one at a time as EndpointSlice events, and prints ONE JSON line. The pins stay: the parent measures connects, then removes them.
 //   node bench/socklb-child.ts '{"bpffs":"/sys/fs/bpf/x","cgroup":"/sys/fs/cgroup/...","others":1000,"dialled":[...]}'
 
 import { execFile } from 'node:child_process';
@@ -13,9 +13,10 @@ import { KernelMaps } from '../src/datapath/kernel-maps.ts';
 import type { Capacity } from '../src/datapath/maps.ts';
 import { startDebugServer } from '../src/debug/server.ts';
 import { agentSource } from '../src/debug/source.ts';
-import { type BenchService, clusterOf, toKubernetes, withOneEndpointChanged } from '../src/lab/services.ts';
+import { type BenchService, clusterOf, sliceOf, TARGET_PORT, toKubernetes, withOneEndpointChanged } from '../src/lab/services.ts';
 import { SocklbMetrics } from '../src/metrics/metrics.ts';
-import { desired } from '../src/model/desired.ts';
+import { DesiredState } from '../src/model/desired-state.ts';
+import { runSteps } from '../src/model/steps.ts';
 import type { DesiredTable } from '../src/model/types.ts';
 import { Reconciler } from '../src/reconcile/reconciler.ts';
 import type { ScrapePoint } from './types.ts';
@@ -33,7 +34,11 @@ export interface SocklbChildResult {
   frontends: number;
   capacity: Capacity;
   program: { desiredMs: number; reconcileMs: number; writes: number };
-  change: { desiredMs: number; reconcileMs: number; writes: number } | null;
+  /**
+   * CHANGES endpoint changes, one after another, each an EndpointSlice event through to the map
+   * write: the first change's split (model, reconcile) and writes, and every change's total ms.
+   */
+  change: { desiredMs: number; reconcileMs: number; writes: number; totalMs: number[] } | null;
   /** GET /metrics over the programmed maps, and with --metrics-per-backend (see ScrapePoint). */
   scrape: Omit<ScrapePoint, 'n' | 'frontends'>;
   /** Bytes the kernel charges for each map (memlock in /proc/PID/fdinfo, as bpftool shows it). */
@@ -60,6 +65,12 @@ export function capacityFor(services: number, backends: number): Capacity {
 const ms = (from: bigint): number => Number(process.hrtime.bigint() - from) / 1e6;
 
 const SCRAPES = 5;
+/** Endpoint changes timed one after another (each moves a service's last endpoint to a new address). */
+const CHANGES = 100;
+
+function changedIp(i: number): string {
+  return `10.126.${(i >> 8) & 255}.${i & 255}`;
+}
 const HERE = dirname(fileURLToPath(import.meta.url));
 const execFileAsync = promisify(execFile);
 
@@ -119,29 +130,42 @@ async function main(): Promise<void> {
     const node = { name: 'bench-node' };
 
     let t = process.hrtime.bigint();
-    const table = desired(objects.services, objects.slices, node);
+    const state = new DesiredState(node);
+    state.replaceAll(objects.services, objects.slices);
+    runSteps(state.flush());
     const desiredMs = ms(t);
     t = process.hrtime.bigint();
-    const programmed = reconciler.reconcile(table.frontends);
+    const programmed = reconciler.reconcile(state.frontends());
     const reconcileMs = ms(t);
     // The hooks go live once the maps hold the table, as the agent does it.
     datapath.commit();
+    const table = state.table();
     const problems = [...table.problems.map((p) => JSON.stringify(p)), ...programmed.problems.map((p) => p.message)];
     if (problems.length > 0) throw new Error(`programming failed: ${problems.slice(0, 3).join('; ')}`);
 
     let change: SocklbChildResult['change'] = null;
     if (input.change) {
-      // The dialled services come last, so the changed one is never one the client dials.
+      // The dialled services come last, so the changed ones are never one the client dials.
       if (input.others < 1) throw new RangeError('an endpoint change needs at least one other service');
-      const changed = toKubernetes(withOneEndpointChanged(cluster).cluster);
-      t = process.hrtime.bigint();
-      const table2 = desired(changed.services, changed.slices, node);
-      const changeDesiredMs = ms(t);
-      t = process.hrtime.bigint();
-      const applied = reconciler.reconcile(table2.frontends);
-      const changeReconcileMs = ms(t);
-      if (applied.problems.length > 0) throw new Error(`endpoint change failed: ${applied.problems[0]!.message}`);
-      change = { desiredMs: changeDesiredMs, reconcileMs: changeReconcileMs, writes: applied.writes };
+      const first = withOneEndpointChanged(cluster).changed;
+      const totalMs: number[] = [];
+      let split = { desiredMs: 0, reconcileMs: 0, writes: 0 };
+      for (let i = 0; i < CHANGES; i++) {
+        const before = i === 0 ? cluster[0]! : cluster[i % input.others]!;
+        const changed =
+          i === 0 ? first : { ...before, endpoints: [...before.endpoints.slice(0, -1), { ip: changedIp(i), port: TARGET_PORT }] };
+        const slice = sliceOf(changed);
+        t = process.hrtime.bigint();
+        state.putSlice(slice);
+        const changes = runSteps(state.flush());
+        const modelMs = ms(t);
+        const applied = reconciler.reconcileChanges(changes);
+        totalMs.push(ms(t));
+        if (applied.problems.length > 0) throw new Error(`endpoint change failed: ${applied.problems[0]!.message}`);
+        if (applied.writes === 0) throw new Error(`endpoint change ${i} wrote nothing`);
+        if (i === 0) split = { desiredMs: modelMs, reconcileMs: totalMs[0]! - modelMs, writes: applied.writes };
+      }
+      change = { ...split, totalMs };
     }
 
     const memlock: Record<string, number> = {};

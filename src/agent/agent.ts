@@ -5,18 +5,25 @@ import type { Logger } from 'pino';
 import { MapNames } from '../datapath/abi.ts';
 import { KernelMaps } from '../datapath/kernel-maps.ts';
 import { ErrorCodes, formatProblem, type ObjectProblem } from '../errors.ts';
-import { DesiredCache, desiredSteps } from '../model/desired.ts';
+import { DesiredState, type ObjectEvent, type TableChanges } from '../model/desired-state.ts';
 import type { ParsedCidr } from '../model/ip.ts';
 import { nodeAddressOf } from '../model/node-read.ts';
-import { withExternalScope } from '../model/scope.ts';
+import { changesWithExternalScope, withExternalScope } from '../model/scope.ts';
 import { runStepsSliced } from '../model/steps.ts';
-import { type Backend, type DesiredTable, endpointKey, type NodeAddressBook, type NodeInfo } from '../model/types.ts';
+import {
+  type Backend,
+  type DesiredFrontend,
+  type DesiredTable,
+  endpointKey,
+  type HealthCheck,
+  type NodeAddressBook,
+  type NodeInfo,
+} from '../model/types.ts';
 import type { PlanProblem } from '../reconcile/plan.ts';
-import { Reconciler } from '../reconcile/reconciler.ts';
+import { type ReconcileResult, Reconciler } from '../reconcile/reconciler.ts';
 import { SourceRanges } from '../reconcile/source-ranges.ts';
 import { Datapath, type DatapathOptions, type MigrationReport } from './datapath.ts';
 import { nodePortAddresses } from './devices.ts';
-import { LastGood } from './last-good.ts';
 import { nodeConfigValue, type XdpAttachment } from './xdp.ts';
 
 export interface AgentOptions extends DatapathOptions {
@@ -85,26 +92,32 @@ export class Agent {
   readonly reconciler: Reconciler;
   readonly #options: AgentOptions;
   readonly #log: Logger;
-  readonly #lastGood = new LastGood();
   /**
-   * Per-object work reused between syncs: the sources hand over arrays in which unchanged objects are
-   * the same instances (the informer caches replace an object when it changes, never edit it), so a
-   * sync recomputes only the services whose object, slices or node facts changed.
+   * The desired table kept per service: the sources' objects go in one at a time (or as a whole
+   * list, of which only what changed is recomputed), and each sync programs what changed since the last.
    */
-  readonly #desiredCache = new DesiredCache();
+  readonly #desired: DesiredState;
   /** The loadBalancerSourceRanges tries, with the XDP datapath. */
   readonly #sourceRanges: SourceRanges | undefined;
+  /** This node's facts as the model has them: NodePort addresses, zone, the other nodes' addresses. */
   #node: NodeInfo;
   /** This node's own addresses (before --nodeport-addresses): the SNAT and DSR address come from them. */
   #ownAddresses: readonly string[];
   /** lb_node_config_v1 as last written. */
   #nodeConfig: Buffer | undefined;
   #dsrFallbacks = 0;
-  #syncListeners: ((table: DesiredTable) => void)[] = [];
-  #services: V1Service[] = [];
-  #slices: V1EndpointSlice[] = [];
+  /** External entries with source ranges whose frontend had no service id yet: their ranges are written next sync. */
+  #rangesPending: string[] = [];
+  #syncListeners: (() => void)[] = [];
+  /** Slices put since the last sync, whose change-trigger times it reports; 'all' after a whole list. */
+  #changedSlices: V1EndpointSlice[] | undefined = [];
+  #allSlices: readonly V1EndpointSlice[] = [];
   #sourceProblems: ObjectProblem[] = [];
-  #table: DesiredTable = { frontends: [], problems: [] };
+  /** A whole list handed over and not yet taken in, then the events that came after it. */
+  #pendingList: { services: readonly V1Service[]; slices: readonly V1EndpointSlice[] } | undefined;
+  #pendingEvents: ObjectEvent[] = [];
+  /** The first sync programs the whole table over what an earlier agent left; later ones what changed. */
+  #fullSync = true;
   #timer: NodeJS.Timeout | undefined;
   #running: Promise<void> | undefined;
   #closed = false;
@@ -133,6 +146,7 @@ export class Agent {
     this.#log = options.log;
     this.#node = this.#withNodePortAddresses(options.node);
     this.#ownAddresses = options.node.addresses ?? [];
+    this.#desired = new DesiredState(this.#node);
     this.datapath = datapath;
     const { lb4_src_ranges_v1: v4, lb6_src_ranges_v1: v6 } = datapath.xdpMaps;
     this.#sourceRanges = v4 && v6 ? new SourceRanges(v4, v6) : undefined;
@@ -150,8 +164,9 @@ export class Agent {
   }
 
   /**
-   * The latest objects from a source (and, from the API server, this node's facts); the reconcile
-   * that follows is coalesced with others.
+   * The latest objects from a source, as whole lists (and, from the API server, this node's facts);
+   * only the objects that are new instances are computed again. The reconcile that follows is
+   * coalesced with others.
    */
   update(objects: {
     services: V1Service[];
@@ -161,17 +176,47 @@ export class Agent {
     /** Every Node's addresses (backends' nodes, for DSR); kept when absent. */
     peers?: NodeAddressBook;
   }): void {
-    this.#services = objects.services;
-    this.#slices = objects.slices;
+    // Taken in by the sync, in steps: a list of 100,000 objects must not hold up health checks.
+    this.#pendingList = objects;
+    this.#pendingEvents = [];
+    this.#allSlices = objects.slices;
+    this.#changedSlices = undefined;
     this.#sourceProblems = objects.problems ?? [];
-    const peers = objects.peers ?? this.#node.peers;
-    if (objects.node) {
-      this.#ownAddresses = objects.node.addresses ?? [];
-      this.#node = this.#withNodePortAddresses(objects.node);
-    }
-    if (peers) this.#node = { ...this.#node, peers };
+    this.#setNode(objects.node, objects.peers);
     this.#dirty = true;
     this.#schedule();
+  }
+
+  /**
+   * Objects that changed, as events (an informer's adds, updates and deletes): the sync
+   * that follows costs what changed, not what the cluster holds.
+   */
+  change(events: readonly ObjectEvent[]): void {
+    for (const event of events) {
+      this.#pendingEvents.push(event);
+      if (event.kind !== 'EndpointSlice') continue;
+      if (event.object) this.#changedSlices?.push(event.object);
+      else this.#triggerTimes.delete(`${event.namespace}/${event.name}`);
+    }
+    this.#dirty = true;
+    this.#schedule();
+  }
+
+  /** This node's facts changed (addresses, zone). */
+  setNode(node: NodeInfo): void {
+    this.#setNode(node, undefined);
+    this.#dirty = true;
+    this.#schedule();
+  }
+
+  /** A new Node of this node and/or a new book of every node's addresses; absent ones are kept. */
+  #setNode(node: NodeInfo | undefined, peers: NodeAddressBook | undefined): void {
+    if (node) {
+      this.#ownAddresses = node.addresses ?? [];
+      this.#node = { ...this.#withNodePortAddresses(node), peers: this.#node.peers };
+    }
+    if (peers) this.#node = { ...this.#node, peers };
+    this.#desired.setNode(this.#node);
   }
 
   #schedule(delayMs = 0): void {
@@ -225,26 +270,35 @@ export class Agent {
     };
     let writes = 0;
     try {
-      const cache = this.#desiredCache;
-      const services = this.#services;
-      const slices = this.#slices;
-      const node = this.#node;
-      const table = await runStepsSliced(this.#lastGood.resolveSteps(services, (s) => desiredSteps(s, slices, node, { cache })));
-      this.#table = table;
+      const list = this.#pendingList;
+      this.#pendingList = undefined;
+      if (list) await runStepsSliced(this.#desired.replaceAllSteps(list.services, list.slices));
+      for (const event of this.#pendingEvents.splice(0)) this.#desired.apply(event);
+      const changes = await runStepsSliced(this.#desired.flush());
       this.#writeNodeConfig();
-      this.#countDsrFallbacks(table);
-      const entries = this.datapath.options.xdp ? withExternalScope(table.frontends) : table.frontends;
-      const result = await runStepsSliced(this.reconciler.reconcileSteps(entries));
-      writes = result.writes;
-      if (this.#sourceRanges) {
-        const state = this.reconciler.state;
-        writes += this.#sourceRanges.sync(entries, (d) => state.services.get(endpointKey(d.frontend))?.serviceId);
+      if (this.#fullSync || changes.size > 0) this.#countDsrFallbacks(this.#desired.frontends());
+      const xdp = this.datapath.options.xdp !== undefined;
+      let result: ReconcileResult;
+      if (this.#fullSync) {
+        const frontends = this.#desired.frontends();
+        const entries = xdp ? withExternalScope(frontends) : frontends;
+        result = await runStepsSliced(this.reconciler.reconcileSteps(entries));
+        if (this.#sourceRanges) {
+          const state = this.reconciler.state;
+          writes += this.#sourceRanges.sync(entries, (d) => state.services.get(endpointKey(d.frontend))?.serviceId);
+        }
+        this.#fullSync = false;
+      } else {
+        const entries = xdp ? changesWithExternalScope(changes) : changes;
+        result = await runStepsSliced(this.reconciler.reconcileChangesSteps(entries));
+        if (this.#sourceRanges) writes += this.#syncRanges(entries);
       }
+      writes += result.writes;
       this.#programProblems = result.problems;
-      this.#report([...this.#sourceProblems, ...table.problems], result.problems);
+      this.#report([...this.#sourceProblems, ...this.#desired.problems()], result.problems);
       for (const b of result.removedBackends) if (b.protocol === 'UDP') this.#pendingDestroy.set(endpointKey(b), b);
       this.observer?.observeSync(Number(process.hrtime.bigint() - started) / 1e9, result.problems);
-      for (const listener of this.#syncListeners) listener(table);
+      for (const listener of this.#syncListeners) listener();
     } catch (err) {
       fail('program', err);
     }
@@ -262,7 +316,7 @@ export class Agent {
     this.#syncs++;
     this.#lastSync = new Date();
     const ms = Number(process.hrtime.bigint() - started) / 1e6;
-    if (writes > 0) this.#log.info({ writes, frontends: this.#table.frontends.length, ms }, 'reconciled');
+    if (writes > 0) this.#log.info({ writes, frontends: this.#desired.size, ms }, 'reconciled');
     this.#observeProgramming(this.#syncs > 1);
   }
 
@@ -287,18 +341,33 @@ export class Agent {
    * sync only records the times: objects that existed before the agent started would count their age.
    */
   #observeProgramming(observe: boolean): void {
-    const seen = new Map<string, string>();
-    for (const s of this.#slices) {
+    const slices = this.#changedSlices ?? this.#allSlices;
+    if (this.#changedSlices === undefined) {
+      // A whole list: slices not in it are gone.
+      const listed = new Set(slices.map((s) => `${s.metadata?.namespace}/${s.metadata?.name}`));
+      for (const key of this.#triggerTimes.keys()) if (!listed.has(key)) this.#triggerTimes.delete(key);
+    }
+    this.#changedSlices = [];
+    for (const s of slices) {
       const time = s.metadata?.annotations?.[TRIGGER_TIME];
       if (!time) continue;
       const key = `${s.metadata?.namespace}/${s.metadata?.name}`;
-      seen.set(key, time);
       if (observe && this.#triggerTimes.get(key) !== time) {
         const at = new Date(time);
         if (!Number.isNaN(at.getTime())) this.observer?.observeProgramming(at);
       }
+      this.#triggerTimes.set(key, time);
     }
-    this.#triggerTimes = seen;
+  }
+
+  /** Source ranges of the changed entries, and of those whose frontend had no id last time. */
+  #syncRanges(entries: TableChanges): number {
+    const state = this.reconciler.state;
+    const named = new Map(entries);
+    for (const key of this.#rangesPending) if (!named.has(key)) named.set(key, this.reconciler.wanted(key));
+    const synced = this.#sourceRanges!.syncChanges(named, (d) => state.services.get(endpointKey(d.frontend))?.serviceId);
+    this.#rangesPending = synced.unprogrammed;
+    return synced.writes;
   }
 
   /**
@@ -337,10 +406,10 @@ export class Agent {
    * datapath's rule for a zero node_address): it still serves, but sees this node as the client.
    * Counted, and logged when the number changes.
    */
-  #countDsrFallbacks(table: DesiredTable): void {
+  #countDsrFallbacks(frontends: readonly DesiredFrontend[]): void {
     if (this.datapath.options.xdp?.nodePortMode !== 'dsr') return;
     const without = new Set<string>();
-    for (const f of table.frontends) {
+    for (const f of frontends) {
       for (const b of f.externalBackends ?? []) if (!b.local && b.node === undefined) without.add(endpointKey(b));
     }
     if (without.size !== this.#dsrFallbacks && without.size > 0) {
@@ -358,8 +427,8 @@ export class Agent {
     return cidrs.length === 0 || !node.addresses ? node : { ...node, addresses: nodePortAddresses(node.addresses, cidrs) };
   }
 
-  /** Calls `listener` after every reconcile, with the table now in the maps. */
-  onSync(listener: (table: DesiredTable) => void): void {
+  /** Calls `listener` after every reconcile. */
+  onSync(listener: () => void): void {
     this.#syncListeners.push(listener);
   }
 
@@ -377,8 +446,14 @@ export class Agent {
     this.#reported = now;
   }
 
+  /** The desired table, sorted (built when asked for, so not on the path of a change). */
   get table(): DesiredTable {
-    return this.#table;
+    return this.#desired.table();
+  }
+
+  /** The health-check listeners the table wants, by port. */
+  healthChecks(): HealthCheck[] {
+    return this.#desired.healthChecks();
   }
 
   status(): AgentStatus {
@@ -388,7 +463,7 @@ export class Agent {
       lastSync: this.#lastSync,
       syncs: this.#syncs,
       frontends: this.reconciler.state.services.size,
-      objectProblems: [...this.#sourceProblems, ...this.#table.problems],
+      objectProblems: [...this.#sourceProblems, ...this.#desired.problems()],
       programProblems: this.#programProblems,
       destroyMethod: this.datapath.destroyer.method,
       refuseErrno: this.datapath.refuseErrno,

@@ -10,7 +10,7 @@ import { HealthServer } from '../health/health-server.ts';
 import { SocklbMetrics } from '../metrics/metrics.ts';
 import type { ParsedCidr } from '../model/ip.ts';
 import type { Backoff } from '../sources/k8s-informer.ts';
-import { type KubernetesSnapshot, KubernetesSource } from '../sources/kubernetes.ts';
+import { KubernetesSource } from '../sources/kubernetes.ts';
 import { ManifestSource } from '../sources/manifest.ts';
 
 export interface AgentRunOptions extends DatapathOptions {
@@ -40,9 +40,9 @@ interface Source {
 
 /** Health follows every sync: the proxy is up to date, and the health-check listeners match the table. */
 export function wireHealth(agent: Agent, health: HealthServer, log: Logger): void {
-  agent.onSync((table) => {
+  agent.onSync(() => {
     health.updated();
-    void health.syncHealthChecks(table.healthChecks ?? []).then((problems) => {
+    void health.syncHealthChecks(agent.healthChecks()).then((problems) => {
       for (const p of problems) log.error(p, 'health check listener');
     });
   });
@@ -54,8 +54,8 @@ export interface KubernetesWiring {
   log: Logger;
   backoff?: Partial<Backoff>;
   onError?: (err: Error) => void;
-  /** Sees each snapshot before the agent does. */
-  onSnapshot?: (snapshot: KubernetesSnapshot) => void;
+  /** Called before each snapshot or batch of events is handed to the agent. */
+  onHandOver?: () => void;
   /** Watch every Node (DSR needs each backend's node address), not only this one. */
   allNodes?: boolean;
 }
@@ -68,10 +68,15 @@ export function kubernetesSourceFor(agent: Agent, health: HealthServer, o: Kuber
     ...(o.backoff ? { backoff: o.backoff } : {}),
     ...(o.allNodes ? { allNodes: true } : {}),
     onChange: (snapshot) => {
-      o.onSnapshot?.(snapshot);
+      o.onHandOver?.();
       health.queuedUpdate();
       health.syncNode(snapshot.node);
       agent.update(snapshot);
+    },
+    onEvents: (events) => {
+      o.onHandOver?.();
+      health.queuedUpdate();
+      agent.change(events);
     },
     onSynced: () => o.log.info('kubernetes caches synced'),
     onError: o.onError ?? ((err) => o.log.warn(err.message)),

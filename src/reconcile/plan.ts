@@ -79,12 +79,13 @@ class IdPool {
   readonly #inUse: (id: number) => boolean;
   readonly #taken = new Set<number>();
   readonly #limit: number;
-  #next = 1;
+  #next: number;
 
-  /** `inUse` says which ids the state holds; asked lazily, so an unused pool costs nothing. */
-  constructor(inUse: (id: number) => boolean, limit: number) {
+  /** `inUse` says which ids the state holds, asked lazily from `floor`, below which every id is in use. */
+  constructor(inUse: (id: number) => boolean, limit: number, floor: number) {
     this.#inUse = inUse;
     this.#limit = limit;
+    this.#next = floor;
   }
 
   /** The lowest free id, or undefined when all are taken. */
@@ -121,13 +122,49 @@ export function* planSteps(
   capacity: Capacity,
   options: PlanOptions = {},
 ): Generator<void, Plan> {
-  const skip = options.skipProgrammed ?? true;
   const wanted = new Map<string, DesiredFrontend>();
   for (const d of desired) {
     const key = frontendKey(d.frontend);
     if (!wanted.has(key)) wanted.set(key, d);
   }
+  const removed: [string, ProgrammedService][] = [];
+  for (const [key, svc] of state.services) if (!wanted.has(key)) removed.push([key, svc]);
+  return yield* planFor(wanted, removed, state, capacity, options.skipProgrammed ?? true);
+}
 
+/**
+ * The plan for some frontends only, for a table that changed in a few places: `changes` maps the
+ * key of each frontend that may differ from what the maps hold to its entry, or to undefined when it
+ * is to go. Frontends not named are left as they are, so the work follows the change, not the table.
+ * Given every frontend that differs, it is the plan plan() would make for the whole table.
+ */
+export function planChanges(
+  changes: ReadonlyMap<string, DesiredFrontend | undefined>,
+  state: ProgrammedState,
+  capacity: Capacity,
+  options: PlanOptions = {},
+): Plan {
+  const wanted = new Map<string, DesiredFrontend>();
+  const removed: [string, ProgrammedService][] = [];
+  for (const [key, d] of changes) {
+    if (d) {
+      wanted.set(frontendKey(d.frontend), d);
+      continue;
+    }
+    const svc = state.services.get(key);
+    if (svc) removed.push([key, svc]);
+  }
+  return runSteps(planFor(wanted, removed, state, capacity, options.skipProgrammed ?? true));
+}
+
+/** Writes for the `wanted` frontends and removals for `removed`, with room and ids taken from the state. */
+function* planFor(
+  wanted: ReadonlyMap<string, DesiredFrontend>,
+  removed: readonly [string, ProgrammedService][],
+  state: ProgrammedState,
+  capacity: Capacity,
+  skip: boolean,
+): Generator<void, Plan> {
   const changes: FrontendChange[] = [];
   const problems: PlanProblem[] = [];
   const room = roomLeft(state, capacity);
@@ -151,8 +188,7 @@ export function* planSteps(
     for (const id of ids) kept.add(id);
   };
 
-  for (const [key, svc] of state.services) {
-    if (wanted.has(key)) continue;
+  for (const [key, svc] of removed) {
     release(svc);
     changes.push({ key, frontend: svc.frontend, ops: removalOps(svc) });
     room.slots += svc.slots.size;
@@ -163,8 +199,12 @@ export function* planSteps(
   const planned = new Map<string, number>();
   // Backends already held whose value this plan rewrites (a new node address).
   const refreshed = new Set<number>();
-  const backendPool = new IdPool((id) => state.backends.has(id), capacity.backendIds);
-  const servicePool = new IdPool((id) => state.byId(id) !== undefined || state.orphanSlots.has(id), capacity.serviceIds);
+  const backendPool = new IdPool((id) => state.backends.has(id), capacity.backendIds, state.backendIdFloor());
+  const servicePool = new IdPool(
+    (id) => state.byId(id) !== undefined || state.orphanSlots.has(id),
+    capacity.serviceIds,
+    state.serviceIdFloor(),
+  );
   const exactIds = !state.hasDuplicateBackends();
 
   let visited = 0;
@@ -344,17 +384,11 @@ function sameNode(held: Backend, wanted: Backend): boolean {
 }
 
 function roomLeft(state: ProgrammedState, capacity: Capacity): Room {
-  const room: Room = {
-    slots: capacity.slots,
-    services: { 4: capacity.services, 6: capacity.services },
-    backends: { 4: capacity.backends, 6: capacity.backends },
+  return {
+    slots: capacity.slots - state.serviceSlotCount(),
+    services: { 4: capacity.services - state.serviceCount(4), 6: capacity.services - state.serviceCount(6) },
+    backends: { 4: capacity.backends - state.backendCount(4), 6: capacity.backends - state.backendCount(6) },
   };
-  for (const svc of state.services.values()) {
-    room.slots -= svc.slots.size;
-    room.services[svc.frontend.family]--;
-  }
-  for (const b of state.backends.values()) room.backends[b.family]--;
-  return room;
 }
 
 function removalOps(svc: ProgrammedService): Op[] {

@@ -4,9 +4,9 @@
 import type { DatapathMaps } from '../datapath/maps.ts';
 import { type ErrorCode, ErrorCodes } from '../errors.ts';
 import { runSteps, STEP_EVERY } from '../model/steps.ts';
-import type { Backend, DesiredFrontend, ServiceName } from '../model/types.ts';
+import { type Backend, type DesiredFrontend, endpointKey, type ServiceName } from '../model/types.ts';
 import { applyOp } from './apply.ts';
-import { type Op, type PlanProblem, planSteps } from './plan.ts';
+import { type Op, type Plan, type PlanProblem, planChanges, planSteps } from './plan.ts';
 import { ProgrammedState } from './state.ts';
 
 export interface ReconcileResult {
@@ -21,6 +21,10 @@ export interface ReconcileResult {
 export class Reconciler {
   readonly #maps: DatapathMaps;
   readonly #state: ProgrammedState;
+  /** The table last asked for, by frontend key, so a change to a few frontends is planned against it. */
+  readonly #wanted = new Map<string, DesiredFrontend>();
+  /** Frontends the last reconcile refused or failed to write: planned again next time, changed or not. */
+  #retry = new Set<string>();
 
   /** Adopts whatever the maps already hold. */
   constructor(maps: DatapathMaps) {
@@ -36,13 +40,46 @@ export class Reconciler {
     return this.#state;
   }
 
+  /** The entry last asked for under a frontend key. */
+  wanted(key: string): DesiredFrontend | undefined {
+    return this.#wanted.get(key);
+  }
+
   reconcile(desired: readonly DesiredFrontend[]): ReconcileResult {
     return runSteps(this.reconcileSteps(desired));
   }
 
   /** reconcile(), yielding between frontends (src/model/steps.ts). */
   *reconcileSteps(desired: readonly DesiredFrontend[]): Generator<void, ReconcileResult> {
-    const p = yield* planSteps(desired, this.#state, this.#maps.capacity);
+    this.#wanted.clear();
+    for (const d of desired) {
+      const key = endpointKey(d.frontend);
+      if (!this.#wanted.has(key)) this.#wanted.set(key, d);
+    }
+    return yield* this.#apply(yield* planSteps(desired, this.#state, this.#maps.capacity));
+  }
+
+  /**
+   * reconcile() for the table last reconciled with `changes` made to it: frontend key -> its new
+   * entry, or undefined when it is gone. Plans only those frontends (and the ones the last reconcile
+   * left undone), so one endpoint change costs the same at any number of services.
+   */
+  reconcileChanges(changes: ReadonlyMap<string, DesiredFrontend | undefined>): ReconcileResult {
+    return runSteps(this.reconcileChangesSteps(changes));
+  }
+
+  /** reconcileChanges(), yielding between frontends. */
+  *reconcileChangesSteps(changes: ReadonlyMap<string, DesiredFrontend | undefined>): Generator<void, ReconcileResult> {
+    const dirty = new Map(changes);
+    for (const [key, d] of changes) {
+      if (d) this.#wanted.set(key, d);
+      else this.#wanted.delete(key);
+    }
+    for (const key of this.#retry) if (!dirty.has(key)) dirty.set(key, this.#wanted.get(key));
+    return yield* this.#apply(planChanges(dirty, this.#state, this.#maps.capacity));
+  }
+
+  *#apply(p: Plan): Generator<void, ReconcileResult> {
     const problems = [...p.problems];
     let writes = 0;
     let done = 0;
@@ -73,6 +110,7 @@ export class Reconciler {
         problems.push({ key: `backend/${op.id}`, service: { namespace: '', name: '' }, ...describeFailure(err, op) });
       }
     }
+    this.#retry = new Set(problems.map((pr) => pr.key).filter((key) => !key.startsWith('orphan/') && !key.startsWith('backend/')));
     return { writes, removedBackends, problems };
   }
 }

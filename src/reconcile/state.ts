@@ -37,6 +37,12 @@ export class ProgrammedState {
   #entries = 0;
   /** Backends in `backends` by family, kept so /metrics need not walk them on each scrape. */
   readonly #perFamily = { 4: 0, 6: 0 };
+  /** Service entries by family and the slots they hold, kept so a plan need not walk them to know the room left. */
+  readonly #servicesPerFamily = { 4: 0, 6: 0 };
+  #serviceSlots = 0;
+  /** Every id below these is in use, so the lowest free id is found without walking the ids in use. */
+  #backendFloor = 1;
+  #serviceFloor = 1;
 
   /** Adopts what pinned maps hold, so a restarted agent continues instead of starting over. */
   static fromDump(dump: MapsDump): ProgrammedState {
@@ -78,6 +84,7 @@ export class ProgrammedState {
     const previous = backends.get(id);
     if (previous === undefined) return;
     backends.delete(id);
+    this.#backendFloor = Math.min(this.#backendFloor, id);
     this.#perFamily[previous.family]--;
     this.#entered.delete(id);
     this.#unreferenced.delete(id);
@@ -103,6 +110,28 @@ export class ProgrammedState {
   /** How many backends of this family `backends` holds. */
   backendCount(family: Family): number {
     return this.#perFamily[family];
+  }
+
+  /** How many service entries of this family `services` holds. */
+  serviceCount(family: Family): number {
+    return this.#servicesPerFamily[family];
+  }
+
+  /** How many slots the service entries hold (orphans not counted). */
+  serviceSlotCount(): number {
+    return this.#serviceSlots;
+  }
+
+  /** The lowest backend id at or above which a free one is to be looked for: every id below is in use. */
+  backendIdFloor(): number {
+    while (this.backends.has(this.#backendFloor)) this.#backendFloor++;
+    return this.#backendFloor;
+  }
+
+  /** As backendIdFloor, for service ids (an id whose orphan slots are still in the map is in use). */
+  serviceIdFloor(): number {
+    while (this.#keyById.has(this.#serviceFloor) || this.orphanSlots.has(this.#serviceFloor)) this.#serviceFloor++;
+    return this.#serviceFloor;
   }
 
   /** Whether some backend is held by more than one id. */
@@ -157,7 +186,13 @@ export class ProgrammedState {
   setService(svc: ProgrammedService): void {
     const key = endpointKey(svc.frontend);
     const previous = this.services.get(key);
-    if (previous && previous.serviceId !== svc.serviceId) this.#keyById.delete(previous.serviceId);
+    if (previous && previous.serviceId !== svc.serviceId) {
+      this.#keyById.delete(previous.serviceId);
+      this.#serviceFloor = Math.min(this.#serviceFloor, previous.serviceId);
+    }
+    if (previous) this.#serviceSlots -= previous.slots.size;
+    else this.#servicesPerFamily[svc.frontend.family]++;
+    this.#serviceSlots += svc.slots.size;
     if (previous?.slots !== svc.slots) {
       // Slots of an entry replaced by one with other slots leave the state; the new ones enter it.
       if (previous) for (const id of previous.slots.values()) this.#ref(id, -1);
@@ -176,6 +211,9 @@ export class ProgrammedState {
     if (!svc) return;
     this.services.delete(key);
     this.#keyById.delete(svc.serviceId);
+    this.#serviceFloor = Math.min(this.#serviceFloor, svc.serviceId);
+    this.#servicesPerFamily[svc.frontend.family]--;
+    this.#serviceSlots -= svc.slots.size;
     this.#liveSlots(svc, -1);
     if (svc.slots.size > 0) this.orphanSlots.set(svc.serviceId, svc.slots);
   }
@@ -184,6 +222,7 @@ export class ProgrammedState {
   takeSlots(serviceId: number): Map<number, number> {
     const slots = this.orphanSlots.get(serviceId) ?? new Map<number, number>();
     this.orphanSlots.delete(serviceId);
+    this.#serviceFloor = Math.min(this.#serviceFloor, serviceId);
     // They leave the state until setService puts them back under their entry (which counts them again).
     for (const id of slots.values()) this.#ref(id, -1);
     return slots;
@@ -197,6 +236,7 @@ export class ProgrammedState {
       this.orphanSlots.set(serviceId, slots);
     }
     const previous = slots.get(slot);
+    if (svc && previous === undefined) this.#serviceSlots++;
     const live = svc !== undefined && slot >= 1 && slot <= svc.backendCount;
     if (previous !== undefined) {
       this.#ref(previous, -1);
@@ -215,8 +255,11 @@ export class ProgrammedState {
       this.#ref(previous, -1);
       if (svc && slot >= 1 && slot <= svc.backendCount) this.#live(previous, -1);
     }
-    slots?.delete(slot);
-    if (!svc && slots?.size === 0) this.orphanSlots.delete(serviceId);
+    if (slots?.delete(slot) && svc) this.#serviceSlots--;
+    if (!svc && slots?.size === 0) {
+      this.orphanSlots.delete(serviceId);
+      this.#serviceFloor = Math.min(this.#serviceFloor, serviceId);
+    }
   }
 }
 

@@ -182,8 +182,10 @@ export class ResilientInformer<T extends KubernetesObject> {
     return { ...this.#status, resourceVersion: this.#lw.latestResourceVersion() };
   }
 
+  /** Trimmed of what no caller reads, then cut down as the caller asked (compact option). */
   compact(obj: unknown): unknown {
-    return this.#o.compact ? this.#o.compact(obj as T) : obj;
+    const trimmed = trimUnread(obj);
+    return this.#o.compact ? this.#o.compact(trimmed as T) : trimmed;
   }
 
   /** Called for every watch event (bookmarks too): the API server is reachable, so the backoff resets. */
@@ -254,19 +256,33 @@ export class ResilientInformer<T extends KubernetesObject> {
         if (token === undefined || statusCode(err) !== 410) throw err;
         // An expired continue token: the consistent snapshot is gone; take one unpaged list instead.
         const whole = await this.#o.listPage({});
-        const compact = this.#o.compact;
-        const all = compact ? whole.items.map((item) => compact(item)) : whole.items;
-        return { metadata: { resourceVersion: whole.resourceVersion }, items: all };
+        return { metadata: { resourceVersion: whole.resourceVersion }, items: whole.items.map((item) => this.compact(item) as T) };
       }
       // Every page of a consistent list carries the first page's resourceVersion.
       if (token === undefined) resourceVersion = page.resourceVersion;
-      const compact = this.#o.compact;
-      items.push(...(compact ? page.items.map((item) => compact(item)) : page.items));
+      for (const item of page.items) items.push(this.compact(item) as T);
       token = page.continue || undefined;
       if (!token) break;
     }
     return { metadata: { resourceVersion }, items };
   }
+}
+
+/** Annotations no part of socklb reads that can be as large as the object itself. */
+const DROPPED_ANNOTATIONS = ['kubectl.kubernetes.io/last-applied-configuration'];
+
+/**
+ * Drops from an object, as it arrives, what the model never reads and the cache would keep for
+ * every object: managedFields (often most of an object's size) and kubectl's copy of the last
+ * applied object. The object is fresh from the parser, so it is trimmed in place.
+ */
+export function trimUnread<T>(obj: T): T {
+  const meta = (obj as { metadata?: { managedFields?: unknown; annotations?: Record<string, string> } } | null)?.metadata;
+  if (meta === null || typeof meta !== 'object') return obj;
+  delete meta.managedFields;
+  const annotations = meta.annotations;
+  if (annotations && typeof annotations === 'object') for (const name of DROPPED_ANNOTATIONS) delete annotations[name];
+  return obj;
 }
 
 function statusCode(err: unknown): number | undefined {

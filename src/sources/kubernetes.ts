@@ -17,6 +17,7 @@ import {
 } from '@kubernetes/client-node';
 import { IsomorphicFetchHttpLibrary } from '@kubernetes/client-node/dist/gen/http/isomorphic-fetch.js';
 import { ErrorCodes, type ObjectProblem, SocklbError } from '../errors.ts';
+import type { ObjectEvent } from '../model/desired-state.ts';
 import { readNode, ZONE_LABEL } from '../model/node-read.ts';
 import { isRecord } from '../model/problem.ts';
 import type { NodeAddressBook, NodeInfo } from '../model/types.ts';
@@ -70,6 +71,11 @@ export interface KubernetesSourceOptions {
   allNodes?: boolean;
   /** A new snapshot: the first once all three informers have listed, then after every change. */
   onChange(snapshot: KubernetesSnapshot): void;
+  /**
+   * After the first snapshot, changed Services and EndpointSlices as events instead of whole
+   * snapshots, so a change costs its consumer what changed (a change of the node is still a snapshot).
+   */
+  onEvents?(events: ObjectEvent[]): void;
   /** All three informers have listed once (called once, before the first onChange). */
   onSynced?(): void;
   /** A list or watch failed (it is retried) or onChange threw. */
@@ -229,6 +235,16 @@ async function listPage<T>(kc: KubeConfig, target: ListTarget, r: PageRequest): 
   };
 }
 
+function eventOf<K extends ObjectEvent['kind']>(
+  kind: K,
+  verb: string,
+  object: K extends 'Service' ? V1Service : V1EndpointSlice,
+): ObjectEvent {
+  const namespace = object.metadata?.namespace ?? '';
+  const name = object.metadata?.name ?? '';
+  return (verb === 'delete' ? { kind, namespace, name } : { kind, namespace, name, object }) as ObjectEvent;
+}
+
 function checkNumber(value: number | undefined, fallback: number, name: string, min: number): number {
   if (value === undefined) return fallback;
   if (typeof value !== 'number' || !Number.isFinite(value) || value < min) {
@@ -255,6 +271,9 @@ export class KubernetesSource {
   #stopped = false;
   #dirty = false;
   #emitting: NodeJS.Immediate | undefined;
+  /** Object events since the last emit, or undefined when the next emit is a snapshot. */
+  #events: ObjectEvent[] | undefined;
+  readonly #onEvents: ((events: ObjectEvent[]) => void) | undefined;
   #node: KubeNodeInfo;
   readonly #allNodes: boolean;
   /** Every Node's addresses (with allNodes); replaced, never edited, when one changes. */
@@ -273,7 +292,7 @@ export class KubernetesSource {
     if (typeof options.nodeName !== 'string' || options.nodeName === '') {
       throw new TypeError('KubernetesSource: options.nodeName must be a non-empty string (--node-name or NODE_NAME)');
     }
-    for (const f of ['onSynced', 'onError'] as const) {
+    for (const f of ['onSynced', 'onError', 'onEvents'] as const) {
       if (options[f] !== undefined && typeof options[f] !== 'function') {
         throw new TypeError(`KubernetesSource: options.${f} must be a function`);
       }
@@ -290,6 +309,7 @@ export class KubernetesSource {
     this.#allNodes = options.allNodes === true;
     this.#onChange = options.onChange;
     this.#onSynced = options.onSynced ?? (() => {});
+    this.#onEvents = options.onEvents;
     this.#onError = options.onError ?? (() => {});
     this.#node = nodeInfo(this.#nodeName, undefined);
     this.#whenSynced = new Promise((resolve) => (this.#resolveSynced = resolve));
@@ -303,7 +323,7 @@ export class KubernetesSource {
       name: 'services',
       path: '/api/v1/services',
       listPage: (r: PageRequest) => listPage(kc, { path: '/api/v1/services', kind: 'Service', apiVersion: 'v1' }, r),
-      onChange: () => this.#changed(),
+      onChange: (verb, svc) => this.#changed(eventOf('Service', verb, svc)),
       onListed: () => this.#listedOnce('services'),
     });
     this.#slices = new ResilientInformer<V1EndpointSlice>({
@@ -314,7 +334,7 @@ export class KubernetesSource {
         listPage(kc, { path: '/apis/discovery.k8s.io/v1/endpointslices', kind: 'EndpointSlice', apiVersion: 'discovery.k8s.io/v1' }, r),
       onChange: (verb, slice) => {
         if (verb !== 'delete') this.#recordTrigger(slice);
-        this.#changed();
+        this.#changed(eventOf('EndpointSlice', verb, slice));
       },
       onListed: () => this.#listedOnce('endpointslices'),
     });
@@ -433,6 +453,7 @@ export class KubernetesSource {
     // Nodes change often (status, heartbeat conditions); only what the model reads makes a snapshot.
     if (sameNode(node, this.#node) && !peersChanged) return;
     this.#node = node;
+    this.#events = undefined;
     this.#changed();
   }
 
@@ -454,7 +475,8 @@ export class KubernetesSource {
     this.#resolveSynced();
   }
 
-  #changed(): void {
+  #changed(event?: ObjectEvent): void {
+    if (event) this.#events?.push(event);
     this.#dirty = true;
     if (!this.#synced || this.#stopped || this.#emitting) return;
     // One snapshot per burst: a relist fires a callback per difference, all in one turn.
@@ -467,10 +489,17 @@ export class KubernetesSource {
   #emit(): void {
     if (!this.#dirty || this.#stopped) return;
     this.#dirty = false;
-    const snapshot = this.snapshot();
-    snapshot.changeTriggerTimes = [...this.#pendingTriggers.values()];
-    this.#pendingTriggers.clear();
+    const events = this.#events;
+    this.#events = this.#onEvents ? [] : undefined;
     try {
+      if (events && this.#onEvents) {
+        this.#pendingTriggers.clear();
+        this.#onEvents(events);
+        return;
+      }
+      const snapshot = this.snapshot();
+      snapshot.changeTriggerTimes = [...this.#pendingTriggers.values()];
+      this.#pendingTriggers.clear();
       this.#onChange(snapshot);
     } catch (err) {
       this.#onError(new Error(`kubernetes: onChange failed: ${(err as Error)?.message}`, { cause: err }));

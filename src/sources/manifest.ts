@@ -10,6 +10,7 @@ import { Composer, type Document, LineCounter, Parser } from 'yaml';
 import { ErrorCodes, type ObjectProblem, SocklbError } from '../errors.ts';
 import { nodeAddressBook, readNode, sameBook } from '../model/node-read.ts';
 import { isRecord, show } from '../model/problem.ts';
+import { runSteps, runStepsSliced, STEP_EVERY } from '../model/steps.ts';
 import type { NodeAddressBook, NodeInfo } from '../model/types.ts';
 
 export interface ParsedManifest {
@@ -54,8 +55,22 @@ const NODE = { apiVersion: 'v1', kind: 'Node' };
  * document wins (with a problem).
  */
 export function parseManifest(text: string, fileName: string): ParsedManifest {
+  return runSteps(parseManifestSteps(text, fileName));
+}
+
+/**
+ * parseManifest(), yielding between documents (src/model/steps.ts): YAML is read at about a
+ * megabyte a second, so a manifest of 50,000 services would otherwise hold the event loop for
+ * seconds. A manifest in JSON (a List, or one object) is read by JSON.parse, many times faster.
+ */
+export function* parseManifestSteps(text: string, fileName: string): Generator<void, ParsedManifest> {
   const out: ParsedManifest = { services: [], slices: [], nodes: [], problems: [], complete: true };
   const seen = new Map<string, string>();
+  const json = asJson(text);
+  if (json !== undefined) {
+    yield* addValue(json, `${fileName}#0`, out, seen);
+    return out;
+  }
   const lines = new LineCounter();
   // `<<` merge keys are read as kubectl reads them (go-yaml, YAML 1.1); without this a manifest that
   // works with kubectl would lose the merged fields here and be rejected for the wrong reason.
@@ -66,19 +81,41 @@ export function parseManifest(text: string, fileName: string): ParsedManifest {
   let index = 0;
   for (const doc of composer.compose(new Parser(lines.addNewLine).parse(text))) {
     const where = `${fileName}#${index++}`;
-    const value = readDocument(doc, where, lines, out);
-    if (value === undefined || value === null) continue;
-    if (isRecord(value) && value.apiVersion === 'v1' && value.kind === 'List') {
-      if (!Array.isArray(value.items)) {
-        out.problems.push(docProblem(where, 'items', ErrorCodes.MANIFEST_KIND, 'a List needs an items list'));
-        continue;
-      }
-      for (const [i, item] of (value.items as unknown[]).entries()) addObject(item, where, `items[${i}]`, out, seen);
-    } else {
-      addObject(value, where, '', out, seen);
-    }
+    yield* addValue(readDocument(doc, where, lines, out), where, out, seen);
+    if (index % STEP_EVERY === 0) yield;
   }
   return out;
+}
+
+/**
+ * The text's value when it is JSON that YAML would read the same way (no `<<` merge key, which
+ * only YAML gives a meaning), else undefined: the YAML reader then takes it, and names its errors.
+ */
+function asJson(text: string): unknown {
+  const start = text.trimStart()[0];
+  if ((start !== '{' && start !== '[') || text.includes('"<<"')) return undefined;
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    return undefined;
+  }
+}
+
+/** A document's value: a List's items, or one object. */
+function* addValue(value: unknown, where: string, out: ParsedManifest, seen: Map<string, string>): Generator<void, void> {
+  if (value === undefined || value === null) return;
+  if (isRecord(value) && value.apiVersion === 'v1' && value.kind === 'List') {
+    if (!Array.isArray(value.items)) {
+      out.problems.push(docProblem(where, 'items', ErrorCodes.MANIFEST_KIND, 'a List needs an items list'));
+      return;
+    }
+    for (const [i, item] of (value.items as unknown[]).entries()) {
+      addObject(item, where, `items[${i}]`, out, seen);
+      if (i % (STEP_EVERY * 16) === 0) yield;
+    }
+  } else {
+    addObject(value, where, '', out, seen);
+  }
 }
 
 /** The document's plain value, or undefined (with a problem, read marked incomplete) when it does not parse. */
@@ -370,7 +407,8 @@ export class ManifestSource {
     }
     if (this.#stopped || text === this.#lastText) return;
     this.#lastText = text;
-    const parsed = parseManifest(text, this.#path);
+    const parsed = await runStepsSliced(parseManifestSteps(text, this.#path));
+    if (this.#stopped) return;
     this.#state = mergeManifest(this.#state, parsed);
     const { book, problems } = nodeAddressBook(this.#state.nodes);
     // Kept when equal, so the desired cache does not recompute every service for a change elsewhere.

@@ -82,7 +82,7 @@ test.after(async () => {
   await lab?.destroy();
 });
 
-test('health and debug answer within 100 ms (95th percentile) during a 10,000-service first sync and a destroy across 50 namespaces', async () => {
+test('health and debug answer within 100 ms (99th percentile) during a 10,000-service first sync and a destroy across 50 namespaces', async () => {
   lab = await NetnsLab.create({ prefix: NetnsLab.uniquePrefix('resp'), backends: 0 });
   // Sockets are destroyed per network namespace, found through the processes in them.
   for (let i = 0; i < NAMESPACES; i++) {
@@ -137,10 +137,10 @@ test('health and debug answer within 100 ms (95th percentile) during a 10,000-se
       `  ${latencies.length} requests during the sync and destroy: p50 ${latencies[latencies.length >> 1]!.toFixed(1)} ms, p99 ${p99.toFixed(1)} ms, max ${worst.toFixed(1)} ms`,
     );
     assert.ok(latencies.length > 20, `only ${latencies.length} requests answered`);
-    // The 95th percentile: a few requests still meet a longer pause (a full garbage collection of a
-    // 10,000-service heap, the table's one sort), measured and printed above; issue 12 goes after them.
-    const p95 = latencies[Math.floor(latencies.length * 0.95)]!;
-    assert.ok(p95 < scaled(BUDGET_MS), `p95 ${p95.toFixed(1)} ms (p99 ${p99.toFixed(1)} ms, max ${worst.toFixed(1)} ms)`);
+    // The 99th percentile: the sync takes its objects in, reads and programs them in steps, and sorts
+    // nothing on the way to the maps; what is left is a full garbage collection of the 10,000-service
+    // heap now and then (the max, printed above, meets it).
+    assert.ok(p99 < scaled(BUDGET_MS), `p99 ${p99.toFixed(1)} ms (max ${worst.toFixed(1)} ms)`);
     assert.equal(agent.status().syncErrors, []);
     assert.is(destroyRun?.backends, UDP_BACKENDS);
     assert.ok(Number(destroyRun?.namespaces) >= NAMESPACES, JSON.stringify(destroyRun));

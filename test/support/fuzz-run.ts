@@ -10,7 +10,9 @@ import type { V1EndpointSlice, V1Service } from '@kubernetes/client-node';
 import { stringify } from 'yaml';
 import { type Capacity, MemoryMaps } from '../../src/datapath/maps.ts';
 import { ErrorCodes, type ObjectProblem } from '../../src/errors.ts';
-import { DesiredCache, desired } from '../../src/model/desired.ts';
+import { desired } from '../../src/model/desired.ts';
+import { DesiredState } from '../../src/model/desired-state.ts';
+import { runSteps } from '../../src/model/steps.ts';
 import { endpointKey } from '../../src/model/types.ts';
 import { Reconciler } from '../../src/reconcile/reconciler.ts';
 import { KubernetesSource } from '../../src/sources/kubernetes.ts';
@@ -171,16 +173,26 @@ async function within(p: Promise<void>, ms: number): Promise<boolean> {
   }
 }
 
+/** One object per metadata namespace/name, the later one. */
+function lastById<T>(objects: T[]): T[] {
+  const meta = (o: unknown) => ((o as { metadata?: unknown } | null)?.metadata ?? {}) as { namespace?: unknown; name?: unknown };
+  const text = (v: unknown) => (typeof v === 'string' ? v : '');
+  return [...new Map(objects.map((o) => [`${text(meta(o).namespace)}/${text(meta(o).name)}`, o])).values()];
+}
+
 function evaluate(services: V1Service[], slices: V1EndpointSlice[], sourceProblems: ObjectProblem[]): Outcome {
   const d = desired(services, slices, NODE, { maxBackendsPerService: MAX_BACKENDS });
-  // The agent keeps a DesiredCache across syncs: a half, then all, must give the table a fresh call gives.
-  const cache = new DesiredCache();
-  desired(services.slice(0, services.length >> 1), slices.slice(0, slices.length >> 1), NODE, {
-    maxBackendsPerService: MAX_BACKENDS,
-    cache,
-  });
-  const cached = desired(services, slices, NODE, { maxBackendsPerService: MAX_BACKENDS, cache });
-  const cacheDiffers = JSON.stringify(cached) !== JSON.stringify(d);
+  // The agent keeps a DesiredState across syncs: a half, then all, must give the table a fresh call
+  // gives for the same objects (one per namespace/name, the later, as the state keeps them).
+  const unique = { services: lastById(services), slices: lastById(slices) };
+  const state = new DesiredState(NODE, { maxBackendsPerService: MAX_BACKENDS });
+  state.replaceAll(unique.services.slice(0, unique.services.length >> 1), unique.slices.slice(0, unique.slices.length >> 1));
+  runSteps(state.flush());
+  state.replaceAll(unique.services, unique.slices);
+  runSteps(state.flush());
+  const fresh = desired(unique.services, unique.slices, NODE, { maxBackendsPerService: MAX_BACKENDS });
+  const kept = state.table();
+  const cacheDiffers = JSON.stringify([kept.frontends, kept.healthChecks]) !== JSON.stringify([fresh.frontends, fresh.healthChecks]);
   const table = new Map<string, { service: string; backends: string[] }>();
   for (const f of d.frontends) {
     table.set(endpointKey(f.frontend), {
@@ -211,7 +223,7 @@ function evaluate(services: V1Service[], slices: V1EndpointSlice[], sourceProble
     reconcileProblems: [
       ...result.problems.map((p) => `${p.key}: ${p.message}`),
       ...(again.writes > 0 ? [`the same table applied again wrote ${again.writes} times`] : []),
-      ...(cacheDiffers ? ['desired() with a cache over two calls gave another table than a fresh call'] : []),
+      ...(cacheDiffers ? ['the desired state fed twice gave another table than a fresh desired()'] : []),
     ],
   };
 }

@@ -132,7 +132,7 @@ export class K8sLab {
       log,
       backoff: { initialMs: 50, maxMs: 400 },
       allNodes,
-      onSnapshot: () => {
+      onHandOver: () => {
         const informers = source.status().informers;
         for (const k of ['services', 'endpointslices', 'node'] as const) this.#handed[k] = Number(informers[k].resourceVersion || 0);
       },

@@ -1,8 +1,10 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import type { V1Service } from '@kubernetes/client-node';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
+import type { ObjectEvent } from '../../../src/model/desired-state.ts';
 import { backoffDelay, jittered } from '../../../src/sources/k8s-informer.ts';
 import { compactNode, type KubernetesSnapshot, KubernetesSource, loadKubeConfig, nodeInfo } from '../../../src/sources/kubernetes.ts';
 import { FakeApiServer, fixture, type KubeObject } from '../../support/fake-apiserver.ts';
@@ -13,6 +15,8 @@ interface Harness {
   api: FakeApiServer;
   source: KubernetesSource;
   snapshots: KubernetesSnapshot[];
+  /** With opts.events: what onEvents handed over, batch by batch. */
+  events: ObjectEvent[][];
   errors: Error[];
   synced: number;
   dir: string;
@@ -21,7 +25,7 @@ interface Harness {
 
 async function harness(
   setup: (api: FakeApiServer) => void = () => {},
-  opts: { pageSize?: number; allNodes?: boolean } = {},
+  opts: { pageSize?: number; allNodes?: boolean; events?: boolean } = {},
 ): Promise<Harness> {
   const api = new FakeApiServer();
   await api.start();
@@ -30,6 +34,7 @@ async function harness(
   const h: Harness = {
     api,
     snapshots: [],
+    events: [],
     errors: [],
     synced: 0,
     dir,
@@ -47,6 +52,7 @@ async function harness(
     ...(opts.pageSize ? { pageSize: opts.pageSize } : {}),
     ...(opts.allNodes ? { allNodes: true } : {}),
     onChange: (s) => h.snapshots.push(s),
+    ...(opts.events ? { onEvents: (e: ObjectEvent[]) => h.events.push(e) } : {}),
     onSynced: () => h.synced++,
     onError: (e) => h.errors.push(e),
   });
@@ -158,6 +164,30 @@ test('sees ADDED, MODIFIED and DELETED from the watch, one snapshot per burst', 
     for (let i = 0; i < 20; i++) h.api.add(svc(`burst-${i}`, `10.96.1.${i}`));
     await until('burst', () => last(h).services.length === 21);
     assert.ok(h.snapshots.length - before < 20, `${h.snapshots.length - before} snapshots for 20 events`);
+  } finally {
+    await h.close();
+  }
+});
+
+test('with onEvents, changes after the first snapshot come as events, objects without managedFields', async () => {
+  const h = await harness((api) => api.add(fixture('node')), { events: true });
+  try {
+    await h.source.start();
+    await until('watches open', () => h.api.watchCount === 3);
+    await until('first snapshot', () => h.snapshots.length === 1);
+    const web = svc('web', '10.96.0.10');
+    web.metadata!.managedFields = [{ manager: 'kubectl', operation: 'Apply', fieldsV1: { 'f:spec': {} } }];
+    web.metadata!.annotations = { 'kubectl.kubernetes.io/last-applied-configuration': '{"big":true}', kept: 'yes' };
+    h.api.add(web);
+    await until('added', () => h.events.flat().length === 1);
+    const added = h.events.flat()[0]!;
+    assert.equal([added.kind, added.namespace, added.name], ['Service', 'default', 'web']);
+    assert.is((added.object as V1Service).metadata?.managedFields, undefined);
+    assert.equal((added.object as V1Service).metadata?.annotations, { kept: 'yes' });
+    h.api.remove(web);
+    await until('deleted', () => h.events.flat().length === 2);
+    assert.equal(h.events.flat()[1], { kind: 'Service', namespace: 'default', name: 'web' });
+    assert.is(h.snapshots.length, 1, 'no snapshot after the first');
   } finally {
     await h.close();
   }

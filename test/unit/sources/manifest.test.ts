@@ -4,7 +4,7 @@ import * as path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { ErrorCodes, SocklbError } from '../../../src/errors.ts';
-import { type ManifestSnapshot, ManifestSource, mergeManifest, parseManifest } from '../../../src/sources/manifest.ts';
+import { type ManifestSnapshot, ManifestSource, mergeManifest, parseManifest, parseManifestSteps } from '../../../src/sources/manifest.ts';
 
 function service(name: string, ip: string, ns?: string): string {
   const namespace = ns ? `\n  namespace: ${ns}` : '';
@@ -39,6 +39,36 @@ test('parseManifest reads Services and EndpointSlices from several documents, de
   assert.equal(m.problems, []);
   assert.is(m.complete, true);
   assert.is(m.slices[0]?.endpoints?.[0]?.addresses[0], '10.244.0.11');
+});
+
+test('a JSON manifest reads as the same List in YAML does, problems named alike', () => {
+  const items = [
+    {
+      apiVersion: 'v1',
+      kind: 'Service',
+      metadata: { name: 'web', namespace: 'a' },
+      spec: { clusterIP: '10.96.0.10', ports: [{ port: 80 }] },
+    },
+    { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'p' } },
+    { apiVersion: 'discovery.k8s.io/v1', kind: 'EndpointSlice', metadata: { name: 's' }, addressType: 'IPv4' },
+  ];
+  const list = { apiVersion: 'v1', kind: 'List', items };
+  const yaml = `apiVersion: v1\nkind: List\nitems:\n${items.map((i) => `  - ${JSON.stringify(i)}\n`).join('')}`;
+  assert.equal(parseManifest(JSON.stringify(list, null, 2), 'm'), parseManifest(yaml, 'm'));
+  // JSON that YAML reads otherwise (a merge key) or that does not parse goes to the YAML reader.
+  const merged = parseManifest('{"apiVersion": "v1", "kind": "List", "items": [], "<<": {"kind": "Service"}}', 'm');
+  assert.is(merged.services.length + merged.slices.length, 0);
+  assert.is(parseManifest('{"apiVersion": "v1",', 'm').complete, false);
+});
+
+test('a manifest of many documents is read in steps, so the event loop gets turns', () => {
+  const text = Array.from({ length: 200 }, (_, i) => service(`s${i}`, `10.96.1.${i % 250}`)).join('---\n');
+  const steps = parseManifestSteps(text, 'm.yaml');
+  let yields = 0;
+  let next = steps.next();
+  for (; !next.done; next = steps.next()) yields++;
+  assert.ok(yields >= 10, `${yields} yields for 200 documents`);
+  assert.is(next.value.services.length, 200);
 });
 
 test('parseManifest reads a v1 List and names a wrong item by index', () => {

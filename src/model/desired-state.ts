@@ -1,0 +1,351 @@
+// The desired table kept per service, for the agent: objects come and go one at a time, and each
+// change recomputes only the services it touches and settles only the frontends they claim. What it
+// holds is always the table desired() computes from the same objects (test/unit/model/desired-state.test.ts).
+
+import type { V1EndpointSlice, V1Service } from '@kubernetes/client-node';
+import type { ObjectProblem } from '../errors.ts';
+import { type Claim, settleConflicts } from './conflicts.ts';
+import {
+  checkOptions,
+  claimsOf,
+  type DesiredOptions,
+  healthCheckOf,
+  limitBackends,
+  metaText,
+  type NodeFacts,
+  nodeFactsOf,
+} from './desired.ts';
+import { cmp, sortProblems } from './problem.ts';
+import { readService, type ServiceRead, type ServiceSpec } from './service-spec.ts';
+import { readSlice, type SliceRead, sliceOwner } from './slice-read.ts';
+import { runSteps, STEP_EVERY } from './steps.ts';
+import type { DesiredFrontend, DesiredTable, HealthCheck, NodeInfo } from './types.ts';
+
+/**
+ * A Service as put. Reads are not kept: a service is read again when it is computed again (its
+ * slices changed), which costs microseconds, while keeping every read would double the memory a
+ * service takes.
+ */
+interface ServiceEntry {
+  readonly object: V1Service;
+  /** Read at the next flush (reading is the costly part of taking in a cluster, so it is done in steps). */
+  read: boolean;
+  /**
+   * The version the frontends come from: this one, or while this one is rejected outright (problems
+   * and no spec), the last accepted one, so one bad edit never tears down what was programmed.
+   */
+  accepted: V1Service | undefined;
+}
+
+interface SliceEntry {
+  readonly object: V1EndpointSlice;
+  /** metadata.name, to order a service's slices as desired() does. */
+  readonly name: string;
+  /** `namespace/service` of the service it belongs to; undefined when it names none. */
+  readonly owner: string | undefined;
+}
+
+/** What one programmed service contributes: its claims, its health check, its slices' problems. */
+interface ServiceResult {
+  readonly claims: readonly Claim[];
+  readonly healthCheck: HealthCheck | undefined;
+  readonly sliceProblems: readonly ObjectProblem[];
+}
+
+/** Objects taken in between two yields: taking one in (no reading yet) costs a few microseconds. */
+const INTAKE_EVERY = 256;
+
+/** One object added, changed (object set) or deleted (object absent), as an informer reports it. */
+export type ObjectEvent =
+  | { kind: 'Service'; namespace: string; name: string; object?: V1Service }
+  | { kind: 'EndpointSlice'; namespace: string; name: string; object?: V1EndpointSlice };
+
+/** Frontend key -> its entry now, or undefined when it went: the frontends one flush changed. */
+export type TableChanges = Map<string, DesiredFrontend | undefined>;
+
+/**
+ * The objects by `namespace/name` and what they yield. Objects handed in must not be mutated
+ * afterwards: a changed object is a new object (as the informer caches replace them), and an object
+ * put again as the same instance is known unchanged.
+ */
+export class DesiredState {
+  readonly #max: number;
+  #nodeKey = '';
+  #node: NodeInfo;
+  #facts: NodeFacts;
+  readonly #services = new Map<string, ServiceEntry>();
+  readonly #slices = new Map<string, SliceEntry>();
+  /** Slices by the service they belong to, then by `namespace/name`. */
+  readonly #groups = new Map<string, Map<string, SliceEntry>>();
+  readonly #results = new Map<string, ServiceResult>();
+  /** Every claim on a frontend key, of any service; nearly always one. */
+  readonly #claims = new Map<string, Claim[]>();
+  /** The claim that won each frontend key, as programmed (backends limited). */
+  readonly #winners = new Map<string, DesiredFrontend>();
+  /** The parts of the above that are not empty, so listing problems and health checks costs what they hold. */
+  readonly #readProblems = new Map<string, readonly ObjectProblem[]>();
+  readonly #sliceProblems = new Map<string, readonly ObjectProblem[]>();
+  readonly #settleProblems = new Map<string, readonly ObjectProblem[]>();
+  readonly #healthChecks = new Map<string, HealthCheck>();
+  /** Services to compute again at the next flush, by `namespace/name`. */
+  readonly #dirty = new Set<string>();
+  /** The sorted table, built when asked for and kept until a flush changes something. */
+  #table: DesiredTable | undefined;
+
+  constructor(node: NodeInfo, options: DesiredOptions = {}) {
+    this.#max = checkOptions(options);
+    this.#node = node;
+    this.#facts = nodeFactsOf(node);
+    this.#nodeKey = nodeKeyOf(node);
+  }
+
+  /** The node's facts; when they change, every service is computed again. */
+  setNode(node: NodeInfo): void {
+    const key = nodeKeyOf(node);
+    const peersChanged = node.peers !== this.#node.peers;
+    this.#node = node;
+    // A new book of other nodes' addresses (a new instance only when one changed) moves backends' nodes.
+    if (key === this.#nodeKey && !peersChanged) return;
+    this.#nodeKey = key;
+    this.#facts = nodeFactsOf(node);
+    for (const id of this.#services.keys()) this.#dirty.add(id);
+    this.#table = undefined;
+  }
+
+  putService(svc: V1Service): void {
+    const id = idOf(svc);
+    const previous = this.#services.get(id);
+    if (previous?.object === svc) return;
+    this.#services.set(id, { object: svc, read: false, accepted: previous?.accepted });
+    this.#dirty.add(id);
+  }
+
+  /** An informer's event. */
+  apply(event: ObjectEvent): void {
+    if (event.kind === 'Service') {
+      if (event.object) this.putService(event.object);
+      else this.deleteService(event.namespace, event.name);
+    } else if (event.object) this.putSlice(event.object);
+    else this.deleteSlice(event.namespace, event.name);
+  }
+
+  deleteService(namespace: string, name: string): void {
+    this.#deleteService(`${namespace}/${name}`);
+  }
+
+  #deleteService(id: string): void {
+    if (!this.#services.delete(id)) return;
+    this.#readProblems.delete(id);
+    this.#dirty.add(id);
+  }
+
+  putSlice(slice: V1EndpointSlice): void {
+    const id = idOf(slice);
+    const previous = this.#slices.get(id);
+    if (previous?.object === slice) return;
+    if (previous) this.#ungroup(id, previous);
+    const owner = sliceOwner(slice);
+    const entry: SliceEntry = {
+      object: slice,
+      name: metaText(slice, 'name'),
+      owner: owner ? `${owner.namespace}/${owner.service}` : undefined,
+    };
+    this.#slices.set(id, entry);
+    if (entry.owner === undefined) return;
+    let group = this.#groups.get(entry.owner);
+    if (!group) {
+      group = new Map();
+      this.#groups.set(entry.owner, group);
+    }
+    group.set(id, entry);
+    this.#dirty.add(entry.owner);
+  }
+
+  deleteSlice(namespace: string, name: string): void {
+    const id = `${namespace}/${name}`;
+    const previous = this.#slices.get(id);
+    if (!previous) return;
+    this.#slices.delete(id);
+    this.#ungroup(id, previous);
+  }
+
+  #ungroup(id: string, entry: SliceEntry): void {
+    if (entry.owner === undefined) return;
+    const group = this.#groups.get(entry.owner);
+    group?.delete(id);
+    if (group?.size === 0) this.#groups.delete(entry.owner);
+    this.#dirty.add(entry.owner);
+  }
+
+  /**
+   * Makes the objects exactly these (a manifest read, a first list): puts the new and changed ones
+   * and deletes the ones not listed. An object listed twice counts once, the later one.
+   */
+  replaceAll(services: readonly V1Service[], slices: readonly V1EndpointSlice[]): void {
+    runSteps(this.replaceAllSteps(services, slices));
+  }
+
+  /** replaceAll(), yielding between objects (src/model/steps.ts): a list of 100,000 takes a while. */
+  *replaceAllSteps(services: readonly V1Service[], slices: readonly V1EndpointSlice[]): Generator<void, void> {
+    const listed = new Set<string>();
+    let done = 0;
+    for (const s of services) {
+      if (++done % INTAKE_EVERY === 0) yield;
+      listed.add(idOf(s));
+      this.putService(s);
+    }
+    for (const id of [...this.#services.keys()]) if (!listed.has(id)) this.#deleteService(id);
+    listed.clear();
+    for (const s of slices) {
+      if (++done % INTAKE_EVERY === 0) yield;
+      listed.add(idOf(s));
+      this.putSlice(s);
+    }
+    for (const [id, entry] of [...this.#slices]) {
+      if (listed.has(id)) continue;
+      this.#slices.delete(id);
+      this.#ungroup(id, entry);
+    }
+  }
+
+  /** Whether a flush has work to do. */
+  get dirty(): boolean {
+    return this.#dirty.size > 0;
+  }
+
+  /**
+   * Computes the services changed since the last flush and settles the frontends they claimed or
+   * claim. Returns the frontends whose entry changed; the work is proportional to the change.
+   */
+  *flush(): Generator<void, TableChanges> {
+    const touched = new Set<string>();
+    let done = 0;
+    for (const id of this.#dirty) {
+      if (++done % STEP_EVERY === 0) yield;
+      const entry = this.#services.get(id);
+      let read: ServiceRead | undefined;
+      if (entry && !entry.read) {
+        read = readService(entry.object);
+        const rejected = read.spec === undefined && read.problems.length > 0;
+        entry.read = true;
+        setOrDelete(this.#readProblems, id, read.problems);
+        if (rejected) read = undefined;
+        else entry.accepted = entry.object;
+      }
+      if (!read && entry?.accepted) read = readService(entry.accepted);
+      const old = this.#results.get(id);
+      const result = read?.spec && this.#compute(read.spec);
+      if (old) for (const c of old.claims) this.#unclaim(c, touched);
+      if (result) {
+        this.#results.set(id, result);
+        for (const c of result.claims) {
+          const list = this.#claims.get(c.key!);
+          if (list) list.push(c);
+          else this.#claims.set(c.key!, [c]);
+          touched.add(c.key!);
+        }
+      } else this.#results.delete(id);
+      setOrDelete(this.#sliceProblems, id, result?.sliceProblems ?? []);
+      if (result?.healthCheck) this.#healthChecks.set(id, result.healthCheck);
+      else this.#healthChecks.delete(id);
+    }
+    if (this.#dirty.size > 0) this.#table = undefined;
+    this.#dirty.clear();
+    const changes: TableChanges = new Map();
+    for (const key of touched) {
+      if (++done % STEP_EVERY === 0) yield;
+      const claims = this.#claims.get(key);
+      const before = this.#winners.get(key);
+      if (!claims) {
+        this.#winners.delete(key);
+        this.#settleProblems.delete(key);
+        if (before) changes.set(key, undefined);
+        continue;
+      }
+      const settled = settleConflicts(claims);
+      const problems = settled.problems;
+      const entry = limitBackends(settled.kept[0]!, this.#max, settled.fields[0]!, problems);
+      this.#winners.set(key, entry);
+      setOrDelete(this.#settleProblems, key, problems);
+      if (entry !== before) changes.set(key, entry);
+    }
+    return changes;
+  }
+
+  #unclaim(claim: Claim, touched: Set<string>): void {
+    const key = claim.key!;
+    touched.add(key);
+    const list = this.#claims.get(key);
+    if (!list) return;
+    const at = list.indexOf(claim);
+    if (at >= 0) list.splice(at, 1);
+    if (list.length === 0) this.#claims.delete(key);
+  }
+
+  #compute(spec: ServiceSpec): ServiceResult {
+    const group = this.#groups.get(`${spec.service.namespace}/${spec.service.name}`);
+    const entries = group ? [...group.values()].sort((a, b) => cmp(a.name, b.name)) : [];
+    const reads: SliceRead[] = [];
+    const sliceProblems: ObjectProblem[] = [];
+    for (const e of entries) {
+      const read = readSlice(e.object);
+      reads.push(read);
+      for (const p of read.problems) sliceProblems.push(p);
+    }
+    return {
+      claims: claimsOf(spec, reads, this.#node, this.#facts.ips),
+      healthCheck: healthCheckOf(spec, reads, this.#node),
+      sliceProblems,
+    };
+  }
+
+  /**
+   * The whole table as desired() gives it (frontends by key, problems by object, health checks by
+   * port): built when asked for (the debug endpoint, status), never on the path of a change.
+   */
+  table(): DesiredTable {
+    if (this.#table) return this.#table;
+    const frontends = [...this.#winners].sort((a, b) => cmp(a[0], b[0])).map(([, entry]) => entry);
+    this.#table = { frontends, problems: this.problems(), healthChecks: this.healthChecks() };
+    return this.#table;
+  }
+
+  /** Every frontend of the table, in no particular order (no sort on the way to the maps). */
+  frontends(): DesiredFrontend[] {
+    return [...this.#winners.values()];
+  }
+
+  /** Every rejected object or part of one, ordered by object. */
+  problems(): ObjectProblem[] {
+    const all: ObjectProblem[] = [...this.#facts.problems];
+    for (const list of [this.#readProblems, this.#sliceProblems, this.#settleProblems]) {
+      for (const problems of list.values()) for (const p of problems) all.push(p);
+    }
+    return sortProblems(all);
+  }
+
+  /** The health-check listeners, by port. */
+  healthChecks(): HealthCheck[] {
+    return [...this.#healthChecks.values()].sort(
+      (a, b) => a.port - b.port || cmp(a.service.namespace, b.service.namespace) || cmp(a.service.name, b.service.name),
+    );
+  }
+
+  /** How many frontends the table holds. */
+  get size(): number {
+    return this.#winners.size;
+  }
+}
+
+function nodeKeyOf(node: NodeInfo): string {
+  return JSON.stringify([node.name, node.zone ?? '', node.addresses ?? []]);
+}
+
+function idOf(o: V1Service | V1EndpointSlice): string {
+  return `${metaText(o, 'namespace')}/${metaText(o, 'name')}`;
+}
+
+function setOrDelete<T>(map: Map<string, readonly T[]>, key: string, list: readonly T[]): void {
+  if (list.length > 0) map.set(key, list);
+  else map.delete(key);
+}
