@@ -193,14 +193,24 @@ static __always_inline int ct_over(const struct lb_node_config *cfg, __u8 proto,
 }
 
 /*
+ * How long a backend that closed first keeps the connection in TIME_WAIT (Linux's
+ * TCP_TIMEWAIT_LEN). A port reused sooner meets that socket, which refuses the new SYN when its
+ * timestamp looks older (PAWS), and the client tries again a second later; so a closed flow's
+ * port is taken sooner only when the draws found nothing better.
+ */
+#define CT_BACKEND_TIME_WAIT_NS (60 * 1000 * NSEC_PER_MSEC)
+
+/*
  * Whether the flow holding a reverse SNAT entry is over, judged on both of its entries (either
- * side may be the only one still sending). If it is, its connection entry goes too: should its
- * client send again, that starts a new flow instead of using the port the caller takes over.
- * A reverse entry whose connection entry is gone or is another flow's (evicted, or its backend
- * removed) has no flow left to wait for: it gets the closed grace, for replies on the way.
+ * side may be the only one still sending): 0 while it lives; else the counter of its reclaim,
+ * negated when the flow closed within the backend's TIME_WAIT (take its port only as a last
+ * resort). With take, the flow's connection entry goes too: should its client send again, that
+ * starts a new flow instead of using the port the caller takes over. A reverse entry whose
+ * connection entry is gone or is another flow's (evicted, reopened, its backend removed) has no
+ * flow left to wait for: it is judged as closed, for the replies still on the way.
  */
 static __noinline int rnat4_reclaim(const struct lb4_tuple *rkey, const struct lb4_rnat *rn,
-				    const struct lb_node_config *cfg, __u64 now)
+				    const struct lb_node_config *cfg, __u64 now, bool take)
 {
 	struct lb4_tuple ckey = { .saddr = rn->client,
 				  .daddr = rn->address,
@@ -221,13 +231,16 @@ static __noinline int rnat4_reclaim(const struct lb4_tuple *rkey, const struct l
 		ct = NULL;
 	}
 	over = ct_over(cfg, rkey->proto, client, rn->state, last, now);
-	if (over && ct)
-		bpf_map_delete_elem(&lb4_ct_v1, &ckey);
-	return over;
+	if (!over || take) {
+		if (over && ct)
+			bpf_map_delete_elem(&lb4_ct_v1, &ckey);
+		return over;
+	}
+	return over == XDP_R_NAT_RECLAIMED && now - last < CT_BACKEND_TIME_WAIT_NS ? -over : over;
 }
 
 static __noinline int rnat6_reclaim(const struct lb6_tuple *rkey, const struct lb6_rnat *rn,
-				    const struct lb_node_config *cfg, __u64 now)
+				    const struct lb_node_config *cfg, __u64 now, bool take)
 {
 	struct lb6_tuple ckey = { .saddr = rn->client,
 				  .daddr = rn->address,
@@ -248,9 +261,12 @@ static __noinline int rnat6_reclaim(const struct lb6_tuple *rkey, const struct l
 		ct = NULL;
 	}
 	over = ct_over(cfg, rkey->proto, client, rn->state, last, now);
-	if (over && ct)
-		bpf_map_delete_elem(&lb6_ct_v1, &ckey);
-	return over;
+	if (!over || take) {
+		if (over && ct)
+			bpf_map_delete_elem(&lb6_ct_v1, &ckey);
+		return over;
+	}
+	return over == XDP_R_NAT_RECLAIMED && now - last < CT_BACKEND_TIME_WAIT_NS ? -over : over;
 }
 
 /* SNAT ports tried before a new flow is given up: each try is one NOEXIST insert. */
@@ -258,13 +274,15 @@ static __noinline int rnat6_reclaim(const struct lb6_tuple *rkey, const struct l
 
 /*
  * Claims a SNAT port for a reply tuple (struct lb4_tuple or lb6_tuple, by family) whose dport is
- * still to choose: writes the reverse entry under the first port drawn that no flow holds, or
- * that a flow which is over held (rnat4_reclaim), counted as reclaimed or expired. Every try draws
- * a new port: with consecutive ports from one draw, taken ports would cluster (as in linear
- * probing) and a table a sixth full already failed one new flow in half a million in the bench.
- * Two CPUs taking over the same port at the same instant both succeed, and the earlier flow's
- * replies go to the later one's client: that needs the same draw from some thousand ports within
- * a few hundred nanoseconds, and costs one connection attempt. Returns the port (net order) or 0.
+ * still to choose: writes the reverse entry under the first port drawn that no flow holds or
+ * whose flow is well over (idle past its lifetime, or closed longer than the backend's
+ * TIME_WAIT); failing that, under the first drawn port of a flow closed past its grace. A port
+ * taken over counts as reclaimed or expired. Every try draws a new port: with consecutive ports
+ * from one draw, taken ports would cluster (as in linear probing) and a table a sixth full
+ * already failed one new flow in half a million in the bench. Two CPUs taking over the same port
+ * at the same instant both succeed and the earlier flow's replies go to the later one's client:
+ * that needs the same draw from thousands of ports within a few hundred nanoseconds, and costs
+ * one connection attempt. Returns the port (net order) or 0.
  */
 static __always_inline __be16 nat_claim_port(int family, void *rkey, __be16 *dport,
 					     const void *rnat, const struct lb_node_config *cfg,
@@ -272,6 +290,7 @@ static __always_inline __be16 nat_claim_port(int family, void *rkey, __be16 *dpo
 {
 	void *map = family == 4 ? (void *)&lb4_rnat_v1 : (void *)&lb6_rnat_v1;
 	__u32 span = (__u32)cfg->nat_port_max - cfg->nat_port_min + 1;
+	__be16 fallback = 0;
 	void *old;
 	__u32 i;
 	int over;
@@ -286,14 +305,26 @@ static __always_inline __be16 nat_claim_port(int family, void *rkey, __be16 *dpo
 		old = bpf_map_lookup_elem(map, rkey);
 		if (!old)
 			continue;
-		over = family == 4 ? rnat4_reclaim(rkey, old, cfg, now)
-				   : rnat6_reclaim(rkey, old, cfg, now);
-		if (over && !bpf_map_update_elem(map, rkey, rnat, BPF_EXIST)) {
-			xdp_count(over);
-			return *dport;
-		}
+		over = family == 4 ? rnat4_reclaim(rkey, old, cfg, now, false)
+				   : rnat6_reclaim(rkey, old, cfg, now, false);
+		if (over > 0)
+			goto take;
+		if (over < 0 && !fallback)
+			fallback = *dport;
 	}
-	return 0;
+	if (!fallback)
+		return 0;
+	*dport = fallback;
+take:
+	old = bpf_map_lookup_elem(map, rkey);
+	if (!old)
+		return bpf_map_update_elem(map, rkey, rnat, BPF_NOEXIST) ? 0 : *dport;
+	over = family == 4 ? rnat4_reclaim(rkey, old, cfg, now, true)
+			   : rnat6_reclaim(rkey, old, cfg, now, true);
+	if (!over || bpf_map_update_elem(map, rkey, rnat, BPF_EXIST))
+		return 0;
+	xdp_count(over);
+	return *dport;
 }
 
 #endif /* SOCKLB_CONNTRACK_H */

@@ -100,10 +100,14 @@ static __always_inline int xdp_backend_gone(struct xdp_md *ctx, const struct pkt
 
 /*
  * A SYN on the tuple of a flow that its client ended (FIN or RST) or its backend reset: the client
- * opens a new connection from the same port, and it is balanced as one. The old flow's entries
- * go, its reverse entry only while it is still this client's. True when the flow was ended.
+ * opens a new connection from the same port, and it is balanced as one. Returns -1 while the flow
+ * is open (a retransmitted SYN); else forgets the flow and returns its SNAT port (net order; 0
+ * for none), which the new flow takes again if it goes to the same backend: the backend then sees
+ * the client reuse its port, as it would without NAT, and accepts the SYN even while it holds the
+ * old connection in TIME_WAIT (a higher sequence number), which another client's SYN on that port
+ * need not have.
  */
-static __noinline bool xdp_reopen4(const struct lb4_tuple *t, const struct lb4_ct *ct)
+static __noinline int xdp_reopen4(const struct lb4_tuple *t, const struct lb4_ct *ct)
 {
 	struct lb4_tuple rkey = { .saddr = ct->backend_address,
 				  .daddr = t->saddr,
@@ -112,24 +116,22 @@ static __noinline bool xdp_reopen4(const struct lb4_tuple *t, const struct lb4_c
 				  .proto = t->proto };
 	struct lb4_rnat *rn = NULL;
 	__u8 backend = 0;
+	int port = 0;
 
 	if (ct->flags & LB_CT_F_SNAT) {
 		rkey.daddr = ct->nat_address;
 		rkey.dport = ct->nat_port;
+		port = ct->nat_port;
 	}
 	if (ct->flags & (LB_CT_F_SNAT | LB_CT_F_LOCAL))
 		rn = bpf_map_lookup_elem(&lb4_rnat_v1, &rkey);
 	if (rn && rn->client == t->saddr && rn->client_port == t->sport)
 		backend = rn->state;
-	else
-		rn = NULL;
 	if (!(ct->state & (LB_CT_S_FIN | LB_CT_S_RST)) && !(backend & LB_CT_S_RST))
-		return false;
-	if (rn)
-		bpf_map_delete_elem(&lb4_rnat_v1, &rkey);
+		return -1;
 	bpf_map_delete_elem(&lb4_ct_v1, t);
 	xdp_count(XDP_R_CT_REOPENED);
-	return true;
+	return port;
 }
 
 static __always_inline bool src4_allowed(__u32 service_id, __be32 saddr)
@@ -275,10 +277,29 @@ malformed:
 	return XDP_DROP;
 }
 
+/*
+ * A reopened flow's SNAT port (xdp_reopen4), taken again when the new flow goes to the same
+ * backend and the reverse entry is still this client's. Returns the port or 0.
+ */
+static __always_inline __be16 nat_reuse_port4(struct lb4_tuple *rkey, __be16 port,
+					      const struct lb4_rnat *rnat)
+{
+	struct lb4_rnat *old;
+
+	if (!port)
+		return 0;
+	rkey->dport = port;
+	old = bpf_map_lookup_elem(&lb4_rnat_v1, rkey);
+	if (!old || old->client != rnat->client || old->client_port != rnat->client_port ||
+	    bpf_map_update_elem(&lb4_rnat_v1, rkey, rnat, BPF_EXIST))
+		return 0;
+	return port;
+}
+
 /* The first packet of a flow: pick a backend, record the flow (and its SNAT port), send it. */
 static __always_inline int xdp_new4(struct xdp_md *ctx, const struct pkt *p,
 				    const struct lb4_tuple *t, const struct lb4_key *key,
-				    const struct lb_service *svc)
+				    const struct lb_service *svc, __be16 reuse_port)
 {
 	__u64 now = ct_now();
 	struct lb4_rnat rnat = { .last_seen_ns = now,
@@ -329,7 +350,8 @@ static __always_inline int xdp_new4(struct xdp_md *ctx, const struct pkt *p,
 		}
 		ct.flags = rnat.flags = LB_CT_F_SNAT;
 		ct.nat_address = rkey.daddr = cfg->snat_address4;
-		ct.nat_port = nat_claim_port(4, &rkey, &rkey.dport, &rnat, cfg, now);
+		ct.nat_port = nat_reuse_port4(&rkey, reuse_port, &rnat)
+				      ?: nat_claim_port(4, &rkey, &rkey.dport, &rnat, cfg, now);
 		if (!ct.nat_port) {
 			xdp_count(XDP_R_NAT_EXHAUSTED);
 			return XDP_DROP;
@@ -466,6 +488,7 @@ static __noinline int __xdp_lb4(struct xdp_md *ctx, const struct pkt *p)
 	struct lb4_tuple t = {};
 	struct lb4_rnat *rn;
 	struct lb4_ct *ct;
+	int reopened = -1;
 	int ret;
 
 	if (tuple4_of(data, data_end, p, &t)) {
@@ -503,8 +526,11 @@ static __noinline int __xdp_lb4(struct xdp_md *ctx, const struct pkt *p)
 		return XDP_DROP;
 	}
 	ct = bpf_map_lookup_elem(&lb4_ct_v1, &t);
-	if (ct && tcp_is_syn(data, data_end, p) && xdp_reopen4(&t, ct))
-		ct = NULL;
+	if (ct && tcp_is_syn(data, data_end, p)) {
+		reopened = xdp_reopen4(&t, ct);
+		if (reopened >= 0)
+			ct = NULL;
+	}
 	if (ct) {
 		be = bpf_map_lookup_elem(&lb4_backends_v2, &ct->backend_id);
 		if (be && be->address == ct->backend_address && be->port == ct->backend_port) {
@@ -517,7 +543,7 @@ static __noinline int __xdp_lb4(struct xdp_md *ctx, const struct pkt *p)
 		if (ret != XDP_ABORTED)
 			return ret;
 	}
-	return xdp_new4(ctx, p, &t, &key, svc);
+	return xdp_new4(ctx, p, &t, &key, svc, reopened > 0 ? reopened : 0);
 }
 
 /* tc egress: the reply of a local backend leaves with the frontend as its source. */
@@ -564,7 +590,7 @@ static __always_inline __u64 client6_id(const union v6addr *a)
 }
 
 /* xdp_reopen4 for IPv6. */
-static __noinline bool xdp_reopen6(const struct lb6_tuple *t, const struct lb6_ct *ct)
+static __noinline int xdp_reopen6(const struct lb6_tuple *t, const struct lb6_ct *ct)
 {
 	struct lb6_tuple rkey = { .saddr = ct->backend_address,
 				  .daddr = t->saddr,
@@ -573,24 +599,22 @@ static __noinline bool xdp_reopen6(const struct lb6_tuple *t, const struct lb6_c
 				  .proto = t->proto };
 	struct lb6_rnat *rn = NULL;
 	__u8 backend = 0;
+	int port = 0;
 
 	if (ct->flags & LB_CT_F_SNAT) {
 		rkey.daddr = ct->nat_address;
 		rkey.dport = ct->nat_port;
+		port = ct->nat_port;
 	}
 	if (ct->flags & (LB_CT_F_SNAT | LB_CT_F_LOCAL))
 		rn = bpf_map_lookup_elem(&lb6_rnat_v1, &rkey);
 	if (rn && rn->client_port == t->sport && v6addr_equal(&rn->client, &t->saddr))
 		backend = rn->state;
-	else
-		rn = NULL;
 	if (!(ct->state & (LB_CT_S_FIN | LB_CT_S_RST)) && !(backend & LB_CT_S_RST))
-		return false;
-	if (rn)
-		bpf_map_delete_elem(&lb6_rnat_v1, &rkey);
+		return -1;
 	bpf_map_delete_elem(&lb6_ct_v1, t);
 	xdp_count(XDP_R_CT_REOPENED);
-	return true;
+	return port;
 }
 
 /* The outer UDP source port of an IPv6 DSR flow (see dsr4_entropy_port). */
@@ -713,9 +737,26 @@ malformed:
 	return XDP_DROP;
 }
 
+/* nat_reuse_port4 for IPv6. */
+static __always_inline __be16 nat_reuse_port6(struct lb6_tuple *rkey, __be16 port,
+					      const struct lb6_rnat *rnat)
+{
+	struct lb6_rnat *old;
+
+	if (!port)
+		return 0;
+	rkey->dport = port;
+	old = bpf_map_lookup_elem(&lb6_rnat_v1, rkey);
+	if (!old || old->client_port != rnat->client_port ||
+	    !v6addr_equal(&old->client, &rnat->client) ||
+	    bpf_map_update_elem(&lb6_rnat_v1, rkey, rnat, BPF_EXIST))
+		return 0;
+	return port;
+}
+
 static __always_inline int xdp_new6(struct xdp_md *ctx, const struct pkt *p,
 				    const struct lb6_tuple *t, const struct lb6_key *key,
-				    const struct lb_service *svc)
+				    const struct lb_service *svc, __be16 reuse_port)
 {
 	__u64 now = ct_now();
 	struct lb6_rnat rnat = { .last_seen_ns = now,
@@ -765,7 +806,8 @@ static __always_inline int xdp_new6(struct xdp_md *ctx, const struct pkt *p,
 		}
 		ct.flags = rnat.flags = LB_CT_F_SNAT;
 		ct.nat_address = rkey.daddr = cfg->snat_address6;
-		ct.nat_port = nat_claim_port(6, &rkey, &rkey.dport, &rnat, cfg, now);
+		ct.nat_port = nat_reuse_port6(&rkey, reuse_port, &rnat)
+				      ?: nat_claim_port(6, &rkey, &rkey.dport, &rnat, cfg, now);
 		if (!ct.nat_port) {
 			xdp_count(XDP_R_NAT_EXHAUSTED);
 			return XDP_DROP;
@@ -893,6 +935,7 @@ static __noinline int __xdp_lb6(struct xdp_md *ctx, const struct pkt *p)
 	struct lb6_tuple t = {};
 	struct lb6_rnat *rn;
 	struct lb6_ct *ct;
+	int reopened = -1;
 	int ret;
 
 	if (tuple6_of(data, data_end, p, &t)) {
@@ -930,8 +973,11 @@ static __noinline int __xdp_lb6(struct xdp_md *ctx, const struct pkt *p)
 		return XDP_DROP;
 	}
 	ct = bpf_map_lookup_elem(&lb6_ct_v1, &t);
-	if (ct && tcp_is_syn(data, data_end, p) && xdp_reopen6(&t, ct))
-		ct = NULL;
+	if (ct && tcp_is_syn(data, data_end, p)) {
+		reopened = xdp_reopen6(&t, ct);
+		if (reopened >= 0)
+			ct = NULL;
+	}
 	if (ct) {
 		be = bpf_map_lookup_elem(&lb6_backends_v2, &ct->backend_id);
 		if (be && be->port == ct->backend_port &&
@@ -945,7 +991,7 @@ static __noinline int __xdp_lb6(struct xdp_md *ctx, const struct pkt *p)
 		if (ret != XDP_ABORTED)
 			return ret;
 	}
-	return xdp_new6(ctx, p, &t, &key, svc);
+	return xdp_new6(ctx, p, &t, &key, svc, reopened > 0 ? reopened : 0);
 }
 
 static __always_inline int __tc_rev6(struct __sk_buff *skb, const struct pkt *p)
