@@ -109,13 +109,15 @@ static __always_inline bool v6addr_equal(const union v6addr *a, const union v6ad
  * them; past its lifetime a flow only gives up its SNAT port to a new flow that draws it. SYN and
  * UDP as Cilium's defaults, established as Cilium's too (Linux keeps 5 days, but a SNAT port held
  * that long by a vanished client is a port lost). Closed: after both FINs only a lost last ACK is
- * left, answered by a FIN retransmitted after one RTO (200 ms at least on Linux), and each such
- * packet starts the grace again; a port is scarce enough (a few thousand per backend) that
- * Linux's 2 minutes of TIME_WAIT would cap new connections to a backend at a few dozen a second.
+ * left, answered by the peer sending its FIN again after an RTO (at least 200 ms on Linux, then
+ * 400 ms), and each such packet starts the grace again, so 500 ms lets two of them through. It
+ * bounds the new connections one node can open to one backend at about the NAT range over the
+ * grace (4,536 ports: some 5,000 a second at most), where Linux's 2 minutes of TIME_WAIT would
+ * allow a few dozen.
  */
 #define CT_TCP_SYN_LIFETIME_MS	       60000
 #define CT_TCP_ESTABLISHED_LIFETIME_MS 21600000
-#define CT_TCP_CLOSED_LIFETIME_MS      1000
+#define CT_TCP_CLOSED_LIFETIME_MS      500
 #define CT_UDP_LIFETIME_MS	       60000
 
 /*
