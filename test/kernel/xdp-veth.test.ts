@@ -108,16 +108,18 @@ test('a NodePort without endpoints refuses at once (RST from XDP)', () => {
 });
 
 test('more short TCP connections through a NodePort than its NAT range holds: closed flows give their ports back', () => {
-  // The agent's default range, 4,536 ports towards the one backend; each connection ends at once.
+  // The agent's default range, 4,536 ports towards the one backend, and a third more connections,
+  // each ending at once (a few minutes in an emulated lab guest, which the limit below allows).
+  const count = 6000;
   maps.config({ snat4: '10.1.0.1', portMin: DEFAULT_NAT_PORTS[0], portMax: DEFAULT_NAT_PORTS[1] });
   // No TIME_WAIT on the backend (as the cluster lab's nginx): the client reuses its own ports, and
   // a SYN meeting the backend's TIME_WAIT of the previous connection on the same ports is at times
   // refused (PAWS) and sent again a second later, whatever translates it; this test is about ports.
+  const tw = lab.exec(nodeb, 'sysctl', ['-n', 'net.ipv4.tcp_max_tw_buckets']).trim();
   lab.exec(nodeb, 'sysctl', ['-qw', 'net.ipv4.tcp_max_tw_buckets=0']);
   try {
     const before = maps.stats();
     const probe = resolve(dirname(fileURLToPath(import.meta.url)), '../../src/lab/probe.ts');
-    const count = 6000;
     const limit = scaled(120_000, 3_600_000);
     const argv = [probe, 'tcp', '--target', `${NODE}:30080`, '--count', String(count), '--duration-ms', String(limit)];
     const out = lab.exec(client, process.execPath, argv, limit + 10_000);
@@ -128,6 +130,7 @@ test('more short TCP connections through a NodePort than its NAT range holds: cl
     assert.ok(after.nat_reclaimed - before.nat_reclaimed > 0n, 'ports of closed flows were taken over');
     assert.ok(after.balanced - before.balanced >= BigInt(count), 'each connection was a flow of its own');
   } finally {
+    lab.exec(nodeb, 'sysctl', ['-qw', `net.ipv4.tcp_max_tw_buckets=${tw}`]);
     maps.config({ snat4: '10.1.0.1', portMin: 40000, portMax: 40999 });
   }
 });
