@@ -13,7 +13,8 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { stringify } from 'yaml';
 import { cleanup as cleanupDatapath, XDP_OBJECT } from '../src/agent/datapath.ts';
-import { BpfObject } from '../src/bpf/binding.ts';
+import { BpfMap, BpfObject } from '../src/bpf/binding.ts';
+import { MapNames, sumPerCpu, XDP_REASONS } from '../src/datapath/abi.ts';
 import { ClusterLab, type HttpLoadResult, type RulesMode, type ThroughputResult } from '../src/lab/cluster-lab.ts';
 import { type BenchService, toKubernetes } from '../src/lab/services.ts';
 
@@ -108,6 +109,7 @@ async function startSocklb(lab: ClusterLab, list: BenchService[]): Promise<() =>
   const link = pass.attachXdp('xdp_pass', index.ifindex, 'native', `/run/netns/${node.peer.ns}`);
   const agent = lab.startAgent('node-a', ['--manifests', file, '--devices', node.device, '--nodeport-addresses', '192.168.77.0/24']);
   const stop = async (): Promise<void> => {
+    logXdpCounters(node.bpffs);
     await agent.stop();
     cleanupDatapath(node.bpffs);
     link.close();
@@ -123,6 +125,22 @@ async function startSocklb(lab: ClusterLab, list: BenchService[]): Promise<() =>
   }
   await stop();
   throw new Error(`socklb's NodePort never answered: ${agent.output().slice(-2000)}`);
+}
+
+/** The agent's XDP counters that tell whether SNAT ports ran short, for the log. */
+function logXdpCounters(bpffs: string): void {
+  const stats = BpfMap.fromPin(join(bpffs, 'maps', MapNames.xdpStats));
+  try {
+    const counter = { name: 'count', size: 8, fields: [{ name: 'n', type: 'u64', offset: 0 }] } as const;
+    const n = (reason: (typeof XDP_REASONS)[number]) => {
+      const value = stats.lookup(Buffer.from(new Uint32Array([XDP_REASONS.indexOf(reason)]).buffer));
+      return value ? sumPerCpu(counter, value).n : 0n;
+    };
+    const shown = ['balanced', 'nat_exhausted', 'nat_reclaimed', 'ct_expired', 'ct_reopened'] as const;
+    process.stderr.write(`nodeport: socklb's XDP counters: ${shown.map((r) => `${r} ${n(r)}`).join(', ')}\n`);
+  } finally {
+    stats.close();
+  }
 }
 
 function median(xs: number[]): number {

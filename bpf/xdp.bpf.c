@@ -21,12 +21,16 @@
  *
  * Own maps (lib/conntrack.h), pinned by the agent, sized before load:
  *   lb_node_config_v1   array[1] of struct lb_node_config; the agent writes it (SNAT addresses,
- *                       NAT port range, flags, DSR port) and may rewrite it at any time. Every
- *                       node of a DSR cluster sets the same dsr_port: it is what they decapsulate.
+ *                       NAT port range, flags, DSR port; flow lifetimes, 0 for the defaults) and
+ *                       may rewrite it at any time. Every node of a DSR cluster sets the same
+ *                       dsr_port: it is what they decapsulate.
  *   lb4_src_ranges_v1,  LPM tries of struct lb4/lb6_src_range_key -> __u8 (1): the agent writes
  *   lb6_src_ranges_v1   one entry per service_id and loadBalancerSourceRanges prefix.
- *   lb4_ct_v1, lb6_ct_v1       LRU, flows (struct lb4/lb6_ct); the programs write them, the agent
- *   lb4_rnat_v1, lb6_rnat_v1   only reads (and may delete) them; keep them pinned across restarts.
+ *   lb4_ct_v1, lb6_ct_v1       LRU, flows (struct lb4/lb6_ct) with their TCP state and the time
+ *   lb4_rnat_v1, lb6_rnat_v1   each side last sent; the programs write them, the agent only reads
+ *                              (and may delete) them; keep them pinned across restarts. A SNAT port
+ *                              comes back when a new flow draws it after its flow closed or idled
+ *                              past its lifetime: no sweeper is needed.
  *   xdp_stats_v1        per-CPU counters indexed by enum xdp_reason.
  *
  * Host settings the datapath relies on: IP forwarding on (the stack forwards what XDP passes);

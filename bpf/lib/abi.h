@@ -220,6 +220,14 @@ struct lb_node_config {
 	__u32 flags;		    /* LB_CFG_F_* */
 	__be16 dsr_port;	    /* UDP port of DSR encapsulation, net order; 0: no DSR */
 	__u16 pad;
+	/*
+	 * How long a flow may go unseen before its entries (and SNAT port) may be taken over, in
+	 * ms; 0 for the default (CT_*_LIFETIME_MS in lib/conntrack.h).
+	 */
+	__u32 tcp_syn_lifetime_ms;	   /* TCP before the client's first segment after its SYN */
+	__u32 tcp_established_lifetime_ms; /* TCP after it */
+	__u32 tcp_closed_lifetime_ms; /* TCP after both FINs or a RST: the TIME_WAIT-like grace */
+	__u32 udp_lifetime_ms;	      /* UDP */
 };
 
 /* struct lb_node_config.flags */
@@ -287,10 +295,21 @@ struct lb6_tuple {
 #define LB_CT_F_DSR   4 /* encapsulated to the backend's node (nat_address), replies go direct */
 
 /*
+ * struct lb4_ct.state, struct lb4_rnat.state: what one direction of a TCP flow has sent, each
+ * written only by its own direction (the connection entry by the client's packets, the reverse
+ * entry by the backend's), so that no CPU overwrites another's bit. A flow is closed once either
+ * side sent a RST or both sent a FIN.
+ */
+#define LB_CT_S_ESTABLISHED 1 /* a segment without SYN: the handshake is done */
+#define LB_CT_S_FIN	    2 /* a FIN */
+#define LB_CT_S_RST	    4 /* a RST */
+
+/*
  * A balanced flow (lb4_ct_v1, LRU, keyed by the client's lb4_tuple to the frontend): it keeps its
  * backend while that backend exists, whatever else changes in the service.
  */
 struct lb4_ct {
+	__u64 last_seen_ns;	/* bpf_ktime_get_ns() at the client's latest packet */
 	__u32 backend_id;	/* key into lb4_backends_v2 */
 	__u32 service_id;	/* lb_service.service_id at the flow's first packet */
 	__be32 backend_address; /* the backend at the first packet: an id reused for another */
@@ -298,10 +317,12 @@ struct lb4_ct {
 	__be16 nat_port;	/* SNAT source port (DSR: the outer UDP source port), net order */
 	__be32 nat_address;	/* SNAT source address (DSR: the backend's node), net order */
 	__u8 flags;		/* LB_CT_F_* */
-	__u8 pad[3];
+	__u8 state;		/* LB_CT_S_*: what the client sent (TCP) */
+	__u8 pad[2];
 };
 
 struct lb6_ct {
+	__u64 last_seen_ns;
 	__u32 backend_id;
 	__u32 service_id;
 	union v6addr backend_address;
@@ -309,7 +330,8 @@ struct lb6_ct {
 	__be16 nat_port;
 	union v6addr nat_address;
 	__u8 flags;
-	__u8 pad[3];
+	__u8 state;
+	__u8 pad[2];
 };
 
 /*
@@ -318,21 +340,26 @@ struct lb6_ct {
  * dialled, its destination the client.
  */
 struct lb4_rnat {
+	__u64 last_seen_ns; /* bpf_ktime_get_ns() at the backend's latest reply (or the flow's
+			       start) */
 	__be32 address;	    /* frontend address, net order */
 	__be32 client;	    /* client address, net order */
 	__be16 port;	    /* frontend port, net order */
 	__be16 client_port; /* client port, net order */
 	__u8 flags;	    /* LB_CT_F_SNAT or LB_CT_F_LOCAL: which hook owns the entry */
-	__u8 pad[3];
+	__u8 state;	    /* LB_CT_S_*: what the backend sent (TCP) */
+	__u8 pad[2];
 };
 
 struct lb6_rnat {
+	__u64 last_seen_ns;
 	union v6addr address;
 	union v6addr client;
 	__be16 port;
 	__be16 client_port;
 	__u8 flags;
-	__u8 pad[3];
+	__u8 state;
+	__u8 pad[2];
 };
 
 /*
@@ -377,7 +404,11 @@ enum xdp_reason {
 	XDP_R_PICK_MISS = 17,	    /* slot or backend missing even after a second pick: passed */
 	XDP_R_TC_REVERSED = 18,	    /* tc egress: reply of a local backend turned back */
 	XDP_R_DSR_DECAP = 19, /* DSR packet from another node decapsulated for a local backend */
-	XDP_R_MAX = 20,
+	XDP_R_NAT_RECLAIMED =
+		20,		/* SNAT port of a closed flow, past its grace, taken by a new one */
+	XDP_R_CT_EXPIRED = 21,	/* SNAT port of a flow idle past its lifetime taken by a new one */
+	XDP_R_CT_REOPENED = 22, /* SYN on the tuple of a closed flow: balanced as a new flow */
+	XDP_R_MAX = 23,
 };
 
 #endif /* SOCKLB_ABI_H */

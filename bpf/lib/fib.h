@@ -89,7 +89,7 @@ static __always_inline int fib_forward4(struct xdp_md *ctx, const struct pkt *p)
 	return fib_send(ctx, p, &fib);
 }
 
-static __always_inline int fib_forward6(struct xdp_md *ctx, const struct pkt *p)
+static __noinline int fib_forward6(struct xdp_md *ctx, const struct pkt *p)
 {
 	void *data = xdp_data(ctx), *data_end = xdp_data_end(ctx);
 	struct bpf_fib_lookup fib = {};

@@ -98,6 +98,42 @@ static __always_inline int xdp_backend_gone(struct xdp_md *ctx, const struct pkt
 
 /* ---- IPv4 ---- */
 
+/*
+ * A SYN on the tuple of a flow that its client ended (FIN or RST) or its backend reset: the client
+ * opens a new connection from the same port, and it is balanced as one. Returns -1 while the flow
+ * is open (a retransmitted SYN); else forgets the flow and returns its SNAT port (net order; 0
+ * for none), which the new flow takes again if it goes to the same backend: the backend then sees
+ * the client reuse its port, as it would without NAT, and accepts the SYN even while it holds the
+ * old connection in TIME_WAIT (a higher sequence number), which another client's SYN on that port
+ * need not have.
+ */
+static __noinline int xdp_reopen4(const struct lb4_tuple *t, const struct lb4_ct *ct)
+{
+	struct lb4_tuple rkey = { .saddr = ct->backend_address,
+				  .daddr = t->saddr,
+				  .sport = ct->backend_port,
+				  .dport = t->sport,
+				  .proto = t->proto };
+	struct lb4_rnat *rn = NULL;
+	__u8 backend = 0;
+	int port = 0;
+
+	if (ct->flags & LB_CT_F_SNAT) {
+		rkey.daddr = ct->nat_address;
+		rkey.dport = ct->nat_port;
+		port = ct->nat_port;
+	}
+	if (ct->flags & (LB_CT_F_SNAT | LB_CT_F_LOCAL))
+		rn = bpf_map_lookup_elem(&lb4_rnat_v1, &rkey);
+	if (rn && rn->client == t->saddr && rn->client_port == t->sport)
+		backend = rn->state;
+	if (!(ct->state & (LB_CT_S_FIN | LB_CT_S_RST)) && !(backend & LB_CT_S_RST))
+		return -1;
+	bpf_map_delete_elem(&lb4_ct_v1, t);
+	xdp_count(XDP_R_CT_REOPENED);
+	return port;
+}
+
 static __always_inline bool src4_allowed(__u32 service_id, __be32 saddr)
 {
 	struct lb4_src_range_key key = { .prefixlen = 64,
@@ -203,7 +239,7 @@ static __always_inline int xdp_dsr4_decap(struct xdp_md *ctx, const struct pkt *
 		sizeof(struct iphdr) + sizeof(struct udphdr) + sizeof(struct lb4_dsr_hdr);
 	const struct lb_node_config *cfg = node_config();
 	void *data = xdp_data(ctx), *data_end = xdp_data_end(ctx);
-	struct lb4_rnat rnat = { .flags = LB_CT_F_LOCAL }, *old;
+	struct lb4_rnat rnat = { .last_seen_ns = ct_now(), .flags = LB_CT_F_LOCAL }, *old;
 	struct lb4_tuple rkey = {};
 	struct iphdr *outer, *in;
 	struct lb4_dsr_hdr *dsr;
@@ -241,19 +277,41 @@ malformed:
 	return XDP_DROP;
 }
 
+/*
+ * A reopened flow's SNAT port (xdp_reopen4), taken again when the new flow goes to the same
+ * backend and the reverse entry is still this client's. Returns the port or 0.
+ */
+static __always_inline __be16 nat_reuse_port4(struct lb4_tuple *rkey, __be16 port,
+					      const struct lb4_rnat *rnat)
+{
+	struct lb4_rnat *old;
+
+	if (!port)
+		return 0;
+	rkey->dport = port;
+	old = bpf_map_lookup_elem(&lb4_rnat_v1, rkey);
+	if (!old || old->client != rnat->client || old->client_port != rnat->client_port ||
+	    bpf_map_update_elem(&lb4_rnat_v1, rkey, rnat, BPF_EXIST))
+		return 0;
+	return port;
+}
+
 /* The first packet of a flow: pick a backend, record the flow (and its SNAT port), send it. */
 static __always_inline int xdp_new4(struct xdp_md *ctx, const struct pkt *p,
 				    const struct lb4_tuple *t, const struct lb4_key *key,
-				    const struct lb_service *svc)
+				    const struct lb_service *svc, __be16 reuse_port)
 {
-	struct lb4_rnat rnat = {
-		.address = t->daddr, .client = t->saddr, .port = t->dport, .client_port = t->sport
-	};
+	__u64 now = ct_now();
+	struct lb4_rnat rnat = { .last_seen_ns = now,
+				 .address = t->daddr,
+				 .client = t->saddr,
+				 .port = t->dport,
+				 .client_port = t->sport };
 	const struct lb_node_config *cfg;
 	struct lb4_tuple rkey = { .proto = t->proto };
 	const struct lb4_backend *be;
 	struct lb_pick pick = {};
-	struct lb4_ct ct = {};
+	struct lb4_ct ct = { .last_seen_ns = now };
 	int ret;
 
 	ret = lb_pick(&lb4_services_v2, key, svc, &lb4_backends_v2,
@@ -265,6 +323,7 @@ static __always_inline int xdp_new4(struct xdp_md *ctx, const struct pkt *p,
 	ct.service_id = pick.service_id;
 	ct.backend_address = be->address;
 	ct.backend_port = be->port;
+	ct.state = ct_state_of(xdp_data(ctx), xdp_data_end(ctx), p);
 	rkey.saddr = be->address;
 	rkey.sport = be->port;
 	if ((svc->flags & LB_SVC_F_LOCAL) || (be->flags & LB_BE_F_LOCAL)) {
@@ -291,7 +350,8 @@ static __always_inline int xdp_new4(struct xdp_md *ctx, const struct pkt *p,
 		}
 		ct.flags = rnat.flags = LB_CT_F_SNAT;
 		ct.nat_address = rkey.daddr = cfg->snat_address4;
-		ct.nat_port = nat_claim_port(&lb4_rnat_v1, &rkey, &rkey.dport, &rnat, cfg);
+		ct.nat_port = nat_reuse_port4(&rkey, reuse_port, &rnat)
+				      ?: nat_claim_port(4, &rkey, &rkey.dport, &rnat, cfg, now);
 		if (!ct.nat_port) {
 			xdp_count(XDP_R_NAT_EXHAUSTED);
 			return XDP_DROP;
@@ -359,7 +419,7 @@ static __always_inline void icmp4_rewrite(struct iphdr *ip, struct icmphdr *icmp
  *   the quoted packet becomes the one the backend sent, the error goes to the backend, so the
  *   backend's socket learns the path MTU.
  */
-static __always_inline int xdp_icmp4(struct xdp_md *ctx, const struct pkt *p)
+static __noinline int xdp_icmp4(struct xdp_md *ctx, const struct pkt *p)
 {
 	void *data = xdp_data(ctx), *data_end = xdp_data_end(ctx);
 	struct iphdr *ip = l3_hdr(data, p), *in;
@@ -414,7 +474,12 @@ pass:
 	return XDP_PASS;
 }
 
-static __always_inline int __xdp_lb4(struct xdp_md *ctx, const struct pkt *p)
+/*
+ * Out of line, as __xdp_lb6, the ICMP handlers, fib_forward4/6 and the rare reopen and reclaim
+ * paths: inlined into one frame, the program needed more than BPF's 512 bytes of stack, while a
+ * frame of its own adds only to the frames on its call chain.
+ */
+static __noinline int __xdp_lb4(struct xdp_md *ctx, const struct pkt *p)
 {
 	void *data = xdp_data(ctx), *data_end = xdp_data_end(ctx);
 	struct lb4_key key = { .scope = LB_SCOPE_EXTERNAL };
@@ -423,6 +488,7 @@ static __always_inline int __xdp_lb4(struct xdp_md *ctx, const struct pkt *p)
 	struct lb4_tuple t = {};
 	struct lb4_rnat *rn;
 	struct lb4_ct *ct;
+	int reopened = -1;
 	int ret;
 
 	if (tuple4_of(data, data_end, p, &t)) {
@@ -441,6 +507,7 @@ static __always_inline int __xdp_lb4(struct xdp_md *ctx, const struct pkt *p)
 					.sport = rn->port,
 					.dport = rn->client_port };
 
+		ct_touch(&rn->last_seen_ns, &rn->state, ct_state_of(data, data_end, p), ct_now());
 		if (nat4_rewrite(data, data_end, p, &to))
 			return XDP_DROP;
 		xdp_count(XDP_R_REPLY);
@@ -459,9 +526,16 @@ static __always_inline int __xdp_lb4(struct xdp_md *ctx, const struct pkt *p)
 		return XDP_DROP;
 	}
 	ct = bpf_map_lookup_elem(&lb4_ct_v1, &t);
+	if (ct && tcp_is_syn(data, data_end, p)) {
+		reopened = xdp_reopen4(&t, ct);
+		if (reopened >= 0)
+			ct = NULL;
+	}
 	if (ct) {
 		be = bpf_map_lookup_elem(&lb4_backends_v2, &ct->backend_id);
 		if (be && be->address == ct->backend_address && be->port == ct->backend_port) {
+			ct_touch(&ct->last_seen_ns, &ct->state, ct_state_of(data, data_end, p),
+				 ct_now());
 			xdp_count(XDP_R_ESTABLISHED);
 			return xdp_fwd4(ctx, p, &t, ct);
 		}
@@ -469,7 +543,7 @@ static __always_inline int __xdp_lb4(struct xdp_md *ctx, const struct pkt *p)
 		if (ret != XDP_ABORTED)
 			return ret;
 	}
-	return xdp_new4(ctx, p, &t, &key, svc);
+	return xdp_new4(ctx, p, &t, &key, svc, reopened > 0 ? reopened : 0);
 }
 
 /* tc egress: the reply of a local backend leaves with the frontend as its source. */
@@ -486,6 +560,7 @@ static __always_inline int __tc_rev4(struct __sk_buff *skb, const struct pkt *p)
 	rn = bpf_map_lookup_elem(&lb4_rnat_v1, &t);
 	if (!rn || !(rn->flags & LB_CT_F_LOCAL))
 		return TC_ACT_OK;
+	ct_touch(&rn->last_seen_ns, &rn->state, ct_state_of(data, data_end, p), ct_now());
 	r = *rn;
 	bpf_l4_csum_replace(skb, csum_off, t.saddr, r.address, BPF_F_PSEUDO_HDR | mangled | 4);
 	bpf_l3_csum_replace(skb, p->l3_off + IP_CSUM_OFF, t.saddr, r.address, 4);
@@ -497,17 +572,6 @@ static __always_inline int __tc_rev4(struct __sk_buff *skb, const struct pkt *p)
 }
 
 /* ---- IPv6 ---- */
-
-static __always_inline bool v6addr_is_zero(const union v6addr *a)
-{
-	return !(a->words[0] | a->words[1] | a->words[2] | a->words[3]);
-}
-
-static __always_inline bool v6addr_equal(const union v6addr *a, const union v6addr *b)
-{
-	return !((a->words[0] ^ b->words[0]) | (a->words[1] ^ b->words[1]) |
-		 (a->words[2] ^ b->words[2]) | (a->words[3] ^ b->words[3]));
-}
 
 static __always_inline bool src6_allowed(__u32 service_id, const union v6addr *saddr)
 {
@@ -523,6 +587,34 @@ static __always_inline __u64 client6_id(const union v6addr *a)
 {
 	return LB_CLIENT_EXTERNAL | ((__u64)(a->words[0] ^ a->words[2]) << 32) |
 	       (a->words[1] ^ a->words[3]);
+}
+
+/* xdp_reopen4 for IPv6. */
+static __noinline int xdp_reopen6(const struct lb6_tuple *t, const struct lb6_ct *ct)
+{
+	struct lb6_tuple rkey = { .saddr = ct->backend_address,
+				  .daddr = t->saddr,
+				  .sport = ct->backend_port,
+				  .dport = t->sport,
+				  .proto = t->proto };
+	struct lb6_rnat *rn = NULL;
+	__u8 backend = 0;
+	int port = 0;
+
+	if (ct->flags & LB_CT_F_SNAT) {
+		rkey.daddr = ct->nat_address;
+		rkey.dport = ct->nat_port;
+		port = ct->nat_port;
+	}
+	if (ct->flags & (LB_CT_F_SNAT | LB_CT_F_LOCAL))
+		rn = bpf_map_lookup_elem(&lb6_rnat_v1, &rkey);
+	if (rn && rn->client_port == t->sport && v6addr_equal(&rn->client, &t->saddr))
+		backend = rn->state;
+	if (!(ct->state & (LB_CT_S_FIN | LB_CT_S_RST)) && !(backend & LB_CT_S_RST))
+		return -1;
+	bpf_map_delete_elem(&lb6_ct_v1, t);
+	xdp_count(XDP_R_CT_REOPENED);
+	return port;
 }
 
 /* The outer UDP source port of an IPv6 DSR flow (see dsr4_entropy_port). */
@@ -604,7 +696,7 @@ static __always_inline int xdp_dsr6_decap(struct xdp_md *ctx, const struct pkt *
 		sizeof(struct ipv6hdr) + sizeof(struct udphdr) + sizeof(struct lb6_dsr_hdr);
 	const struct lb_node_config *cfg = node_config();
 	void *data = xdp_data(ctx), *data_end = xdp_data_end(ctx);
-	struct lb6_rnat rnat = { .flags = LB_CT_F_LOCAL }, *old;
+	struct lb6_rnat rnat = { .last_seen_ns = ct_now(), .flags = LB_CT_F_LOCAL }, *old;
 	struct lb6_tuple rkey = {};
 	struct lb6_dsr_hdr *dsr;
 	struct ipv6hdr *in;
@@ -645,18 +737,38 @@ malformed:
 	return XDP_DROP;
 }
 
+/* nat_reuse_port4 for IPv6. */
+static __always_inline __be16 nat_reuse_port6(struct lb6_tuple *rkey, __be16 port,
+					      const struct lb6_rnat *rnat)
+{
+	struct lb6_rnat *old;
+
+	if (!port)
+		return 0;
+	rkey->dport = port;
+	old = bpf_map_lookup_elem(&lb6_rnat_v1, rkey);
+	if (!old || old->client_port != rnat->client_port ||
+	    !v6addr_equal(&old->client, &rnat->client) ||
+	    bpf_map_update_elem(&lb6_rnat_v1, rkey, rnat, BPF_EXIST))
+		return 0;
+	return port;
+}
+
 static __always_inline int xdp_new6(struct xdp_md *ctx, const struct pkt *p,
 				    const struct lb6_tuple *t, const struct lb6_key *key,
-				    const struct lb_service *svc)
+				    const struct lb_service *svc, __be16 reuse_port)
 {
-	struct lb6_rnat rnat = {
-		.address = t->daddr, .client = t->saddr, .port = t->dport, .client_port = t->sport
-	};
+	__u64 now = ct_now();
+	struct lb6_rnat rnat = { .last_seen_ns = now,
+				 .address = t->daddr,
+				 .client = t->saddr,
+				 .port = t->dport,
+				 .client_port = t->sport };
 	const struct lb_node_config *cfg;
 	struct lb6_tuple rkey = { .proto = t->proto };
 	const struct lb6_backend *be;
 	struct lb_pick pick = {};
-	struct lb6_ct ct = {};
+	struct lb6_ct ct = { .last_seen_ns = now };
 	int ret;
 
 	ret = lb_pick(&lb6_services_v2, key, svc, &lb6_backends_v2, client6_id(&t->saddr), &pick,
@@ -668,6 +780,7 @@ static __always_inline int xdp_new6(struct xdp_md *ctx, const struct pkt *p,
 	ct.service_id = pick.service_id;
 	ct.backend_address = be->address;
 	ct.backend_port = be->port;
+	ct.state = ct_state_of(xdp_data(ctx), xdp_data_end(ctx), p);
 	rkey.saddr = be->address;
 	rkey.sport = be->port;
 	if ((svc->flags & LB_SVC_F_LOCAL) || (be->flags & LB_BE_F_LOCAL)) {
@@ -693,7 +806,8 @@ static __always_inline int xdp_new6(struct xdp_md *ctx, const struct pkt *p,
 		}
 		ct.flags = rnat.flags = LB_CT_F_SNAT;
 		ct.nat_address = rkey.daddr = cfg->snat_address6;
-		ct.nat_port = nat_claim_port(&lb6_rnat_v1, &rkey, &rkey.dport, &rnat, cfg);
+		ct.nat_port = nat_reuse_port6(&rkey, reuse_port, &rnat)
+				      ?: nat_claim_port(6, &rkey, &rkey.dport, &rnat, cfg, now);
 		if (!ct.nat_port) {
 			xdp_count(XDP_R_NAT_EXHAUSTED);
 			return XDP_DROP;
@@ -750,7 +864,7 @@ static __always_inline void icmp6_rewrite(struct ipv6hdr *ip6, struct icmp6hdr *
  * An ICMPv6 error (packet too big, destination unreachable, time exceeded) about a translated
  * flow, both ways, as xdp_icmp4 does for IPv4.
  */
-static __always_inline int xdp_icmp6(struct xdp_md *ctx, const struct pkt *p)
+static __noinline int xdp_icmp6(struct xdp_md *ctx, const struct pkt *p)
 {
 	void *data = xdp_data(ctx), *data_end = xdp_data_end(ctx);
 	struct ipv6hdr *ip6 = l3_hdr(data, p), *in;
@@ -812,7 +926,7 @@ pass:
 	return XDP_PASS;
 }
 
-static __always_inline int __xdp_lb6(struct xdp_md *ctx, const struct pkt *p)
+static __noinline int __xdp_lb6(struct xdp_md *ctx, const struct pkt *p)
 {
 	void *data = xdp_data(ctx), *data_end = xdp_data_end(ctx);
 	struct lb6_key key = { .scope = LB_SCOPE_EXTERNAL };
@@ -821,6 +935,7 @@ static __always_inline int __xdp_lb6(struct xdp_md *ctx, const struct pkt *p)
 	struct lb6_tuple t = {};
 	struct lb6_rnat *rn;
 	struct lb6_ct *ct;
+	int reopened = -1;
 	int ret;
 
 	if (tuple6_of(data, data_end, p, &t)) {
@@ -839,6 +954,7 @@ static __always_inline int __xdp_lb6(struct xdp_md *ctx, const struct pkt *p)
 					.sport = rn->port,
 					.dport = rn->client_port };
 
+		ct_touch(&rn->last_seen_ns, &rn->state, ct_state_of(data, data_end, p), ct_now());
 		if (nat6_rewrite(data, data_end, p, &to))
 			return XDP_DROP;
 		xdp_count(XDP_R_REPLY);
@@ -857,10 +973,17 @@ static __always_inline int __xdp_lb6(struct xdp_md *ctx, const struct pkt *p)
 		return XDP_DROP;
 	}
 	ct = bpf_map_lookup_elem(&lb6_ct_v1, &t);
+	if (ct && tcp_is_syn(data, data_end, p)) {
+		reopened = xdp_reopen6(&t, ct);
+		if (reopened >= 0)
+			ct = NULL;
+	}
 	if (ct) {
 		be = bpf_map_lookup_elem(&lb6_backends_v2, &ct->backend_id);
 		if (be && be->port == ct->backend_port &&
 		    v6addr_equal(&be->address, &ct->backend_address)) {
+			ct_touch(&ct->last_seen_ns, &ct->state, ct_state_of(data, data_end, p),
+				 ct_now());
 			xdp_count(XDP_R_ESTABLISHED);
 			return xdp_fwd6(ctx, p, &t, ct);
 		}
@@ -868,7 +991,7 @@ static __always_inline int __xdp_lb6(struct xdp_md *ctx, const struct pkt *p)
 		if (ret != XDP_ABORTED)
 			return ret;
 	}
-	return xdp_new6(ctx, p, &t, &key, svc);
+	return xdp_new6(ctx, p, &t, &key, svc, reopened > 0 ? reopened : 0);
 }
 
 static __always_inline int __tc_rev6(struct __sk_buff *skb, const struct pkt *p)
@@ -885,6 +1008,7 @@ static __always_inline int __tc_rev6(struct __sk_buff *skb, const struct pkt *p)
 	rn = bpf_map_lookup_elem(&lb6_rnat_v1, &t);
 	if (!rn || !(rn->flags & LB_CT_F_LOCAL))
 		return TC_ACT_OK;
+	ct_touch(&rn->last_seen_ns, &rn->state, ct_state_of(data, data_end, p), ct_now());
 	r = *rn;
 #pragma unroll
 	for (i = 0; i < 4; i++)

@@ -106,13 +106,13 @@ export const MAP_DEFINITIONS: Readonly<Record<MapName, MapDefinition>> = {
   [MapNames.affinity]: { type: MapType.lruHash, keySize: 16, valueSize: 16, flags: 0 },
   [MapNames.lb4Destroy]: { type: MapType.hash, keySize: 8, valueSize: 1, flags: BPF_F_NO_PREALLOC },
   [MapNames.lb6Destroy]: { type: MapType.hash, keySize: 20, valueSize: 1, flags: BPF_F_NO_PREALLOC },
-  [MapNames.lb4Ct]: { type: MapType.lruHash, keySize: 16, valueSize: 24, flags: 0 },
-  [MapNames.lb6Ct]: { type: MapType.lruHash, keySize: 40, valueSize: 48, flags: 0 },
-  [MapNames.lb4Rnat]: { type: MapType.lruHash, keySize: 16, valueSize: 16, flags: 0 },
-  [MapNames.lb6Rnat]: { type: MapType.lruHash, keySize: 40, valueSize: 40, flags: 0 },
+  [MapNames.lb4Ct]: { type: MapType.lruHash, keySize: 16, valueSize: 32, flags: 0 },
+  [MapNames.lb6Ct]: { type: MapType.lruHash, keySize: 40, valueSize: 56, flags: 0 },
+  [MapNames.lb4Rnat]: { type: MapType.lruHash, keySize: 16, valueSize: 24, flags: 0 },
+  [MapNames.lb6Rnat]: { type: MapType.lruHash, keySize: 40, valueSize: 48, flags: 0 },
   [MapNames.lb4SrcRanges]: { type: MapType.lpmTrie, keySize: 12, valueSize: 1, flags: BPF_F_NO_PREALLOC },
   [MapNames.lb6SrcRanges]: { type: MapType.lpmTrie, keySize: 24, valueSize: 1, flags: BPF_F_NO_PREALLOC },
-  [MapNames.nodeConfig]: { type: MapType.array, keySize: 4, valueSize: 32, flags: 0 },
+  [MapNames.nodeConfig]: { type: MapType.array, keySize: 4, valueSize: 48, flags: 0 },
   [MapNames.xdpStats]: { type: MapType.percpuArray, keySize: 4, valueSize: 8, flags: 0 },
   [MapNames.frontendFilter]: { type: MapType.array, keySize: 4, valueSize: 8, flags: 0 },
 };
@@ -152,6 +152,9 @@ export const XDP_REASONS = [
   'pick_miss',
   'tc_reversed',
   'dsr_decap',
+  'nat_reclaimed',
+  'ct_expired',
+  'ct_reopened',
 ] as const;
 
 /** struct lb_service.flags; local and sourceRanges only on external-scope frontends. */
@@ -159,6 +162,9 @@ export const ServiceFlags = { affinity: 1, local: 2, sourceRanges: 4 } as const;
 
 /** struct lb4_ct.flags and struct lb4_rnat.flags. */
 export const CtFlags = { snat: 1, local: 2, dsr: 4 } as const;
+
+/** struct lb4_ct.state (what the client sent) and struct lb4_rnat.state (what the backend sent), TCP. */
+export const CtState = { established: 1, fin: 2, rst: 4 } as const;
 
 /** struct lb_node_config.flags */
 export const NodeConfigFlags = { stackForward: 1, dsr: 2 } as const;
@@ -294,7 +300,7 @@ export const Layouts = {
     { name: 'port', type: 'be16', offset: 16 },
     { name: 'pad', type: 'pad', offset: 18, size: 2 },
   ]),
-  nodeConfig: layout('lb_node_config', 32, [
+  nodeConfig: layout('lb_node_config', 48, [
     { name: 'snat_address4', type: 'be32ip', offset: 0 },
     { name: 'nat_port_min', type: 'u16', offset: 4 },
     { name: 'nat_port_max', type: 'u16', offset: 6 },
@@ -302,6 +308,10 @@ export const Layouts = {
     { name: 'flags', type: 'u32', offset: 24 },
     { name: 'dsr_port', type: 'be16', offset: 28 },
     { name: 'pad', type: 'pad', offset: 30, size: 2 },
+    { name: 'tcp_syn_lifetime_ms', type: 'u32', offset: 32 },
+    { name: 'tcp_established_lifetime_ms', type: 'u32', offset: 36 },
+    { name: 'tcp_closed_lifetime_ms', type: 'u32', offset: 40 },
+    { name: 'udp_lifetime_ms', type: 'u32', offset: 44 },
   ]),
   lb4Tuple: layout('lb4_tuple', 16, [
     { name: 'saddr', type: 'be32ip', offset: 0 },
@@ -319,41 +329,49 @@ export const Layouts = {
     { name: 'proto', type: 'u8', offset: 36 },
     { name: 'pad', type: 'pad', offset: 37, size: 3 },
   ]),
-  lb4Ct: layout('lb4_ct', 24, [
-    { name: 'backend_id', type: 'u32', offset: 0 },
-    { name: 'service_id', type: 'u32', offset: 4 },
-    { name: 'backend_address', type: 'be32ip', offset: 8 },
-    { name: 'backend_port', type: 'be16', offset: 12 },
-    { name: 'nat_port', type: 'be16', offset: 14 },
-    { name: 'nat_address', type: 'be32ip', offset: 16 },
+  lb4Ct: layout('lb4_ct', 32, [
+    { name: 'last_seen_ns', type: 'u64', offset: 0 },
+    { name: 'backend_id', type: 'u32', offset: 8 },
+    { name: 'service_id', type: 'u32', offset: 12 },
+    { name: 'backend_address', type: 'be32ip', offset: 16 },
+    { name: 'backend_port', type: 'be16', offset: 20 },
+    { name: 'nat_port', type: 'be16', offset: 22 },
+    { name: 'nat_address', type: 'be32ip', offset: 24 },
+    { name: 'flags', type: 'u8', offset: 28 },
+    { name: 'state', type: 'u8', offset: 29 },
+    { name: 'pad', type: 'pad', offset: 30, size: 2 },
+  ]),
+  lb6Ct: layout('lb6_ct', 56, [
+    { name: 'last_seen_ns', type: 'u64', offset: 0 },
+    { name: 'backend_id', type: 'u32', offset: 8 },
+    { name: 'service_id', type: 'u32', offset: 12 },
+    { name: 'backend_address', type: 'ip6', offset: 16 },
+    { name: 'backend_port', type: 'be16', offset: 32 },
+    { name: 'nat_port', type: 'be16', offset: 34 },
+    { name: 'nat_address', type: 'ip6', offset: 36 },
+    { name: 'flags', type: 'u8', offset: 52 },
+    { name: 'state', type: 'u8', offset: 53 },
+    { name: 'pad', type: 'pad', offset: 54, size: 2 },
+  ]),
+  lb4Rnat: layout('lb4_rnat', 24, [
+    { name: 'last_seen_ns', type: 'u64', offset: 0 },
+    { name: 'address', type: 'be32ip', offset: 8 },
+    { name: 'client', type: 'be32ip', offset: 12 },
+    { name: 'port', type: 'be16', offset: 16 },
+    { name: 'client_port', type: 'be16', offset: 18 },
     { name: 'flags', type: 'u8', offset: 20 },
-    { name: 'pad', type: 'pad', offset: 21, size: 3 },
+    { name: 'state', type: 'u8', offset: 21 },
+    { name: 'pad', type: 'pad', offset: 22, size: 2 },
   ]),
-  lb6Ct: layout('lb6_ct', 48, [
-    { name: 'backend_id', type: 'u32', offset: 0 },
-    { name: 'service_id', type: 'u32', offset: 4 },
-    { name: 'backend_address', type: 'ip6', offset: 8 },
-    { name: 'backend_port', type: 'be16', offset: 24 },
-    { name: 'nat_port', type: 'be16', offset: 26 },
-    { name: 'nat_address', type: 'ip6', offset: 28 },
+  lb6Rnat: layout('lb6_rnat', 48, [
+    { name: 'last_seen_ns', type: 'u64', offset: 0 },
+    { name: 'address', type: 'ip6', offset: 8 },
+    { name: 'client', type: 'ip6', offset: 24 },
+    { name: 'port', type: 'be16', offset: 40 },
+    { name: 'client_port', type: 'be16', offset: 42 },
     { name: 'flags', type: 'u8', offset: 44 },
-    { name: 'pad', type: 'pad', offset: 45, size: 3 },
-  ]),
-  lb4Rnat: layout('lb4_rnat', 16, [
-    { name: 'address', type: 'be32ip', offset: 0 },
-    { name: 'client', type: 'be32ip', offset: 4 },
-    { name: 'port', type: 'be16', offset: 8 },
-    { name: 'client_port', type: 'be16', offset: 10 },
-    { name: 'flags', type: 'u8', offset: 12 },
-    { name: 'pad', type: 'pad', offset: 13, size: 3 },
-  ]),
-  lb6Rnat: layout('lb6_rnat', 40, [
-    { name: 'address', type: 'ip6', offset: 0 },
-    { name: 'client', type: 'ip6', offset: 16 },
-    { name: 'port', type: 'be16', offset: 32 },
-    { name: 'client_port', type: 'be16', offset: 34 },
-    { name: 'flags', type: 'u8', offset: 36 },
-    { name: 'pad', type: 'pad', offset: 37, size: 3 },
+    { name: 'state', type: 'u8', offset: 45 },
+    { name: 'pad', type: 'pad', offset: 46, size: 2 },
   ]),
   /** Not a map struct: the DSR encapsulation header on the wire, between outer UDP and the packet. */
   lb4DsrHdr: layout('lb4_dsr_hdr', 8, [

@@ -226,7 +226,7 @@ export class SocklbMetrics {
 
     new Counter({
       name: 'socklb_xdp_packets_total',
-      help: 'Packets the XDP program (and its tc egress partner) handled, by outcome (xdp_stats reasons: balanced, established, reply, not_service, source_denied, ...).',
+      help: 'Packets the XDP program (and its tc egress partner) handled, by outcome (xdp_stats reasons: balanced, established, reply, not_service, source_denied, nat_exhausted, nat_reclaimed, ct_expired, ...).',
       labelNames: ['reason'],
       registers,
       collect() {

@@ -154,7 +154,16 @@ export class XdpMaps {
     return m;
   }
 
-  config(c: { snat4?: string; snat6?: string; portMin?: number; portMax?: number; flags?: number; dsrPort?: number }): void {
+  /** The node's config; lifetimes in ms, 0 or left out for the program's defaults. */
+  config(c: {
+    snat4?: string;
+    snat6?: string;
+    portMin?: number;
+    portMax?: number;
+    flags?: number;
+    dsrPort?: number;
+    lifetimes?: Partial<Record<'synMs' | 'establishedMs' | 'closedMs' | 'udpMs', number>>;
+  }): void {
     const value = encode(Layouts.nodeConfig, {
       snat_address4: c.snat4 ?? '0.0.0.0',
       nat_port_min: c.portMin ?? 0,
@@ -162,6 +171,10 @@ export class XdpMaps {
       snat_address6: c.snat6 ?? '::',
       flags: c.flags ?? 0,
       dsr_port: c.dsrPort ?? 0,
+      tcp_syn_lifetime_ms: c.lifetimes?.synMs ?? 0,
+      tcp_established_lifetime_ms: c.lifetimes?.establishedMs ?? 0,
+      tcp_closed_lifetime_ms: c.lifetimes?.closedMs ?? 0,
+      udp_lifetime_ms: c.lifetimes?.udpMs ?? 0,
     });
     this.map(MapNames.nodeConfig).update(Buffer.alloc(4), value);
   }
@@ -215,6 +228,13 @@ export class XdpMaps {
     const v6 = t.saddr.includes(':');
     const value = this.map(v6 ? MapNames.lb6Ct : MapNames.lb4Ct).lookup(encode(v6 ? Layouts.lb6Tuple : Layouts.lb4Tuple, t));
     return value && decode(v6 ? Layouts.lb6Ct : Layouts.lb4Ct, value);
+  }
+
+  /** The reverse NAT entry of a reply tuple (backend to node or client), decoded; undefined if none. */
+  reverse(t: { saddr: string; daddr: string; sport: number; dport: number; proto: number }): Decoded | undefined {
+    const v6 = t.saddr.includes(':');
+    const value = this.map(v6 ? MapNames.lb6Rnat : MapNames.lb4Rnat).lookup(encode(v6 ? Layouts.lb6Tuple : Layouts.lb4Tuple, t));
+    return value && decode(v6 ? Layouts.lb6Rnat : Layouts.lb4Rnat, value);
   }
 
   /** The per-reason counters, summed over CPUs. */

@@ -7,14 +7,18 @@ import { randomBytes } from 'node:crypto';
 import { release } from 'node:os';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { XDP_OBJECT } from '../../src/agent/datapath.ts';
+import { DEFAULT_XDP_FLOW_ENTRIES, XDP_OBJECT } from '../../src/agent/datapath.ts';
 import { type BpfLink, BpfObject, type TcAttachment } from '../../src/bpf/binding.ts';
 import { XDP_REASONS } from '../../src/datapath/abi.ts';
 import { XdpMaps } from './xdp-fixture.ts';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 
-/** Small maps: the agent's sizes are not what these tests are about. */
+/**
+ * Small maps, the agent's sizes not being what these tests are about; but the IPv4 flow tables
+ * are the agent's (DEFAULT_XDP_FLOW_ENTRIES), larger than a NAT range, so that a port comes back
+ * only when its flow is over, not because the LRU forgot it.
+ */
 const SIZES: Record<string, number> = {
   lb4_services_v2: 64,
   lb6_services_v2: 64,
@@ -24,9 +28,9 @@ const SIZES: Record<string, number> = {
   lb_affinity_v1: 64,
   lb_svc_stats_v2: 64,
   lb_be_stats_v2: 64,
-  lb4_ct_v1: 1024,
+  lb4_ct_v1: DEFAULT_XDP_FLOW_ENTRIES,
   lb6_ct_v1: 1024,
-  lb4_rnat_v1: 1024,
+  lb4_rnat_v1: DEFAULT_XDP_FLOW_ENTRIES,
   lb6_rnat_v1: 1024,
   lb4_src_ranges_v1: 16,
   lb6_src_ranges_v1: 16,
