@@ -1,5 +1,5 @@
-# Sourced by tools/image.sh: podman_flags, the flags every podman build and run of socklb's needs
-# on machines like CI's (the image test passes the same, from src/lab/podman.ts).
+# The flags every podman build and run of socklb's needs on machines like CI's: tools/image.sh
+# sources this file (podman_flags); the image test runs it, and it prints one flag a line.
 # - runc, not crun: crun refuses a hybrid cgroup layout (cgroup v1 controllers plus a cgroup2
 #   mount with a controller on it), which this machine has; runc runs on v1, hybrid and v2.
 # - The caller's own hard limits for open files and processes: without --ulimit podman asks for
@@ -9,4 +9,6 @@ nofile=$(ulimit -Hn)
 nproc=$(ulimit -Hu)
 [ "$nofile" = unlimited ] || [ "$nofile" -gt 1048576 ] && nofile=1048576
 [ "$nproc" = unlimited ] || [ "$nproc" -gt 32768 ] && nproc=32768
-podman_flags=(--runtime=runc --ulimit "nofile=$nofile:$nofile" --ulimit "nproc=$nproc:$nproc")
+podman_flags=(--runtime=runc "--ulimit=nofile=$nofile:$nofile" "--ulimit=nproc=$nproc:$nproc")
+# Run rather than sourced (the image test does): one flag a line.
+if [ "${BASH_SOURCE[0]}" = "$0" ]; then printf '%s\n' "${podman_flags[@]}"; fi
