@@ -14,6 +14,7 @@ cd "$(dirname "$0")/.."
 
 IMAGE=localhost/socklb:dev
 LOCAL_BASE=localhost/socklb-base:bookworm
+BUILD_CACHE=localhost/socklb-build:cache
 SUITE=bookworm
 MIRROR=${SOCKLB_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 SECURITY_MIRROR=${SOCKLB_DEBIAN_SECURITY_MIRROR:-http://deb.debian.org/debian-security}
@@ -79,16 +80,17 @@ fi
 secret=()
 [ -s /etc/ssl/certs/ca-certificates.crt ] && secret=(--secret id=host-ca,src=/etc/ssl/certs/ca-certificates.crt)
 
-previous=$(podman image inspect --format '{{.Id}}' "$IMAGE" 2>/dev/null || true)
 echo "image: building $IMAGE on $base"
 # Host network: the build stage fetches Debian and npm packages, and needs no container network
 # setup. podman_flags: see tools/podman-flags.sh.
-podman build --quiet "${podman_flags[@]}" --network=host --layers "${no_cache[@]}" "${secret[@]}" \
-  --build-arg "BASE_IMAGE=$base" \
-  --file deploy/Dockerfile --ignorefile deploy/Dockerfile.dockerignore --tag "$IMAGE" . >/dev/null
+build=(podman build --quiet "${podman_flags[@]}" --network=host --layers "${secret[@]}"
+  --build-arg "BASE_IMAGE=$base" --file deploy/Dockerfile --ignorefile deploy/Dockerfile.dockerignore)
+"${build[@]}" "${no_cache[@]}" --tag "$IMAGE" . >/dev/null
+# The build stage tagged (its layers all cached by now): its layers stay the next build's cache,
+# and the prune removes only what earlier builds left untagged (their images, their stages).
+"${build[@]}" --target build --tag "$BUILD_CACHE" . >/dev/null
+podman image prune --force >/dev/null
 current=$(podman image inspect --format '{{.Id}}' "$IMAGE")
-# The image this build replaced, untagged now: removed unless a container still uses it.
-if [ -n "$previous" ] && [ "$previous" != "$current" ]; then podman rmi "$previous" >/dev/null 2>&1 || true; fi
 
 size=$(podman image inspect --format '{{.Size}}' "$IMAGE")
 echo "image: $IMAGE ${current:0:12}, $((size / 1024 / 1024)) MiB, built in $(($(date +%s) - started)) s"

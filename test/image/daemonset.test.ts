@@ -175,7 +175,7 @@ image('stopping the container leaves the pinned datapath serving', async (ctx) =
   const state = await podmanOk(['inspect', '--format', '{{.State.ExitCode}}', ctx.agent]);
   assert.is(state.trim(), '0', logs);
   assert.ok(attachedPrograms(ctx.sl.lab.cgroupPath) > 0);
-  const result = await ctx.sl.lab.runProbe(['tcp', '--target', `${VIP}:80`, '--count', '30']);
+  const result = await ctx.sl.lab.runProbe(['tcp', '--target', `${VIP}:80`, '--count', '60']);
   assert.is(result.failed, 0, JSON.stringify(result.errors));
   assert.is(Object.keys(result.byBackend).length, 3);
 });
