@@ -6,7 +6,7 @@ import { type Logger, pino } from 'pino';
 import { capacityOf, cleanup, DEFAULT_BPFFS, DEFAULT_CAPACITY, DEFAULT_REVERSE_ENTRIES } from './agent/datapath.ts';
 import { chooseDevices, deviceNodeAddresses, listDevices, nodePortAddresses, parseNodePortCidrs } from './agent/devices.ts';
 import { cgroup2Mount } from './agent/host.ts';
-import { DEFAULT_NAT_PORTS, type XdpOptions } from './agent/xdp.ts';
+import { DEFAULT_NAT_PORTS, DEFAULT_SYSCTL_NET, type XdpOptions } from './agent/xdp.ts';
 import { inspectCommand } from './cli/inspect.ts';
 import { runAgent } from './daemon/main.ts';
 import { DEFAULT_DEBUG_ADDRESS } from './debug/server.ts';
@@ -19,7 +19,7 @@ const USAGE = `usage:
                [--min-sync-period MS] [--max-services N] [--max-backends N] [--max-slots N]
                [--health-address HOST:PORT] [--health-timeout MS]
                [--xdp-mode native|generic|off] [--devices IF[,IF]] [--nodeport-addresses CIDR[,CIDR]]
-               [--nodeport-mode snat|dsr]
+               [--nodeport-mode snat|dsr] [--sysctl-net DIR]
                [--debug-address HOST:PORT] [--debug-allow-remote --debug-token-file FILE]
                [--metrics-per-backend]
   socklb demo
@@ -52,6 +52,7 @@ const AGENT_OPTIONS = {
   devices: { type: 'string', default: '' },
   'nodeport-addresses': { type: 'string', default: '' },
   'nodeport-mode': { type: 'string', default: 'snat' },
+  'sysctl-net': { type: 'string', default: DEFAULT_SYSCTL_NET },
   'metrics-per-backend': { type: 'boolean', default: false },
 } satisfies ParseArgsConfig['options'];
 
@@ -67,7 +68,10 @@ function listOption(text: string): string[] {
  * NodePorts listen on (in manifest mode the devices'; from the API server the Node object replaces
  * them), or undefined with --xdp-mode off.
  */
-function xdpFromFlags(values: { 'xdp-mode': string; devices: string; 'nodeport-mode': string }, nodePortCidrs: ParsedCidr[]) {
+function xdpFromFlags(
+  values: { 'xdp-mode': string; devices: string; 'nodeport-mode': string; 'sysctl-net': string },
+  nodePortCidrs: ParsedCidr[],
+) {
   const mode = values['xdp-mode'];
   if (mode !== 'native' && mode !== 'generic' && mode !== 'off') {
     throw new SocklbError(ErrorCodes.BAD_OPTION, `--xdp-mode must be native, generic or off, got ${JSON.stringify(mode)}`);
@@ -87,6 +91,7 @@ function xdpFromFlags(values: { 'xdp-mode': string; devices: string; 'nodeport-m
     snatAddresses: { v4: chosen.find((a) => !a.includes(':')), v6: chosen.find((a) => a.includes(':')) },
     natPorts: DEFAULT_NAT_PORTS,
     nodePortMode,
+    sysctlNet: values['sysctl-net'],
   };
   return { xdp, addresses };
 }

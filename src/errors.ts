@@ -28,6 +28,8 @@ export const ErrorCodes = {
   BAD_OPTION: 'SOCKLB_ERR_BAD_OPTION',
   /** The host lacks something the agent needs (bpffs, cgroup2, a kernel feature). */
   HOST: 'SOCKLB_ERR_HOST',
+  /** The agent lacks a Linux capability it needs (a container's securityContext). */
+  CAPABILITY: 'SOCKLB_ERR_CAPABILITY',
 } as const;
 
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];

@@ -7,6 +7,7 @@ import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { BpfLink, type BpfMap, type BpfObject, type XdpMode } from '../bpf/binding.ts';
 import { encode, Layouts, NodeConfigFlags } from '../datapath/abi.ts';
+import { ErrorCodes, SocklbError } from '../errors.ts';
 import type { Device } from './devices.ts';
 
 export interface XdpOptions {
@@ -23,7 +24,15 @@ export interface XdpOptions {
    * which answers the client directly; 'snat' (absent) rewrites the source to this node.
    */
   nodePortMode?: NodePortMode;
+  /**
+   * The node's net sysctls (default /proc/sys/net). A container's /proc/sys is read-only: the
+   * DaemonSet mounts the host's /proc/sys/net elsewhere, writable (it shows the writer's network
+   * namespace, the node's under hostNetwork).
+   */
+  sysctlNet?: string;
 }
+
+export const DEFAULT_SYSCTL_NET = '/proc/sys/net';
 
 export type NodePortMode = 'snat' | 'dsr';
 
@@ -77,7 +86,7 @@ export function writeNodeConfig(config: BpfMap, o: Pick<XdpOptions, 'snatAddress
  */
 export function attachXdp(obj: BpfObject, bpffs: string, o: XdpOptions): XdpAttachment[] {
   return o.devices.map((device) => {
-    allowOwnSource(device.name);
+    allowOwnSource(o.sysctlNet ?? DEFAULT_SYSCTL_NET, device.name);
     const attached: XdpAttachment = { device: device.name, ifindex: device.ifindex, mode: o.mode, egress: 'tcx' };
     const xdpPin = join(bpffs, 'links', `xdp_${device.name}`);
     if (!swapInto(xdpPin, obj.programFd('xdp_lb'))) {
@@ -109,8 +118,18 @@ export function attachXdp(obj: BpfObject, bpffs: string, o: XdpOptions): XdpAtta
  * own address as its source; without accept_local the stack drops it as a martian, and the neighbour
  * it needed is never resolved either.
  */
-function allowOwnSource(device: string): void {
-  writeFileSync(`/proc/sys/net/ipv4/conf/${device}/accept_local`, '1');
+function allowOwnSource(sysctlNet: string, device: string): void {
+  const path = `${sysctlNet}/ipv4/conf/${device}/accept_local`;
+  try {
+    writeFileSync(path, '1');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    const hint =
+      code === 'EROFS'
+        ? ": read-only, as a container's /proc/sys is: mount the host's /proc/sys/net writable and pass --sysctl-net (deploy/daemonset.yaml does)"
+        : '';
+    throw new SocklbError(ErrorCodes.HOST, `cannot write ${path} (${code ?? String(err)})${hint}`);
+  }
 }
 
 function swapInto(pin: string, programFd: number): boolean {

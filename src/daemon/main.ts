@@ -3,6 +3,7 @@
 
 import type { Logger } from 'pino';
 import { Agent } from '../agent/agent.ts';
+import { checkAgentCapabilities } from '../agent/capabilities.ts';
 import type { DatapathOptions } from '../agent/datapath.ts';
 import { checkDebugListen, startDebugServer } from '../debug/server.ts';
 import { agentSource } from '../debug/source.ts';
@@ -87,6 +88,7 @@ export async function runAgent(o: AgentRunOptions, stopped: Promise<void>): Prom
   const { log } = o;
   // Options are checked before anything touches the kernel.
   checkDebugListen(o.debug);
+  checkAgentCapabilities();
   const health = new HealthServer({ address: o.healthAddress, healthTimeoutMs: o.healthTimeoutMs, log });
   // Listening first lets /livez answer while the programs load and the first sync runs.
   await health.listen();

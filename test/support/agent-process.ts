@@ -14,37 +14,38 @@ export interface AgentProcess {
   inSync: Record<string, unknown>;
 }
 
+/** `socklb agent`'s arguments on the lab's manifest, cgroup and bpffs, listening on loopback only. */
+export function agentArgs(sl: SockLab, o: { root?: string; maxServices?: number } = {}): string[] {
+  return [
+    'agent',
+    '--manifests',
+    sl.manifestPath,
+    '--cgroup',
+    sl.lab.cgroupPath,
+    '--bpffs',
+    sl.bpffs,
+    '--max-services',
+    String(o.maxServices ?? 256),
+    '--max-backends',
+    '256',
+    '--max-slots',
+    '1024',
+    '--health-address',
+    '127.0.0.1:0',
+    '--debug-address',
+    '127.0.0.1:0',
+    // The test runs the agent in the machine's own network namespace: its devices are not ours.
+    ...(o.root === undefined ? ['--xdp-mode', 'off'] : []),
+  ];
+}
+
 /** Starts the agent of the checkout at `root` on the lab's manifest; resolves once it logs "in sync". */
 export function startAgentProcess(
   sl: SockLab,
   agents: ChildProcess[],
   o: { root?: string; maxServices?: number } = {},
 ): Promise<AgentProcess> {
-  const child = spawn(
-    join(o.root ?? ROOT, 'bin/socklb'),
-    [
-      'agent',
-      '--manifests',
-      sl.manifestPath,
-      '--cgroup',
-      sl.lab.cgroupPath,
-      '--bpffs',
-      sl.bpffs,
-      '--max-services',
-      String(o.maxServices ?? 256),
-      '--max-backends',
-      '256',
-      '--max-slots',
-      '1024',
-      '--health-address',
-      '127.0.0.1:0',
-      '--debug-address',
-      '127.0.0.1:0',
-      // The test runs the agent in the machine's own network namespace: its devices are not ours.
-      ...(o.root === undefined ? ['--xdp-mode', 'off'] : []),
-    ],
-    { stdio: ['ignore', 'pipe', 'pipe'] },
-  );
+  const child = spawn(join(o.root ?? ROOT, 'bin/socklb'), agentArgs(sl, o), { stdio: ['ignore', 'pipe', 'pipe'] });
   agents.push(child);
   return new Promise((resolve, reject) => {
     let out = '';
