@@ -428,6 +428,7 @@ function claimsOf(spec: ServiceSpec, slices: SliceRead[], node: NodeInfo, nodeIp
   const claims: Claim[] = [];
   const seen = new Set<string>();
   const affinity = spec.affinityTimeoutSeconds === undefined ? {} : { affinityTimeoutSeconds: spec.affinityTimeoutSeconds };
+  const scheduling = spec.scheduling === undefined ? {} : { scheduling: spec.scheduling };
   for (const ip of spec.ips) {
     const family = ip.family;
     const externalIps = spec.externalIps.filter((x) => x.family === family);
@@ -461,7 +462,7 @@ function claimsOf(spec: ServiceSpec, slices: SliceRead[], node: NodeInfo, nodeIp
         seen.add(key);
         const entry: DesiredFrontend & { kind: FrontendKind } =
           kind === 'ClusterIP'
-            ? { frontend, service: spec.service, portName: port.name, kind, backends: internal, ...affinity }
+            ? { frontend, service: spec.service, portName: port.name, kind, backends: internal, ...affinity, ...scheduling }
             : {
                 frontend,
                 service: spec.service,
@@ -470,6 +471,7 @@ function claimsOf(spec: ServiceSpec, slices: SliceRead[], node: NodeInfo, nodeIp
                 backends: clusterWide,
                 externalBackends: external,
                 ...affinity,
+                ...scheduling,
                 ...(spec.externalLocal ? { externalLocal: true as const } : {}),
                 ...(kind === 'LoadBalancer' && spec.sourceRanges.length > 0 ? { sourceRanges: spec.sourceRanges } : {}),
               };
