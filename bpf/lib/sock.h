@@ -79,6 +79,30 @@ static __always_inline int sock_count_pick(int ret, const struct lb_pick *pick)
 }
 
 /*
+ * The client as sh and maglev hash it: its bound source address when it has one, else its network
+ * namespace (session affinity's key), so that clients sharing a namespace but bound to different
+ * addresses spread.
+ */
+static __always_inline __u32 sock_client_hash(struct bpf_sock_addr *ctx, __u64 netns)
+{
+	struct bpf_sock *sk = ctx->sk;
+	__u32 h = 0;
+
+	if (!sk)
+		return lb_hash_add((__u32)netns, (__u32)(netns >> 32));
+	if (ctx->family == AF_INET && sk->src_ip4)
+		return lb_hash_add(0, sk->src_ip4);
+	if (ctx->family == AF_INET6 &&
+	    (sk->src_ip6[0] | sk->src_ip6[1] | sk->src_ip6[2] | sk->src_ip6[3])) {
+		h = lb_hash_add(h, sk->src_ip6[0]);
+		h = lb_hash_add(h, sk->src_ip6[1]);
+		h = lb_hash_add(h, sk->src_ip6[2]);
+		return lb_hash_add(h, sk->src_ip6[3]);
+	}
+	return lb_hash_add((__u32)netns, (__u32)(netns >> 32));
+}
+
+/*
  * Rewrites an IPv4 destination that is a service frontend into one of its backends, and records
  * the VIP for this socket so replies and getpeername() show it. Returns 0 when rewritten, -ENXIO
  * when the destination is no service, another -errno when the service cannot take the connection.
@@ -96,6 +120,8 @@ static __always_inline int __lb4_xlate_fwd(struct bpf_sock_addr *ctx, __be32 *ad
 	const struct lb4_backend *backend;
 	const struct lb_service *svc;
 	struct lb_pick pick = {};
+	__u64 netns;
+	__u32 hash;
 	int ret;
 
 	svc = bpf_map_lookup_elem(&lb4_services_v2, &key);
@@ -103,8 +129,10 @@ static __always_inline int __lb4_xlate_fwd(struct bpf_sock_addr *ctx, __be32 *ad
 		sock_count(SOCK_NOT_SERVICE);
 		return -ENXIO;
 	}
-	ret = lb_pick(&lb4_services_v2, &key, svc, &lb4_backends_v2, bpf_get_netns_cookie(ctx),
-		      &pick, (const void **)&backend);
+	netns = bpf_get_netns_cookie(ctx);
+	hash = sock_client_hash(ctx, netns);
+	ret = lb_pick(&lb4_services_v2, &key, svc, &lb4_backends_v2, netns, hash, hash, &pick,
+		      (const void **)&backend);
 	ret = sock_count_pick(ret, &pick);
 	if (ret)
 		return ret;
@@ -143,6 +171,8 @@ static __always_inline int __lb6_xlate_fwd(struct bpf_sock_addr *ctx, union v6ad
 	const struct lb6_backend *backend;
 	const struct lb_service *svc;
 	struct lb_pick pick = {};
+	__u64 netns;
+	__u32 hash;
 	int ret;
 
 	svc = bpf_map_lookup_elem(&lb6_services_v2, &key);
@@ -150,8 +180,10 @@ static __always_inline int __lb6_xlate_fwd(struct bpf_sock_addr *ctx, union v6ad
 		sock_count(SOCK_NOT_SERVICE);
 		return -ENXIO;
 	}
-	ret = lb_pick(&lb6_services_v2, &key, svc, &lb6_backends_v2, bpf_get_netns_cookie(ctx),
-		      &pick, (const void **)&backend);
+	netns = bpf_get_netns_cookie(ctx);
+	hash = sock_client_hash(ctx, netns);
+	ret = lb_pick(&lb6_services_v2, &key, svc, &lb6_backends_v2, netns, hash, hash, &pick,
+		      (const void **)&backend);
 	ret = sock_count_pick(ret, &pick);
 	if (ret)
 		return ret;

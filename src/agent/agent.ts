@@ -9,7 +9,7 @@ import type { ParsedCidr } from '../model/ip.ts';
 import { withExternalScope } from '../model/scope.ts';
 import { runStepsSliced } from '../model/steps.ts';
 import { type Backend, type DesiredTable, endpointKey, type NodeInfo } from '../model/types.ts';
-import type { PlanProblem } from '../reconcile/plan.ts';
+import type { PlanProblem, SchedulerDefaults } from '../reconcile/plan.ts';
 import { Reconciler } from '../reconcile/reconciler.ts';
 import { SourceRanges } from '../reconcile/source-ranges.ts';
 import { Datapath, type DatapathOptions, type MigrationReport } from './datapath.ts';
@@ -24,6 +24,8 @@ export interface AgentOptions extends DatapathOptions {
   minSyncPeriodMs: number;
   /** kube-proxy's --nodeport-addresses; empty or absent: every node address. */
   nodePortCidrs?: ParsedCidr[];
+  /** The scheduler of Services that name none (--scheduler, --maglev-table-size); absent: random. */
+  schedulerDefaults?: SchedulerDefaults;
 }
 
 export interface AgentStatus {
@@ -123,7 +125,8 @@ export class Agent {
     this.datapath = datapath;
     const { lb4_src_ranges_v1: v4, lb6_src_ranges_v1: v6 } = datapath.xdpMaps;
     this.#sourceRanges = v4 && v6 ? new SourceRanges(v4, v6) : undefined;
-    this.reconciler = new Reconciler(new KernelMaps(this.datapath.maps, options.capacity));
+    const defaults = options.schedulerDefaults ? { defaults: options.schedulerDefaults } : {};
+    this.reconciler = new Reconciler(new KernelMaps(this.datapath.maps, options.capacity), defaults);
     if (this.datapath.adopted) {
       this.#log.info({ frontends: this.reconciler.state.services.size }, 'adopted the pinned datapath of an earlier agent');
     }

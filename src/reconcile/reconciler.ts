@@ -6,7 +6,7 @@ import { type ErrorCode, ErrorCodes } from '../errors.ts';
 import { runSteps, STEP_EVERY } from '../model/steps.ts';
 import type { Backend, DesiredFrontend, ServiceName } from '../model/types.ts';
 import { applyOp } from './apply.ts';
-import { type Op, type PlanProblem, planSteps } from './plan.ts';
+import { type Op, type PlanProblem, planSteps, type SchedulerDefaults } from './plan.ts';
 import { ProgrammedState } from './state.ts';
 
 export interface ReconcileResult {
@@ -21,10 +21,12 @@ export interface ReconcileResult {
 export class Reconciler {
   readonly #maps: DatapathMaps;
   readonly #state: ProgrammedState;
+  readonly #planOptions: { defaults?: SchedulerDefaults };
 
-  /** Adopts whatever the maps already hold. */
-  constructor(maps: DatapathMaps) {
+  /** Adopts whatever the maps already hold. `defaults`: the scheduler of Services that name none. */
+  constructor(maps: DatapathMaps, options: { defaults?: SchedulerDefaults } = {}) {
     this.#maps = maps;
+    this.#planOptions = options.defaults ? { defaults: options.defaults } : {};
     this.#state = ProgrammedState.fromDump(maps.dump());
   }
 
@@ -42,7 +44,7 @@ export class Reconciler {
 
   /** reconcile(), yielding between frontends (src/model/steps.ts). */
   *reconcileSteps(desired: readonly DesiredFrontend[]): Generator<void, ReconcileResult> {
-    const p = yield* planSteps(desired, this.#state, this.#maps.capacity);
+    const p = yield* planSteps(desired, this.#state, this.#maps.capacity, this.#planOptions);
     const problems = [...p.problems];
     let writes = 0;
     let done = 0;
