@@ -2,6 +2,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { Schedulers } from '../../../src/datapath/abi.ts';
 import { type Capacity, MemoryMaps } from '../../../src/datapath/maps.ts';
+import { serviceViews } from '../../../src/debug/service-view.ts';
 import type { Scheduling } from '../../../src/model/scheduler.ts';
 import type { Backend, DesiredFrontend, Frontend } from '../../../src/model/types.ts';
 import { plan } from '../../../src/reconcile/plan.ts';
@@ -41,6 +42,7 @@ test('a wrr service gets its table after its slots and before its entry, weighte
   r.reconcile([d]);
   assert.equal(tableBackends(maps), ['10.244.0.1', '10.244.0.1', '10.244.0.2', '10.244.0.1']);
   assert.is(maps.dump().services[0]!.entry.scheduler, Schedulers.wrr);
+  assert.is(serviceViews(maps, { frontends: [d], problems: [] })[0]!.frontends[0]!.scheduler, 'wrr', 'socklb services shows it');
   assert.is(r.reconcile([d]).writes, 0, 'the same table again writes nothing');
 });
 
