@@ -81,7 +81,7 @@ static __always_inline int sock_count_pick(int ret, const struct lb_pick *pick)
 /*
  * The client as sh and maglev hash it: its bound source address when it has one, else its network
  * namespace (session affinity's key), so that clients sharing a namespace but bound to different
- * addresses spread.
+ * addresses spread. ctx->sk is readable here from Linux 5.3.
  */
 static __always_inline __u32 sock_client_hash(struct bpf_sock_addr *ctx, __u64 netns)
 {
