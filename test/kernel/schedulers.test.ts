@@ -1,6 +1,7 @@
 // The schedulers of socklb.io/scheduler on the socket path: real hooks on a lab cgroup, a client
 // and three pods in network namespaces, the scheduler switched by rewriting the Service.
 
+import { execFileSync } from 'node:child_process';
 import type { V1Service } from '@kubernetes/client-node';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -75,6 +76,30 @@ sched('sh: a client keeps reaching one backend', async ({ sl }) => {
   assert.is(Object.keys(r.byBackend).length, 1, JSON.stringify(r.byBackend));
   const again = await connects(sl, 20);
   assert.equal(Object.keys(again.byBackend), Object.keys(r.byBackend));
+});
+
+sched('sh and maglev on the socket path hash a client bound to its own source address by that address', async ({ sl }) => {
+  // Eight clients in the one client namespace, each bound to an address of its own.
+  const sources = Array.from({ length: 8 }, (_, i) => `10.244.0.${201 + i}`);
+  for (const a of sources) execFileSync('ip', ['-n', sl.lab.nodeNs, 'addr', 'add', `${a}/32`, 'dev', 'br0']);
+  try {
+    for (const scheduler of ['maglev', 'sh']) {
+      await sl.apply(objects(sl, { 'socklb.io/scheduler': scheduler }));
+      const chosen = new Set<string>();
+      for (const source of sources) {
+        const args = ['tcp', '--target', `${VIP}:80`, '--count', '10', '--bind', source];
+        const r = await sl.lab.runProbe(args, { timeoutMs: scaled(60_000) });
+        assert.is(r.failed, 0, JSON.stringify(r.errors));
+        const backends = Object.keys(r.byBackend);
+        assert.is(backends.length, 1, `${scheduler}, ${source}: ${JSON.stringify(r.byBackend)}`);
+        chosen.add(backends[0]!);
+      }
+      // By namespace alone all eight would share one backend.
+      assert.ok(chosen.size > 1, `${scheduler}: every bound client reached ${[...chosen].join()}`);
+    }
+  } finally {
+    for (const a of sources) execFileSync('ip', ['-n', sl.lab.nodeNs, 'addr', 'del', `${a}/32`, 'dev', 'br0']);
+  }
 });
 
 sched('maglev: a client keeps its backend, also when an unrelated backend goes away', async ({ sl }) => {
