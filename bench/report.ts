@@ -83,6 +83,21 @@ export function renderMarkdown(r: BenchResults, chartPath: string): string {
       },
     );
   }
+  if (r.hook?.length) {
+    const features = r.hook[0]!.features.join(' ');
+    perNTable(
+      out,
+      `**The connect hook's own cost, ns per run** (\`bpf_enable_stats\`: run_time_ns / run_cnt of cgroup/connect4 for a balanced connect / a connect to an address that is no service; in brackets, less an empty connect4 program's cost over the same connects, measured beside it; kernel features: ${features})`,
+      ns,
+      ['socklb'],
+      (_s, n) => {
+        const p = r.hook?.find((c) => c.n === n);
+        if (!p) return '–';
+        const net = (ns: number) => (ns - p.floorNs).toFixed(0);
+        return `${p.balancedNs.toFixed(0)} (${net(p.balancedNs)}) / ${p.missNs.toFixed(0)} (${net(p.missNs)})`;
+      },
+    );
+  }
   out.push('**Balance** (connections per backend; max/min ratio, 1.00 is perfect)');
   out.push('');
   out.push('| system | backends | connections | max/min | per backend |');

@@ -25,6 +25,7 @@ import {
 } from '../src/lab/services.ts';
 import { xdpContextMissing } from '../test/support/xdp-fixture.ts';
 import { renderChart } from './chart.ts';
+import { measureHookCost } from './hook-cost.ts';
 import { renderMarkdown, updateDocs } from './report.ts';
 import type { SocklbChildResult } from './socklb-child.ts';
 import type { BenchResults, ClientRun, ConnectPoint, SystemName } from './types.ts';
@@ -371,6 +372,14 @@ async function connectBlock(b: Bench, n: number, results: BenchResults, slow: Se
       });
       results.scrape?.push({ n, frontends: s.frontends, ...s.scrape });
       results.connect.push(point(n, 'socklb', await b.rounds(vip)));
+      results.hook?.push(
+        await measureHookCost(
+          n,
+          lab.cgroupPath,
+          () => b.client(vip, b.o.count, false),
+          () => b.client(direct, b.o.count, false),
+        ),
+      );
       b.removeSocklb();
       await baseline();
     }
@@ -573,6 +582,7 @@ export async function runBench(o: BenchOptions, argv: string[]): Promise<{ json:
       programming: [],
       memory: [],
       scrape: [],
+      hook: [],
       balance: [],
       made: { labs: bench.labs, workDir: work },
     };

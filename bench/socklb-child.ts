@@ -88,6 +88,7 @@ async function timeScrape(datapath: Datapath, reconciler: Reconciler, table: Des
       syncErrors: [],
       pendingDestroy: 0,
       xdp: [],
+      dsrFallbacks: 0,
     }),
   });
   const { server, url } = await startDebugServer(source, { address: '127.0.0.1:0', metrics: new SocklbMetrics(source, { perBackend }) });
@@ -113,7 +114,7 @@ async function main(): Promise<void> {
   const capacity = capacityFor(cluster.length, backends + 1);
   const datapath = await Datapath.open({ bpffs: input.bpffs, cgroup: input.cgroup, capacity, reverseEntries: DEFAULT_REVERSE_ENTRIES });
   try {
-    const reconciler = new Reconciler(new KernelMaps(datapath.maps, capacity));
+    const reconciler = new Reconciler(new KernelMaps(datapath.maps, capacity, datapath.frontendFilter));
     const objects = toKubernetes(cluster);
     const node = { name: 'bench-node' };
 

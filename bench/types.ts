@@ -1,5 +1,6 @@
 // The shape of bench/results/*.json.
 
+import type { HookCostPoint } from './hook-cost.ts';
 import type { XdpPacketResult } from './xdp-packet.ts';
 
 export type SystemName = 'direct' | 'socklb' | 'nftables' | 'iptables-nft' | 'iptables-legacy';
@@ -100,6 +101,8 @@ export interface BenchResults {
   memory: MemoryPoint[];
   /** Absent in results from before it was measured. */
   scrape?: ScrapePoint[];
+  /** The connect hook's own ns per run (bench/hook-cost.ts); absent in results from before it was measured. */
+  hook?: HookCostPoint[];
   balance: BalanceResult[];
   /** XDP cost per packet (bench/xdp-packet.ts); absent in results from before it was measured. */
   xdp?: XdpPacketResult;

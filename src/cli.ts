@@ -25,7 +25,7 @@ const USAGE = `usage:
                [--max-scheduler-tables N] [--max-table-positions N]
                [--health-address HOST:PORT] [--health-timeout MS]
                [--xdp-mode native|generic|off] [--devices IF[,IF]] [--nodeport-addresses CIDR[,CIDR]]
-               [--nodeport-mode snat]
+               [--nodeport-mode snat|dsr]
                [--debug-address HOST:PORT] [--debug-allow-remote --debug-token-file FILE]
                [--metrics-per-backend]
   socklb demo
@@ -82,11 +82,9 @@ function xdpFromFlags(values: { 'xdp-mode': string; devices: string; 'nodeport-m
   if (mode !== 'native' && mode !== 'generic' && mode !== 'off') {
     throw new SocklbError(ErrorCodes.BAD_OPTION, `--xdp-mode must be native, generic or off, got ${JSON.stringify(mode)}`);
   }
-  if (values['nodeport-mode'] !== 'snat') {
-    throw new SocklbError(
-      ErrorCodes.BAD_OPTION,
-      `--nodeport-mode ${JSON.stringify(values['nodeport-mode'])} is not supported: only snat (direct server return is not built yet)`,
-    );
+  const nodePortMode = values['nodeport-mode'];
+  if (nodePortMode !== 'snat' && nodePortMode !== 'dsr') {
+    throw new SocklbError(ErrorCodes.BAD_OPTION, `--nodeport-mode must be snat or dsr, got ${JSON.stringify(nodePortMode)}`);
   }
   const all = listDevices();
   const addresses = nodePortAddresses(deviceNodeAddresses(all), nodePortCidrs);
@@ -98,6 +96,7 @@ function xdpFromFlags(values: { 'xdp-mode': string; devices: string; 'nodeport-m
     mode,
     snatAddresses: { v4: chosen.find((a) => !a.includes(':')), v6: chosen.find((a) => a.includes(':')) },
     natPorts: DEFAULT_NAT_PORTS,
+    nodePortMode,
   };
   return { xdp, addresses };
 }

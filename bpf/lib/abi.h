@@ -202,8 +202,10 @@ enum sock_reason {
 
 /* Load-time configuration, set by the agent between open and load (.rodata). */
 struct socklb_config {
-	__u32 abi_version;  /* SOCKLB_ABI_VERSION the agent was built for */
-	__u32 refuse_errno; /* errno a refused connect()/sendmsg() gets (ECONNREFUSED) */
+	__u32 abi_version;	/* SOCKLB_ABI_VERSION the agent was built for */
+	__u32 refuse_errno;	/* errno a refused connect()/sendmsg() gets (ECONNREFUSED) */
+	__u32 filter_word_mask; /* lb_frontend_filter_v1's max_entries - 1 (a power of two less one)
+				 */
 };
 
 /* Key of lb4_destroy_targets / lb6_destroy_targets: a removed backend whose UDP sockets must die.

@@ -10,13 +10,17 @@
 #include "maps.h"
 #include "stats.h"
 
-/* Murmur3's finaliser: spreads every input bit over the 32 bits a modulo then reads. */
+/*
+ * A 32-bit finaliser (multiply-xorshift): every input bit moves every output bit, which a modulo
+ * then reads. The agent computes the same for the socket hooks' frontend filter
+ * (src/datapath/frontend-filter.ts) on the words as the CPU loads them.
+ */
 static __always_inline __u32 lb_mix32(__u32 h)
 {
 	h ^= h >> 16;
-	h *= 0x85ebca6b;
-	h ^= h >> 13;
-	h *= 0xc2b2ae35;
+	h *= 0x7feb352d;
+	h ^= h >> 15;
+	h *= 0x846ca68b;
 	h ^= h >> 16;
 	return h;
 }

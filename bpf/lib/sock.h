@@ -32,11 +32,40 @@ struct {
 	__uint(max_entries, SOCK_REASON_MAX);
 } sock_stats_v1 SEC(".maps");
 
+/*
+ * A bit per hash of each in-cluster frontend's (address, port, protocol): set by the agent before
+ * the frontend's entry is written, cleared once no frontend of that bit is left. A connect whose
+ * bit is clear is no service and skips the hash lookup: every connect on the node that is not to a
+ * service pays an inlined array read instead of the hash lookup's calls. A set bit only says
+ * "maybe" (another frontend may share it); the lookup decides.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(max_entries, 1);
+} lb_frontend_filter_v1 SEC(".maps");
+
 /* Set by the agent before load; see struct socklb_config. */
 const volatile struct socklb_config socklb_cfg = {
 	.abi_version = SOCKLB_ABI_VERSION,
 	.refuse_errno = ECONNREFUSED,
 };
+
+static __always_inline __u32 filter_tail(__be16 port, __u8 proto)
+{
+	return lb_mix32(((__u32)port << 8) | proto);
+}
+
+/* False when no frontend has this hash: the destination is certainly no service. */
+static __always_inline bool filter_may_match(__u32 hash)
+{
+	__u32 word = (hash >> 6) & socklb_cfg.filter_word_mask;
+	const __u64 *bits = bpf_map_lookup_elem(&lb_frontend_filter_v1, &word);
+
+	/* No word (cannot happen below max_entries): look the key up. */
+	return !bits || (*bits >> (hash & 63)) & 1;
+}
 
 static __always_inline void sock_count(enum sock_reason reason)
 {
@@ -78,16 +107,37 @@ static __always_inline int sock_count_pick(int ret, const struct lb_pick *pick)
 	}
 }
 
+/* The client session affinity remembers (its netns), read only for a service with affinity. */
+static __always_inline __u64 sock_client(struct bpf_sock_addr *ctx, const struct lb_service *svc)
+{
+	return svc->flags & LB_SVC_F_AFFINITY ? bpf_get_netns_cookie(ctx) : 0;
+}
+
+static __always_inline __u32 lb6_filter_hash(const struct lb6_key *key)
+{
+	__u32 h = filter_tail(key->dport, key->proto);
+
+	h = lb_mix32(key->address.words[3] ^ h);
+	h = lb_mix32(key->address.words[2] ^ h);
+	h = lb_mix32(key->address.words[1] ^ h);
+	return lb_mix32(key->address.words[0] ^ h);
+}
+
 /*
- * The client as sh and maglev hash it: its bound source address when it has one, else its network
- * namespace (session affinity's key), so that clients sharing a namespace but bound to different
- * addresses spread. ctx->sk is readable here from Linux 5.3.
+ * The client as sh and maglev hash it, 0 for the other schedulers: its bound source address when it
+ * has one, else its network namespace (`netns`, when sock_client already read it), so that clients
+ * sharing a namespace but bound to different addresses spread. ctx->sk is readable from Linux 5.3.
  */
-static __always_inline __u32 sock_client_hash(struct bpf_sock_addr *ctx, __u64 netns)
+static __always_inline __u32 sock_client_hash(struct bpf_sock_addr *ctx,
+					      const struct lb_service *svc, __u64 netns)
 {
 	struct bpf_sock *sk = ctx->sk;
 	__u32 h = 0;
 
+	if (svc->scheduler != LB_SCHED_SH && svc->scheduler != LB_SCHED_MAGLEV)
+		return 0;
+	if (!netns)
+		netns = bpf_get_netns_cookie(ctx);
 	if (!sk)
 		return lb_hash_add((__u32)netns, (__u32)(netns >> 32));
 	if (ctx->family == AF_INET && sk->src_ip4)
@@ -107,7 +157,7 @@ static __always_inline __u32 sock_client_hash(struct bpf_sock_addr *ctx, __u64 n
  * the VIP for this socket so replies and getpeername() show it. Returns 0 when rewritten, -ENXIO
  * when the destination is no service, another -errno when the service cannot take the connection.
  * The socket and netns cookies are read only once the destination is known to be a service: every
- * other connect on the node pays for the lookup alone.
+ * other connect on the node pays for the filter (and, for a few, the lookup) alone.
  */
 static __always_inline int __lb4_xlate_fwd(struct bpf_sock_addr *ctx, __be32 *address, __be16 *port)
 {
@@ -120,18 +170,21 @@ static __always_inline int __lb4_xlate_fwd(struct bpf_sock_addr *ctx, __be32 *ad
 	const struct lb4_backend *backend;
 	const struct lb_service *svc;
 	struct lb_pick pick = {};
-	__u64 netns;
+	__u64 client;
 	__u32 hash;
 	int ret;
 
-	svc = bpf_map_lookup_elem(&lb4_services_v2, &key);
+	if (!filter_may_match(lb_mix32(key.address ^ filter_tail(key.dport, key.proto))))
+		svc = NULL;
+	else
+		svc = bpf_map_lookup_elem(&lb4_services_v2, &key);
 	if (!svc) {
 		sock_count(SOCK_NOT_SERVICE);
 		return -ENXIO;
 	}
-	netns = bpf_get_netns_cookie(ctx);
-	hash = sock_client_hash(ctx, netns);
-	ret = lb_pick(&lb4_services_v2, &key, svc, &lb4_backends_v2, netns, hash, hash, &pick,
+	client = sock_client(ctx, svc);
+	hash = sock_client_hash(ctx, svc, client);
+	ret = lb_pick(&lb4_services_v2, &key, svc, &lb4_backends_v2, client, hash, hash, &pick,
 		      (const void **)&backend);
 	ret = sock_count_pick(ret, &pick);
 	if (ret)
@@ -171,18 +224,21 @@ static __always_inline int __lb6_xlate_fwd(struct bpf_sock_addr *ctx, union v6ad
 	const struct lb6_backend *backend;
 	const struct lb_service *svc;
 	struct lb_pick pick = {};
-	__u64 netns;
+	__u64 client;
 	__u32 hash;
 	int ret;
 
-	svc = bpf_map_lookup_elem(&lb6_services_v2, &key);
+	if (!filter_may_match(lb6_filter_hash(&key)))
+		svc = NULL;
+	else
+		svc = bpf_map_lookup_elem(&lb6_services_v2, &key);
 	if (!svc) {
 		sock_count(SOCK_NOT_SERVICE);
 		return -ENXIO;
 	}
-	netns = bpf_get_netns_cookie(ctx);
-	hash = sock_client_hash(ctx, netns);
-	ret = lb_pick(&lb6_services_v2, &key, svc, &lb6_backends_v2, netns, hash, hash, &pick,
+	client = sock_client(ctx, svc);
+	hash = sock_client_hash(ctx, svc, client);
+	ret = lb_pick(&lb6_services_v2, &key, svc, &lb6_backends_v2, client, hash, hash, &pick,
 		      (const void **)&backend);
 	ret = sock_count_pick(ret, &pick);
 	if (ret)

@@ -2,20 +2,22 @@
 
 import type { V1EndpointSlice, V1Service } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
+import { MapNames } from '../datapath/abi.ts';
 import { KernelMaps } from '../datapath/kernel-maps.ts';
 import { ErrorCodes, formatProblem, type ObjectProblem } from '../errors.ts';
 import { DesiredCache, desiredSteps } from '../model/desired.ts';
 import type { ParsedCidr } from '../model/ip.ts';
+import { nodeAddressOf } from '../model/node-read.ts';
 import { withExternalScope } from '../model/scope.ts';
 import { runStepsSliced } from '../model/steps.ts';
-import { type Backend, type DesiredTable, endpointKey, type NodeInfo } from '../model/types.ts';
+import { type Backend, type DesiredTable, endpointKey, type NodeAddressBook, type NodeInfo } from '../model/types.ts';
 import type { PlanProblem, SchedulerDefaults } from '../reconcile/plan.ts';
 import { Reconciler } from '../reconcile/reconciler.ts';
 import { SourceRanges } from '../reconcile/source-ranges.ts';
 import { Datapath, type DatapathOptions, type MigrationReport } from './datapath.ts';
 import { nodePortAddresses } from './devices.ts';
 import { LastGood } from './last-good.ts';
-import type { XdpAttachment } from './xdp.ts';
+import { nodeConfigValue, type XdpAttachment } from './xdp.ts';
 
 export interface AgentOptions extends DatapathOptions {
   node: NodeInfo;
@@ -50,6 +52,11 @@ export interface AgentStatus {
   pendingDestroy: number;
   /** Where the XDP program runs (empty: XDP off, or not committed yet). */
   xdp: XdpAttachment[];
+  /**
+   * --nodeport-mode dsr: backends on other nodes that traffic from outside reaches by SNAT instead,
+   * because their Node (or its address of their family) is not known. 0 in snat mode.
+   */
+  dsrFallbacks: number;
 }
 
 /** A step of a sync that failed; the next sync retries it. */
@@ -90,6 +97,11 @@ export class Agent {
   /** The loadBalancerSourceRanges tries, with the XDP datapath. */
   readonly #sourceRanges: SourceRanges | undefined;
   #node: NodeInfo;
+  /** This node's own addresses (before --nodeport-addresses): the SNAT and DSR address come from them. */
+  #ownAddresses: readonly string[];
+  /** lb_node_config_v1 as last written. */
+  #nodeConfig: Buffer | undefined;
+  #dsrFallbacks = 0;
   #syncListeners: ((table: DesiredTable) => void)[] = [];
   #services: V1Service[] = [];
   #slices: V1EndpointSlice[] = [];
@@ -122,11 +134,12 @@ export class Agent {
     this.#options = options;
     this.#log = options.log;
     this.#node = this.#withNodePortAddresses(options.node);
+    this.#ownAddresses = options.node.addresses ?? [];
     this.datapath = datapath;
     const { lb4_src_ranges_v1: v4, lb6_src_ranges_v1: v6 } = datapath.xdpMaps;
     this.#sourceRanges = v4 && v6 ? new SourceRanges(v4, v6) : undefined;
     const defaults = options.schedulerDefaults ? { defaults: options.schedulerDefaults } : {};
-    this.reconciler = new Reconciler(new KernelMaps(this.datapath.maps, options.capacity), defaults);
+    this.reconciler = new Reconciler(new KernelMaps(this.datapath.maps, options.capacity, this.datapath.frontendFilter), defaults);
     if (this.datapath.adopted) {
       this.#log.info({ frontends: this.reconciler.state.services.size }, 'adopted the pinned datapath of an earlier agent');
     }
@@ -143,11 +156,23 @@ export class Agent {
    * The latest objects from a source (and, from the API server, this node's facts); the reconcile
    * that follows is coalesced with others.
    */
-  update(objects: { services: V1Service[]; slices: V1EndpointSlice[]; problems?: ObjectProblem[]; node?: NodeInfo }): void {
+  update(objects: {
+    services: V1Service[];
+    slices: V1EndpointSlice[];
+    problems?: ObjectProblem[];
+    node?: NodeInfo;
+    /** Every Node's addresses (backends' nodes, for DSR); kept when absent. */
+    peers?: NodeAddressBook;
+  }): void {
     this.#services = objects.services;
     this.#slices = objects.slices;
     this.#sourceProblems = objects.problems ?? [];
-    if (objects.node) this.#node = this.#withNodePortAddresses(objects.node);
+    const peers = objects.peers ?? this.#node.peers;
+    if (objects.node) {
+      this.#ownAddresses = objects.node.addresses ?? [];
+      this.#node = this.#withNodePortAddresses(objects.node);
+    }
+    if (peers) this.#node = { ...this.#node, peers };
     this.#dirty = true;
     this.#schedule();
   }
@@ -209,6 +234,8 @@ export class Agent {
       const node = this.#node;
       const table = await runStepsSliced(this.#lastGood.resolveSteps(services, (s) => desiredSteps(s, slices, node, { cache })));
       this.#table = table;
+      this.#writeNodeConfig();
+      this.#countDsrFallbacks(table);
       const entries = this.datapath.options.xdp ? withExternalScope(table.frontends) : table.frontends;
       const result = await runStepsSliced(this.reconciler.reconcileSteps(entries));
       writes = result.writes;
@@ -277,6 +304,57 @@ export class Agent {
     this.#triggerTimes = seen;
   }
 
+  /**
+   * Rewrites lb_node_config_v1 when what it should hold changed: the SNAT address of each family is
+   * the node's own (nodeAddressOf its Node's addresses, the rule every node uses for the others'
+   * backends, so DSR packets arrive at the address it decapsulates on) when one of the XDP devices
+   * holds it, else the devices' address the datapath was loaded with (replies to an address on
+   * another device would miss the XDP program).
+   */
+  #writeNodeConfig(): void {
+    const xdp = this.datapath.options.xdp;
+    const map = this.datapath.xdpMaps[MapNames.nodeConfig];
+    if (!xdp || !map) return;
+    const held = new Set(xdp.devices.flatMap((d) => d.addresses));
+    const elsewhere: string[] = [];
+    const own = (family: 4 | 6): string | undefined => {
+      const address = nodeAddressOf(this.#ownAddresses, family);
+      if (address === undefined || held.has(address)) return address;
+      elsewhere.push(address);
+      return undefined;
+    };
+    const snatAddresses = { v4: own(4) ?? xdp.snatAddresses.v4, v6: own(6) ?? xdp.snatAddresses.v6 };
+    const value = nodeConfigValue({ ...xdp, snatAddresses });
+    if (this.#nodeConfig?.equals(value)) return;
+    if (elsewhere.length > 0 && xdp.nodePortMode === 'dsr') {
+      const devices = xdp.devices.map((d) => d.name);
+      this.#log.warn({ addresses: elsewhere, devices }, 'DSR: Node addresses other nodes send to are on none of the XDP devices');
+    }
+    map.update(Buffer.alloc(4), value);
+    this.#nodeConfig = value;
+    this.#log.info({ snatAddresses, nodePortMode: xdp.nodePortMode ?? 'snat' }, 'node config written');
+  }
+
+  /**
+   * In DSR mode, a backend on another node without a known node address is reached by SNAT (the
+   * datapath's rule for a zero node_address): it still serves, but sees this node as the client.
+   * Counted, and logged when the number changes.
+   */
+  #countDsrFallbacks(table: DesiredTable): void {
+    if (this.datapath.options.xdp?.nodePortMode !== 'dsr') return;
+    const without = new Set<string>();
+    for (const f of table.frontends) {
+      for (const b of f.externalBackends ?? []) if (!b.local && b.node === undefined) without.add(endpointKey(b));
+    }
+    if (without.size !== this.#dsrFallbacks && without.size > 0) {
+      this.#log.warn(
+        { backends: without.size, examples: [...without].slice(0, 5) },
+        'DSR: backends on nodes without a known address (Node object or its address of their family) get SNAT instead',
+      );
+    }
+    this.#dsrFallbacks = without.size;
+  }
+
   /** kube-proxy's --nodeport-addresses: NodePorts listen only on the node addresses inside them. */
   #withNodePortAddresses(node: NodeInfo): NodeInfo {
     const cidrs = this.#options.nodePortCidrs ?? [];
@@ -322,6 +400,7 @@ export class Agent {
       syncErrors: [...this.#syncErrors],
       pendingDestroy: this.#pendingDestroy.size,
       xdp: [...this.datapath.xdpAttachments],
+      dsrFallbacks: this.#dsrFallbacks,
     };
   }
 

@@ -20,7 +20,8 @@ import {
   XDP_REASONS,
   type XdpMapName,
 } from '../datapath/abi.ts';
-import type { ServiceMapSet } from '../datapath/kernel-maps.ts';
+import { FrontendFilter, filterWords } from '../datapath/frontend-filter.ts';
+import { frontendsIn, type ServiceMapSet } from '../datapath/kernel-maps.ts';
 import type { Capacity } from '../datapath/maps.ts';
 import { type MapEntry, migrationsInto } from '../datapath/migrations.ts';
 import { ErrorCodes, SocklbError } from '../errors.ts';
@@ -111,6 +112,7 @@ export function mapSizes(o: DatapathOptions): Record<MapName, number> {
     [MapNames.lb6SrcRanges]: DEFAULT_SOURCE_RANGE_ENTRIES,
     [MapNames.nodeConfig]: 1,
     [MapNames.xdpStats]: XDP_REASONS.length,
+    [MapNames.frontendFilter]: filterWords(o.capacity.services),
   };
 }
 
@@ -140,6 +142,8 @@ export class Datapath {
   /** True when every hook was already attached by an earlier agent, to be taken over at commit. */
   readonly adopted: boolean;
   readonly migration: MigrationReport;
+  /** Kept with every write of an in-cluster frontend (KernelMaps does it); filled on open. */
+  readonly frontendFilter: FrontendFilter;
   /** The XDP program's own maps, when it is loaded. */
   readonly xdpMaps: Partial<Record<XdpMapName, BpfMap>>;
   /** Where the XDP program runs, once committed. */
@@ -165,6 +169,7 @@ export class Datapath {
     xdp: { object: BpfObject; maps: Record<XdpMapName, BpfMap> } | undefined;
     unpinned: Map<MapName, BpfMap>;
     obsolete: string[];
+    frontendFilter: FrontendFilter;
   }) {
     this.maps = init.maps;
     this.options = init.options;
@@ -179,6 +184,7 @@ export class Datapath {
     this.xdpMaps = init.xdp?.maps ?? {};
     this.#unpinned = init.unpinned;
     this.#obsolete = init.obsolete;
+    this.frontendFilter = init.frontendFilter;
   }
 
   /**
@@ -206,18 +212,29 @@ export class Datapath {
       }
       // refuse_errno 0 makes the bpf_set_retval call dead code, which the verifier drops: kernels
       // before 5.18 do not know the helper and would reject the program.
-      obj.setInitialValue('.rodata', encode(Layouts.config, { abi_version: ABI_VERSION, refuse_errno: plan.refuseErrno }));
+      obj.setInitialValue(
+        '.rodata',
+        encode(Layouts.config, {
+          abi_version: ABI_VERSION,
+          refuse_errno: plan.refuseErrno,
+          filter_word_mask: sizes[MapNames.frontendFilter] - 1,
+        }),
+      );
     });
     const unpinned = new Map<MapName, BpfMap>();
     const obsolete: string[] = [];
     const maps = {} as ServiceMapSet;
+    let frontendFilter: FrontendFilter;
     try {
       for (const name of SOCK_MAPS) maps[name] = sock.object.map(name);
       for (const name of sock.created) {
         unpinned.set(name, maps[name]);
         migration.created.push(name);
-        obsolete.push(...migrateInto(maps[name], name, options.bpffs, migration));
+        // The filter's bits depend on its size: it is rebuilt from the service maps below, never copied.
+        if (name !== MapNames.frontendFilter) obsolete.push(...migrateInto(maps[name], name, options.bpffs, migration));
       }
+      frontendFilter = new FrontendFilter(maps[MapNames.frontendFilter], sizes[MapNames.frontendFilter]);
+      frontendFilter.rebuild(frontendsIn(maps));
     } catch (err) {
       for (const m of Object.values(maps)) m.close();
       sock.object.close();
@@ -259,6 +276,7 @@ export class Datapath {
       xdp,
       unpinned,
       obsolete,
+      frontendFilter,
     });
   }
 

@@ -6,7 +6,7 @@
 import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { BpfLink, type BpfMap, type BpfObject, type XdpMode } from '../bpf/binding.ts';
-import { encode, Layouts } from '../datapath/abi.ts';
+import { encode, Layouts, NodeConfigFlags } from '../datapath/abi.ts';
 import type { Device } from './devices.ts';
 
 export interface XdpOptions {
@@ -18,7 +18,21 @@ export interface XdpOptions {
   snatAddresses: { v4?: string; v6?: string };
   /** SNAT source ports, inclusive: outside ip_local_port_range and the NodePort range. */
   natPorts: [number, number];
+  /**
+   * --nodeport-mode: 'dsr' sends a remote backend the client's packet encapsulated to its node,
+   * which answers the client directly; 'snat' (absent) rewrites the source to this node.
+   */
+  nodePortMode?: NodePortMode;
 }
+
+export type NodePortMode = 'snat' | 'dsr';
+
+/**
+ * The UDP port DSR packets travel to between nodes (struct lb_node_config.dsr_port): every node
+ * decapsulates on it whatever its own mode, so nodes can switch to DSR one at a time. Below the
+ * NodePort range and ip_local_port_range, so no local socket or NodePort meets it.
+ */
+export const DSR_PORT = 8455;
 
 /** The NAT port range by default: above Linux's ip_local_port_range (32768-60999) and NodePorts. */
 export const DEFAULT_NAT_PORTS: [number, number] = [61000, 65535];
@@ -34,16 +48,26 @@ export interface XdpAttachment {
   egress: 'tcx' | 'clsact';
 }
 
-/** Writes the node's SNAT addresses and NAT port range into lb_node_config_v1 (key 0). */
-export function writeNodeConfig(config: BpfMap, o: Pick<XdpOptions, 'snatAddresses' | 'natPorts'>): void {
-  const value = encode(Layouts.nodeConfig, {
+/**
+ * lb_node_config_v1's value: the node's SNAT addresses (also the ones DSR packets from other nodes
+ * arrive at), the NAT port range, the DSR flag and port.
+ */
+export function nodeConfigValue(o: Pick<XdpOptions, 'snatAddresses' | 'natPorts' | 'nodePortMode'>): Buffer {
+  return encode(Layouts.nodeConfig, {
     ...(o.snatAddresses.v4 ? { snat_address4: o.snatAddresses.v4 } : {}),
     ...(o.snatAddresses.v6 ? { snat_address6: o.snatAddresses.v6 } : {}),
     nat_port_min: o.natPorts[0],
     nat_port_max: o.natPorts[1],
-    flags: 0,
+    flags: o.nodePortMode === 'dsr' ? NodeConfigFlags.dsr : 0,
+    dsr_port: DSR_PORT,
   });
+}
+
+/** Writes nodeConfigValue(o) into lb_node_config_v1 (key 0); returns what it wrote. */
+export function writeNodeConfig(config: BpfMap, o: Pick<XdpOptions, 'snatAddresses' | 'natPorts' | 'nodePortMode'>): Buffer {
+  const value = nodeConfigValue(o);
   config.update(Buffer.alloc(4), value);
+  return value;
 }
 
 /**

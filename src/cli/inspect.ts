@@ -129,6 +129,8 @@ interface Status {
   syncErrors: { step: string; code: string; message: string; at: string }[];
   pendingDestroy: number;
   xdp: { device: string; mode: string; fallback?: string; egress: string }[];
+  /** Absent from agents before it existed. */
+  dsrFallbacks?: number;
 }
 
 // ---- tables -----------------------------------------------------------------------------------
@@ -289,7 +291,8 @@ async function statusCmd(c: Client, args: string[], json: boolean, io: InspectIo
     'XDP',
     status.xdp.length === 0
       ? 'off'
-      : status.xdp.map((x) => `${x.device} ${x.mode}${x.fallback ? ' (native refused)' : ''}, egress ${x.egress}`).join('; '),
+      : status.xdp.map((x) => `${x.device} ${x.mode}${x.fallback ? ' (native refused)' : ''}, egress ${x.egress}`).join('; ') +
+        ((status.dsrFallbacks ?? 0) > 0 ? `; DSR: ${status.dsrFallbacks} backends on unknown nodes get SNAT` : ''),
   ]);
   lines.push([
     'Sync errors',

@@ -59,6 +59,8 @@ export interface KubernetesWiring {
   onError?: (err: Error) => void;
   /** Sees each snapshot before the agent does. */
   onSnapshot?: (snapshot: KubernetesSnapshot) => void;
+  /** Watch every Node (DSR needs each backend's node address), not only this one. */
+  allNodes?: boolean;
 }
 
 /** A KubernetesSource feeding the agent and the health server. */
@@ -67,6 +69,7 @@ export function kubernetesSourceFor(agent: Agent, health: HealthServer, o: Kuber
     nodeName: o.nodeName,
     ...(o.kubeconfig ? { kubeconfigPath: o.kubeconfig } : {}),
     ...(o.backoff ? { backoff: o.backoff } : {}),
+    ...(o.allNodes ? { allNodes: true } : {}),
     onChange: (snapshot) => {
       o.onSnapshot?.(snapshot);
       health.queuedUpdate();
@@ -111,13 +114,20 @@ export async function runAgent(o: AgentRunOptions, stopped: Promise<void>): Prom
 
     const source: Source = o.manifests
       ? new ManifestSource(o.manifests, {
+          nodeName: o.nodeName,
           onChange: (snapshot) => {
             health.queuedUpdate();
-            agent.update(snapshot);
+            // Without a Node document of its own, the node is known by its devices' addresses.
+            agent.update({ ...snapshot, node: snapshot.node ?? { name: o.nodeName, addresses: o.nodeAddresses } });
           },
           onError: (err) => log.error(err.message),
         })
-      : kubernetesSourceFor(agent, health, { nodeName: o.nodeName, ...(o.kubeconfig ? { kubeconfig: o.kubeconfig } : {}), log });
+      : kubernetesSourceFor(agent, health, {
+          nodeName: o.nodeName,
+          ...(o.kubeconfig ? { kubeconfig: o.kubeconfig } : {}),
+          allNodes: o.xdp?.nodePortMode === 'dsr',
+          log,
+        });
     closers.unshift(() => source.stop());
     await Promise.race([source.start(), stopped]);
     await Promise.race([agent.whenSynced(), stopped]);

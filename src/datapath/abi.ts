@@ -29,6 +29,7 @@ export const MapNames = {
   lb6SrcRanges: 'lb6_src_ranges_v1',
   nodeConfig: 'lb_node_config_v1',
   xdpStats: 'xdp_stats_v1',
+  frontendFilter: 'lb_frontend_filter_v1',
 } as const;
 
 export type MapName = (typeof MapNames)[keyof typeof MapNames];
@@ -47,6 +48,7 @@ export const SOCK_MAPS = [
   MapNames.sockStats,
   MapNames.affinity,
   MapNames.tables,
+  MapNames.frontendFilter,
 ] as const;
 
 export type SockMapName = (typeof SOCK_MAPS)[number];
@@ -117,6 +119,7 @@ export const MAP_DEFINITIONS: Readonly<Record<MapName, MapDefinition>> = {
   [MapNames.lb6SrcRanges]: { type: MapType.lpmTrie, keySize: 24, valueSize: 1, flags: BPF_F_NO_PREALLOC },
   [MapNames.nodeConfig]: { type: MapType.array, keySize: 4, valueSize: 32, flags: 0 },
   [MapNames.xdpStats]: { type: MapType.percpuArray, keySize: 4, valueSize: 8, flags: 0 },
+  [MapNames.frontendFilter]: { type: MapType.array, keySize: 4, valueSize: 8, flags: 0 },
 };
 
 /** enum sock_reason, by index. */
@@ -387,9 +390,10 @@ export const Layouts = {
     { name: 'service_id', type: 'u32', offset: 4 },
     { name: 'address', type: 'ip6', offset: 8 },
   ]),
-  config: layout('socklb_config', 8, [
+  config: layout('socklb_config', 12, [
     { name: 'abi_version', type: 'u32', offset: 0 },
     { name: 'refuse_errno', type: 'u32', offset: 4 },
+    { name: 'filter_word_mask', type: 'u32', offset: 8 },
   ]),
 } as const;
 

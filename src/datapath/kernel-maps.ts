@@ -15,6 +15,7 @@ import {
   TABLE_ELEM_SIZE,
   TABLE_SLOTS_PER_ELEM,
 } from './abi.ts';
+import type { FrontendFilter } from './frontend-filter.ts';
 import type { Capacity, DatapathMaps, MapsDump, ServiceCounters, ServiceEntry, SlotEntry } from './maps.ts';
 
 export type ServiceMapSet = Record<SockMapName, BpfMap>;
@@ -31,8 +32,36 @@ export function frontendKey(f: Frontend): Buffer {
   return f.family === 4 ? encode(Layouts.lb4Key, values) : encode(Layouts.lb6Key, values);
 }
 
+/** Every frontend in the service maps, read from their keys alone. */
+export function* frontendsIn(maps: ServiceMapSet): Generator<Frontend> {
+  for (const [family, name] of [
+    [4, MapNames.lb4Services],
+    [6, MapNames.lb6Services],
+  ] as const) {
+    for (const key of maps[name].keys()) {
+      const frontend = frontendOf(family, key);
+      if (frontend) yield frontend;
+    }
+  }
+}
+
+function frontendOf(family: Family, key: Buffer): Frontend | undefined {
+  const k = decode(family === 4 ? Layouts.lb4Key : Layouts.lb6Key, key);
+  const protocol = PROTOCOL_BY_NUMBER[Number(k.proto)];
+  if (!protocol) return undefined;
+  const frontend: Frontend = { family, address: String(k.address), port: Number(k.dport), protocol };
+  if (Number(k.scope) === Scope.external) frontend.scope = 'external';
+  return frontend;
+}
+
 export function backendValue(b: Backend): Buffer {
-  const values = { address: b.address, port: b.port, proto: IPPROTO[b.protocol], flags: b.local ? BackendFlags.local : 0 };
+  const values = {
+    address: b.address,
+    port: b.port,
+    proto: IPPROTO[b.protocol],
+    flags: b.local ? BackendFlags.local : 0,
+    ...(b.node === undefined ? {} : { node_address: b.node }),
+  };
   return b.family === 4 ? encode(Layouts.lb4Backend, values) : encode(Layouts.lb6Backend, values);
 }
 
@@ -43,10 +72,13 @@ function u32(n: number): Buffer {
 export class KernelMaps implements DatapathMaps {
   readonly capacity: Capacity;
   readonly #maps: ServiceMapSet;
+  readonly #filter: FrontendFilter;
 
-  constructor(maps: ServiceMapSet, capacity: Capacity) {
+  /** `filter` is the datapath's (Datapath.frontendFilter): every write of a frontend keeps it. */
+  constructor(maps: ServiceMapSet, capacity: Capacity, filter: FrontendFilter) {
     this.#maps = maps;
     this.capacity = capacity;
+    this.#filter = filter;
   }
 
   #services(family: Family): BpfMap {
@@ -65,11 +97,18 @@ export class KernelMaps implements DatapathMaps {
       affinity_timeout: entry.affinityTimeout,
       scheduler: entry.scheduler ?? 0,
     });
-    this.#services(frontend.family).update(frontendKey(frontend), value);
+    this.#filter.add(frontend);
+    try {
+      this.#services(frontend.family).update(frontendKey(frontend), value);
+    } catch (err) {
+      if (!this.#services(frontend.family).lookup(frontendKey(frontend))) this.#filter.remove(frontend);
+      throw err;
+    }
   }
 
   deleteService(frontend: Frontend): void {
     this.#services(frontend.family).delete(frontendKey(frontend));
+    this.#filter.remove(frontend);
   }
 
   putSlot(slot: SlotEntry): void {
@@ -140,17 +179,13 @@ export class KernelMaps implements DatapathMaps {
   dump(): MapsDump {
     const dump: MapsDump = { services: [], slots: [], backends: [] };
     for (const family of [4, 6] as const) {
-      const keyLayout = family === 4 ? Layouts.lb4Key : Layouts.lb6Key;
       const map = this.#services(family);
       for (const key of map.keys()) {
         const value = map.lookup(key);
         if (!value) continue;
-        const k = decode(keyLayout, key);
         const v = decode(Layouts.service, value);
-        const protocol = PROTOCOL_BY_NUMBER[Number(k.proto)];
-        if (!protocol) continue;
-        const frontend: Frontend = { family, address: String(k.address), port: Number(k.dport), protocol };
-        if (Number(k.scope) === Scope.external) frontend.scope = 'external';
+        const frontend = frontendOf(family, key);
+        if (!frontend) continue;
         dump.services.push({
           frontend,
           entry: {
@@ -172,6 +207,9 @@ export class KernelMaps implements DatapathMaps {
         if (!protocol) continue;
         const backend: Backend = { family, address: String(b.address), port: Number(b.port), protocol };
         if (Number(b.flags) & BackendFlags.local) backend.local = true;
+        // All-zero is "no node known" (struct lb4_backend, lb6_backend).
+        const node = String(b.node_address);
+        if (node !== '0.0.0.0' && node !== '::') backend.node = node;
         dump.backends.push({ id: Number(decode(Layouts.backendId, key).backend_id), backend });
       }
     }

@@ -51,6 +51,7 @@ export function memorySource(maps: MemoryMaps, config: Record<string, unknown> =
       syncErrors: [],
       pendingDestroy: 0,
       xdp: [],
+      dsrFallbacks: 0,
     }),
     loaded: () => true,
     hooks: () => Object.entries(SOCK_PROGRAMS).map(([program, attachType]) => ({ program, attachType, attached })),

@@ -115,6 +115,10 @@ export const statusSchema = {
         },
       },
     },
+    dsrFallbacks: {
+      type: 'integer',
+      description: '--nodeport-mode dsr: backends on other nodes reached by SNAT, their node address unknown.',
+    },
   },
 } as const;
 

@@ -197,6 +197,7 @@ export async function buildDebugServer(source: DebugSource, options: DebugServer
         syncErrors: s.syncErrors.map((e) => ({ ...e, at: e.at.toISOString() })),
         pendingDestroy: s.pendingDestroy,
         xdp: s.xdp,
+        dsrFallbacks: s.dsrFallbacks,
       };
     },
   );

@@ -116,7 +116,7 @@ export type AgentParts = Pick<Agent, 'datapath' | 'reconciler' | 'table' | 'stat
 /** The running agent, read through its pinned maps and links. */
 export function agentSource(agent: AgentParts, options: AgentSourceOptions = {}): DebugSource {
   const dp = agent.datapath;
-  const readback = new KernelMaps(dp.maps, dp.options.capacity);
+  const readback = new KernelMaps(dp.maps, dp.options.capacity, dp.frontendFilter);
   const views = [...Object.entries(dp.maps), ...Object.entries(dp.xdpMaps)].map(([name, map]) => new BpfMapView(name, map));
   const wantCgroup = cgroupId(dp.options.cgroup);
   return {

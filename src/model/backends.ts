@@ -1,14 +1,17 @@
 // Gathers a service port's endpoints from its slices and turns chosen endpoints into backends.
 
 import { compareIp } from './ip.ts';
+import { nodeAddressOf } from './node-read.ts';
 import type { SliceRead } from './slice-read.ts';
 import type { TopologyEndpoint } from './topology.ts';
-import type { Backend, Family, Protocol } from './types.ts';
+import type { Backend, Family, NodeAddressBook, Protocol } from './types.ts';
 
 /** One endpoint of one service port: an address, the port its slice gives, and what kube-proxy reads. */
 export interface PortEndpoint extends TopologyEndpoint {
   address: string;
   port: number;
+  /** The slice's nodeName: where direct server return sends its traffic. */
+  nodeName: string | undefined;
 }
 
 export interface EndpointQuery {
@@ -49,6 +52,7 @@ export function portEndpoints(q: EndpointQuery, slices: SliceRead[]): PortEndpoi
         serving: ep.serving,
         terminating: ep.terminating,
         local: q.nodeName !== '' && ep.nodeName === q.nodeName,
+        nodeName: ep.nodeName,
         zoneHints: ep.zoneHints,
         nodeHints: ep.nodeHints,
       });
@@ -57,14 +61,19 @@ export function portEndpoints(q: EndpointQuery, slices: SliceRead[]): PortEndpoi
   return [...byKey.values()];
 }
 
-export function toBackends(endpoints: readonly PortEndpoint[], family: Family, protocol: Protocol): Backend[] {
+/**
+ * The endpoints as backends. One on another node whose Node is in `peers` carries that node's
+ * address of its family (nodeAddressOf), which direct server return sends its packets to.
+ */
+export function toBackends(endpoints: readonly PortEndpoint[], family: Family, protocol: Protocol, peers?: NodeAddressBook): Backend[] {
   return dedupeSorted(
-    endpoints.map(
-      (e): Backend =>
-        e.local
-          ? { family, address: e.address, port: e.port, protocol, local: true }
-          : { family, address: e.address, port: e.port, protocol },
-    ),
+    endpoints.map((e): Backend => {
+      if (e.local) return { family, address: e.address, port: e.port, protocol, local: true };
+      const node = e.nodeName === undefined ? undefined : nodeAddressOf(peers?.get(e.nodeName), family);
+      return node === undefined
+        ? { family, address: e.address, port: e.port, protocol }
+        : { family, address: e.address, port: e.port, protocol, node };
+    }),
   );
 }
 
@@ -78,5 +87,8 @@ export function compareBackends(a: Backend, b: Backend): number {
 }
 
 export function sameBackends(a: readonly Backend[], b: readonly Backend[]): boolean {
-  return a.length === b.length && a.every((x, i) => x.address === b[i]?.address && x.port === b[i]?.port && x.local === b[i]?.local);
+  return (
+    a.length === b.length &&
+    a.every((x, i) => x.address === b[i]?.address && x.port === b[i]?.port && x.local === b[i]?.local && x.node === b[i]?.node)
+  );
 }

@@ -85,6 +85,7 @@ export class DesiredCache {
   #slices = new WeakMap<object, SliceMemo>();
   #results = new WeakMap<object, ServiceResult>();
   #nodeKey: string | undefined;
+  #peers: NodeInfo['peers'];
   #nodeFacts: NodeFacts | undefined;
   /** Counts calls, to mark what each one saw. */
   epoch = 0;
@@ -105,6 +106,7 @@ export class DesiredCache {
     this.#slices = new WeakMap();
     this.#results = new WeakMap();
     this.#nodeKey = undefined;
+    this.#peers = undefined;
     this.#nodeFacts = undefined;
     this.order = [];
     this.groups = new Map();
@@ -154,11 +156,15 @@ export class DesiredCache {
     return memo.read;
   }
 
-  /** The node's facts; a change of them drops every per-service result. */
+  /**
+   * The node's facts; a change of them, or other nodes' addresses (a new peers book), drops every
+   * per-service result.
+   */
   node(node: NodeInfo, compute: (node: NodeInfo) => NodeFacts): NodeFacts {
     const key = JSON.stringify([node.name, node.zone ?? '', node.addresses ?? []]);
-    if (key !== this.#nodeKey || !this.#nodeFacts) {
+    if (key !== this.#nodeKey || node.peers !== this.#peers || !this.#nodeFacts) {
       this.#nodeKey = key;
+      this.#peers = node.peers;
       this.#nodeFacts = compute(node);
       this.#results = new WeakMap();
     }

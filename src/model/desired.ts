@@ -451,7 +451,7 @@ function claimsOf(spec: ServiceSpec, slices: SliceRead[], node: NodeInfo, nodeIp
         externallyAccessible: port.nodePort !== undefined || externalIps.length > 0 || lbIps.length > 0,
       };
       const sets = categorizeEndpoints(endpoints, policy, node.name, node.zone ?? '');
-      const backendsOf = (eps: PortEndpoint[] | undefined): Backend[] => toBackends(eps ?? [], family, port.protocol);
+      const backendsOf = (eps: PortEndpoint[] | undefined): Backend[] => toBackends(eps ?? [], family, port.protocol, node.peers);
       const clusterWide = backendsOf(sets.cluster);
       const internal = spec.localOnly ? backendsOf(sets.local) : clusterWide;
       const external = spec.externalLocal ? backendsOf(sets.local) : clusterWide;

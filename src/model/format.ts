@@ -19,7 +19,9 @@ import { type Backend, type DesiredFrontend, type DesiredTable, endpointKey, typ
  *
  * A frontend's line names its kind first; an unnamed service port prints without the `:name`; the
  * backends traffic from outside gets follow `| from outside ->` only when they differ from those of
- * a client on this node. Empty sections say `(none)`.
+ * a client on this node. A backend on another node whose Node is known ends with `@` and that
+ * node's address (`10.244.1.12:8080@192.168.0.3`), where direct server return sends its packets.
+ * Empty sections say `(none)`.
  */
 export function formatTable(table: DesiredTable): string {
   const lines = table.frontends.map(formatFrontend);
@@ -53,5 +55,6 @@ function formatBackends(backends: Backend[]): string {
 }
 
 function formatBackend(b: Backend): string {
-  return b.family === 6 ? `[${b.address}]:${b.port}` : `${b.address}:${b.port}`;
+  const at = b.node === undefined ? '' : `@${b.node}`;
+  return b.family === 6 ? `[${b.address}]:${b.port}${at}` : `${b.address}:${b.port}${at}`;
 }

@@ -34,6 +34,11 @@ export interface Backend {
   protocol: Protocol;
   /** The endpoint runs on this node: traffic from outside reaches it without source NAT. */
   local?: true;
+  /**
+   * The address (of the backend's family) of the node the endpoint runs on, for direct server
+   * return; set only for endpoints on other nodes whose Node is known.
+   */
+  node?: string;
 }
 
 export interface ServiceName {
@@ -89,7 +94,15 @@ export interface NodeInfo {
    * not change, as kube-proxy keeps programming services while its node drains.
    */
   deleting?: boolean;
+  /**
+   * Every node's addresses by name (the Node objects), to find a remote endpoint's node. Replaced,
+   * never edited, when one changes: the desired cache compares it by identity.
+   */
+  peers?: NodeAddressBook;
 }
+
+/** Node name -> its InternalIP then ExternalIP addresses, canonical, deduplicated, in the Node's order. */
+export type NodeAddressBook = ReadonlyMap<string, readonly string[]>;
 
 /**
  * A `healthCheckNodePort` to serve for a LoadBalancer service with `externalTrafficPolicy: Local`:

@@ -215,6 +215,8 @@ export function* planSteps(
 
   // Backends this plan adds, by key; the rest are looked up in the state.
   const planned = new Map<string, number>();
+  // Backends already held whose value this plan rewrites (a new node address).
+  const refreshed = new Set<number>();
   const backendPool = new IdPool((id) => state.backends.has(id), capacity.backendIds);
   const servicePool = new IdPool(
     (id) => state.byId(id) !== undefined || state.orphanSlots.has(id) || state.tables.has(id),
@@ -242,12 +244,19 @@ export function* planSteps(
     // New backend ids become visible to later frontends only once this frontend is accepted.
     const backendOps: Op[] = [];
     const pending = new Map<string, number>();
+    const refreshing = new Set<number>();
     const ids: number[] = [];
     const newBackends = { 4: 0, 6: 0 };
     for (const b of d.backends) {
       const bkey = endpointKey(b);
       let id = planned.get(bkey) ?? state.backendIdOf(bkey) ?? pending.get(bkey);
-      if (id === undefined) {
+      const held = id === undefined ? undefined : state.backends.get(id);
+      if (id !== undefined && held && !sameNode(held, b) && !refreshed.has(id) && !refreshing.has(id)) {
+        // The backend's node address changed (or became known): rewritten in place, under the same
+        // id, so its flows (their entries name the id) go on.
+        refreshing.add(id);
+        backendOps.push({ kind: 'put-backend', id, backend: b });
+      } else if (id === undefined) {
         newBackends[b.family]++;
         id = backendPool.take();
         if (id === undefined) break;
@@ -326,6 +335,7 @@ export function* planSteps(
     room.backends[6] -= newBackends[6];
     if (!current) room.services[d.frontend.family]--;
     for (const [bkey, id] of pending) planned.set(bkey, id);
+    for (const id of refreshing) refreshed.add(id);
     keep(layout.final);
     if (ops.length > 0) changes.push({ key, frontend: d.frontend, service: d.service, ops });
   }
@@ -393,7 +403,8 @@ function isProgrammedLarge(current: ProgrammedService, d: DesiredFrontend, state
   const want = new Set<number>();
   for (const b of d.backends) {
     const id = state.backendIdOf(endpointKey(b));
-    if (id === undefined || want.has(id)) return false;
+    const held = id === undefined ? undefined : state.backends.get(id);
+    if (id === undefined || !held || want.has(id) || !sameNode(held, b)) return false;
     want.add(id);
   }
   for (let slot = 1; slot <= d.backends.length; slot++) {
@@ -403,8 +414,26 @@ function isProgrammedLarge(current: ProgrammedService, d: DesiredFrontend, state
   return want.size === 0;
 }
 
+/** Whether the held backend `a` serves the wanted `b`. */
 function sameBackend(a: Backend, b: Backend): boolean {
-  return a.address === b.address && a.port === b.port && a.protocol === b.protocol && a.family === b.family && a.local === b.local;
+  return (
+    a.address === b.address &&
+    a.port === b.port &&
+    a.protocol === b.protocol &&
+    a.family === b.family &&
+    a.local === b.local &&
+    sameNode(a, b)
+  );
+}
+
+/**
+ * Whether the held backend's node address serves the wanted one. A wanted backend without one keeps
+ * the address held: the same endpoint may come from another slice without a nodeName (a hand-made
+ * or mirrored one), and clearing there but setting it back for the next frontend would rewrite the
+ * entry at every sync. An address learnt for an endpoint stays until another one replaces it.
+ */
+function sameNode(held: Backend, wanted: Backend): boolean {
+  return wanted.node === undefined || held.node === wanted.node;
 }
 
 function roomLeft(state: ProgrammedState, capacity: Capacity): Room {

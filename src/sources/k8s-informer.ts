@@ -14,6 +14,8 @@
 //   stopped; here the delay is cut short on stop and the watch refuses to open once stopped.
 // - It lists without paging; here the list pages with limit/continue and falls back to one unpaged list
 //   when a continue token expires (410), as client-go's pager does.
+// - It caches whole objects; here an optional `compact` keeps only what the caller reads (client-go's
+//   transform), so watching every Node of a large cluster holds names and addresses, not node status.
 
 import { type KubeConfig, type KubernetesListObject, type KubernetesObject, ListWatch, Watch } from '@kubernetes/client-node';
 
@@ -47,6 +49,11 @@ export interface InformerOptions<T extends KubernetesObject> {
   /** The watch path, e.g. `/api/v1/services`. */
   path: string;
   fieldSelector?: string;
+  /**
+   * What the cache keeps of each listed or watched object (default: all of it). It must keep
+   * metadata.name, .namespace and .resourceVersion, which the cache is keyed and versioned by.
+   */
+  compact?(obj: T): T;
   /** Fetches one page of the list. */
   listPage(request: PageRequest): Promise<Page<T>>;
   pageSize: number;
@@ -84,6 +91,8 @@ export function backoffDelay(backoff: Backoff, attempt: number): number {
 interface WatchOwner {
   readonly stopped: boolean;
   contact(): void;
+  /** The object as the cache should keep it. */
+  compact(obj: unknown): unknown;
 }
 
 class InformerWatch extends Watch {
@@ -107,7 +116,8 @@ class InformerWatch extends Watch {
         { ...queryParams, allowWatchBookmarks: true },
         (phase, obj, raw) => {
           this.#owner.contact();
-          callback(phase, obj, raw);
+          const object = phase === 'ADDED' || phase === 'MODIFIED' || phase === 'DELETED' ? this.#owner.compact(obj) : obj;
+          callback(phase, object, raw);
         },
         done,
       );
@@ -170,6 +180,10 @@ export class ResilientInformer<T extends KubernetesObject> {
 
   status(): InformerStatus {
     return { ...this.#status, resourceVersion: this.#lw.latestResourceVersion() };
+  }
+
+  compact(obj: unknown): unknown {
+    return this.#o.compact ? this.#o.compact(obj as T) : obj;
   }
 
   /** Called for every watch event (bookmarks too): the API server is reachable, so the backoff resets. */
@@ -240,11 +254,14 @@ export class ResilientInformer<T extends KubernetesObject> {
         if (token === undefined || statusCode(err) !== 410) throw err;
         // An expired continue token: the consistent snapshot is gone; take one unpaged list instead.
         const whole = await this.#o.listPage({});
-        return { metadata: { resourceVersion: whole.resourceVersion }, items: whole.items };
+        const compact = this.#o.compact;
+        const all = compact ? whole.items.map((item) => compact(item)) : whole.items;
+        return { metadata: { resourceVersion: whole.resourceVersion }, items: all };
       }
       // Every page of a consistent list carries the first page's resourceVersion.
       if (token === undefined) resourceVersion = page.resourceVersion;
-      items.push(...page.items);
+      const compact = this.#o.compact;
+      items.push(...(compact ? page.items.map((item) => compact(item)) : page.items));
       token = page.continue || undefined;
       if (!token) break;
     }

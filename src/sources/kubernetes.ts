@@ -1,5 +1,6 @@
 // The Kubernetes source: v1 Services, discovery.k8s.io/v1 EndpointSlices (all namespaces) and this
-// node's v1 Node, listed then watched through client-node informers. It emits whole snapshots, and
+// node's v1 Node (or, for direct server return, every Node, kept as names and addresses only),
+// listed then watched through client-node informers. It emits whole snapshots, and
 // only once all three have listed; while the API server is away the last objects stay in force (a
 // disconnect never empties a snapshot), and the informers reconnect with a capped, jittered backoff.
 // What client-node does by itself on 410 and disconnects, and what is added, is in k8s-informer.ts.
@@ -15,16 +16,17 @@ import {
   type V1Service,
 } from '@kubernetes/client-node';
 import { IsomorphicFetchHttpLibrary } from '@kubernetes/client-node/dist/gen/http/isomorphic-fetch.js';
-import { ErrorCodes, SocklbError } from '../errors.ts';
+import { ErrorCodes, type ObjectProblem, SocklbError } from '../errors.ts';
+import { readNode, ZONE_LABEL } from '../model/node-read.ts';
 import { isRecord } from '../model/problem.ts';
-import type { NodeInfo } from '../model/types.ts';
+import type { NodeAddressBook, NodeInfo } from '../model/types.ts';
 import { type Backoff, DEFAULT_BACKOFF, type InformerStatus, type Page, type PageRequest, ResilientInformer } from './k8s-informer.ts';
 
 /** The annotation the EndpointSlice controller sets to when the change behind a slice update happened. */
 export const TRIGGER_TIME_ANNOTATION = 'endpoints.kubernetes.io/last-change-trigger-time';
 /** The taint the cluster autoscaler sets on a node it is about to delete (kube-proxy's ToBeDeletedTaint). */
 export const TO_BE_DELETED_TAINT = 'ToBeDeletedByClusterAutoscaler';
-export const ZONE_LABEL = 'topology.kubernetes.io/zone';
+export { ZONE_LABEL };
 
 /** This node, as the model and the health server need it. */
 export interface KubeNodeInfo extends NodeInfo {
@@ -42,6 +44,10 @@ export interface KubernetesSnapshot {
   services: V1Service[];
   slices: V1EndpointSlice[];
   node: KubeNodeInfo;
+  /** Every Node's addresses (options.allNodes; else empty); the same Map while none changes. */
+  peers: NodeAddressBook;
+  /** Nodes' fields that could not be read (an address that is not an IP), naming node and field. */
+  problems: ObjectProblem[];
   /**
    * The `endpoints.kubernetes.io/last-change-trigger-time` of the EndpointSlice changes folded into
    * this snapshot (the earliest per slice, as kube-proxy counts), for a network-programming-latency
@@ -57,6 +63,11 @@ export interface KubernetesSourceOptions {
   kubeconfigPath?: string;
   /** A ready KubeConfig, instead of kubeconfigPath / in-cluster. */
   kubeConfig?: KubeConfig;
+  /**
+   * Watch every Node, not only this one: direct server return needs the address of each backend's
+   * node. Each is kept as its name, addresses, zone and deletion marks (compactNode).
+   */
+  allNodes?: boolean;
   /** A new snapshot: the first once all three informers have listed, then after every change. */
   onChange(snapshot: KubernetesSnapshot): void;
   /** All three informers have listed once (called once, before the first onChange). */
@@ -105,19 +116,37 @@ export function loadKubeConfig(path?: string): KubeConfig {
 export function nodeInfo(name: string, node: V1Node | undefined): KubeNodeInfo {
   const info: KubeNodeInfo = { name, addresses: [], deleting: false, toBeDeleted: false };
   if (!node) return info;
-  const zone = node.metadata?.labels?.[ZONE_LABEL];
-  if (typeof zone === 'string' && zone !== '') info.zone = zone;
-  const all = Array.isArray(node.status?.addresses) ? node.status.addresses : [];
-  for (const type of ['InternalIP', 'ExternalIP']) {
-    for (const a of all) {
-      if (a?.type === type && typeof a.address === 'string' && a.address !== '' && !info.addresses.includes(a.address)) {
-        info.addresses.push(a.address);
-      }
-    }
-  }
+  const read = readNode(node);
+  if (read.zone !== undefined) info.zone = read.zone;
+  info.addresses = read.addresses;
   info.deleting = Boolean(node.metadata?.deletionTimestamp);
   info.toBeDeleted = Array.isArray(node.spec?.taints) && node.spec.taints.some((t) => t?.key === TO_BE_DELETED_TAINT);
   return info;
+}
+
+/**
+ * What the cache keeps of a watched Node: the fields nodeInfo and readNode read, nothing of its
+ * status conditions, images or capacity (most of a Node's bytes, and what changes every heartbeat).
+ */
+export function compactNode(node: V1Node): V1Node {
+  const meta = node.metadata ?? {};
+  const zone = meta.labels?.[ZONE_LABEL];
+  const taints = Array.isArray(node.spec?.taints) ? node.spec.taints.filter((t) => t?.key === TO_BE_DELETED_TAINT) : [];
+  // Every entry, not only the IPs: a problem names an address by its index in the Node.
+  const addresses = node.status?.addresses;
+  return {
+    apiVersion: node.apiVersion ?? 'v1',
+    kind: node.kind ?? 'Node',
+    metadata: {
+      ...(meta.name !== undefined ? { name: meta.name } : {}),
+      ...(meta.uid !== undefined ? { uid: meta.uid } : {}),
+      ...(meta.resourceVersion !== undefined ? { resourceVersion: meta.resourceVersion } : {}),
+      ...(meta.deletionTimestamp !== undefined ? { deletionTimestamp: meta.deletionTimestamp } : {}),
+      ...(zone !== undefined ? { labels: { [ZONE_LABEL]: zone } } : {}),
+    },
+    ...(taints.length > 0 ? { spec: { taints } } : {}),
+    ...(addresses !== undefined ? { status: { addresses } } : {}),
+  };
 }
 
 function sameNode(a: KubeNodeInfo, b: KubeNodeInfo): boolean {
@@ -227,6 +256,11 @@ export class KubernetesSource {
   #dirty = false;
   #emitting: NodeJS.Immediate | undefined;
   #node: KubeNodeInfo;
+  readonly #allNodes: boolean;
+  /** Every Node's addresses (with allNodes); replaced, never edited, when one changes. */
+  #peers: Map<string, readonly string[]> = new Map();
+  /** Node name -> the problems of its last version. */
+  #nodeProblems = new Map<string, ObjectProblem[]>();
   /** The earliest trigger time per slice changed since the last snapshot. */
   #pendingTriggers = new Map<string, Date>();
   /** The latest trigger time seen per slice. */
@@ -253,6 +287,7 @@ export class KubernetesSource {
     const listTimeoutMs = checkNumber(options.listTimeoutMs, 60_000, 'listTimeoutMs', 1);
 
     this.#nodeName = options.nodeName;
+    this.#allNodes = options.allNodes === true;
     this.#onChange = options.onChange;
     this.#onSynced = options.onSynced ?? (() => {});
     this.#onError = options.onError ?? (() => {});
@@ -261,7 +296,7 @@ export class KubernetesSource {
 
     const kc = options.kubeConfig ?? loadKubeConfig(options.kubeconfigPath);
     const common = { kubeConfig: kc, pageSize, listTimeoutMs, backoff, onError: (e: Error) => this.#onError(e) };
-    const nodeSelector = `metadata.name=${this.#nodeName}`;
+    const nodeSelector = this.#allNodes ? undefined : `metadata.name=${this.#nodeName}`;
 
     this.#services = new ResilientInformer<V1Service>({
       ...common,
@@ -283,13 +318,22 @@ export class KubernetesSource {
       },
       onListed: () => this.#listedOnce('endpointslices'),
     });
+    const nodeTarget: ListTarget = {
+      path: '/api/v1/nodes',
+      kind: 'Node',
+      apiVersion: 'v1',
+      ...(nodeSelector ? { fieldSelector: nodeSelector } : {}),
+    };
     this.#nodes = new ResilientInformer<V1Node>({
       ...common,
-      name: `node ${this.#nodeName}`,
+      name: this.#allNodes ? 'nodes' : `node ${this.#nodeName}`,
       path: '/api/v1/nodes',
-      fieldSelector: nodeSelector,
-      listPage: (r: PageRequest) => listPage(kc, { path: '/api/v1/nodes', kind: 'Node', apiVersion: 'v1', fieldSelector: nodeSelector }, r),
-      onChange: () => this.#nodeChanged(),
+      ...(nodeSelector ? { fieldSelector: nodeSelector } : {}),
+      compact: compactNode,
+      listPage: (r: PageRequest) => listPage(kc, nodeTarget, r),
+      onChange: (verb, node) => {
+        this.#nodeChanged(this.#track(verb, node));
+      },
       onListed: () => this.#listedOnce('node'),
     });
   }
@@ -326,6 +370,8 @@ export class KubernetesSource {
       services: this.#services.list(),
       slices: this.#slices.list(),
       node: { ...this.#node, addresses: [...this.#node.addresses] },
+      peers: this.#peers,
+      problems: [...this.#nodeProblems.values()].flat(),
       changeTriggerTimes: [],
     };
   }
@@ -354,13 +400,38 @@ export class KubernetesSource {
     if (!pending || t < pending) this.#pendingTriggers.set(key, t);
   }
 
-  #nodeChanged(): void {
+  /**
+   * Records a Node's problems and (with allNodes) its addresses; true when either changed, which
+   * makes a snapshot even when this node's own facts stay the same.
+   */
+  #track(verb: 'add' | 'update' | 'delete', node: V1Node): boolean {
+    const read = readNode(node);
+    if (read.name === undefined) return false;
+    const problemsBefore = JSON.stringify(this.#nodeProblems.get(read.name) ?? []);
+    if (read.problems.length > 0 && verb !== 'delete') this.#nodeProblems.set(read.name, read.problems);
+    else this.#nodeProblems.delete(read.name);
+    const problemsChanged = problemsBefore !== JSON.stringify(this.#nodeProblems.get(read.name) ?? []);
+    if (!this.#allNodes) return problemsChanged;
+    const before = this.#peers.get(read.name);
+    if (verb === 'delete') {
+      if (!before) return problemsChanged;
+      this.#peers = new Map(this.#peers);
+      this.#peers.delete(read.name);
+      return true;
+    }
+    if (before && before.length === read.addresses.length && before.every((a, i) => a === read.addresses[i])) return problemsChanged;
+    // A new Map, not an edit: the desired cache tells a change by identity.
+    this.#peers = new Map(this.#peers).set(read.name, read.addresses);
+    return true;
+  }
+
+  #nodeChanged(peersChanged = false): void {
     const node = nodeInfo(
       this.#nodeName,
       this.#nodes.list().find((n) => n.metadata?.name === this.#nodeName),
     );
     // Nodes change often (status, heartbeat conditions); only what the model reads makes a snapshot.
-    if (sameNode(node, this.#node)) return;
+    if (sameNode(node, this.#node) && !peersChanged) return;
     this.#node = node;
     this.#changed();
   }

@@ -1,17 +1,22 @@
-// The manifest-file source: Services and EndpointSlices from a multi-document YAML file, re-read
-// whenever the file changes, for clusters without an API server to watch (demos, tests, edge nodes).
+// The manifest-file source: Services, EndpointSlices and Nodes from a multi-document YAML file,
+// re-read whenever the file changes, for clusters without an API server to watch (demos, tests,
+// edge nodes).
 
 import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
-import type { V1EndpointSlice, V1Service } from '@kubernetes/client-node';
+import type { V1EndpointSlice, V1Node, V1Service } from '@kubernetes/client-node';
 import { Composer, type Document, LineCounter, Parser } from 'yaml';
 import { ErrorCodes, type ObjectProblem, SocklbError } from '../errors.ts';
+import { nodeAddressBook, readNode, sameBook } from '../model/node-read.ts';
 import { isRecord, show } from '../model/problem.ts';
+import type { NodeAddressBook, NodeInfo } from '../model/types.ts';
 
 export interface ParsedManifest {
   services: V1Service[];
   slices: V1EndpointSlice[];
+  /** `v1/Node` documents, as written (read by src/model/node-read.ts). */
+  nodes: V1Node[];
   problems: ObjectProblem[];
   /** False when some document did not parse (e.g. a file caught half-written): see mergeManifest. */
   complete: boolean;
@@ -20,11 +25,16 @@ export interface ParsedManifest {
 export interface ManifestObjects {
   services: V1Service[];
   slices: V1EndpointSlice[];
+  nodes: V1Node[];
 }
 
 export interface ManifestSnapshot extends ManifestObjects {
-  /** Problems of the latest read (documents rejected); object problems come later, from desired(). */
+  /** Problems of the latest read (documents rejected, Nodes' bad fields); object problems come later, from desired(). */
   problems: ObjectProblem[];
+  /** Every Node document's addresses; the same Map instance as the last snapshot's while they stay the same. */
+  peers: NodeAddressBook;
+  /** The agent's own node, from the Node document named like options.nodeName; absent without one. */
+  node?: NodeInfo;
   /** Whether the latest read parsed fully; when not, objects from earlier reads may be kept. */
   complete: boolean;
 }
@@ -34,16 +44,17 @@ export const MANIFEST_DEFAULT_NAMESPACE = 'default';
 
 const SERVICE = { apiVersion: 'v1', kind: 'Service' };
 const SLICE = { apiVersion: 'discovery.k8s.io/v1', kind: 'EndpointSlice' };
+const NODE = { apiVersion: 'v1', kind: 'Node' };
 
 /**
- * Parses a manifest: `v1/Service` and `discovery.k8s.io/v1/EndpointSlice` documents, and `v1/List`s of
- * them. A document that is not valid YAML gets MANIFEST_SYNTAX (and makes the read incomplete); one of
+ * Parses a manifest: `v1/Service`, `discovery.k8s.io/v1/EndpointSlice` and `v1/Node` documents, and
+ * `v1/List`s of them. A document that is not valid YAML gets MANIFEST_SYNTAX (and makes the read incomplete); one of
  * another kind gets MANIFEST_KIND; both are named `file#index` (index from 0) and the other documents
- * still apply. Objects without a namespace get `default`. When the same object appears twice the later
+ * still apply. Namespaced objects without a namespace get `default`. When the same object appears twice the later
  * document wins (with a problem).
  */
 export function parseManifest(text: string, fileName: string): ParsedManifest {
-  const out: ParsedManifest = { services: [], slices: [], problems: [], complete: true };
+  const out: ParsedManifest = { services: [], slices: [], nodes: [], problems: [], complete: true };
   const seen = new Map<string, string>();
   const lines = new LineCounter();
   // `<<` merge keys are read as kubectl reads them (go-yaml, YAML 1.1); without this a manifest that
@@ -95,10 +106,16 @@ function addObject(value: unknown, where: string, field: string, out: ParsedMani
   const type = isRecord(value) ? value : {};
   const isService = type.apiVersion === SERVICE.apiVersion && type.kind === SERVICE.kind;
   const isSlice = type.apiVersion === SLICE.apiVersion && type.kind === SLICE.kind;
-  if (!isRecord(value) || (!isService && !isSlice)) {
+  const isNode = type.apiVersion === NODE.apiVersion && type.kind === NODE.kind;
+  if (!isRecord(value) || (!isService && !isSlice && !isNode)) {
     const what = isRecord(value) ? `apiVersion ${show(value.apiVersion)} kind ${show(value.kind)}` : `a ${typeName(value)}`;
     out.problems.push(
-      docProblem(where, field, ErrorCodes.MANIFEST_KIND, `${what} is not read; expected v1 Service or discovery.k8s.io/v1 EndpointSlice`),
+      docProblem(
+        where,
+        field,
+        ErrorCodes.MANIFEST_KIND,
+        `${what} is not read; expected v1 Service, discovery.k8s.io/v1 EndpointSlice or v1 Node`,
+      ),
     );
     return;
   }
@@ -109,7 +126,8 @@ function addObject(value: unknown, where: string, field: string, out: ParsedMani
     out.problems.push(docProblem(where, field ? `${field}.${nameless.field}` : nameless.field, nameless.code, nameless.message));
     return;
   }
-  defaultNamespace(value);
+  // A Node belongs to no namespace.
+  if (!isNode) defaultNamespace(value);
   const id = objectIdentity(value);
   const previous = id === undefined ? undefined : seen.get(id);
   if (id !== undefined && previous !== undefined) {
@@ -123,9 +141,11 @@ function addObject(value: unknown, where: string, field: string, out: ParsedMani
     );
     out.services = out.services.filter((s) => objectIdentity(s) !== id);
     out.slices = out.slices.filter((s) => objectIdentity(s) !== id);
+    out.nodes = out.nodes.filter((s) => objectIdentity(s) !== id);
   }
   if (id !== undefined) seen.set(id, field ? `${where} ${field}` : where);
   if (isService) out.services.push(value as V1Service);
+  else if (isNode) out.nodes.push(value as V1Node);
   else out.slices.push(value as unknown as V1EndpointSlice);
 }
 
@@ -186,23 +206,26 @@ export function objectIdentity(value: unknown): string | undefined {
  * half-written would cut live connections, keeping them a little longer costs nothing.
  */
 export function mergeManifest(previous: ManifestObjects, next: ParsedManifest): ManifestObjects {
-  if (next.complete) return { services: next.services, slices: next.slices };
+  if (next.complete) return { services: next.services, slices: next.slices, nodes: next.nodes };
   const present = new Set<string>();
-  for (const o of [...next.services, ...next.slices]) {
+  for (const o of [...next.services, ...next.slices, ...next.nodes]) {
     const id = objectIdentity(o);
     if (id !== undefined) present.add(id);
   }
-  const missing = (o: V1Service | V1EndpointSlice): boolean => {
+  const missing = (o: V1Service | V1EndpointSlice | V1Node): boolean => {
     const id = objectIdentity(o);
     return id !== undefined && !present.has(id);
   };
   return {
     services: [...next.services, ...previous.services.filter(missing)],
     slices: [...next.slices, ...previous.slices.filter(missing)],
+    nodes: [...next.nodes, ...previous.nodes.filter(missing)],
   };
 }
 
 export interface ManifestSourceOptions {
+  /** The agent's node (--node-name): a Node document of that name gives its addresses. */
+  nodeName?: string;
   /** Called with the first read and after every change of the file's text. */
   onChange(snapshot: ManifestSnapshot): void;
   /** Called when a later read fails (the last snapshot stays in force) or onChange throws. */
@@ -227,9 +250,11 @@ export class ManifestSource {
   #watcher: fs.FSWatcher | undefined;
   #poll: NodeJS.Timeout | undefined;
   #debounce: NodeJS.Timeout | undefined;
-  #state: ManifestObjects = { services: [], slices: [] };
+  #state: ManifestObjects = { services: [], slices: [], nodes: [] };
   #lastText: string | undefined;
   #lastStat = '';
+  #nodeName: string | undefined;
+  #peers: NodeAddressBook = new Map();
   #reading: Promise<void> | undefined;
   #again = false;
   #started = false;
@@ -245,6 +270,7 @@ export class ManifestSource {
     this.#debounceMs = checkMs(options.debounceMs, 50, 'debounceMs');
     this.#path = path.resolve(file);
     this.#onChange = options.onChange;
+    this.#nodeName = options.nodeName;
     this.#onError = options.onError ?? (() => {});
   }
 
@@ -346,7 +372,17 @@ export class ManifestSource {
     this.#lastText = text;
     const parsed = parseManifest(text, this.#path);
     this.#state = mergeManifest(this.#state, parsed);
-    const snapshot = { ...this.#state, problems: parsed.problems, complete: parsed.complete };
+    const { book, problems } = nodeAddressBook(this.#state.nodes);
+    // Kept when equal, so the desired cache does not recompute every service for a change elsewhere.
+    if (!sameBook(book, this.#peers)) this.#peers = book;
+    const own = this.#state.nodes.find((n) => n.metadata?.name === this.#nodeName);
+    const snapshot: ManifestSnapshot = {
+      ...this.#state,
+      problems: [...parsed.problems, ...problems],
+      complete: parsed.complete,
+      peers: this.#peers,
+      ...(own ? { node: ownNode(own) } : {}),
+    };
     if (initial) {
       this.#onChange(snapshot);
       return;
@@ -357,6 +393,11 @@ export class ManifestSource {
       this.#onError(wrapError('manifest onChange failed', err));
     }
   }
+}
+
+function ownNode(node: unknown): NodeInfo {
+  const read = readNode(node);
+  return { name: read.name ?? '', addresses: read.addresses, ...(read.zone ? { zone: read.zone } : {}) };
 }
 
 function checkMs(value: number | undefined, fallback: number, name: string): number {

@@ -193,7 +193,7 @@ miss.after(async (ctx) => {
 miss('a missing slot or backend is picked again from slot 1: every connect reaches a backend', async (ctx) => {
   const datapath = await Datapath.open({ bpffs: ctx.bpffs, cgroup: ctx.lab.cgroupPath, capacity: SMALL_CAPACITY, reverseEntries: 64 });
   ctx.datapath = datapath;
-  const maps = new KernelMaps(datapath.maps, SMALL_CAPACITY);
+  const maps = new KernelMaps(datapath.maps, SMALL_CAPACITY, datapath.frontendFilter);
   const pod = ctx.lab.pod(0);
   // What an interrupted or racing update can leave: slot 1 holds the pod, slot 2 is absent and
   // slot 3 names a backend id that is not there, while the entry covers all three.

@@ -2,7 +2,8 @@ import { suite } from 'uvu';
 import { SOCK_OBJECT } from '../../src/agent/datapath.ts';
 import { planDatapath, probeFeatures } from '../../src/agent/features.ts';
 import { BpfObject } from '../../src/bpf/binding.ts';
-import { ABI_VERSION, encode, Layouts, SOCK_MAPS } from '../../src/datapath/abi.ts';
+import { ABI_VERSION, encode, Layouts, MapNames, SOCK_MAPS } from '../../src/datapath/abi.ts';
+import { FrontendFilter } from '../../src/datapath/frontend-filter.ts';
 import { KernelMaps, type ServiceMapSet } from '../../src/datapath/kernel-maps.ts';
 import type { DatapathMaps } from '../../src/datapath/maps.ts';
 import { CONTRACT_CAPACITY, datapathMapsContract } from '../contract/datapath-maps.ts';
@@ -34,7 +35,7 @@ kernel.before.each((ctx) => {
   for (const name of SOCK_MAPS) set[name] = object.map(name);
   ctx.object = object;
   ctx.set = set;
-  ctx.maps = new KernelMaps(set, CONTRACT_CAPACITY);
+  ctx.maps = new KernelMaps(set, CONTRACT_CAPACITY, new FrontendFilter(set[MapNames.frontendFilter], 1));
 });
 
 kernel.after.each((ctx) => {

@@ -8,11 +8,11 @@ import { dirname, join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { XDP_OBJECT } from '../../src/agent/datapath.ts';
-import { type BpfLink, BpfMap, BpfObject } from '../../src/bpf/binding.ts';
-import { MapNames, XDP_REASONS } from '../../src/datapath/abi.ts';
+import { type BpfLink, BpfObject } from '../../src/bpf/binding.ts';
 import { CLIENT_IPV4, CLIENT_IPV6, ClusterLab, hostPort } from '../../src/lab/cluster-lab.ts';
 import type { ProcessHandle } from '../../src/lab/netns-base.ts';
 import { manifest } from '../support/objects.ts';
+import { pinnedXdpReasons } from '../support/pinned-xdp-stats.ts';
 import { scaled, TIME_SCALE } from '../support/time-scale.ts';
 
 const NODE_PORT = 30080;
@@ -134,21 +134,7 @@ async function startAgent(ctx: Ctx): Promise<ProcessHandle> {
 }
 
 function xdpReasons(lab: ClusterLab): Record<string, bigint> {
-  const map = BpfMap.fromPin(join(lab.node('node-a').bpffs, 'maps', MapNames.xdpStats));
-  try {
-    const out: Record<string, bigint> = {};
-    XDP_REASONS.forEach((reason, i) => {
-      const key = Buffer.alloc(4);
-      key.writeUInt32LE(i);
-      const value = map.lookup(key)!;
-      let sum = 0n;
-      for (let at = 0; at < value.length; at += 8) sum += value.readBigUInt64LE(at);
-      out[reason] = sum;
-    });
-    return out;
-  } finally {
-    map.close();
-  }
+  return pinnedXdpReasons(lab.node('node-a').bpffs);
 }
 
 const xdp = suite<Ctx>('XDP through the agent');

@@ -4,7 +4,9 @@
 
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
+import { BpfMap } from '../../src/bpf/binding.ts';
 import { MapNames } from '../../src/datapath/abi.ts';
+import { FrontendFilter } from '../../src/datapath/frontend-filter.ts';
 import { KernelMaps, type ServiceMapSet } from '../../src/datapath/kernel-maps.ts';
 import type { Scheduling } from '../../src/model/scheduler.ts';
 import type { Backend, DesiredFrontend } from '../../src/model/types.ts';
@@ -36,12 +38,16 @@ function frontend(addresses: string[], scheduling: Scheduling): DesiredFrontend 
   };
 }
 
-/** A node: the XDP object in its namespace, programmed through the reconciler like the agent's maps. */
-function node(): { fx: XdpFixture; reconciler: Reconciler } {
+/**
+ * A node: the XDP object in its namespace, programmed through the reconciler like the agent's maps
+ * (the socket hooks' frontend filter, which XDP does not read, is a scratch array).
+ */
+function node(): { fx: XdpFixture; reconciler: Reconciler; filter: BpfMap } {
   const fx = XdpFixture.create({ sizes: { [MapNames.tables]: CAPACITY.serviceIds } });
   fx.config({ snat4: '10.1.0.1', portMin: 40000, portMax: 40999 });
   const maps = new Proxy({} as ServiceMapSet, { get: (_, name: string) => fx.map(name) });
-  return { fx, reconciler: new Reconciler(new KernelMaps(maps, CAPACITY)) };
+  const filter = BpfMap.create({ type: 'array', keySize: 4, valueSize: 8, maxEntries: 1, name: 'slb_test_filter' });
+  return { fx, filter, reconciler: new Reconciler(new KernelMaps(maps, CAPACITY, new FrontendFilter(filter, 1))) };
 }
 
 /** The backend address each of FLOWS SYNs from distinct clients and ports was sent to. */
@@ -80,8 +86,10 @@ test.before(() => {
 });
 
 test.after(() => {
-  a?.fx.close();
-  b?.fx.close();
+  for (const n of [a, b]) {
+    n?.fx.close();
+    n?.filter.close();
+  }
 });
 
 it('maglev: two nodes with different backend ids and slots pick the same backend for every flow', () => {

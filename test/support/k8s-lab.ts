@@ -31,6 +31,8 @@ export interface K8sLabOptions {
   minSyncPeriodMs?: number;
   /** Objects the API server holds before the agent starts (the Node is always there). */
   seed?: KubeObject[];
+  /** Watch every Node, as `--nodeport-mode dsr` makes the agent do (default: this node only). */
+  allNodes?: boolean;
 }
 
 /** The fake Node for this agent: the lab bridge address is its InternalIP, so NodePorts live there. */
@@ -94,7 +96,7 @@ export class K8sLab {
       await api.start();
       api.add(labNode());
       for (const o of options.seed ?? []) api.add(o);
-      await k.#start(options.minSyncPeriodMs ?? 20);
+      await k.#start(options.minSyncPeriodMs ?? 20, options.allNodes ?? false);
     } catch (err) {
       await k.close().catch(() => {});
       throw err;
@@ -104,7 +106,7 @@ export class K8sLab {
 
   // As runAgent() in src/daemon/main.ts (the Kubernetes branch): health first, then the agent's
   // sync listener feeding the health server, then the source feeding both.
-  async #start(minSyncPeriodMs: number): Promise<void> {
+  async #start(minSyncPeriodMs: number, allNodes: boolean): Promise<void> {
     const log = this.log;
     const health = new HealthServer({ address: '127.0.0.1:0', serviceHealthHost: '127.0.0.1', healthTimeoutMs: 60_000, log });
     this.#health = health;
@@ -129,6 +131,7 @@ export class K8sLab {
       kubeconfig: this.api.writeKubeconfig(this.#dir),
       log,
       backoff: { initialMs: 50, maxMs: 400 },
+      allNodes,
       onSnapshot: () => {
         const informers = source.status().informers;
         for (const k of ['services', 'endpointslices', 'node'] as const) this.#handed[k] = Number(informers[k].resourceVersion || 0);

@@ -7,6 +7,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { desired } from '../../../src/model/desired.ts';
 import { formatTable } from '../../../src/model/format.ts';
+import { nodeAddressBook } from '../../../src/model/node-read.ts';
 import { parseManifest } from '../../../src/sources/manifest.ts';
 
 const dir = path.resolve(import.meta.dirname, '../../golden');
@@ -16,12 +17,17 @@ const cases = fs
   .filter((f) => f.endsWith('.yaml'))
   .sort();
 
-/** Parses a case as the manifest source would and dumps the table, manifest problems first. */
+/**
+ * Parses a case as the manifest source would and dumps the table, manifest and Node problems first.
+ * Node documents give the other nodes' addresses (a remote backend's `@node`).
+ */
 function render(yamlFile: string): string {
   const parsed = parseManifest(fs.readFileSync(yamlFile, 'utf8'), path.basename(yamlFile));
+  const nodes = nodeAddressBook(parsed.nodes);
   // The node of every case: zone-a, one address per family (NodePort frontends appear on both).
-  const table = desired(parsed.services, parsed.slices, { name: 'node-a', zone: 'zone-a', addresses: ['192.168.0.2', 'fd00:192::2'] });
-  return formatTable({ ...table, problems: [...parsed.problems, ...table.problems] });
+  const node = { name: 'node-a', zone: 'zone-a', addresses: ['192.168.0.2', 'fd00:192::2'], peers: nodes.book };
+  const table = desired(parsed.services, parsed.slices, node);
+  return formatTable({ ...table, problems: [...parsed.problems, ...nodes.problems, ...table.problems] });
 }
 
 test('there are golden cases', () => {

@@ -4,7 +4,7 @@ import * as path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { backoffDelay, jittered } from '../../../src/sources/k8s-informer.ts';
-import { type KubernetesSnapshot, KubernetesSource, loadKubeConfig, nodeInfo } from '../../../src/sources/kubernetes.ts';
+import { compactNode, type KubernetesSnapshot, KubernetesSource, loadKubeConfig, nodeInfo } from '../../../src/sources/kubernetes.ts';
 import { FakeApiServer, fixture, type KubeObject } from '../../support/fake-apiserver.ts';
 
 const FAST = { initialMs: 20, maxMs: 200 };
@@ -19,7 +19,10 @@ interface Harness {
   close(): Promise<void>;
 }
 
-async function harness(setup: (api: FakeApiServer) => void = () => {}, opts: { pageSize?: number } = {}): Promise<Harness> {
+async function harness(
+  setup: (api: FakeApiServer) => void = () => {},
+  opts: { pageSize?: number; allNodes?: boolean } = {},
+): Promise<Harness> {
   const api = new FakeApiServer();
   await api.start();
   setup(api);
@@ -42,6 +45,7 @@ async function harness(setup: (api: FakeApiServer) => void = () => {}, opts: { p
     kubeconfigPath: api.writeKubeconfig(dir),
     backoff: FAST,
     ...(opts.pageSize ? { pageSize: opts.pageSize } : {}),
+    ...(opts.allNodes ? { allNodes: true } : {}),
     onChange: (s) => h.snapshots.push(s),
     onSynced: () => h.synced++,
     onError: (e) => h.errors.push(e),
@@ -179,6 +183,81 @@ test('node changes that the model reads make a snapshot; others do not', async (
   } finally {
     await h.close();
   }
+});
+
+function namedNode(name: string, internal: string): KubeObject {
+  const n = fixture('node');
+  n.metadata!.name = name;
+  n.status.addresses = [
+    { type: 'Hostname', address: name },
+    { type: 'InternalIP', address: internal },
+  ];
+  return n;
+}
+
+test('allNodes: every Node is watched, its addresses are in peers, and an address change makes a snapshot', async () => {
+  const h = await harness(
+    (api) => {
+      api.add(fixture('node'));
+      api.add(namedNode('node-b', '192.168.56.12'));
+    },
+    { allNodes: true },
+  );
+  try {
+    await h.source.start();
+    await until('first snapshot', () => h.snapshots.length === 1);
+    assert.equal(last(h).peers.get('node-b'), ['192.168.56.12']);
+    assert.equal(last(h).node.addresses, ['192.168.56.11', '203.0.113.11'], 'the own node is still read from the same watch');
+    await until('watches open', () => h.api.watchCount === 3);
+    const nodeReqs = h.api.requests.filter((r) => r.path === '/api/v1/nodes');
+    assert.ok(
+      nodeReqs.every((r) => !r.query.has('fieldSelector')),
+      'no field selector: every Node',
+    );
+
+    const count = h.snapshots.length;
+    const heartbeat = namedNode('node-b', '192.168.56.12');
+    heartbeat.status.conditions[0].lastHeartbeatTime = '2025-03-04T09:30:11Z';
+    h.api.modify(heartbeat);
+    await sleep(100);
+    assert.is(h.snapshots.length, count, "another node's heartbeat is not a change");
+    const peersBefore = last(h).peers;
+
+    h.api.modify(namedNode('node-b', '192.168.56.22'));
+    await until('new address', () => last(h).peers.get('node-b')?.[0] === '192.168.56.22');
+    assert.is.not(last(h).peers, peersBefore, 'a new book, so the desired cache sees the change');
+
+    h.api.add(namedNode('node-c', '10.0.0.300'));
+    await until('problem', () => last(h).problems.some((p) => p.name === 'node-c'));
+    const p = last(h).problems.find((x) => x.name === 'node-c')!;
+    assert.equal([p.kind, p.field, p.code], ['Node', 'status.addresses[1].address', 'SOCKLB_ERR_INVALID_IP']);
+    assert.equal(last(h).peers.get('node-c'), []);
+
+    h.api.remove(namedNode('node-b', '192.168.56.22'));
+    await until('node-b gone', () => !last(h).peers.has('node-b'));
+  } finally {
+    await h.close();
+  }
+});
+
+test('compactNode keeps name, version, zone, addresses and the deletion marks, not status', () => {
+  const n = fixture('node');
+  n.metadata!.deletionTimestamp = '2025-03-04T09:31:00Z';
+  n.spec.taints = [
+    { key: 'node.kubernetes.io/unschedulable', effect: 'NoSchedule' },
+    { key: 'ToBeDeletedByClusterAutoscaler', value: '1', effect: 'NoSchedule' },
+  ];
+  n.status.addresses.push({ type: 'Hostname', address: 'node-a' });
+  const c = compactNode(n as never);
+  assert.equal(nodeInfo('node-a', c), nodeInfo('node-a', n as never), 'reads the same');
+  assert.equal(Object.keys(c.status ?? {}), ['addresses']);
+  assert.equal(c.status!.addresses, n.status.addresses, 'all of them: problems name an address by its index');
+  assert.equal(
+    c.spec?.taints?.map((t) => t.key),
+    ['ToBeDeletedByClusterAutoscaler'],
+  );
+  assert.is(c.metadata?.resourceVersion, n.metadata!.resourceVersion);
+  assert.ok(JSON.stringify(c).length < JSON.stringify(n).length / 2, 'much smaller than the Node');
 });
 
 test('records last-change-trigger-time of each EndpointSlice change', async () => {

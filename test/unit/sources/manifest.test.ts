@@ -147,8 +147,8 @@ test('an object without a readable name is rejected at its document, naming the 
 });
 
 test('an empty file or empty documents yield nothing and no problem', () => {
-  assert.equal(parseManifest('', 'e.yaml'), { services: [], slices: [], problems: [], complete: true });
-  assert.equal(parseManifest('# nothing\n---\n---\n', 'e.yaml'), { services: [], slices: [], problems: [], complete: true });
+  assert.equal(parseManifest('', 'e.yaml'), { services: [], slices: [], nodes: [], problems: [], complete: true });
+  assert.equal(parseManifest('# nothing\n---\n---\n', 'e.yaml'), { services: [], slices: [], nodes: [], problems: [], complete: true });
 });
 
 test('mergeManifest: a complete read replaces everything; an incomplete one keeps what it lost', () => {
@@ -280,6 +280,59 @@ test('ManifestSource: a missing file is an error naming the path; bad options th
   }
   assert.throws(() => new ManifestSource(file, {} as never), TypeError);
   assert.throws(() => new ManifestSource(file, { onChange() {}, pollIntervalMs: -1 }), RangeError);
+});
+
+function nodeDoc(name: string, internal: string): string {
+  return `apiVersion: v1
+kind: Node
+metadata: {name: ${name}}
+status:
+  addresses: [{type: Hostname, address: ${name}}, {type: InternalIP, address: "${internal}"}]
+`;
+}
+
+test('v1 Node documents are read, without a namespace; a malformed one is reported by field', () => {
+  const parsed = parseManifest(`${nodeDoc('node-a', '192.168.0.2')}---\n${nodeDoc('node-b', '192.168.0.3')}`, 'n.yaml');
+  assert.equal(
+    parsed.nodes.map((n) => [n.metadata?.name, n.metadata?.namespace]),
+    [
+      ['node-a', undefined],
+      ['node-b', undefined],
+    ],
+  );
+  assert.equal(parsed.problems, []);
+});
+
+test('ManifestSource: the own Node document gives the node, all of them the peers, kept while unchanged', async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'socklb-manifest-'));
+  const file = path.join(dir, 'services.yaml');
+  const nodes = `${nodeDoc('node-a', '192.168.0.2')}---\n${nodeDoc('node-b', '192.168.0.3')}---\n${nodeDoc('node-c', '10.0.0.300')}`;
+  fs.writeFileSync(file, `${nodes}---\n${service('web', '10.96.0.10')}`);
+  const c = collector();
+  const src = new ManifestSource(file, { nodeName: 'node-a', onChange: c.onChange, pollIntervalMs: 60_000, debounceMs: 20 });
+  try {
+    await src.start();
+    const first = c.seen[0]!;
+    assert.equal(first.node, { name: 'node-a', addresses: ['192.168.0.2'] });
+    assert.equal(first.peers.get('node-b'), ['192.168.0.3']);
+    assert.equal(
+      first.problems.map((p) => [p.kind, p.name, p.field, p.code]),
+      [['Node', 'node-c', 'status.addresses[1].address', ErrorCodes.INVALID_IP]],
+    );
+    assert.equal(names(first.services), ['default/web'], 'the rest is served');
+    let next = c.next();
+    replaceFile(file, `${nodes}---\n${service('web', '10.96.0.11')}`);
+    let s = await next;
+    assert.is(s.peers, first.peers, 'the same book while no Node changed');
+    next = c.next();
+    replaceFile(file, `${nodeDoc('node-b', '192.168.0.33')}---\n${service('web', '10.96.0.11')}`);
+    s = await next;
+    assert.equal(s.peers.get('node-b'), ['192.168.0.33']);
+    assert.is(s.node, undefined, 'no Node document of its own: the agent falls back to its devices');
+  } finally {
+    await src.stop();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test.run();

@@ -1,0 +1,152 @@
+// The agent's side of lb_frontend_filter_v1 (bpf/lib/sock.h): a bit per hash of each in-cluster
+// frontend, so the connect hook tells "no service" from one array read. The agent counts the
+// frontends behind each bit, sets a bit before its first frontend is written and clears it after
+// its last one is deleted, so a frontend in the service map always has its bit.
+
+import { endianness } from 'node:os';
+import type { BpfMap } from '../bpf/binding.ts';
+import type { Frontend } from '../model/types.ts';
+import { frontendKey } from './kernel-maps.ts';
+
+const LITTLE = endianness() === 'LE';
+
+/** Words (64 bits each) for a capacity of `frontends` per family: 32 bits per frontend of both families, a power of two. */
+export function filterWords(frontends: number): number {
+  let words = 1;
+  while (words * 64 < 2 * frontends * 32) words *= 2;
+  return words;
+}
+
+function mix(h: number): number {
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x7feb352d);
+  h ^= h >>> 15;
+  h = Math.imul(h, 0x846ca68b);
+  h ^= h >>> 16;
+  return h >>> 0;
+}
+
+/** The hash the connect hook computes for a frontend: over its key's bytes as the CPU loads them. */
+export function frontendHash(frontend: Frontend): number {
+  const key = frontendKey(frontend);
+  const u32 = (offset: number) => (LITTLE ? key.readUInt32LE(offset) : key.readUInt32BE(offset));
+  const port = LITTLE ? key.readUInt16LE(frontend.family === 4 ? 4 : 16) : key.readUInt16BE(frontend.family === 4 ? 4 : 16);
+  const proto = key[frontend.family === 4 ? 6 : 18]!;
+  let h = mix((port << 8) | proto);
+  if (frontend.family === 4) return mix(u32(0) ^ h);
+  for (let word = 3; word >= 0; word--) h = mix(u32(4 * word) ^ h);
+  return h;
+}
+
+/** The filter's bit for a frontend: word and bit within it. */
+export function filterBit(frontend: Frontend, words: number): { word: number; bit: number } {
+  const h = frontendHash(frontend);
+  return { word: (h >>> 6) & (words - 1), bit: h & 63 };
+}
+
+/** Only in-cluster frontends are looked up by the connect hook; external ones are XDP's. */
+const filtered = (f: Frontend): boolean => f.scope !== 'external';
+
+export class FrontendFilter {
+  readonly words: number;
+  readonly #map: BpfMap;
+  /** The frontends counted, by their map key: a rewrite of a frontend's entry does not count it twice. */
+  readonly #members = new Set<string>();
+  /** Frontends behind each set bit, by `word * 64 + bit`. */
+  readonly #counts = new Map<number, number>();
+  /** The words as written to the map, by word index (absent: zero). */
+  readonly #bits = new Map<number, bigint>();
+
+  constructor(map: BpfMap, words: number) {
+    this.#map = map;
+    this.words = words;
+  }
+
+  /**
+   * Makes the map hold exactly the bits of `frontends` (those already in the service maps), writing
+   * only the words that differ from what it holds: on start, over a pinned filter or a new one.
+   */
+  rebuild(frontends: Iterable<Frontend>): void {
+    this.#members.clear();
+    this.#counts.clear();
+    this.#bits.clear();
+    for (const f of frontends) this.#count(f, 1);
+    const keys: number[] = [];
+    const values: bigint[] = [];
+    for (const [key, value] of this.#map.entries(4096)) {
+      const word = readU32(key);
+      const want = this.#bits.get(word) ?? 0n;
+      if (readU64(value) !== want) {
+        keys.push(word);
+        values.push(want);
+      }
+    }
+    if (keys.length === 0) return;
+    const keyBuf = Buffer.alloc(4 * keys.length);
+    const valueBuf = Buffer.alloc(8 * keys.length);
+    keys.forEach((word, i) => {
+      writeU32(keyBuf, word, 4 * i);
+      writeU64(valueBuf, values[i]!, 8 * i);
+    });
+    this.#map.updateBatch(keyBuf, valueBuf);
+  }
+
+  /** Before the frontend's entry is written (again or for the first time). */
+  add(frontend: Frontend): void {
+    const word = this.#count(frontend, 1);
+    if (word !== undefined) this.#write(word, this.#bits.get(word) ?? 0n);
+  }
+
+  /** After the frontend's entry is deleted (or its first write failed). */
+  remove(frontend: Frontend): void {
+    const word = this.#count(frontend, -1);
+    if (word !== undefined) this.#write(word, this.#bits.get(word) ?? 0n);
+  }
+
+  /** How many bits are set: the share of non-service connects that still pay the lookup is this / (words * 64). */
+  get setBits(): number {
+    return this.#counts.size;
+  }
+
+  /** Counts a frontend in or out of its bit; returns the word when the bit flipped. */
+  #count(frontend: Frontend, delta: 1 | -1): number | undefined {
+    if (!filtered(frontend)) return undefined;
+    const member = frontendKey(frontend).toString('latin1');
+    if (this.#members.has(member) === (delta === 1)) return undefined;
+    if (delta === 1) this.#members.add(member);
+    else this.#members.delete(member);
+    const { word, bit } = filterBit(frontend, this.words);
+    const index = word * 64 + bit;
+    const before = this.#counts.get(index) ?? 0;
+    const after = before + delta;
+    if (after) this.#counts.set(index, after);
+    else this.#counts.delete(index);
+    if ((before === 0) === (after === 0)) return undefined;
+    const mask = 1n << BigInt(bit);
+    const bits = this.#bits.get(word) ?? 0n;
+    const next = after ? bits | mask : bits & ~mask;
+    if (next) this.#bits.set(word, next);
+    else this.#bits.delete(word);
+    return word;
+  }
+
+  #write(word: number, bits: bigint): void {
+    const key = Buffer.alloc(4);
+    const value = Buffer.alloc(8);
+    writeU32(key, word, 0);
+    writeU64(value, bits, 0);
+    this.#map.update(key, value);
+  }
+}
+
+// The map's key and value are a host-order __u32 and __u64.
+const readU32 = (b: Buffer): number => (LITTLE ? b.readUInt32LE(0) : b.readUInt32BE(0));
+const readU64 = (b: Buffer): bigint => (LITTLE ? b.readBigUInt64LE(0) : b.readBigUInt64BE(0));
+const writeU32 = (b: Buffer, v: number, at: number): void => {
+  if (LITTLE) b.writeUInt32LE(v, at);
+  else b.writeUInt32BE(v, at);
+};
+const writeU64 = (b: Buffer, v: bigint, at: number): void => {
+  if (LITTLE) b.writeBigUInt64LE(v, at);
+  else b.writeBigUInt64BE(v, at);
+};
