@@ -9,14 +9,20 @@ import { cgroup2Mount } from './agent/host.ts';
 import { DEFAULT_NAT_PORTS, DEFAULT_SYSCTL_NET, type XdpOptions } from './agent/xdp.ts';
 import { inspectCommand } from './cli/inspect.ts';
 import { runAgent } from './daemon/main.ts';
+import { DEFAULT_TABLE_POSITIONS, DEFAULT_TABLES } from './datapath/maps.ts';
 import { DEFAULT_DEBUG_ADDRESS } from './debug/server.ts';
 import { runDemo } from './demo/demo.ts';
 import { ErrorCodes, SocklbError } from './errors.ts';
 import type { ParsedCidr } from './model/ip.ts';
+import { DEFAULT_MAGLEV_TABLE_SIZE } from './model/maglev.ts';
+import { parseMaglevTableSize, parseScheduler } from './model/scheduler.ts';
+import type { SchedulerDefaults } from './reconcile/plan.ts';
 
 const USAGE = `usage:
   socklb agent [--manifests FILE | --kubeconfig FILE] [--cgroup PATH] [--bpffs DIR] [--node-name NAME]
                [--min-sync-period MS] [--max-services N] [--max-backends N] [--max-slots N]
+               [--scheduler random|rr|wrr|sh|maglev] [--maglev-table-size PRIME]
+               [--max-scheduler-tables N] [--max-table-positions N]
                [--health-address HOST:PORT] [--health-timeout MS]
                [--xdp-mode native|generic|off] [--devices IF[,IF]] [--nodeport-addresses CIDR[,CIDR]]
                [--nodeport-mode snat|dsr] [--sysctl-net DIR]
@@ -45,6 +51,10 @@ const AGENT_OPTIONS = {
   'max-services': { type: 'string', default: String(DEFAULT_CAPACITY.services) },
   'max-backends': { type: 'string', default: String(DEFAULT_CAPACITY.backends) },
   'max-slots': { type: 'string', default: String(DEFAULT_CAPACITY.slots) },
+  scheduler: { type: 'string', default: 'random' },
+  'maglev-table-size': { type: 'string', default: String(DEFAULT_MAGLEV_TABLE_SIZE) },
+  'max-scheduler-tables': { type: 'string', default: String(DEFAULT_TABLES) },
+  'max-table-positions': { type: 'string', default: String(DEFAULT_TABLE_POSITIONS) },
   'debug-address': { type: 'string', default: DEFAULT_DEBUG_ADDRESS },
   'debug-allow-remote': { type: 'boolean', default: false },
   'debug-token-file': { type: 'string' },
@@ -96,6 +106,15 @@ function xdpFromFlags(
   return { xdp, addresses };
 }
 
+/** --scheduler and --maglev-table-size, read as the annotations they stand in for are. */
+function schedulerDefaults(values: { scheduler: string; 'maglev-table-size': string }): SchedulerDefaults {
+  const scheduler = parseScheduler(values.scheduler);
+  if ('error' in scheduler) throw new SocklbError(ErrorCodes.BAD_OPTION, `--scheduler ${scheduler.error}`);
+  const size = parseMaglevTableSize(values['maglev-table-size']);
+  if ('error' in size) throw new SocklbError(ErrorCodes.BAD_OPTION, `--maglev-table-size ${size.error}`);
+  return { scheduler: scheduler.value, maglevTableSize: size.value };
+}
+
 function integerOption(flag: string, text: string, min: number, max: number): number {
   const n = Number(text);
   if (!Number.isInteger(n) || n < min || n > max) {
@@ -118,7 +137,12 @@ async function agentCommand(argv: string[], log: Logger): Promise<void> {
     {
       bpffs: values.bpffs,
       cgroup: values.cgroup ?? cgroup2Mount(),
-      capacity: capacityOf({ services, backends, slots: integerOption('max-slots', values['max-slots'], 1, 1 << 24) }),
+      capacity: {
+        ...capacityOf({ services, backends, slots: integerOption('max-slots', values['max-slots'], 1, 1 << 24) }),
+        tables: integerOption('max-scheduler-tables', values['max-scheduler-tables'], 0, 1 << 16),
+        tablePositions: integerOption('max-table-positions', values['max-table-positions'], 0, 1 << 26),
+      },
+      schedulerDefaults: schedulerDefaults(values),
       reverseEntries: DEFAULT_REVERSE_ENTRIES,
       ...(xdp ? { xdp } : {}),
       nodePortCidrs,

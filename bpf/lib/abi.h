@@ -44,6 +44,21 @@ enum lb_scope {
 /* How a service picks a backend (struct lb_service.scheduler). Append only. */
 enum lb_scheduler {
 	LB_SCHED_RANDOM = 0, /* uniform over the slots, as kube-proxy's iptables mode */
+	LB_SCHED_RR = 1,     /* round robin over the slots (the service's connect count) */
+	LB_SCHED_WRR = 2,    /* round robin over the service's table: a weighted sequence */
+	LB_SCHED_SH = 3,     /* hash of the client over the slots */
+	LB_SCHED_MAGLEV = 4, /* hash of the client (XDP: the flow) into its Maglev table */
+};
+
+/*
+ * One element of a service's table (lb_tables_v1 holds one array map of these per service that
+ * schedules through a table). Element 0 holds the table's length in positions; element 1 + p / 4
+ * holds the slots of positions p to p + 3. The agent fills a new array and swaps it in whole, so a
+ * pick never sees a table half written.
+ */
+union lb_table_elem {
+	__u32 length;	/* element 0: positions in the table */
+	__u16 slots[4]; /* other elements: slot numbers (lb_slot_key.slot) of four positions */
 };
 
 /* Frontend of an IPv4 service: a ClusterIP (or other VIP) with port, protocol and scope. */

@@ -10,6 +10,27 @@
 #include "maps.h"
 #include "stats.h"
 
+/*
+ * A 32-bit finaliser (multiply-xorshift): every input bit moves every output bit, which a modulo
+ * then reads. The agent computes the same for the socket hooks' frontend filter
+ * (src/datapath/frontend-filter.ts) on the words as the CPU loads them.
+ */
+static __always_inline __u32 lb_mix32(__u32 h)
+{
+	h ^= h >> 16;
+	h *= 0x7feb352d;
+	h ^= h >> 15;
+	h *= 0x846ca68b;
+	h ^= h >> 16;
+	return h;
+}
+
+/* Folds one more 32-bit word into a hash. */
+static __always_inline __u32 lb_hash_add(__u32 h, __u32 word)
+{
+	return lb_mix32(h ^ (word + 0x9e3779b9 + (h << 6) + (h >> 2)));
+}
+
 /* What lb_pick chose, and how. */
 struct lb_pick {
 	__u32 service_id; /* the entry the pick was made from (a re-read may find a newer one) */
@@ -18,6 +39,64 @@ struct lb_pick {
 	bool affinity; /* session affinity sent the client back to its previous backend */
 	bool retried;  /* a slot or backend lookup missed, and the pick was made again */
 };
+
+/*
+ * The slot at position `pos` of the service's table, or 0 when it has none (the agent has not
+ * written it yet, or the service just switched scheduler): the caller then falls back to the slots.
+ * The lookup keys live in *pick (service_id, and slot as scratch): the XDP program has no stack
+ * to spare for keys of its own.
+ */
+static __always_inline __u32 lb_table_slot(struct lb_pick *pick, __u32 pos)
+{
+	union lb_table_elem *elem;
+	void *table;
+
+	table = bpf_map_lookup_elem(&lb_tables_v1, &pick->service_id);
+	if (!table)
+		return 0;
+	pick->slot = 0;
+	elem = bpf_map_lookup_elem(table, &pick->slot);
+	if (!elem || !elem->length)
+		return 0;
+	pos %= elem->length;
+	pick->slot = 1 + pos / 4;
+	elem = bpf_map_lookup_elem(table, &pick->slot);
+	if (!elem)
+		return 0;
+	return elem->slots[pos & 3];
+}
+
+/*
+ * The slot a new connection starts from under the service's scheduler. Round robin reads the
+ * service's connect count as its position: every CPU adds to that one counter atomically, so the
+ * turns are global; two connects at the same instant may read the same count and share a turn,
+ * the price of staying lock-free (and of needing no BPF_FETCH atomics, which 5.10 lacks).
+ */
+static __always_inline __u32 lb_first_slot(const struct lb_service *svc, __u32 client_hash,
+					   __u32 flow_hash, struct lb_pick *pick)
+{
+	__u32 n = svc->backend_count;
+	__u32 slot = 0;
+	__u32 pos;
+
+	switch (svc->scheduler) {
+	case LB_SCHED_RR:
+		return (__u32)(lb_service_connects(svc->service_id) % n) + 1;
+	case LB_SCHED_WRR:
+		pos = (__u32)lb_service_connects(svc->service_id);
+		slot = lb_table_slot(pick, pos);
+		break;
+	case LB_SCHED_SH:
+		return client_hash % n + 1;
+	case LB_SCHED_MAGLEV:
+		pos = flow_hash;
+		slot = lb_table_slot(pick, pos);
+		break;
+	default:
+		return bpf_get_prandom_u32() % n + 1;
+	}
+	return slot ? slot : pos % n + 1;
+}
 
 /*
  * The backend a client reached through this service within the affinity timeout, if that backend
@@ -50,9 +129,12 @@ static __always_inline int lb_affinity_backend(const struct lb_service *svc,
 
 /*
  * Picks a backend of the service `key` names (`svc` is its entry, `backends` the backend map of
- * its family) and returns it in *backend. The slot is uniform at random (kube-proxy's iptables mode
- * gives each ready endpoint the same chance; the modulo bias is below 2^-16 for any count a service
- * can have), unless session affinity sends the client back to its backend.
+ * its family) and returns it in *backend. The slot is the service's scheduler's (lb_first_slot;
+ * random by default, uniform as kube-proxy's iptables mode, the modulo bias below 2^-16 for any
+ * count a service can have), unless session affinity sends the client back to its backend.
+ * `client` is affinity's key for the client (a netns cookie, or an outside source address),
+ * `client_hash` what sh hashes (the client), `flow_hash` what maglev hashes (in XDP the 5-tuple,
+ * equal on every node for one flow; on the socket path the client again).
  *
  * A slot or backend lookup can miss while the agent rewrites a service; the connection must not
  * then go on to the frontend address, which nothing routes without kube-proxy. So a miss reads the
@@ -62,8 +144,8 @@ static __always_inline int lb_affinity_backend(const struct lb_service *svc,
  * when even the second pick missed.
  */
 static __always_inline int lb_pick(void *services, const void *key, const struct lb_service *svc,
-				   void *backends, __u64 client, struct lb_pick *pick,
-				   const void **backend)
+				   void *backends, __u64 client, __u32 client_hash, __u32 flow_hash,
+				   struct lb_pick *pick, const void **backend)
 {
 	struct lb_affinity_key aff_key = { .client = client, .service_id = svc->service_id };
 	bool affinity = svc->flags & LB_SVC_F_AFFINITY;
@@ -98,7 +180,7 @@ static __always_inline int lb_pick(void *services, const void *key, const struct
 			slot_key.service_id = svc->service_id;
 			pick->service_id = svc->service_id;
 		} else {
-			slot_key.slot = (bpf_get_prandom_u32() % svc->backend_count) + 1;
+			slot_key.slot = lb_first_slot(svc, client_hash, flow_hash, pick);
 		}
 		slot = bpf_map_lookup_elem(&lb_slots_v1, &slot_key);
 		if (!slot) {

@@ -57,6 +57,30 @@ struct {
 	__uint(max_entries, 1);
 } lb_affinity_v1 SEC(".maps");
 
+/*
+ * The template of a service's table; the agent makes each of its own length (BPF_F_INNER_MAP). Its
+ * values are union lb_table_elem, declared as __u64: a type named only here would reach BTF as a
+ * bare forward declaration, whose size libbpf cannot tell.
+ */
+struct lb_table {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(max_entries, 1);
+	__uint(map_flags, BPF_F_INNER_MAP);
+};
+
+/*
+ * Tables of the services that schedule through one (wrr, maglev), by service_id. Each is its own
+ * array, so one service's table costs what its length needs and a swap replaces it atomically.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__type(key, __u32);
+	__uint(max_entries, 1);
+	__array(values, struct lb_table);
+} lb_tables_v1 SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__type(key, __u32);

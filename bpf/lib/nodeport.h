@@ -296,6 +296,17 @@ static __always_inline __be16 nat_reuse_port4(struct lb4_tuple *rkey, __be16 por
 	return port;
 }
 
+/*
+ * What maglev hashes for a flow from outside: its 5-tuple, hashed alike on every node so that any
+ * node the flow reaches picks the same backend. sh hashes the source address alone.
+ */
+static __always_inline __u32 lb4_flow_hash(const struct lb4_tuple *t)
+{
+	__u32 h = lb_hash_add(lb_hash_add(0, t->saddr), t->daddr);
+
+	return lb_hash_add(lb_hash_add(h, ((__u32)t->sport << 16) | t->dport), t->proto);
+}
+
 /* The first packet of a flow: pick a backend, record the flow (and its SNAT port), send it. */
 static __always_inline int xdp_new4(struct xdp_md *ctx, const struct pkt *p,
 				    const struct lb4_tuple *t, const struct lb4_key *key,
@@ -315,7 +326,8 @@ static __always_inline int xdp_new4(struct xdp_md *ctx, const struct pkt *p,
 	int ret;
 
 	ret = lb_pick(&lb4_services_v2, key, svc, &lb4_backends_v2,
-		      LB_CLIENT_EXTERNAL | bpf_ntohl(t->saddr), &pick, (const void **)&be);
+		      LB_CLIENT_EXTERNAL | bpf_ntohl(t->saddr), lb_hash_add(0, t->saddr),
+		      lb4_flow_hash(t), &pick, (const void **)&be);
 	ret = xdp_pick_failed(ctx, p, ret, svc, &pick);
 	if (ret != XDP_ABORTED)
 		return ret;
@@ -617,6 +629,23 @@ static __noinline int xdp_reopen6(const struct lb6_tuple *t, const struct lb6_ct
 	return port;
 }
 
+/* The hash of an IPv6 source address, for sh. */
+static __always_inline __u32 lb6_addr_hash(__u32 h, const union v6addr *a)
+{
+	h = lb_hash_add(h, a->words[0]);
+	h = lb_hash_add(h, a->words[1]);
+	h = lb_hash_add(h, a->words[2]);
+	return lb_hash_add(h, a->words[3]);
+}
+
+/* lb4_flow_hash for IPv6. */
+static __always_inline __u32 lb6_flow_hash(const struct lb6_tuple *t)
+{
+	__u32 h = lb6_addr_hash(lb6_addr_hash(0, &t->saddr), &t->daddr);
+
+	return lb_hash_add(lb_hash_add(h, ((__u32)t->sport << 16) | t->dport), t->proto);
+}
+
 /* The outer UDP source port of an IPv6 DSR flow (see dsr4_entropy_port). */
 static __always_inline __be16 dsr6_entropy_port(const struct lb6_tuple *t)
 {
@@ -771,8 +800,8 @@ static __always_inline int xdp_new6(struct xdp_md *ctx, const struct pkt *p,
 	struct lb6_ct ct = { .last_seen_ns = now };
 	int ret;
 
-	ret = lb_pick(&lb6_services_v2, key, svc, &lb6_backends_v2, client6_id(&t->saddr), &pick,
-		      (const void **)&be);
+	ret = lb_pick(&lb6_services_v2, key, svc, &lb6_backends_v2, client6_id(&t->saddr),
+		      lb6_addr_hash(0, &t->saddr), lb6_flow_hash(t), &pick, (const void **)&be);
 	ret = xdp_pick_failed(ctx, p, ret, svc, &pick);
 	if (ret != XDP_ABORTED)
 		return ret;

@@ -52,23 +52,9 @@ const volatile struct socklb_config socklb_cfg = {
 	.refuse_errno = ECONNREFUSED,
 };
 
-/*
- * A 32-bit finaliser (multiply-xorshift): every input bit moves every output bit. The agent
- * computes the same (src/datapath/frontend-filter.ts) on the words as the CPU loads them.
- */
-static __always_inline __u32 filter_mix(__u32 h)
-{
-	h ^= h >> 16;
-	h *= 0x7feb352d;
-	h ^= h >> 15;
-	h *= 0x846ca68b;
-	h ^= h >> 16;
-	return h;
-}
-
 static __always_inline __u32 filter_tail(__be16 port, __u8 proto)
 {
-	return filter_mix(((__u32)port << 8) | proto);
+	return lb_mix32(((__u32)port << 8) | proto);
 }
 
 /* False when no frontend has this hash: the destination is certainly no service. */
@@ -131,10 +117,39 @@ static __always_inline __u32 lb6_filter_hash(const struct lb6_key *key)
 {
 	__u32 h = filter_tail(key->dport, key->proto);
 
-	h = filter_mix(key->address.words[3] ^ h);
-	h = filter_mix(key->address.words[2] ^ h);
-	h = filter_mix(key->address.words[1] ^ h);
-	return filter_mix(key->address.words[0] ^ h);
+	h = lb_mix32(key->address.words[3] ^ h);
+	h = lb_mix32(key->address.words[2] ^ h);
+	h = lb_mix32(key->address.words[1] ^ h);
+	return lb_mix32(key->address.words[0] ^ h);
+}
+
+/*
+ * The client as sh and maglev hash it, 0 for the other schedulers: its bound source address when it
+ * has one, else its network namespace (`netns`, when sock_client already read it), so that clients
+ * sharing a namespace but bound to different addresses spread. ctx->sk is readable from Linux 5.3.
+ */
+static __always_inline __u32 sock_client_hash(struct bpf_sock_addr *ctx,
+					      const struct lb_service *svc, __u64 netns)
+{
+	struct bpf_sock *sk = ctx->sk;
+	__u32 h = 0;
+
+	if (svc->scheduler != LB_SCHED_SH && svc->scheduler != LB_SCHED_MAGLEV)
+		return 0;
+	if (!netns)
+		netns = bpf_get_netns_cookie(ctx);
+	if (!sk)
+		return lb_hash_add((__u32)netns, (__u32)(netns >> 32));
+	if (ctx->family == AF_INET && sk->src_ip4)
+		return lb_hash_add(0, sk->src_ip4);
+	if (ctx->family == AF_INET6 &&
+	    (sk->src_ip6[0] | sk->src_ip6[1] | sk->src_ip6[2] | sk->src_ip6[3])) {
+		h = lb_hash_add(h, sk->src_ip6[0]);
+		h = lb_hash_add(h, sk->src_ip6[1]);
+		h = lb_hash_add(h, sk->src_ip6[2]);
+		return lb_hash_add(h, sk->src_ip6[3]);
+	}
+	return lb_hash_add((__u32)netns, (__u32)(netns >> 32));
 }
 
 /*
@@ -155,9 +170,11 @@ static __always_inline int __lb4_xlate_fwd(struct bpf_sock_addr *ctx, __be32 *ad
 	const struct lb4_backend *backend;
 	const struct lb_service *svc;
 	struct lb_pick pick = {};
+	__u64 client;
+	__u32 hash;
 	int ret;
 
-	if (!filter_may_match(filter_mix(key.address ^ filter_tail(key.dport, key.proto))))
+	if (!filter_may_match(lb_mix32(key.address ^ filter_tail(key.dport, key.proto))))
 		svc = NULL;
 	else
 		svc = bpf_map_lookup_elem(&lb4_services_v2, &key);
@@ -165,7 +182,9 @@ static __always_inline int __lb4_xlate_fwd(struct bpf_sock_addr *ctx, __be32 *ad
 		sock_count(SOCK_NOT_SERVICE);
 		return -ENXIO;
 	}
-	ret = lb_pick(&lb4_services_v2, &key, svc, &lb4_backends_v2, sock_client(ctx, svc), &pick,
+	client = sock_client(ctx, svc);
+	hash = sock_client_hash(ctx, svc, client);
+	ret = lb_pick(&lb4_services_v2, &key, svc, &lb4_backends_v2, client, hash, hash, &pick,
 		      (const void **)&backend);
 	ret = sock_count_pick(ret, &pick);
 	if (ret)
@@ -205,6 +224,8 @@ static __always_inline int __lb6_xlate_fwd(struct bpf_sock_addr *ctx, union v6ad
 	const struct lb6_backend *backend;
 	const struct lb_service *svc;
 	struct lb_pick pick = {};
+	__u64 client;
+	__u32 hash;
 	int ret;
 
 	if (!filter_may_match(lb6_filter_hash(&key)))
@@ -215,7 +236,9 @@ static __always_inline int __lb6_xlate_fwd(struct bpf_sock_addr *ctx, union v6ad
 		sock_count(SOCK_NOT_SERVICE);
 		return -ENXIO;
 	}
-	ret = lb_pick(&lb6_services_v2, &key, svc, &lb6_backends_v2, sock_client(ctx, svc), &pick,
+	client = sock_client(ctx, svc);
+	hash = sock_client_hash(ctx, svc, client);
+	ret = lb_pick(&lb6_services_v2, &key, svc, &lb6_backends_v2, client, hash, hash, &pick,
 		      (const void **)&backend);
 	ret = sock_count_pick(ret, &pick);
 	if (ret)

@@ -16,6 +16,14 @@ static __always_inline void lb_count_connect(__u32 service_id, __u32 backend_id)
 		__sync_fetch_and_add(&be->connects, 1);
 }
 
+/* Balanced connects of a service so far: round robin's position. */
+static __always_inline __u64 lb_service_connects(__u32 service_id)
+{
+	struct lb_service_stats *svc = bpf_map_lookup_elem(&lb_svc_stats_v2, &service_id);
+
+	return svc ? svc->connects : 0;
+}
+
 static __always_inline void lb_count_refused(__u32 service_id)
 {
 	struct lb_service_stats *svc = bpf_map_lookup_elem(&lb_svc_stats_v2, &service_id);

@@ -19,7 +19,7 @@ import {
   type NodeAddressBook,
   type NodeInfo,
 } from '../model/types.ts';
-import type { PlanProblem } from '../reconcile/plan.ts';
+import type { PlanProblem, SchedulerDefaults } from '../reconcile/plan.ts';
 import { type ReconcileResult, Reconciler } from '../reconcile/reconciler.ts';
 import { SourceRanges } from '../reconcile/source-ranges.ts';
 import { Datapath, type DatapathOptions, type MigrationReport } from './datapath.ts';
@@ -33,6 +33,8 @@ export interface AgentOptions extends DatapathOptions {
   minSyncPeriodMs: number;
   /** kube-proxy's --nodeport-addresses; empty or absent: every node address. */
   nodePortCidrs?: ParsedCidr[];
+  /** The scheduler of Services that name none (--scheduler, --maglev-table-size); absent: random. */
+  schedulerDefaults?: SchedulerDefaults;
 }
 
 export interface AgentStatus {
@@ -150,7 +152,8 @@ export class Agent {
     this.datapath = datapath;
     const { lb4_src_ranges_v1: v4, lb6_src_ranges_v1: v6 } = datapath.xdpMaps;
     this.#sourceRanges = v4 && v6 ? new SourceRanges(v4, v6) : undefined;
-    this.reconciler = new Reconciler(new KernelMaps(this.datapath.maps, options.capacity, this.datapath.frontendFilter));
+    const defaults = options.schedulerDefaults ? { defaults: options.schedulerDefaults } : {};
+    this.reconciler = new Reconciler(new KernelMaps(this.datapath.maps, options.capacity, this.datapath.frontendFilter), defaults);
     if (this.datapath.adopted) {
       this.#log.info({ frontends: this.reconciler.state.services.size }, 'adopted the pinned datapath of an earlier agent');
     }

@@ -101,6 +101,7 @@ export function mapSizes(o: DatapathOptions): Record<MapName, number> {
     [MapNames.backendStats]: o.capacity.backendIds,
     [MapNames.sockStats]: SOCK_REASONS.length,
     [MapNames.affinity]: o.affinityEntries ?? DEFAULT_AFFINITY_ENTRIES,
+    [MapNames.tables]: o.capacity.serviceIds,
     [MapNames.lb4Destroy]: DESTROY_MAP_ENTRIES,
     [MapNames.lb6Destroy]: DESTROY_MAP_ENTRIES,
     [MapNames.lb4Ct]: DEFAULT_XDP_FLOW_ENTRIES,
@@ -431,6 +432,8 @@ async function loadObject<N extends MapName>(
  * commit (a same-name pin is replaced by the new map's pin anyway).
  */
 function migrateInto(target: BpfMap, name: MapName, bpffs: string, report: MigrationReport): string[] {
+  // Its entries read back as map ids, not fds: the first sync writes every table afresh instead.
+  if (name === MapNames.tables) return [];
   const sources = [
     { from: name, convert: (e: MapEntry) => e as MapEntry | undefined },
     ...migrationsInto(name).map((m) => ({ from: m.from, convert: m.convert })),

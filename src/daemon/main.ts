@@ -10,6 +10,7 @@ import { agentSource } from '../debug/source.ts';
 import { HealthServer } from '../health/health-server.ts';
 import { SocklbMetrics } from '../metrics/metrics.ts';
 import type { ParsedCidr } from '../model/ip.ts';
+import type { SchedulerDefaults } from '../reconcile/plan.ts';
 import type { Backoff } from '../sources/k8s-informer.ts';
 import { KubernetesSource } from '../sources/kubernetes.ts';
 import { ManifestSource } from '../sources/manifest.ts';
@@ -27,6 +28,8 @@ export interface AgentRunOptions extends DatapathOptions {
   debug: { address: string; allowRemote: boolean; tokenFile?: string };
   /** Export socklb_backend_connects_total, one series per backend (--metrics-per-backend). */
   metricsPerBackend?: boolean;
+  /** The scheduler of Services that name none (--scheduler, --maglev-table-size); absent: random. */
+  schedulerDefaults?: SchedulerDefaults;
   log: Logger;
   /** kube-proxy's --nodeport-addresses. */
   nodePortCidrs: ParsedCidr[];

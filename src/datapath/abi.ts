@@ -18,6 +18,7 @@ export const MapNames = {
   backendStats: 'lb_be_stats_v2',
   sockStats: 'sock_stats_v1',
   affinity: 'lb_affinity_v1',
+  tables: 'lb_tables_v1',
   lb4Destroy: 'lb4_destroy_v1',
   lb6Destroy: 'lb6_destroy_v1',
   lb4Ct: 'lb4_ct_v1',
@@ -46,6 +47,7 @@ export const SOCK_MAPS = [
   MapNames.backendStats,
   MapNames.sockStats,
   MapNames.affinity,
+  MapNames.tables,
   MapNames.frontendFilter,
 ] as const;
 
@@ -73,10 +75,12 @@ export const XDP_MAPS = [
 export type XdpMapName = (typeof XDP_MAPS)[number];
 
 /** enum bpf_map_type values of the map types socklb uses. */
-export const MapType = { hash: 1, array: 2, percpuArray: 6, lruHash: 9, lpmTrie: 11 } as const;
+export const MapType = { hash: 1, array: 2, percpuArray: 6, lruHash: 9, lpmTrie: 11, arrayOfMaps: 12 } as const;
 
 /** BPF_F_NO_PREALLOC: a hash map allocates an entry when it is written, not all at creation. */
 export const BPF_F_NO_PREALLOC = 1;
+/** BPF_F_INNER_MAP: an array that may sit in an array of maps whatever its length. */
+export const BPF_F_INNER_MAP = 1 << 12;
 
 /** How a map is declared in bpf/ (its max_entries aside, which the agent sets). */
 export interface MapDefinition {
@@ -104,6 +108,7 @@ export const MAP_DEFINITIONS: Readonly<Record<MapName, MapDefinition>> = {
   [MapNames.backendStats]: { type: MapType.array, keySize: 4, valueSize: 8, flags: 0 },
   [MapNames.sockStats]: { type: MapType.percpuArray, keySize: 4, valueSize: 8, flags: 0 },
   [MapNames.affinity]: { type: MapType.lruHash, keySize: 16, valueSize: 16, flags: 0 },
+  [MapNames.tables]: { type: MapType.arrayOfMaps, keySize: 4, valueSize: 4, flags: 0 },
   [MapNames.lb4Destroy]: { type: MapType.hash, keySize: 8, valueSize: 1, flags: BPF_F_NO_PREALLOC },
   [MapNames.lb6Destroy]: { type: MapType.hash, keySize: 20, valueSize: 1, flags: BPF_F_NO_PREALLOC },
   [MapNames.lb4Ct]: { type: MapType.lruHash, keySize: 16, valueSize: 32, flags: 0 },
@@ -156,6 +161,13 @@ export const XDP_REASONS = [
   'ct_expired',
   'ct_reopened',
 ] as const;
+
+/** enum lb_scheduler: struct lb_service.scheduler. */
+export const Schedulers = { random: 0, rr: 1, wrr: 2, sh: 3, maglev: 4 } as const;
+
+/** union lb_table_elem: a service table's element (element 0 its length, then four u16 slots each). */
+export const TABLE_ELEM_SIZE = 8;
+export const TABLE_SLOTS_PER_ELEM = 4;
 
 /** struct lb_service.flags; local and sourceRanges only on external-scope frontends. */
 export const ServiceFlags = { affinity: 1, local: 2, sourceRanges: 4 } as const;

@@ -1,8 +1,20 @@
 // DatapathMaps over the real BPF maps: encodes model values into the ABI structs.
 
-import type { BpfMap } from '../bpf/binding.ts';
+import { BpfMap } from '../bpf/binding.ts';
 import type { Backend, Family, Frontend, Protocol } from '../model/types.ts';
-import { BackendFlags, decode, encode, IPPROTO, Layouts, MapNames, Scope, type SockMapName } from './abi.ts';
+import {
+  BackendFlags,
+  BPF_F_INNER_MAP,
+  decode,
+  encode,
+  IPPROTO,
+  Layouts,
+  MapNames,
+  Scope,
+  type SockMapName,
+  TABLE_ELEM_SIZE,
+  TABLE_SLOTS_PER_ELEM,
+} from './abi.ts';
 import type { FrontendFilter } from './frontend-filter.ts';
 import type { Capacity, DatapathMaps, MapsDump, ServiceCounters, ServiceEntry, SlotEntry } from './maps.ts';
 
@@ -83,6 +95,7 @@ export class KernelMaps implements DatapathMaps {
       backend_count: entry.backendCount,
       flags: entry.flags,
       affinity_timeout: entry.affinityTimeout,
+      scheduler: entry.scheduler ?? 0,
     });
     this.#filter.add(frontend);
     try {
@@ -113,6 +126,34 @@ export class KernelMaps implements DatapathMaps {
 
   deleteBackend(id: number, family: Family): void {
     this.#backends(family).delete(u32(id));
+  }
+
+  putTable(serviceId: number, slots: Uint16Array): void {
+    const elements = 1 + Math.ceil(slots.length / TABLE_SLOTS_PER_ELEM);
+    // Element 0 the length, then the slots packed four to an element, all in host order.
+    const values = Buffer.alloc(elements * TABLE_ELEM_SIZE);
+    new Uint32Array(values.buffer, values.byteOffset, 1)[0] = slots.length;
+    new Uint16Array(values.buffer, values.byteOffset + TABLE_ELEM_SIZE, slots.length).set(slots);
+    const keys = Buffer.from(Uint32Array.from({ length: elements }, (_, i) => i).buffer);
+    const table = BpfMap.create({
+      type: 'array',
+      keySize: 4,
+      valueSize: TABLE_ELEM_SIZE,
+      maxEntries: elements,
+      flags: BPF_F_INNER_MAP,
+      name: 'lb_table',
+    });
+    try {
+      table.updateBatch(keys, values);
+      // The swap: programs that looked up the old table finish with it; the next lookup finds this one.
+      this.#maps[MapNames.tables].update(u32(serviceId), u32(table.fd));
+    } finally {
+      table.close();
+    }
+  }
+
+  deleteTable(serviceId: number): void {
+    this.#maps[MapNames.tables].delete(u32(serviceId));
   }
 
   resetServiceCounters(serviceId: number): void {
@@ -152,6 +193,7 @@ export class KernelMaps implements DatapathMaps {
             backendCount: Number(v.backend_count),
             flags: Number(v.flags),
             affinityTimeout: Number(v.affinity_timeout),
+            ...(Number(v.scheduler) === 0 ? {} : { scheduler: Number(v.scheduler) }),
           },
         });
       }

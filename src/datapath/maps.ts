@@ -10,6 +10,8 @@ export interface ServiceEntry {
   flags: number;
   /** Seconds a client sticks to its backend when flags has ServiceFlags.affinity; else 0. */
   affinityTimeout: number;
+  /** enum lb_scheduler (Schedulers); absent: random (0). */
+  scheduler?: number;
 }
 
 export interface SlotEntry {
@@ -36,7 +38,15 @@ export interface Capacity {
   serviceIds: number;
   /** Backend ids are 1..backendIds-1 (the size of lb_be_stats). */
   backendIds: number;
+  /** Services that may hold a scheduler table (wrr, maglev) at once; absent: DEFAULT_TABLES. */
+  tables?: number;
+  /** Positions all those tables may hold together; absent: DEFAULT_TABLE_POSITIONS. */
+  tablePositions?: number;
 }
+
+/** 256 tables of 4,096 positions on average: 2 MiB of table memory (docs/operating.md). */
+export const DEFAULT_TABLES = 256;
+export const DEFAULT_TABLE_POSITIONS = 1 << 20;
 
 export interface ServiceCounters {
   connects: bigint;
@@ -50,6 +60,13 @@ export interface DatapathMaps {
   putSlot(slot: SlotEntry): void;
   deleteSlot(serviceId: number, slot: number): void;
   putBackend(id: number, backend: Backend): void;
+  /**
+   * Swaps in a service's whole scheduler table (slot numbers by position): the datapath sees the old
+   * table or the new one, never a mix.
+   */
+  putTable(serviceId: number, slots: Uint16Array): void;
+  /** Removes a service's table, if it has one. */
+  deleteTable(serviceId: number): void;
   deleteBackend(id: number, family: Family): void;
   /** Zeroes the counters of an id about to be reused, so it does not inherit old counts. */
   resetServiceCounters(serviceId: number): void;
@@ -80,6 +97,7 @@ export class MemoryMaps implements DatapathMaps {
   #backends = new Map<number, Backend>();
   #serviceCounters = new Map<number, ServiceCounters>();
   #backendCounters = new Map<number, bigint>();
+  #tables = new Map<number, Uint16Array>();
 
   constructor(capacity: Capacity) {
     this.capacity = capacity;
@@ -120,6 +138,19 @@ export class MemoryMaps implements DatapathMaps {
 
   deleteBackend(id: number): void {
     this.#backends.delete(id);
+  }
+
+  putTable(serviceId: number, slots: Uint16Array): void {
+    this.#tables.set(serviceId, slots.slice());
+  }
+
+  deleteTable(serviceId: number): void {
+    this.#tables.delete(serviceId);
+  }
+
+  /** A service's table as last put, for tests (the kernel's is read by the datapath only). */
+  table(serviceId: number): Uint16Array | undefined {
+    return this.#tables.get(serviceId);
   }
 
   resetServiceCounters(serviceId: number): void {

@@ -3,7 +3,7 @@
 // and array maps (kernel/bpf/hashtab.c and arraymap.c, map_mem_usage) at full capacity, which is
 // the most a map can hold; a hash map made with BPF_F_NO_PREALLOC takes only what is in use.
 
-import { MAP_DEFINITIONS, type MapDefinition, type MapName, MapType } from './abi.ts';
+import { MAP_DEFINITIONS, type MapDefinition, type MapName, MapType, TABLE_ELEM_SIZE, TABLE_SLOTS_PER_ELEM } from './abi.ts';
 
 /** The header of a hash map element before its key (struct htab_elem on 64-bit kernels). */
 const HTAB_ELEM_HEADER = 48;
@@ -41,6 +41,9 @@ export function mapMemory(map: MapName, maxEntries: number, def: MapDefinition =
   switch (def.type) {
     case MapType.array:
       return { map, maxEntries, shared: maxEntries * value, perCpu: 0 };
+    case MapType.arrayOfMaps:
+      // A pointer per entry; the tables it points to are counted by tableMemory.
+      return { map, maxEntries, shared: maxEntries * 8, perCpu: 0 };
     case MapType.percpuArray:
       return { map, maxEntries, shared: maxEntries * 8, perCpu: maxEntries * value };
     case MapType.lpmTrie:
@@ -71,4 +74,16 @@ export interface DatapathMemory {
 export function datapathMemory(sizes: Readonly<Partial<Record<MapName, number>>>, cpus: number): DatapathMemory {
   const maps = Object.entries(sizes).map(([name, n]) => mapMemory(name as MapName, n ?? 0));
   return { cpus, maps, total: maps.reduce((sum, m) => sum + m.shared + m.perCpu * cpus, 0) };
+}
+
+/** Kernel bytes of one array map besides its elements (struct bpf_array and its bpf_map), rounded up. */
+const ARRAY_MAP_HEADER = 1024;
+
+/**
+ * The most the services' scheduler tables (lb_tables_v1's inner arrays) can take: at most `tables`
+ * of them holding `positions` in all, four slots per 8-byte element, each with a length element
+ * and a part-filled last one.
+ */
+export function tableMemory(tables: number, positions: number): number {
+  return (positions / TABLE_SLOTS_PER_ELEM + 2 * tables) * TABLE_ELEM_SIZE + tables * ARRAY_MAP_HEADER;
 }

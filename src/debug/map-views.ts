@@ -26,6 +26,8 @@ export const MAP_LAYOUTS: Readonly<Record<string, { key: Layout; value: Layout }
   [MapNames.backendStats]: { key: u32Key('backend_id', 'backend_id'), value: Layouts.backendStats },
   [MapNames.sockStats]: { key: u32Key('sock_reason', 'reason'), value: SOCK_COUNT },
   [MapNames.affinity]: { key: Layouts.affinityKey, value: Layouts.affinity },
+  // Read from user space, an array of maps gives the id of each inner map (0: none).
+  [MapNames.tables]: { key: u32Key('service_id', 'service_id'), value: u32Key('table_map_id', 'map_id') },
   [MapNames.lb4Destroy]: { key: Layouts.lb4DestroyKey, value: { name: 'u8', size: 1, fields: [{ name: 'value', type: 'u8', offset: 0 }] } },
   [MapNames.lb6Destroy]: { key: Layouts.lb6DestroyKey, value: { name: 'u8', size: 1, fields: [{ name: 'value', type: 'u8', offset: 0 }] } },
   [MapNames.lb4Ct]: { key: Layouts.lb4Tuple, value: Layouts.lb4Ct },
@@ -190,7 +192,8 @@ export class BpfMapView implements MapView {
 
   summary(): MapSummary {
     const info = this.info();
-    return { ...info, entries: info.type.endsWith('array') ? info.maxEntries : this.#count() };
+    // An array (of values or of maps) holds every index; walking lb_tables_v1's would cost a syscall each.
+    return { ...info, entries: info.type.endsWith('array') || info.type === 'array_of_maps' ? info.maxEntries : this.#count() };
   }
 
   #count(): number {

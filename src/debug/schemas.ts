@@ -158,6 +158,7 @@ const frontendSchema = {
     serviceId: { type: 'integer' },
     backendCount: { type: 'integer' },
     affinityTimeout: { type: 'integer', description: 'ClientIP session affinity timeout in seconds; 0 for none.' },
+    scheduler: { type: 'string', description: 'How the frontend picks a backend (socklb.io/scheduler): random, rr, wrr, sh, maglev.' },
     connects: { type: 'integer' },
     refused: { type: 'integer' },
     backends: { type: 'array', items: backendSchema },

@@ -3,6 +3,7 @@
 
 import type { DatapathMaps } from '../datapath/maps.ts';
 import { cmp } from '../model/problem.ts';
+import { SCHEDULERS } from '../model/scheduler.ts';
 import { type Backend, type DesiredTable, endpointKey } from '../model/types.ts';
 
 export interface BackendView {
@@ -31,6 +32,8 @@ export interface FrontendView {
   backendCount: number;
   /** Session affinity (ClientIP) timeout in seconds; 0 when the frontend has none. */
   affinityTimeout: number;
+  /** socklb.io/scheduler as the entry holds it: random, rr, wrr, sh, maglev. */
+  scheduler: string;
   connects: number;
   /** Connects and sends refused because the frontend had no backend. */
   refused: number;
@@ -91,6 +94,7 @@ export function serviceViews(maps: DatapathMaps, table: DesiredTable): ServiceVi
       serviceId: entry.serviceId,
       backendCount: entry.backendCount,
       affinityTimeout: entry.affinityTimeout ?? 0,
+      scheduler: SCHEDULERS[entry.scheduler ?? 0] ?? `unknown (${entry.scheduler})`,
       connects: num(counters.connects),
       refused: num(counters.refused),
       backends: slots.map((s) => {

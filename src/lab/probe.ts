@@ -4,6 +4,7 @@
 //   node src/lab/probe.ts udp --target [fd00::10]:53 --count 5 --connected --stop-on-error
 //   node src/lab/probe.ts udp --target 192.168.77.11:30053 --count 40 --new-socket
 //   node src/lab/probe.ts connect-only --target 10.96.0.10:80 --count 1000
+//   node src/lab/probe.ts tcp --target 10.96.0.10:80 --count 10 --bind 10.244.0.201
 // SIGTERM ends the run early and still prints the result so far (stopped: true).
 
 import * as dgram from 'node:dgram';
@@ -52,6 +53,8 @@ export interface ProbeOptions {
   stopOnError: boolean;
   /** UDP: a fresh socket (so a new source port, a new conntrack flow) for every datagram. */
   newSocket: boolean;
+  /** TCP: bind each socket to this local address before connecting (a client with its own source). */
+  bind?: string;
 }
 
 const MAX_COUNT = 10_000_000;
@@ -127,6 +130,11 @@ export function parseProbeArgs(argv: string[]): ProbeOptions {
         break;
       case '--stop-on-error':
         o.stopOnError = true;
+        break;
+      case '--bind':
+        if (!v || net.isIP(v) === 0) throw new TypeError(`--bind must be an IP address, got "${v ?? ''}"`);
+        o.bind = v;
+        i++;
         break;
       default:
         throw new TypeError(`unknown argument "${flag}"`);
@@ -219,7 +227,7 @@ function tcpOnce(o: ProbeOptions, http: boolean): Promise<{ peer: string; body: 
     let connectNs = 0n;
     let peer = '';
     const chunks: Buffer[] = [];
-    const sock = net.connect({ host: o.host, port: o.port });
+    const sock = net.connect({ host: o.host, port: o.port, ...(o.bind ? { localAddress: o.bind } : {}) });
     const timer = setTimeout(() => {
       sock.destroy();
       reject(timeoutError('tcp'));

@@ -201,6 +201,7 @@ export function claimsOf(spec: ServiceSpec, slices: SliceRead[], node: NodeInfo,
   const claims: Claim[] = [];
   const seen = new Set<string>();
   const affinity = spec.affinityTimeoutSeconds === undefined ? {} : { affinityTimeoutSeconds: spec.affinityTimeoutSeconds };
+  const scheduling = spec.scheduling === undefined ? {} : { scheduling: spec.scheduling };
   for (const ip of spec.ips) {
     const family = ip.family;
     const externalIps = spec.externalIps.filter((x) => x.family === family);
@@ -234,7 +235,7 @@ export function claimsOf(spec: ServiceSpec, slices: SliceRead[], node: NodeInfo,
         seen.add(key);
         const entry: DesiredFrontend & { kind: FrontendKind } =
           kind === 'ClusterIP'
-            ? { frontend, service: spec.service, portName: port.name, kind, backends: internal, ...affinity }
+            ? { frontend, service: spec.service, portName: port.name, kind, backends: internal, ...affinity, ...scheduling }
             : {
                 frontend,
                 service: spec.service,
@@ -243,6 +244,7 @@ export function claimsOf(spec: ServiceSpec, slices: SliceRead[], node: NodeInfo,
                 backends: clusterWide,
                 externalBackends: external,
                 ...affinity,
+                ...scheduling,
                 ...(spec.externalLocal ? { externalLocal: true as const } : {}),
                 ...(kind === 'LoadBalancer' && spec.sourceRanges.length > 0 ? { sourceRanges: spec.sourceRanges } : {}),
               };

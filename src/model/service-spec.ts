@@ -4,6 +4,7 @@ import type { V1Service } from '@kubernetes/client-node';
 import { ErrorCodes, type ObjectProblem } from '../errors.ts';
 import { notAnIp, type ParsedIp, parseCidr, parseIp } from './ip.ts';
 import { isRecord, type ObjectRef, problem, show } from './problem.ts';
+import { readScheduling, type Scheduling } from './scheduler.ts';
 import type { Protocol, ServiceName } from './types.ts';
 
 /** Label naming the proxy that owns a service; any value means it is not ours (kube-proxy too). */
@@ -63,6 +64,8 @@ export interface ServiceSpec {
    * sources its load-balancer IPs accept. Empty: every source.
    */
   sourceRanges: string[];
+  /** `socklb.io/scheduler` and its settings; undefined: the node's default. */
+  scheduling: Scheduling | undefined;
 }
 
 export interface ServiceRead {
@@ -103,6 +106,7 @@ export function readService(svc: V1Service): ServiceRead {
   const ports = readPorts(spec, who, problems);
   const externalIps = readIpList(spec.externalIPs, 'spec.externalIPs', who, soft);
   const affinityTimeoutSeconds = readAffinity(spec, who, problems);
+  const scheduling = readScheduling(meta.annotations, who, problems);
   const status = isRecord(raw.status) ? raw.status : {};
   const loadBalancerIps = readIngress(status.loadBalancer, who, soft);
   if (problems.some((p) => p.code !== ErrorCodes.UNSUPPORTED_PROTOCOL) || type === undefined) {
@@ -126,6 +130,7 @@ export function readService(svc: V1Service): ServiceRead {
       healthCheckNodePort,
       publishNotReadyAddresses: spec.publishNotReadyAddresses === true,
       sourceRanges: type === 'LoadBalancer' ? readSourceRanges(spec.loadBalancerSourceRanges, who, soft) : [],
+      scheduling,
     },
     problems: [...problems, ...soft],
   };

@@ -1,6 +1,7 @@
 // The service table: what socklb programs, independent of where the objects came from.
 
 import type { ObjectProblem } from '../errors.ts';
+import type { Scheduling } from './scheduler.ts';
 
 export type Family = 4 | 6;
 export type Protocol = 'TCP' | 'UDP';
@@ -77,6 +78,8 @@ export interface DesiredFrontend {
   externalLocal?: true;
   /** A LoadBalancer frontend's `loadBalancerSourceRanges` (canonical CIDRs); absent: any source. */
   sourceRanges?: string[];
+  /** The service's `socklb.io/scheduler` annotations; absent: the node's default (--scheduler). */
+  scheduling?: Scheduling;
 }
 
 /** The node the agent runs on, as far as the model needs it. */

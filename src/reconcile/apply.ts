@@ -27,12 +27,21 @@ export function applyOp(maps: DatapathMaps, state: ProgrammedState, op: Op): voi
         backendCount: op.backendCount,
         flags: op.flags,
         affinityTimeout: op.affinityTimeout,
+        ...(op.scheduler === 0 ? {} : { scheduler: op.scheduler }),
       };
       maps.putService(op.frontend, entry);
       const slots = state.byId(op.serviceId)?.slots ?? state.takeSlots(op.serviceId);
       state.setService({ frontend: op.frontend, ...entry, slots });
       return;
     }
+    case 'put-table':
+      maps.putTable(op.serviceId, op.slots);
+      state.setTable(op.serviceId, op.tableKey, op.slots.length);
+      return;
+    case 'delete-table':
+      maps.deleteTable(op.serviceId);
+      state.deleteTable(op.serviceId);
+      return;
     case 'delete-slot':
       maps.deleteSlot(op.serviceId, op.slot);
       state.deleteSlot(op.serviceId, op.slot);

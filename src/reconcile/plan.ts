@@ -6,9 +6,11 @@
 // slot names them any more. A backend that stays keeps its slot, so a change touches only the slots
 // whose backend changed.
 
-import { ServiceFlags } from '../datapath/abi.ts';
-import type { Capacity } from '../datapath/maps.ts';
+import { Schedulers, ServiceFlags } from '../datapath/abi.ts';
+import { type Capacity, DEFAULT_TABLE_POSITIONS, DEFAULT_TABLES } from '../datapath/maps.ts';
 import { type ErrorCode, ErrorCodes } from '../errors.ts';
+import { DEFAULT_MAGLEV_TABLE_SIZE, maglevTable } from '../model/maglev.ts';
+import { type SchedulerName, TABLE_SCHEDULERS, wrrSequence, wrrTurns } from '../model/scheduler.ts';
 import { runSteps, STEP_EVERY } from '../model/steps.ts';
 import { type Backend, type DesiredFrontend, endpointKey, type Family, type Frontend, type ServiceName } from '../model/types.ts';
 import { liveBackendIds, type ProgrammedService, type ProgrammedState } from './state.ts';
@@ -18,7 +20,18 @@ export type Op =
   | { kind: 'reset-backend-counters'; id: number }
   | { kind: 'put-slot'; serviceId: number; slot: number; backendId: number }
   | { kind: 'reset-service-counters'; serviceId: number }
-  | { kind: 'put-service'; frontend: Frontend; serviceId: number; backendCount: number; flags: number; affinityTimeout: number }
+  | {
+      kind: 'put-service';
+      frontend: Frontend;
+      serviceId: number;
+      backendCount: number;
+      flags: number;
+      affinityTimeout: number;
+      /** enum lb_scheduler */
+      scheduler: number;
+    }
+  | { kind: 'put-table'; serviceId: number; slots: Uint16Array; tableKey: string }
+  | { kind: 'delete-table'; serviceId: number }
   | { kind: 'delete-slot'; serviceId: number; slot: number }
   | { kind: 'delete-service'; frontend: Frontend }
   | { kind: 'delete-backend'; id: number; backend: Backend };
@@ -99,6 +112,8 @@ class IdPool {
 
 interface Room {
   slots: number;
+  tables: number;
+  tablePositions: number;
   services: Record<Family, number>;
   backends: Record<Family, number>;
 }
@@ -109,6 +124,34 @@ export interface PlanOptions {
    * true). The plan is the same either way; false exists so tests can prove that.
    */
   skipProgrammed?: boolean;
+  /** The node's scheduler where a Service names none (--scheduler, --maglev-table-size); default random. */
+  defaults?: SchedulerDefaults;
+}
+
+export interface SchedulerDefaults {
+  scheduler: SchedulerName;
+  maglevTableSize: number;
+}
+
+const RANDOM_DEFAULTS: SchedulerDefaults = { scheduler: 'random', maglevTableSize: DEFAULT_MAGLEV_TABLE_SIZE };
+
+/** How a frontend schedules, its annotations over the node's defaults. */
+interface Scheduling {
+  name: SchedulerName;
+  /** enum lb_scheduler */
+  id: number;
+  tableSize: number;
+  weights: Readonly<Record<string, number>> | undefined;
+}
+
+function schedulingOf(d: DesiredFrontend, defaults: SchedulerDefaults): Scheduling {
+  const name = d.scheduling?.scheduler ?? defaults.scheduler;
+  return {
+    name,
+    id: Schedulers[name],
+    tableSize: d.scheduling?.maglevTableSize ?? defaults.maglevTableSize,
+    weights: d.scheduling?.weights,
+  };
 }
 
 export function plan(desired: readonly DesiredFrontend[], state: ProgrammedState, capacity: Capacity, options: PlanOptions = {}): Plan {
@@ -129,7 +172,7 @@ export function* planSteps(
   }
   const removed: [string, ProgrammedService][] = [];
   for (const [key, svc] of state.services) if (!wanted.has(key)) removed.push([key, svc]);
-  return yield* planFor(wanted, removed, state, capacity, options.skipProgrammed ?? true);
+  return yield* planFor(wanted, removed, state, capacity, options);
 }
 
 /**
@@ -154,7 +197,7 @@ export function planChanges(
     const svc = state.services.get(key);
     if (svc) removed.push([key, svc]);
   }
-  return runSteps(planFor(wanted, removed, state, capacity, options.skipProgrammed ?? true));
+  return runSteps(planFor(wanted, removed, state, capacity, options));
 }
 
 /** Writes for the `wanted` frontends and removals for `removed`, with room and ids taken from the state. */
@@ -163,15 +206,26 @@ function* planFor(
   removed: readonly [string, ProgrammedService][],
   state: ProgrammedState,
   capacity: Capacity,
-  skip: boolean,
+  options: PlanOptions,
 ): Generator<void, Plan> {
+  const skip = options.skipProgrammed ?? true;
+  const defaults = options.defaults ?? RANDOM_DEFAULTS;
   const changes: FrontendChange[] = [];
   const problems: PlanProblem[] = [];
   const room = roomLeft(state, capacity);
 
   for (const [serviceId, slots] of state.orphanSlots) {
-    changes.push({ key: `orphan/${serviceId}`, frontend: undefined, ops: slotDeletes(serviceId, slots) });
+    changes.push({
+      key: `orphan/${serviceId}`,
+      frontend: undefined,
+      ops: [...tableDelete(state, serviceId, room), ...slotDeletes(serviceId, slots)],
+    });
     room.slots += slots.size;
+  }
+  // A table whose service entry was never written (its put failed) or is gone without slots.
+  for (const serviceId of state.tables.keys()) {
+    if (state.byId(serviceId) || state.orphanSlots.has(serviceId)) continue;
+    changes.push({ key: `orphan/${serviceId}`, frontend: undefined, ops: tableDelete(state, serviceId, room) });
   }
   // Which backends end up unnamed follows from the state's live reference counts: only those named by
   // the current entries of frontends this plan rewrites or removes (or by none at all) can be.
@@ -190,7 +244,8 @@ function* planFor(
 
   for (const [key, svc] of removed) {
     release(svc);
-    changes.push({ key, frontend: svc.frontend, ops: removalOps(svc) });
+    const [deleteService, ...deleteSlots] = removalOps(svc);
+    changes.push({ key, frontend: svc.frontend, ops: [deleteService!, ...tableDelete(state, svc.serviceId, room), ...deleteSlots] });
     room.slots += svc.slots.size;
     room.services[svc.frontend.family]++;
   }
@@ -201,7 +256,7 @@ function* planFor(
   const refreshed = new Set<number>();
   const backendPool = new IdPool((id) => state.backends.has(id), capacity.backendIds, state.backendIdFloor());
   const servicePool = new IdPool(
-    (id) => state.byId(id) !== undefined || state.orphanSlots.has(id),
+    (id) => state.byId(id) !== undefined || state.orphanSlots.has(id) || state.tables.has(id),
     capacity.serviceIds,
     state.serviceIdFloor(),
   );
@@ -211,9 +266,10 @@ function* planFor(
   for (const [key, d] of wanted) {
     if (++visited % STEP_EVERY === 0) yield;
     const current = state.services.get(key);
+    const sched = schedulingOf(d, defaults);
     // (With a room already overdrawn the slow path refuses even an unchanged frontend: let it.)
     const roomOk = room.slots >= 0 && room.backends[4] >= 0 && room.backends[6] >= 0;
-    if (skip && current && exactIds && roomOk && isProgrammed(current, d, state)) {
+    if (skip && current && exactIds && roomOk && isProgrammed(current, d, state, sched)) {
       // Nothing to write, and its backends stay named: the common case, checked without building keys or ops.
       continue;
     }
@@ -271,11 +327,45 @@ function* planFor(
     }
 
     for (const w of layout.writes) ops.push({ kind: 'put-slot', serviceId, slot: w.slot, backendId: w.backendId });
+    // The table goes in after the slots it names and before the entry that asks for it.
+    const table = TABLE_SCHEDULERS.has(sched.name) ? tableOf(sched, d, ids, layout.final) : undefined;
+    if (table && state.tables.get(serviceId) !== table.key) {
+      const grows = table.length - state.tableLength(serviceId);
+      const isNew = !state.tables.has(serviceId);
+      if ((isNew && room.tables < 1) || grows > room.tablePositions) {
+        // Without its table the kernel falls back to the slots: wrr turns rr, maglev hashes over them.
+        problems.push({
+          key,
+          service: d.service,
+          code: ErrorCodes.MAP_FULL,
+          message: `no room for a ${sched.name} table of ${table.length} positions (${capacity.tables ?? DEFAULT_TABLES} tables of ${capacity.tablePositions ?? DEFAULT_TABLE_POSITIONS} positions in all); balancing over the slots meanwhile`,
+        });
+      } else {
+        ops.push({ kind: 'put-table', serviceId, slots: table.build(), tableKey: table.key });
+        if (isNew) room.tables--;
+        room.tablePositions -= grows;
+      }
+    }
     const affinityTimeout = d.affinityTimeoutSeconds ?? 0;
     const flags = serviceFlags(d);
-    if (!current || current.backendCount !== ids.length || current.flags !== flags || current.affinityTimeout !== affinityTimeout) {
-      ops.push({ kind: 'put-service', frontend: d.frontend, serviceId, backendCount: ids.length, flags, affinityTimeout });
+    if (
+      !current ||
+      current.backendCount !== ids.length ||
+      current.flags !== flags ||
+      current.affinityTimeout !== affinityTimeout ||
+      (current.scheduler ?? 0) !== sched.id
+    ) {
+      ops.push({
+        kind: 'put-service',
+        frontend: d.frontend,
+        serviceId,
+        backendCount: ids.length,
+        flags,
+        affinityTimeout,
+        scheduler: sched.id,
+      });
     }
+    if (!table) ops.push(...tableDelete(state, serviceId, room));
     for (const slot of layout.deletes) ops.push({ kind: 'delete-slot', serviceId, slot });
 
     room.slots -= addedSlots;
@@ -303,13 +393,14 @@ function* planFor(
  * flags. Compares backend fields directly (no keys built); with duplicate backend ids in the state
  * (adopted maps) the caller takes the slow path instead.
  */
-function isProgrammed(current: ProgrammedService, d: DesiredFrontend, state: ProgrammedState): boolean {
+function isProgrammed(current: ProgrammedService, d: DesiredFrontend, state: ProgrammedState, sched: Scheduling): boolean {
   const n = d.backends.length;
   const affinityTimeout = d.affinityTimeoutSeconds ?? 0;
   const flags = serviceFlags(d);
   if (current.backendCount !== n || current.slots.size !== n || current.flags !== flags || current.affinityTimeout !== affinityTimeout) {
     return false;
   }
+  if ((current.scheduler ?? 0) !== sched.id || !tableIsProgrammed(current, state, sched)) return false;
   if (n > SMALL) return isProgrammedLarge(current, d, state);
   // Each slot holds a distinct id whose backend matches a distinct wanted backend, so none is missing.
   let used = 0;
@@ -386,6 +477,8 @@ function sameNode(held: Backend, wanted: Backend): boolean {
 function roomLeft(state: ProgrammedState, capacity: Capacity): Room {
   return {
     slots: capacity.slots - state.serviceSlotCount(),
+    tables: (capacity.tables ?? DEFAULT_TABLES) - state.tables.size,
+    tablePositions: (capacity.tablePositions ?? DEFAULT_TABLE_POSITIONS) - state.tablePositions,
     services: { 4: capacity.services - state.serviceCount(4), 6: capacity.services - state.serviceCount(6) },
     backends: { 4: capacity.backends - state.backendCount(4), 6: capacity.backends - state.backendCount(6) },
   };
@@ -432,4 +525,77 @@ export function slotLayout(current: ProgrammedService | undefined, wanted: reado
   }
   const deletes = current ? [...current.slots.keys()].filter((slot) => slot > n).sort((a, b) => a - b) : [];
   return { writes, deletes, final };
+}
+
+/** The delete of a service's table, if it has one, with the room it frees. */
+function tableDelete(state: ProgrammedState, serviceId: number, room: Room): Op[] {
+  if (!state.tables.has(serviceId)) return [];
+  room.tables++;
+  room.tablePositions += state.tableLength(serviceId);
+  return [{ kind: 'delete-table', serviceId }];
+}
+
+/**
+ * A backend's name in a Maglev table: its address, port and protocol, never whether it is local,
+ * so every node hashes it alike.
+ */
+function tableName(b: Backend): string {
+  return endpointKey(b.local ? { ...b, local: undefined } : b);
+}
+
+interface TablePlan {
+  /** What the table is built from (scheduler, size, each slot's backend and weight): equal keys, equal tables. */
+  key: string;
+  length: number;
+  build(): Uint16Array;
+}
+
+/**
+ * The table of a wrr or maglev frontend whose slots will hold `final` (backend ids, slot order);
+ * `ids[j]` is the id of d.backends[j]. Built only when its key differs from what the maps hold.
+ */
+function tableOf(sched: Scheduling, d: DesiredFrontend, ids: readonly number[], final: readonly number[]): TablePlan {
+  const slotOf = new Map<number, number>();
+  for (const [i, id] of final.entries()) slotOf.set(id, i);
+  const names: string[] = new Array(final.length);
+  const weights: number[] = new Array(final.length);
+  d.backends.forEach((b, j) => {
+    const at = slotOf.get(ids[j]!)!;
+    names[at] = tableName(b);
+    weights[at] = sched.weights?.[b.address] ?? 1;
+  });
+  return tablePlan(sched, names, weights);
+}
+
+function tablePlan(sched: Scheduling, names: string[], weights: number[]): TablePlan {
+  const size = sched.name === 'maglev' ? sched.tableSize : 0;
+  const key = `${sched.name}/${size}/${names.map((name, i) => `${name}=${weights[i]}`).join(',')}`;
+  const build = (): Uint16Array => {
+    const positions = sched.name === 'maglev' ? maglevTable(names, weights, size) : wrrSequence(weights);
+    // Backend index i sits in slot i + 1.
+    for (let p = 0; p < positions.length; p++) positions[p]!++;
+    return positions;
+  };
+  const length = sched.name === 'maglev' ? (weights.some((w) => w > 0) ? size : 0) : wrrLength(weights);
+  return { key, length, build };
+}
+
+function wrrLength(weights: readonly number[]): number {
+  return wrrTurns(weights).reduce((a, b) => a + b, 0);
+}
+
+/** Whether the maps hold the table `sched` wants for `current`'s slots (and none when it wants none). */
+function tableIsProgrammed(current: ProgrammedService, state: ProgrammedState, sched: Scheduling): boolean {
+  const held = state.tables.get(current.serviceId);
+  if (!TABLE_SCHEDULERS.has(sched.name)) return held === undefined;
+  if (held === undefined) return false;
+  const names: string[] = [];
+  const weights: number[] = [];
+  for (let slot = 1; slot <= current.backendCount; slot++) {
+    const b = state.backends.get(current.slots.get(slot) ?? 0);
+    if (!b) return false;
+    names.push(tableName(b));
+    weights.push(sched.weights?.[b.address] ?? 1);
+  }
+  return tablePlan(sched, names, weights).key === held;
 }

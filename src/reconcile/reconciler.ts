@@ -6,7 +6,7 @@ import { type ErrorCode, ErrorCodes } from '../errors.ts';
 import { runSteps, STEP_EVERY } from '../model/steps.ts';
 import { type Backend, type DesiredFrontend, endpointKey, type ServiceName } from '../model/types.ts';
 import { applyOp } from './apply.ts';
-import { type Op, type Plan, type PlanProblem, planChanges, planSteps } from './plan.ts';
+import { type Op, type Plan, type PlanProblem, planChanges, planSteps, type SchedulerDefaults } from './plan.ts';
 import { ProgrammedState } from './state.ts';
 
 export interface ReconcileResult {
@@ -21,14 +21,16 @@ export interface ReconcileResult {
 export class Reconciler {
   readonly #maps: DatapathMaps;
   readonly #state: ProgrammedState;
+  readonly #planOptions: { defaults?: SchedulerDefaults };
   /** The table last asked for, by frontend key, so a change to a few frontends is planned against it. */
   readonly #wanted = new Map<string, DesiredFrontend>();
   /** Frontends the last reconcile refused or failed to write: planned again next time, changed or not. */
   #retry = new Set<string>();
 
-  /** Adopts whatever the maps already hold. */
-  constructor(maps: DatapathMaps) {
+  /** Adopts whatever the maps already hold. `defaults`: the scheduler of Services that name none. */
+  constructor(maps: DatapathMaps, options: { defaults?: SchedulerDefaults } = {}) {
     this.#maps = maps;
+    this.#planOptions = options.defaults ? { defaults: options.defaults } : {};
     this.#state = ProgrammedState.fromDump(maps.dump());
   }
 
@@ -56,7 +58,7 @@ export class Reconciler {
       const key = endpointKey(d.frontend);
       if (!this.#wanted.has(key)) this.#wanted.set(key, d);
     }
-    return yield* this.#apply(yield* planSteps(desired, this.#state, this.#maps.capacity));
+    return yield* this.#apply(yield* planSteps(desired, this.#state, this.#maps.capacity, this.#planOptions));
   }
 
   /**
@@ -76,7 +78,7 @@ export class Reconciler {
       else this.#wanted.delete(key);
     }
     for (const key of this.#retry) if (!dirty.has(key)) dirty.set(key, this.#wanted.get(key));
-    return yield* this.#apply(planChanges(dirty, this.#state, this.#maps.capacity));
+    return yield* this.#apply(planChanges(dirty, this.#state, this.#maps.capacity, this.#planOptions));
   }
 
   *#apply(p: Plan): Generator<void, ReconcileResult> {

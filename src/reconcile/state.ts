@@ -1,7 +1,13 @@
 // The reconciler's picture of what the maps hold, rebuilt from a map dump at start-up.
 
+import { Schedulers } from '../datapath/abi.ts';
 import type { MapsDump } from '../datapath/maps.ts';
 import { type Backend, endpointKey, type Family, type Frontend } from '../model/types.ts';
+
+/** The table key of a table adopted from pinned maps: its content is not read back. */
+export const UNKNOWN_TABLE = '?';
+/** Schedulers (enum lb_scheduler) that pick through a table. */
+export const TABLE_SCHEDULER_IDS: ReadonlySet<number> = new Set([Schedulers.wrr, Schedulers.maglev]);
 
 export interface ProgrammedService {
   frontend: Frontend;
@@ -9,6 +15,8 @@ export interface ProgrammedService {
   backendCount: number;
   flags: number;
   affinityTimeout: number;
+  /** enum lb_scheduler; absent: random. */
+  scheduler?: number;
   /** slot number -> backend id; may hold slots above backendCount left by an interrupted apply. */
   slots: Map<number, number>;
 }
@@ -23,6 +31,13 @@ export class ProgrammedState {
    * failed, or left by a removal that was interrupted. Invisible to the datapath; deleted next time.
    */
   readonly orphanSlots = new Map<number, Map<number, number>>();
+  /**
+   * Service id -> what its scheduler table was built from (plan.ts's tableKey), for every id whose
+   * table lb_tables holds; UNKNOWN_TABLE for one adopted from a dump (rewritten at the first sync).
+   */
+  readonly tables = new Map<number, string>();
+  #tablePositions = 0;
+  readonly #tableLengths = new Map<number, number>();
   readonly #keyById = new Map<number, string>();
   /** endpointKey(backend) -> the id holding it, or the ids in the order they entered `backends`. */
   readonly #idsByKey = new Map<string, number | number[]>();
@@ -49,10 +64,34 @@ export class ProgrammedState {
     const state = new ProgrammedState();
     for (const { frontend, entry } of dump.services) {
       state.setService({ frontend, ...entry, slots: new Map() });
+      // Its length is unknown too: counted as none, the table is rewritten before it matters.
+      if (entry.scheduler !== undefined && TABLE_SCHEDULER_IDS.has(entry.scheduler)) state.setTable(entry.serviceId, UNKNOWN_TABLE, 0);
     }
     for (const s of dump.slots) state.setSlot(s.serviceId, s.slot, s.backendId);
     for (const { id, backend } of dump.backends) state.setBackend(id, backend);
     return state;
+  }
+
+  setTable(serviceId: number, key: string, length: number): void {
+    this.#tablePositions += length - (this.#tableLengths.get(serviceId) ?? 0);
+    this.#tableLengths.set(serviceId, length);
+    this.tables.set(serviceId, key);
+  }
+
+  deleteTable(serviceId: number): void {
+    this.#tablePositions -= this.#tableLengths.get(serviceId) ?? 0;
+    this.#tableLengths.delete(serviceId);
+    this.tables.delete(serviceId);
+  }
+
+  /** Positions all tables hold together. */
+  get tablePositions(): number {
+    return this.#tablePositions;
+  }
+
+  /** How many positions a service's table holds (0 when it has none or it is unknown). */
+  tableLength(serviceId: number): number {
+    return this.#tableLengths.get(serviceId) ?? 0;
   }
 
   setBackend(id: number, backend: Backend): void {

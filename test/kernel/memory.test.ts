@@ -7,8 +7,9 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { DEFAULT_CAPACITY, DEFAULT_REVERSE_ENTRIES, mapSizes } from '../../src/agent/datapath.ts';
 import { BpfMap, type MapType as MapTypeName } from '../../src/bpf/binding.ts';
-import { MAP_DEFINITIONS, type MapName, MapNames, MapType } from '../../src/datapath/abi.ts';
-import { datapathMemory, mapMemory } from '../../src/datapath/memory.ts';
+import { BPF_F_INNER_MAP, MAP_DEFINITIONS, type MapName, MapNames, MapType } from '../../src/datapath/abi.ts';
+import { DEFAULT_TABLE_POSITIONS, DEFAULT_TABLES } from '../../src/datapath/maps.ts';
+import { datapathMemory, mapMemory, tableMemory } from '../../src/datapath/memory.ts';
 
 const MiB = 2 ** 20;
 
@@ -34,7 +35,9 @@ test('at default capacity the datapath takes at most 64 MiB on a host of 128 pos
   const sizes = mapSizes({ bpffs: '', cgroup: '', capacity: DEFAULT_CAPACITY, reverseEntries: DEFAULT_REVERSE_ENTRIES });
   const here = datapathMemory(sizes, possibleCpus());
   const big = datapathMemory(sizes, 128);
-  assert.ok(big.total <= 64 * MiB, `${(big.total / MiB).toFixed(1)} MiB on 128 CPUs`);
+  // The scheduler tables (wrr, maglev) are arrays the agent makes, within their own capacity.
+  const tables = tableMemory(DEFAULT_TABLES, DEFAULT_TABLE_POSITIONS);
+  assert.ok(big.total + tables <= 64 * MiB, `${((big.total + tables) / MiB).toFixed(1)} MiB on 128 CPUs`);
   // What grows with the CPUs is a rounding error next to what grows with the services.
   const perCpu = big.maps.reduce((n, m) => n + m.perCpu, 0);
   assert.ok(perCpu * 128 < MiB, `${perCpu} bytes per CPU`);
@@ -77,5 +80,27 @@ for (const name of [MapNames.lb4Services, MapNames.slots, MapNames.lb4Reverse, M
     }
   });
 }
+
+test("the table formula covers the kernel's charge for a service's scheduler tables", () => {
+  // A 16,381-position table (the default Maglev size) and a 4-position wrr table.
+  const charged = [16381, 4].map((positions) => {
+    const map = BpfMap.create({
+      type: 'array',
+      keySize: 4,
+      valueSize: 8,
+      maxEntries: 1 + Math.ceil(positions / 4),
+      flags: BPF_F_INNER_MAP,
+      name: 'slb_mem_table',
+    });
+    try {
+      return map.info().memlock!;
+    } finally {
+      map.close();
+    }
+  });
+  const formula = tableMemory(2, 16381 + 4);
+  const sum = charged[0]! + charged[1]!;
+  assert.ok(sum <= formula && formula - sum < 4096, `kernel ${charged.join(' + ')} bytes, formula ${formula}`);
+});
 
 test.run();
