@@ -307,6 +307,15 @@ static __always_inline __u32 lb4_flow_hash(const struct lb4_tuple *t)
 	return lb_hash_add(lb_hash_add(h, ((__u32)t->sport << 16) | t->dport), t->proto);
 }
 
+/*
+ * The one hash the service's scheduler reads (sh the source, maglev the 5-tuple): one value, not
+ * both, kept across the pick's helper calls, which is stack the IPv6 path has none of to spare.
+ */
+static __always_inline __u32 lb4_sched_hash(const struct lb_service *svc, const struct lb4_tuple *t)
+{
+	return svc->scheduler == LB_SCHED_MAGLEV ? lb4_flow_hash(t) : lb_hash_add(0, t->saddr);
+}
+
 /* The first packet of a flow: pick a backend, record the flow (and its SNAT port), send it. */
 static __always_inline int xdp_new4(struct xdp_md *ctx, const struct pkt *p,
 				    const struct lb4_tuple *t, const struct lb4_key *key,
@@ -323,11 +332,13 @@ static __always_inline int xdp_new4(struct xdp_md *ctx, const struct pkt *p,
 	const struct lb4_backend *be;
 	struct lb_pick pick = {};
 	struct lb4_ct ct = { .last_seen_ns = now };
+	__u32 hash;
 	int ret;
 
+	hash = lb4_sched_hash(svc, t);
 	ret = lb_pick(&lb4_services_v2, key, svc, &lb4_backends_v2,
-		      LB_CLIENT_EXTERNAL | bpf_ntohl(t->saddr), lb_hash_add(0, t->saddr),
-		      lb4_flow_hash(t), &pick, (const void **)&be);
+		      LB_CLIENT_EXTERNAL | bpf_ntohl(t->saddr), hash, hash, &pick,
+		      (const void **)&be);
 	ret = xdp_pick_failed(ctx, p, ret, svc, &pick);
 	if (ret != XDP_ABORTED)
 		return ret;
@@ -783,6 +794,12 @@ static __always_inline __be16 nat_reuse_port6(struct lb6_tuple *rkey, __be16 por
 	return port;
 }
 
+/* lb4_sched_hash for IPv6. */
+static __always_inline __u32 lb6_sched_hash(const struct lb_service *svc, const struct lb6_tuple *t)
+{
+	return svc->scheduler == LB_SCHED_MAGLEV ? lb6_flow_hash(t) : lb6_addr_hash(0, &t->saddr);
+}
+
 static __always_inline int xdp_new6(struct xdp_md *ctx, const struct pkt *p,
 				    const struct lb6_tuple *t, const struct lb6_key *key,
 				    const struct lb_service *svc, __be16 reuse_port)
@@ -798,10 +815,12 @@ static __always_inline int xdp_new6(struct xdp_md *ctx, const struct pkt *p,
 	const struct lb6_backend *be;
 	struct lb_pick pick = {};
 	struct lb6_ct ct = { .last_seen_ns = now };
+	__u32 hash;
 	int ret;
 
-	ret = lb_pick(&lb6_services_v2, key, svc, &lb6_backends_v2, client6_id(&t->saddr),
-		      lb6_addr_hash(0, &t->saddr), lb6_flow_hash(t), &pick, (const void **)&be);
+	hash = lb6_sched_hash(svc, t);
+	ret = lb_pick(&lb6_services_v2, key, svc, &lb6_backends_v2, client6_id(&t->saddr), hash,
+		      hash, &pick, (const void **)&be);
 	ret = xdp_pick_failed(ctx, p, ret, svc, &pick);
 	if (ret != XDP_ABORTED)
 		return ret;
