@@ -5,10 +5,11 @@
 // throughput (iperf3), from the outside client to node-a's NodePort, with kube-proxy's iptables
 // (nft back end) and nftables rules; next to them the same pod dialled directly (routed through
 // its node, no NAT). Bounded: --rounds (1..20, default 3) rounds of every system, each run
-// --seconds (1..60, default 3). Prints a table of medians and a JSON line; writes nothing.
+// --seconds (1..60, default 3). Prints a table of medians and a JSON line; with --out DIR it also
+// writes DIR/<date>-nodeport.{json,svg} (the chart: bench/nodeport-chart.ts).
 
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { release, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { stringify } from 'yaml';
@@ -17,6 +18,7 @@ import { BpfMap, BpfObject } from '../src/bpf/binding.ts';
 import { MapNames, sumPerCpu, XDP_REASONS } from '../src/datapath/abi.ts';
 import { ClusterLab, type HttpLoadResult, type RulesMode, type ThroughputResult } from '../src/lab/cluster-lab.ts';
 import { type BenchService, toKubernetes } from '../src/lab/services.ts';
+import { renderNodePortChart } from './nodeport-chart.ts';
 
 const HTTP_PORT = 8081;
 const IPERF_PORT = 5201;
@@ -177,6 +179,7 @@ async function main(): Promise<void> {
       seconds: { type: 'string', default: '3' },
       connections: { type: 'string', default: '16' },
       rounds: { type: 'string', default: '3' },
+      out: { type: 'string' },
     },
   });
   const rounds = Number(values.rounds);
@@ -188,6 +191,15 @@ async function main(): Promise<void> {
   const commands = [...new Set(rows.flatMap((r) => [r.http.command, r.throughput.command]))];
   process.stdout.write(`${renderRows(rows)}\n\ncommands:\n${commands.map((c) => `  ${c}`).join('\n')}\n`);
   process.stdout.write(`${JSON.stringify(rows)}\n`);
+  if (values.out) {
+    const started = new Date().toISOString();
+    const base = join(values.out, `${started.slice(0, 10)}-nodeport`);
+    mkdirSync(values.out, { recursive: true });
+    writeFileSync(`${base}.json`, `${JSON.stringify({ startedAt: started, kernel: release(), rounds, rows }, null, 2)}\n`);
+    const subtitle = `kernel ${release()}, ${started.slice(0, 16).replace('T', ' ')} UTC; medians of ${rounds} rounds (node bench/nodeport.ts)`;
+    writeFileSync(`${base}.svg`, renderNodePortChart(rows, subtitle));
+    log(`wrote ${base}.json and ${base}.svg`);
+  }
 }
 
 if (import.meta.main) {
