@@ -27,8 +27,11 @@ function objects(sl: SockLab, annotations: Record<string, string>, pods = [0, 1,
 }
 
 async function connects(sl: SockLab, count: number): Promise<ProbeResult> {
-  const r = await sl.lab.runProbe(['tcp', '--target', `${VIP}:80`, '--count', String(count)], { timeoutMs: scaled(180_000) });
+  // The probe stops at its duration: give it the whole count's time, as slow as an emulated guest is.
+  const args = ['tcp', '--target', `${VIP}:80`, '--count', String(count), '--duration-ms', String(scaled(120_000))];
+  const r = await sl.lab.runProbe(args, { timeoutMs: scaled(180_000) });
   assert.is(r.failed, 0, JSON.stringify(r.errors));
+  assert.is(r.ok, count, 'every connect was made');
   return r;
 }
 
@@ -124,7 +127,17 @@ sched('changing the scheduler under a connect loop fails no connect', async ({ s
   const [a, b] = sl.lab.pods.map((p) => p.ipv4);
   await sl.apply(objects(sl, {}));
   const loop = sl.lab.spawnProbe(
-    ['tcp', '--target', `${VIP}:80`, '--count', '1000000', '--duration-ms', String(scaled(30_000)), '--timeout-ms', String(scaled(10_000))],
+    [
+      'tcp',
+      '--target',
+      `${VIP}:80`,
+      '--count',
+      '1000000',
+      '--duration-ms',
+      String(scaled(30_000)),
+      '--timeout-ms',
+      String(Math.min(scaled(10_000), 60_000)),
+    ],
     { timeoutMs: scaled(60_000) },
   );
   await loop.started;
