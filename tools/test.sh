@@ -42,7 +42,7 @@ run_suite "kernel tests" timeout --kill-after=30 2400 uvu test/kernel '\.test\.t
 run_suite "image: build, then run with the DaemonSet's settings (podman)" \
   timeout --kill-after=30 2400 bash -c 'bash tools/image.sh && uvu test/image "\.test\.ts$"'
 # The 6.1 column of the QEMU kernel matrix (docs/lab.md): the datapath on Debian 12's kernel.
-run_suite "kernel tests on Linux 6.1 (QEMU)" timeout --kill-after=30 1500 bash tools/lab/run.sh --kernels 6.1 --ci
+run_suite "kernel tests on Linux 6.1 (QEMU)" timeout --kill-after=30 2400 bash tools/lab/run.sh --kernels 6.1 --ci --timeout 2300
 
 echo "$passed passed, $failed failed"
 exit $status

@@ -19,7 +19,7 @@ import { failed, type KernelRun, parseResults, renderDetails, renderFeatures, re
 const DEFAULT_EXCLUDE = '^(lab|cluster-lab|bench|xdp-bench|responsive|migration|memory)\\.test\\.ts$';
 
 /**
- * --ci: the 6.1 column within CI's 15 minutes on a 2-core machine. Every BPF program, map and hook
+ * --ci: the 6.1 column within the 40 minutes tools/test.sh gives it on a 2-core machine. Every BPF program, map and hook
  * is still exercised; left out, besides the default exclusions, are the Kubernetes source feeding
  * the same datapath (k8s-e2e, k8s-node-addresses: 6 minutes under TCG, nothing kernel-specific that
  * sock-lb does not cover), the XDP files that pass real traffic between namespaces (xdp-agent,
