@@ -273,7 +273,7 @@ export class KernelMaps implements DatapathMaps {
 
   #putServiceBatch(family: Family, entries: readonly FrontendEntry[]): number {
     // As in putService: the filter holds a frontend before its entry is in, and only frontends whose entry is.
-    for (const e of entries) this.#filter.add(e.frontend);
+    this.#filter.addAll(entries.map((e) => e.frontend));
     const map = this.#services(family);
     const done = this.#putBatch(map, entries, (e) => [frontendKey(e.frontend), serviceValue(e.entry)]);
     for (const e of entries.slice(done)) if (!map.lookup(frontendKey(e.frontend))) this.#filter.remove(e.frontend);

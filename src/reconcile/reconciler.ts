@@ -105,8 +105,8 @@ export class Reconciler {
       }
     };
     for (let i = 0; i < p.changes.length; ) {
-      const run = batchableRun(p.changes, i);
-      if (!this.#batch || run.length < BATCH_FROM) {
+      const run = this.#batch ? batchableRun(p.changes, i) : [];
+      if (run.length < BATCH_FROM) {
         // A change is a handful of syscalls: worth a yield each.
         yield;
         applyChange(p.changes[i++]!);
