@@ -138,7 +138,7 @@ export class Reconciler {
 
 /** Changes in a row that are written as one batch at least, and at most, this many. */
 const BATCH_FROM = 16;
-const BATCH_UP_TO = 4096;
+const BATCH_UP_TO = 64;
 
 /** The batchable changes from `start` on, up to BATCH_UP_TO. */
 function batchableRun(changes: readonly FrontendChange[], start: number): FrontendChange[] {
