@@ -300,8 +300,22 @@ export class BpfMap {
 
   /** bpf_map_update_batch: count keys and values, back to back, filling both Buffers exactly. */
   updateBatch(keys: Buffer, values: Buffer, count = keys.length / this.keySize, flag: UpdateFlag = 'any'): void {
+    const { error } = this.updateBatchSome(keys, values, count, flag);
+    if (error) throw error;
+  }
+
+  /**
+   * updateBatch() that reports a failure instead of throwing: the kernel writes the entries in order
+   * and stops at the first that fails, so `done` leading entries are in and the rest are not.
+   */
+  updateBatchSome(
+    keys: Buffer,
+    values: Buffer,
+    count = keys.length / this.keySize,
+    flag: UpdateFlag = 'any',
+  ): { done: number; error?: BpfError } {
     const [rc, done] = native.mapUpdateBatch(this.#fd, keys, values, count, UPDATE_FLAGS[flag]);
-    check(rc, 'bpf_map_update_batch', `${done} of ${count} done`);
+    return isStatus(rc) ? { done, error: new BpfError('bpf_map_update_batch', rc, `${done} of ${count} done`) } : { done: count };
   }
 
   /** bpf_map_delete_batch of count keys filling keys exactly; fails with 'ENOENT' at the first absent key (those before are gone). */

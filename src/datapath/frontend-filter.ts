@@ -71,30 +71,28 @@ export class FrontendFilter {
     this.#counts.clear();
     this.#bits.clear();
     for (const f of frontends) this.#count(f, 1);
-    const keys: number[] = [];
-    const values: bigint[] = [];
+    const differ: number[] = [];
     for (const [key, value] of this.#map.entries(4096)) {
       const word = readU32(key);
-      const want = this.#bits.get(word) ?? 0n;
-      if (readU64(value) !== want) {
-        keys.push(word);
-        values.push(want);
-      }
+      if (readU64(value) !== (this.#bits.get(word) ?? 0n)) differ.push(word);
     }
-    if (keys.length === 0) return;
-    const keyBuf = Buffer.alloc(4 * keys.length);
-    const valueBuf = Buffer.alloc(8 * keys.length);
-    keys.forEach((word, i) => {
-      writeU32(keyBuf, word, 4 * i);
-      writeU64(valueBuf, values[i]!, 8 * i);
-    });
-    this.#map.updateBatch(keyBuf, valueBuf);
+    this.#writeWords(differ);
   }
 
   /** Before the frontend's entry is written (again or for the first time). */
   add(frontend: Frontend): void {
     const word = this.#count(frontend, 1);
     if (word !== undefined) this.#write(word, this.#bits.get(word) ?? 0n);
+  }
+
+  /** add() for many frontends before their entries are written, with the words that change written in one batch. */
+  addAll(frontends: readonly Frontend[]): void {
+    const changed = new Set<number>();
+    for (const f of frontends) {
+      const word = this.#count(f, 1);
+      if (word !== undefined) changed.add(word);
+    }
+    this.#writeWords([...changed]);
   }
 
   /** After the frontend's entry is deleted (or its first write failed). */
@@ -128,6 +126,19 @@ export class FrontendFilter {
     if (next) this.#bits.set(word, next);
     else this.#bits.delete(word);
     return word;
+  }
+
+  /** Writes these words as counted, in one batch where the kernel has batches (else, or for what a batch left, one by one). */
+  #writeWords(words: readonly number[]): void {
+    if (words.length === 0) return;
+    const keyBuf = Buffer.alloc(4 * words.length);
+    const valueBuf = Buffer.alloc(8 * words.length);
+    words.forEach((word, i) => {
+      writeU32(keyBuf, word, 4 * i);
+      writeU64(valueBuf, this.#bits.get(word) ?? 0n, 8 * i);
+    });
+    const { done } = this.#map.updateBatchSome(keyBuf, valueBuf);
+    for (const word of words.slice(done)) this.#write(word, this.#bits.get(word) ?? 0n);
   }
 
   #write(word: number, bits: bigint): void {

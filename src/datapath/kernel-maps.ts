@@ -16,7 +16,17 @@ import {
   TABLE_SLOTS_PER_ELEM,
 } from './abi.ts';
 import type { FrontendFilter } from './frontend-filter.ts';
-import type { Capacity, DatapathMaps, MapsDump, ServiceCounters, ServiceEntry, SlotEntry } from './maps.ts';
+import {
+  type BackendEntry,
+  type Capacity,
+  type DatapathMaps,
+  eachUntilFailure,
+  type FrontendEntry,
+  type MapsDump,
+  type ServiceCounters,
+  type ServiceEntry,
+  type SlotEntry,
+} from './maps.ts';
 
 export type ServiceMapSet = Record<SockMapName, BpfMap>;
 
@@ -65,6 +75,41 @@ export function backendValue(b: Backend): Buffer {
   return b.family === 4 ? encode(Layouts.lb4Backend, values) : encode(Layouts.lb6Backend, values);
 }
 
+function serviceValue(entry: ServiceEntry): Buffer {
+  return encode(Layouts.service, {
+    service_id: entry.serviceId,
+    backend_count: entry.backendCount,
+    flags: entry.flags,
+    affinity_timeout: entry.affinityTimeout,
+    scheduler: entry.scheduler ?? 0,
+  });
+}
+
+function slotKey(slot: SlotEntry): Buffer {
+  return encode(Layouts.slotKey, { service_id: slot.serviceId, slot: slot.slot });
+}
+
+function slotValue(slot: SlotEntry): Buffer {
+  return encode(Layouts.slot, { backend_id: slot.backendId });
+}
+
+/** Writes each run of entries of one family (they go to different maps) with `write`; how many leading entries went in. */
+function byFamily<T>(entries: readonly T[], familyOf: (e: T) => Family, write: (family: Family, run: readonly T[]) => number): number {
+  let start = 0;
+  while (start < entries.length) {
+    const family = familyOf(entries[start]!);
+    let end = start + 1;
+    while (end < entries.length && familyOf(entries[end]!) === family) end++;
+    const done = write(family, start === 0 && end === entries.length ? entries : entries.slice(start, end));
+    if (done < end - start) return start + done;
+    start = end;
+  }
+  return entries.length;
+}
+
+/** What bpf_map_update_batch fails with where the kernel (or the map type) has no batch ops. */
+const UNSUPPORTED = new Set(['EINVAL', 'EOPNOTSUPP', 'ENOTSUP', 'ENOTSUPP', 'Unknown system error -524']);
+
 function u32(n: number): Buffer {
   return encode(Layouts.backendId, { backend_id: n });
 }
@@ -73,6 +118,8 @@ export class KernelMaps implements DatapathMaps {
   readonly capacity: Capacity;
   readonly #maps: ServiceMapSet;
   readonly #filter: FrontendFilter;
+  /** Cleared when the kernel has no BPF_MAP_UPDATE_BATCH for these maps (before 5.6): writes go one by one. */
+  #batches = true;
 
   /** `filter` is the datapath's (Datapath.frontendFilter): every write of a frontend keeps it. */
   constructor(maps: ServiceMapSet, capacity: Capacity, filter: FrontendFilter) {
@@ -90,13 +137,7 @@ export class KernelMaps implements DatapathMaps {
   }
 
   putService(frontend: Frontend, entry: ServiceEntry): void {
-    const value = encode(Layouts.service, {
-      service_id: entry.serviceId,
-      backend_count: entry.backendCount,
-      flags: entry.flags,
-      affinity_timeout: entry.affinityTimeout,
-      scheduler: entry.scheduler ?? 0,
-    });
+    const value = serviceValue(entry);
     this.#filter.add(frontend);
     try {
       this.#services(frontend.family).update(frontendKey(frontend), value);
@@ -112,8 +153,7 @@ export class KernelMaps implements DatapathMaps {
   }
 
   putSlot(slot: SlotEntry): void {
-    const key = encode(Layouts.slotKey, { service_id: slot.serviceId, slot: slot.slot });
-    this.#maps[MapNames.slots].update(key, encode(Layouts.slot, { backend_id: slot.backendId }));
+    this.#maps[MapNames.slots].update(slotKey(slot), slotValue(slot));
   }
 
   deleteSlot(serviceId: number, slot: number): void {
@@ -174,6 +214,88 @@ export class KernelMaps implements DatapathMaps {
   backendConnects(backendId: number): bigint {
     const raw = this.#maps[MapNames.backendStats].lookup(u32(backendId));
     return raw ? BigInt(decode(Layouts.backendStats, raw).connects!) : 0n;
+  }
+
+  putBackends(entries: readonly BackendEntry[]): number {
+    return byFamily(
+      entries,
+      (e) => e.backend.family,
+      (family, run) =>
+        this.#write(
+          run,
+          (batch) => this.#putBatch(this.#backends(family), batch, (e) => [u32(e.id), backendValue(e.backend)]),
+          (e) => this.putBackend(e.id, e.backend),
+        ),
+    );
+  }
+
+  putSlots(slots: readonly SlotEntry[]): number {
+    const map = this.#maps[MapNames.slots];
+    return this.#write(
+      slots,
+      (batch) => this.#putBatch(map, batch, (s) => [slotKey(s), slotValue(s)]),
+      (s) => this.putSlot(s),
+    );
+  }
+
+  putServices(entries: readonly FrontendEntry[]): number {
+    return byFamily(
+      entries,
+      (e) => e.frontend.family,
+      (family, run) =>
+        this.#write(
+          run,
+          (batch) => this.#putServiceBatch(family, batch),
+          (e) => this.putService(e.frontend, e.entry),
+        ),
+    );
+  }
+
+  resetServiceCountersBatch(serviceIds: readonly number[]): number {
+    return this.#resetBatch(this.#maps[MapNames.serviceStats], serviceIds, (id) => this.resetServiceCounters(id));
+  }
+
+  resetBackendCountersBatch(backendIds: readonly number[]): number {
+    return this.#resetBatch(this.#maps[MapNames.backendStats], backendIds, (id) => this.resetBackendCounters(id));
+  }
+
+  #resetBatch(counters: BpfMap, ids: readonly number[], one: (id: number) => void): number {
+    const zero = Buffer.alloc(counters.valueBufferSize);
+    return this.#write(ids, (batch) => this.#putBatch(counters, batch, (id) => [u32(id), zero]), one);
+  }
+
+  /** Writes by `batch`, or one by one with `one` where the kernel has no batches; how many leading entries went in. */
+  #write<T>(entries: readonly T[], batch: (entries: readonly T[]) => number, one: (e: T) => void): number {
+    const done = this.#batches ? batch(entries) : 0;
+    // A kernel without batches has written none of them (and turned batches off).
+    return this.#batches ? done : eachUntilFailure(entries, one);
+  }
+
+  #putServiceBatch(family: Family, entries: readonly FrontendEntry[]): number {
+    // As in putService: the filter holds a frontend before its entry is in, and only frontends whose entry is.
+    this.#filter.addAll(entries.map((e) => e.frontend));
+    const map = this.#services(family);
+    const done = this.#putBatch(map, entries, (e) => [frontendKey(e.frontend), serviceValue(e.entry)]);
+    for (const e of entries.slice(done)) if (!map.lookup(frontendKey(e.frontend))) this.#filter.remove(e.frontend);
+    return done;
+  }
+
+  /**
+   * bpf_map_update_batch of the entries; how many leading ones went in. A kernel without batches
+   * (EINVAL, EOPNOTSUPP, ENOTSUPP before 5.6) turns them off for good, with nothing written.
+   */
+  #putBatch<T>(map: BpfMap, entries: readonly T[], encodeEntry: (e: T) => [Buffer, Buffer]): number {
+    if (!this.#batches || entries.length === 0) return 0;
+    const keys = Buffer.allocUnsafe(entries.length * map.keySize);
+    const values = Buffer.allocUnsafe(entries.length * map.valueBufferSize);
+    entries.forEach((e, i) => {
+      const [key, value] = encodeEntry(e);
+      key.copy(keys, i * map.keySize);
+      value.copy(values, i * map.valueBufferSize);
+    });
+    const { done, error } = map.updateBatchSome(keys, values);
+    if (error && done === 0 && UNSUPPORTED.has(error.code)) this.#batches = false;
+    return done;
   }
 
   dump(): MapsDump {

@@ -74,6 +74,36 @@ export interface DatapathMaps {
   serviceCounters(serviceId: number): ServiceCounters;
   backendConnects(backendId: number): bigint;
   dump(): MapsDump;
+  // Batches: each writes its entries in order, one syscall per map where the kernel can (Linux 5.6),
+  // and returns how many leading entries were written; it stops at the first that fails and leaves
+  // that one, and all after it, unwritten for the caller to write one by one (and see the error).
+  putBackends(entries: readonly BackendEntry[]): number;
+  putSlots(slots: readonly SlotEntry[]): number;
+  putServices(entries: readonly FrontendEntry[]): number;
+  resetServiceCountersBatch(serviceIds: readonly number[]): number;
+  resetBackendCountersBatch(backendIds: readonly number[]): number;
+}
+
+export interface BackendEntry {
+  id: number;
+  backend: Backend;
+}
+
+export interface FrontendEntry {
+  frontend: Frontend;
+  entry: ServiceEntry;
+}
+
+/** The op-by-op batch: for maps that have no batch of their own, and for the kernel's fallback. */
+export function eachUntilFailure<T>(entries: readonly T[], write: (entry: T) => void): number {
+  for (let i = 0; i < entries.length; i++) {
+    try {
+      write(entries[i]!);
+    } catch {
+      return i;
+    }
+  }
+  return entries.length;
 }
 
 /** The error a full map gives, shaped like the kernel's (E2BIG) so callers handle both alike. */
@@ -167,6 +197,26 @@ export class MemoryMaps implements DatapathMaps {
 
   backendConnects(backendId: number): bigint {
     return this.#backendCounters.get(backendId) ?? 0n;
+  }
+
+  putBackends(entries: readonly BackendEntry[]): number {
+    return eachUntilFailure(entries, (e) => this.putBackend(e.id, e.backend));
+  }
+
+  putSlots(slots: readonly SlotEntry[]): number {
+    return eachUntilFailure(slots, (s) => this.putSlot(s));
+  }
+
+  putServices(entries: readonly FrontendEntry[]): number {
+    return eachUntilFailure(entries, (e) => this.putService(e.frontend, e.entry));
+  }
+
+  resetServiceCountersBatch(serviceIds: readonly number[]): number {
+    return eachUntilFailure(serviceIds, (id) => this.resetServiceCounters(id));
+  }
+
+  resetBackendCountersBatch(backendIds: readonly number[]): number {
+    return eachUntilFailure(backendIds, (id) => this.resetBackendCounters(id));
   }
 
   dump(): MapsDump {

@@ -80,6 +80,10 @@ export function ipBytes(address: string): number[] {
 
 /** Orders addresses: IPv4 before IPv6, then numerically (so 10.0.0.9 sorts before 10.0.0.10). */
 export function compareIp(a: string, b: string): number {
+  // Backends are sorted per service at every compute: IPv4 ones compare without arrays.
+  const v4a = ipv4Value(a);
+  const v4b = ipv4Value(b);
+  if (v4a >= 0 || v4b >= 0) return v4a < 0 ? 1 : v4b < 0 ? -1 : v4a - v4b;
   const x = ipBytes(a);
   const y = ipBytes(b);
   if (x.length !== y.length) return x.length - y.length;
@@ -88,6 +92,21 @@ export function compareIp(a: string, b: string): number {
     if (d !== 0) return d;
   }
   return 0;
+}
+
+/** A valid IPv4 address as a number; -1 for an IPv6 one. */
+function ipv4Value(address: string): number {
+  let value = 0;
+  let octet = 0;
+  for (let i = 0; i < address.length; i++) {
+    const c = address.charCodeAt(i);
+    if (c === 0x2e) {
+      value = value * 256 + octet;
+      octet = 0;
+    } else if (c >= 0x30 && c <= 0x39) octet = octet * 10 + c - 0x30;
+    else return -1;
+  }
+  return value * 256 + octet;
 }
 
 export interface ParsedCidr {

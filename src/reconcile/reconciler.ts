@@ -5,8 +5,8 @@ import type { DatapathMaps } from '../datapath/maps.ts';
 import { type ErrorCode, ErrorCodes } from '../errors.ts';
 import { runSteps, STEP_EVERY } from '../model/steps.ts';
 import { type Backend, type DesiredFrontend, endpointKey, type ServiceName } from '../model/types.ts';
-import { applyOp } from './apply.ts';
-import { type Op, type Plan, type PlanProblem, planChanges, planSteps, type SchedulerDefaults } from './plan.ts';
+import { applyBatch, applyOp, isBatchable } from './apply.ts';
+import { type FrontendChange, type Op, type Plan, type PlanProblem, planChanges, planSteps, type SchedulerDefaults } from './plan.ts';
 import { ProgrammedState } from './state.ts';
 
 export interface ReconcileResult {
@@ -22,14 +22,20 @@ export class Reconciler {
   readonly #maps: DatapathMaps;
   readonly #state: ProgrammedState;
   readonly #planOptions: { defaults?: SchedulerDefaults };
+  readonly #batch: boolean;
   /** The table last asked for, by frontend key, so a change to a few frontends is planned against it. */
   readonly #wanted = new Map<string, DesiredFrontend>();
   /** Frontends the last reconcile refused or failed to write: planned again next time, changed or not. */
   #retry = new Set<string>();
 
-  /** Adopts whatever the maps already hold. `defaults`: the scheduler of Services that name none. */
-  constructor(maps: DatapathMaps, options: { defaults?: SchedulerDefaults } = {}) {
+  /**
+   * Adopts whatever the maps already hold. `defaults`: the scheduler of Services that name none.
+   * `batch` (default true): write long runs of additions in batches; the maps end the same either
+   * way, and false exists so tests can prove that.
+   */
+  constructor(maps: DatapathMaps, options: { defaults?: SchedulerDefaults; batch?: boolean } = {}) {
     this.#maps = maps;
+    this.#batch = options.batch ?? true;
     this.#planOptions = options.defaults ? { defaults: options.defaults } : {};
     this.#state = ProgrammedState.fromDump(maps.dump());
   }
@@ -85,10 +91,9 @@ export class Reconciler {
     const problems = [...p.problems];
     let writes = 0;
     let done = 0;
-    for (const change of p.changes) {
-      // A change is a handful of syscalls: worth a yield each.
-      yield;
+    const applyChange = (change: FrontendChange, skip?: Set<Op>): void => {
       for (const op of change.ops) {
+        if (skip?.has(op)) continue;
         try {
           applyOp(this.#maps, this.#state, op);
           writes++;
@@ -98,6 +103,20 @@ export class Reconciler {
           break;
         }
       }
+    };
+    for (let i = 0; i < p.changes.length; ) {
+      const run = this.#batch ? batchableRun(p.changes, i) : [];
+      if (run.length < BATCH_FROM) {
+        // A change is a handful of syscalls: worth a yield each.
+        yield;
+        applyChange(p.changes[i++]!);
+        continue;
+      }
+      i += run.length;
+      const written = yield* applyBatch(this.#maps, this.#state, run);
+      writes += written?.size ?? run.reduce((n, change) => n + change.ops.length, 0);
+      // What the batch left is written op by op, each failure stopping its own frontend as above.
+      if (written) for (const change of run) applyChange(change, written);
     }
     const removedBackends: Backend[] = [];
     for (const op of p.backendDeletes) {
@@ -115,6 +134,17 @@ export class Reconciler {
     this.#retry = new Set(problems.map((pr) => pr.key).filter((key) => !key.startsWith('orphan/') && !key.startsWith('backend/')));
     return { writes, removedBackends, problems };
   }
+}
+
+/** Changes in a row that are written as one batch at least, and at most, this many. */
+const BATCH_FROM = 16;
+const BATCH_UP_TO = 64;
+
+/** The batchable changes from `start` on, up to BATCH_UP_TO. */
+function batchableRun(changes: readonly FrontendChange[], start: number): FrontendChange[] {
+  let end = start;
+  while (end < changes.length && end - start < BATCH_UP_TO && isBatchable(changes[end]!)) end++;
+  return changes.slice(start, end);
 }
 
 function describeFailure(err: unknown, op: Op, service?: ServiceName): { code: ErrorCode; message: string } {

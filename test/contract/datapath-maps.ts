@@ -117,4 +117,49 @@ export function datapathMapsContract(t: Test<{ maps: DatapathMaps }>): void {
     assert.equal(maps.serviceCounters(5), { connects: 0n, refused: 0n });
     assert.is(maps.backendConnects(5), 0n);
   });
+
+  t('batches write what single writes do, and a full map stops a batch at the entry that does not fit', ({ maps }) => {
+    assert.is(
+      maps.putBackends([
+        { id: 1, backend: B4 },
+        { id: 2, backend: B6 },
+        { id: 3, backend: { ...B4, port: 9090 } },
+      ]),
+      3,
+    );
+    const slots = Array.from({ length: CONTRACT_CAPACITY.slots + 2 }, (_, i) => ({ serviceId: 3, slot: i + 1, backendId: 1 + (i % 3) }));
+    assert.is(maps.putSlots(slots), CONTRACT_CAPACITY.slots);
+    const entries = Array.from({ length: CONTRACT_CAPACITY.services + 1 }, (_, i) => ({
+      frontend: { ...V4, port: i + 1 },
+      entry: { serviceId: i + 1, backendCount: 2, flags: 0, affinityTimeout: 0 },
+    }));
+    assert.is(
+      maps.putServices([{ frontend: V6, entry: { serviceId: 9, backendCount: 1, flags: 0, affinityTimeout: 0 } }, ...entries]),
+      CONTRACT_CAPACITY.services + 1,
+    );
+    assert.is(maps.resetServiceCountersBatch([1, 2, 3]), 3);
+    assert.is(maps.resetBackendCountersBatch([1, 2, 3]), 3);
+    const dump = maps.dump();
+    const byJson = (xs: unknown[]) => xs.map((x) => JSON.stringify(x)).sort();
+    assert.equal(byJson(dump.slots), byJson(slots.slice(0, CONTRACT_CAPACITY.slots)));
+    assert.equal(
+      byJson(dump.services),
+      byJson([
+        { frontend: V6, entry: { serviceId: 9, backendCount: 1, flags: 0, affinityTimeout: 0 } },
+        ...entries.slice(0, CONTRACT_CAPACITY.services),
+      ]),
+    );
+    assert.equal(
+      byJson(dump.backends),
+      byJson([
+        { id: 1, backend: B4 },
+        { id: 2, backend: B6 },
+        { id: 3, backend: { ...B4, port: 9090 } },
+      ]),
+    );
+    assert.equal(maps.serviceCounters(2), { connects: 0n, refused: 0n });
+    for (const { frontend } of dump.services) maps.deleteService(frontend);
+    for (const s of dump.slots) maps.deleteSlot(s.serviceId, s.slot);
+    for (const b of dump.backends) maps.deleteBackend(b.id, b.backend.family);
+  });
 }

@@ -1,16 +1,17 @@
 import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
 import { SOCK_OBJECT } from '../../src/agent/datapath.ts';
 import { planDatapath, probeFeatures } from '../../src/agent/features.ts';
 import { BpfObject } from '../../src/bpf/binding.ts';
 import { ABI_VERSION, encode, Layouts, MapNames, SOCK_MAPS } from '../../src/datapath/abi.ts';
-import { FrontendFilter } from '../../src/datapath/frontend-filter.ts';
+import { FrontendFilter, filterBit } from '../../src/datapath/frontend-filter.ts';
 import { KernelMaps, type ServiceMapSet } from '../../src/datapath/kernel-maps.ts';
 import type { DatapathMaps } from '../../src/datapath/maps.ts';
 import { CONTRACT_CAPACITY, datapathMapsContract } from '../contract/datapath-maps.ts';
 
 // The real sock.bpf.o maps, loaded but attached nowhere and pinned nowhere.
 const REFUSE_ERRNO = planDatapath(probeFeatures()).refuseErrno;
-const kernel = suite<{ maps: DatapathMaps; object?: BpfObject; set?: ServiceMapSet }>('KernelMaps contract');
+const kernel = suite<{ maps: DatapathMaps; object?: BpfObject; set?: ServiceMapSet; filter?: FrontendFilter }>('KernelMaps contract');
 
 kernel.before.each((ctx) => {
   const object = BpfObject.open(SOCK_OBJECT);
@@ -35,7 +36,8 @@ kernel.before.each((ctx) => {
   for (const name of SOCK_MAPS) set[name] = object.map(name);
   ctx.object = object;
   ctx.set = set;
-  ctx.maps = new KernelMaps(set, CONTRACT_CAPACITY, new FrontendFilter(set[MapNames.frontendFilter], 1));
+  ctx.filter = new FrontendFilter(set[MapNames.frontendFilter], 1);
+  ctx.maps = new KernelMaps(set, CONTRACT_CAPACITY, ctx.filter);
 });
 
 kernel.after.each((ctx) => {
@@ -44,4 +46,17 @@ kernel.after.each((ctx) => {
 });
 
 datapathMapsContract(kernel);
+
+kernel('a batch of entries sets the filter bits of the frontends that went in, and only theirs', ({ maps, set, filter }) => {
+  const entries = Array.from({ length: CONTRACT_CAPACITY.services + 2 }, (_, i) => ({
+    frontend: { family: 4 as const, address: `10.96.1.${i + 1}`, port: 80, protocol: 'TCP' as const },
+    entry: { serviceId: i + 1, backendCount: 0, flags: 0, affinityTimeout: 0 },
+  }));
+  assert.is(maps.putServices(entries), CONTRACT_CAPACITY.services);
+  let want = 0n;
+  for (const { frontend } of entries.slice(0, CONTRACT_CAPACITY.services)) want |= 1n << BigInt(filterBit(frontend, 1).bit);
+  const word = set![MapNames.frontendFilter].lookup(Buffer.alloc(4))!;
+  assert.is(word.readBigUInt64LE(0), want);
+  assert.is(filter!.setBits, [...want.toString(2)].filter((b) => b === '1').length);
+});
 kernel.run();

@@ -32,6 +32,24 @@ test('ipBytes expands compressed IPv6 and embedded IPv4', () => {
   assert.equal(ipBytes('::'), new Array(16).fill(0));
 });
 
+test('compareIp orders IPv4 addresses as their bytes do, and each before every IPv6 one', () => {
+  const r = rng(12);
+  const octet = () => [0, 1, 9, 10, 99, 100, 255][Math.floor(r() * 7)]!;
+  const v4 = () => `${octet()}.${octet()}.${octet()}.${octet()}`;
+  const byBytes = (a: string, b: string): number => {
+    const x = ipBytes(a);
+    const y = ipBytes(b);
+    if (x.length !== y.length) return x.length - y.length;
+    const at = x.findIndex((v, k) => v !== y[k]);
+    return at < 0 ? 0 : x[at]! - y[at]!;
+  };
+  for (let i = 0; i < 500; i++) {
+    const [a, b] = r() < 0.1 ? [v4(), '::ffff:0:1'] : [v4(), v4()];
+    assert.is(Math.sign(compareIp(a, b)), Math.sign(byBytes(a, b)), `${a} vs ${b}`);
+    assert.is(Math.sign(compareIp(b, a)), -Math.sign(byBytes(a, b)), `${b} vs ${a}`);
+  }
+});
+
 test('compareIp orders numerically, IPv4 before IPv6', () => {
   const sorted = ['fd00::10', '10.0.0.10', 'fd00::9', '10.0.0.9', '9.0.0.1'].sort(compareIp);
   assert.equal(sorted, ['9.0.0.1', '10.0.0.9', '10.0.0.10', 'fd00::9', 'fd00::10']);
