@@ -1,9 +1,10 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /*
  * Takes a counted socket's connection off its backend's count when the socket is released. Kept
- * apart from sock.bpf.c because it needs bpf_sk_storage_get in cgroup/sock programs (Linux 5.11;
- * the hook itself is 5.9): where only this object fails to load, the agent counts nothing and says
- * the least-connection schedulers pick at random. It shares the counting maps with sock.bpf.o.
+ * apart from sock.bpf.c because it needs the release hook and bpf_sk_storage_get in cgroup/sock
+ * programs (both Linux 5.9, one release above the oldest socklb runs on, 5.10): where only this
+ * object fails to load (a kernel built without them), the agent counts nothing and says the
+ * least-connection schedulers pick at random. It shares the counting maps with sock.bpf.o.
  */
 #include "lib/conns.h"
 

@@ -34,7 +34,8 @@ static __always_inline void lb_conns_add(__u32 backend_id, __s64 delta)
 {
 	__s64 *count = bpf_map_lookup_elem(&lb_be_conns_v1, &backend_id);
 
-	/* Without the result, an atomic add: every kernel has it (5.10 lacks the fetch variants). */
+	/* Without the result, an atomic add: every kernel has it (5.10 lacks the fetch variants).
+	 */
 	if (count)
 		__sync_fetch_and_add(count, delta);
 }

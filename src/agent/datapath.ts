@@ -37,6 +37,8 @@ export const DESTROY_OBJECT = join(OBJECT_DIR, 'sock_destroy.bpf.o');
 export const RELEASE_OBJECT = join(OBJECT_DIR, 'sock_release.bpf.o');
 /** The release hook's program; its link is pinned next to the sock_addr hooks' links. */
 export const RELEASE_PROGRAM = 'sock_release';
+/** Its attach type, as bpftool and the kernel call it. */
+export const RELEASE_ATTACH_TYPE = 'cgroup_inet_sock_release';
 /** The XDP program and its tc egress partner (bpf/xdp.bpf.c), for traffic from outside the node. */
 export const XDP_OBJECT = join(OBJECT_DIR, 'xdp.bpf.o');
 
