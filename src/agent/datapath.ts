@@ -284,15 +284,17 @@ export class Datapath {
     }
     // Optional like the destroyer: without it nothing would take a count down, so nothing counts up.
     let release: BpfObject | undefined;
-    let connsUnavailable: string | undefined;
-    try {
-      release = (
-        await loadObject(RELEASE_OBJECT, options.bpffs, [], sizes, (obj) => {
-          for (const name of [MapNames.backendConns, MapNames.sockConn] as const) obj.reuseMap(name, maps[name]);
-        })
-      ).object;
-    } catch (err) {
-      connsUnavailable = `open connections are not counted on this kernel (${RELEASE_OBJECT} did not load: ${(err as Error).message.split('\n')[0]}); lc, wlc, sed and nq pick at random`;
+    let connsUnavailable = plan.connsUnavailable;
+    if (!connsUnavailable) {
+      try {
+        release = (
+          await loadObject(RELEASE_OBJECT, options.bpffs, [], sizes, (obj) => {
+            for (const name of [MapNames.backendConns, MapNames.sockConn] as const) obj.reuseMap(name, maps[name]);
+          })
+        ).object;
+      } catch (err) {
+        connsUnavailable = `open connections are not counted on this kernel, so lc, wlc, sed and nq pick at random: ${RELEASE_OBJECT} did not load: ${(err as Error).message.split('\n')[0]}`;
+      }
     }
     const xdp = options.xdp ? await loadXdp(options, options.xdp, maps, sizes, unpinned, migration) : undefined;
     const objects = [sock.object, ...(destroy ? [destroy.object] : []), ...(release ? [release] : []), ...(xdp ? [xdp.object] : [])];

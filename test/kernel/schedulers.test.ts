@@ -6,7 +6,9 @@ import { join } from 'node:path';
 import type { V1Service } from '@kubernetes/client-node';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { BpfMap } from '../../src/bpf/binding.ts';
+import { RELEASE_ATTACH_TYPE } from '../../src/agent/datapath.ts';
+import { probeFeatures } from '../../src/agent/features.ts';
+import { BpfMap, cgroupPrograms } from '../../src/bpf/binding.ts';
 import { MapNames } from '../../src/datapath/abi.ts';
 import type { ProbeHandle, ProbeResult } from '../../src/lab/netns-lab.ts';
 import { service, slice } from '../support/objects.ts';
@@ -276,3 +278,45 @@ sched('a bad annotation keeps the last good scheduler and names the Service and 
 });
 
 sched.run();
+
+const uncounted = suite<{ sl: SockLab }>('least connections on a kernel without cgroup/sock_release');
+
+uncounted.before(async (ctx) => {
+  ctx.sl = await SockLab.create('nolc', 3);
+  for (const pod of ctx.sl.lab.pods) await ctx.sl.lab.startServer(pod.index, { tcp: [8080] });
+  // This kernel has the hook; the probe's answer is what an older or stripped-down one would give.
+  const features = { ...probeFeatures(), sock_release: { available: false, reason: 'BPF_CGROUP_INET_SOCK_RELEASE is not in BTF' } };
+  await ctx.sl.startAgent(objects(ctx.sl, { 'socklb.io/scheduler': 'lc' }), undefined, features);
+});
+
+uncounted.after(async (ctx) => {
+  await ctx.sl?.close();
+});
+
+uncounted('lc loads, attaches no release hook, counts nothing and picks at random; the status says so', async ({ sl }) => {
+  assert.is(sl.agent.status().connsCounted, false);
+  assert.match(sl.agent.datapath.connsUnavailable ?? '', /lc, wlc, sed and nq pick at random/);
+  assert.is(cgroupPrograms(sl.lab.cgroupPath, RELEASE_ATTACH_TYPE).length, 0);
+  const holder = hold(sl, 20);
+  try {
+    // The 20 are made (the connect counters say so) and held while the others connect.
+    const connected = () =>
+      [...sl.agent.reconciler.state.backends.keys()].reduce((n, id) => n + sl.agent.reconciler.maps.backendConnects(id), 0n);
+    const deadline = Date.now() + scaled(20_000);
+    while (connected() < 20n) {
+      if (Date.now() > deadline) throw new Error(`the holder made ${connected()} of 20 connections`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    const r = await connects(sl, 60);
+    // Random over three: each well represented (none below 5 of 60 but once in 10^4 runs).
+    assert.ok(
+      counts(r).every((n) => n >= 5),
+      JSON.stringify(r.byBackend),
+    );
+    assert.equal(openConns(sl), [0, 0, 0], 'nothing counted without the hook that would uncount it');
+  } finally {
+    await holder.stop();
+  }
+});
+
+uncounted.run();
