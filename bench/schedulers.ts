@@ -4,12 +4,14 @@
 // - The connect hook's own time per connect (the kernel's run-time stats of cgroup/connect4, so the
 //   connect syscall's noise stays out) for each scheduler, as a ratio to `random` measured in the
 //   same rounds, with 1 service and with --services services programmed: a client namespace dials
-//   a ClusterIP with 3 pods behind it in a lab the run makes and removes.
+//   a ClusterIP with 3 pods behind it in a lab the run makes and removes. The least-connection
+//   schedulers (lc, wlc, sed, nq) also pay at close, in cgroup/sock_release: shown per release.
 // - Maglev table build time for N = 10, 100, 1,000 backends at the default and largest sizes.
 // - Maglev balance (most over fewest positions held) and disruption (positions that move to another
 //   surviving backend when one backend goes, in % of M) for N = 10 and 100.
 
 import { performance } from 'node:perf_hooks';
+import { RELEASE_ATTACH_TYPE } from '../src/agent/datapath.ts';
 import { cgroupPrograms, enableRunTimeStats, programStats } from '../src/bpf/binding.ts';
 import { DEFAULT_MAGLEV_TABLE_SIZE, maglevTable } from '../src/model/maglev.ts';
 import type { SchedulerName } from '../src/model/scheduler.ts';
@@ -17,7 +19,7 @@ import { service, slice } from '../test/support/objects.ts';
 import { SockLab } from '../test/support/sock-lab.ts';
 
 const VIP = '10.96.0.10';
-const SCHEDULERS: SchedulerName[] = ['random', 'rr', 'wrr', 'sh', 'maglev'];
+const SCHEDULERS: SchedulerName[] = ['random', 'rr', 'wrr', 'sh', 'maglev', 'lc', 'wlc', 'sed', 'nq'];
 
 function flag(name: string, fallback: number): number {
   const at = process.argv.indexOf(`--${name}`);
@@ -74,7 +76,7 @@ function maglevFigures(): void {
 function objects(sl: SockLab, scheduler: SchedulerName, others: number): object[] {
   const [a, b] = sl.lab.pods.map((p) => p.ipv4);
   const annotations: Record<string, string> = { 'socklb.io/scheduler': scheduler };
-  if (scheduler === 'wrr') annotations['socklb.io/weights'] = `${a}=3,${b}=2`;
+  if (['wrr', 'wlc', 'sed', 'nq'].includes(scheduler)) annotations['socklb.io/weights'] = `${a}=3,${b}=2`;
   const web = service({ name: 'web', clusterIPs: [VIP], ports: [{ name: 'http', port: 80, targetPort: 8080 }] });
   const endpoints = sl.lab.pods.map((p) => ({ address: p.ipv4 }));
   const docs: object[] = [
@@ -106,21 +108,32 @@ async function connectCost(services: number, rounds: number, connects: number): 
     await sl.startAgent(objects(sl, 'sh', others), capacity);
     const [progId] = cgroupPrograms(sl.lab.cgroupPath, 'cgroup_inet4_connect');
     if (progId === undefined) throw new Error('no connect4 program on the lab cgroup');
+    const [releaseId] = cgroupPrograms(sl.lab.cgroupPath, RELEASE_ATTACH_TYPE);
     const ns: Record<string, number[]> = Object.fromEntries(SCHEDULERS.map((s) => [s, []]));
+    const releaseNs: Record<string, number[]> = Object.fromEntries(SCHEDULERS.map((s) => [s, []]));
     for (let round = 0; round < rounds; round++) {
       for (const scheduler of SCHEDULERS) {
         await sl.apply(objects(sl, scheduler, others), 120_000);
         const before = programStats({ id: progId });
+        const releaseBefore = releaseId === undefined ? undefined : programStats({ id: releaseId });
         const r = await sl.lab.runProbe(['connect-only', '--target', `${VIP}:80`, '--count', String(connects)], { timeoutMs: 300_000 });
         if (r.failed > 0) throw new Error(`${scheduler}: ${r.failed} connects failed: ${JSON.stringify(r.errors)}`);
         const after = programStats({ id: progId });
         ns[scheduler]!.push((after.runTimeNs - before.runTimeNs) / (after.runCount - before.runCount));
+        if (releaseId !== undefined && releaseBefore) {
+          const releaseAfter = programStats({ id: releaseId });
+          const runs = releaseAfter.runCount - releaseBefore.runCount;
+          if (runs > 0) releaseNs[scheduler]!.push((releaseAfter.runTimeNs - releaseBefore.runTimeNs) / runs);
+        }
       }
     }
     const base = median(ns.random!);
     console.log(`\nconnect4 hook, ns per connect (median of ${rounds} rounds of ${connects}), ${services} service(s)`);
-    console.log('| scheduler | ns | vs random |\n| --- | ---: | ---: |');
-    for (const s of SCHEDULERS) console.log(`| ${s} | ${median(ns[s]!).toFixed(0)} | ${(median(ns[s]!) / base).toFixed(2)}x |`);
+    console.log('| scheduler | ns | vs random | sock_release ns per release |\n| --- | ---: | ---: | ---: |');
+    for (const s of SCHEDULERS) {
+      const release = releaseNs[s]!.length ? median(releaseNs[s]!).toFixed(0) : '-';
+      console.log(`| ${s} | ${median(ns[s]!).toFixed(0)} | ${(median(ns[s]!) / base).toFixed(2)}x | ${release} |`);
+    }
   } finally {
     stats.close();
     await sl.close();

@@ -94,6 +94,7 @@ async function timeScrape(datapath: Datapath, reconciler: Reconciler, table: Des
       programProblems: [],
       destroyMethod: datapath.destroyer.method,
       refuseErrno: datapath.refuseErrno,
+      connsCounted: datapath.connsUnavailable === undefined,
       committed: datapath.committed,
       migration: datapath.migration,
       syncErrors: [],

@@ -21,7 +21,7 @@ import type { SchedulerDefaults } from './reconcile/plan.ts';
 const USAGE = `usage:
   socklb agent [--manifests FILE | --kubeconfig FILE] [--cgroup PATH] [--bpffs DIR] [--node-name NAME]
                [--min-sync-period MS] [--max-services N] [--max-backends N] [--max-slots N]
-               [--scheduler random|rr|wrr|sh|maglev] [--maglev-table-size PRIME]
+               [--scheduler random|rr|wrr|sh|maglev|lc|wlc|sed|nq] [--maglev-table-size PRIME]
                [--max-scheduler-tables N] [--max-table-positions N]
                [--health-address HOST:PORT] [--health-timeout MS]
                [--xdp-mode native|generic|off] [--devices IF[,IF]] [--nodeport-addresses CIDR[,CIDR]]

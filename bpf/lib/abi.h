@@ -48,6 +48,10 @@ enum lb_scheduler {
 	LB_SCHED_WRR = 2,    /* round robin over the service's table: a weighted sequence */
 	LB_SCHED_SH = 3,     /* hash of the client over the slots */
 	LB_SCHED_MAGLEV = 4, /* hash of the client (XDP: the flow) into its Maglev table */
+	LB_SCHED_LC = 5,     /* fewer open connections of two random slots (socket path) */
+	LB_SCHED_WLC = 6,    /* fewer open connections per weight of two random slots */
+	LB_SCHED_SED = 7,    /* lower (connections + 1) / weight of two random slots */
+	LB_SCHED_NQ = 8,     /* an idle one of two random slots, else as sed */
 };
 
 /*
@@ -58,7 +62,16 @@ enum lb_scheduler {
  */
 union lb_table_elem {
 	__u32 length;	/* element 0: positions in the table */
-	__u16 slots[4]; /* other elements: slot numbers (lb_slot_key.slot) of four positions */
+	__u16 slots[4]; /* other elements: slot numbers (lb_slot_key.slot) of four positions; for
+			 * wlc, sed and nq position p is slot p + 1 and holds its weight + 1 */
+};
+
+/*
+ * What a counted socket remembers (socket-local storage, lb_sock_conn_v1): the backend whose
+ * open-connection count (lb_be_conns_v1, by backend id) it holds one of until it is released.
+ */
+struct lb_sock_conn {
+	__u32 backend_id; /* 0: counted nowhere */
 };
 
 /* Frontend of an IPv4 service: a ClusterIP (or other VIP) with port, protocol and scope. */

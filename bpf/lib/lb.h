@@ -41,29 +41,130 @@ struct lb_pick {
 };
 
 /*
- * The slot at position `pos` of the service's table, or 0 when it has none (the agent has not
- * written it yet, or the service just switched scheduler): the caller then falls back to the slots.
- * The lookup keys live in *pick (service_id, and slot as scratch): the XDP program has no stack
- * to spare for keys of its own.
+ * The service's table (lb_tables_v1) and its length in positions, or NULL when it has none (the
+ * agent has not written it yet, or the service just switched scheduler). The lookup keys live in
+ * *pick (service_id, and slot as scratch): the XDP program has no stack to spare for keys of its
+ * own.
  */
-static __always_inline __u32 lb_table_slot(struct lb_pick *pick, __u32 pos)
+static __always_inline void *lb_table_of(struct lb_pick *pick, __u32 *length)
 {
 	union lb_table_elem *elem;
 	void *table;
 
 	table = bpf_map_lookup_elem(&lb_tables_v1, &pick->service_id);
 	if (!table)
-		return 0;
+		return NULL;
 	pick->slot = 0;
 	elem = bpf_map_lookup_elem(table, &pick->slot);
 	if (!elem || !elem->length)
-		return 0;
-	pos %= elem->length;
+		return NULL;
+	*length = elem->length;
+	return table;
+}
+
+/* What position `pos` (below the length) of a table holds. */
+static __always_inline __u32 lb_table_at(void *table, __u32 pos, struct lb_pick *pick)
+{
+	union lb_table_elem *elem;
+
 	pick->slot = 1 + pos / 4;
 	elem = bpf_map_lookup_elem(table, &pick->slot);
-	if (!elem)
+	return elem ? elem->slots[pos & 3] : 0;
+}
+
+/* The slot at position `pos` of the service's table, or 0 when it has none: the caller then falls
+ * back to the slots. */
+static __always_inline __u32 lb_table_slot(struct lb_pick *pick, __u32 pos)
+{
+	__u32 length = 0;
+	void *table = lb_table_of(pick, &length);
+
+	return table ? lb_table_at(table, pos % length, pick) : 0;
+}
+
+/* A slot's backend's open connections (0 when unknown or below zero). */
+static __always_inline __s64 lb_slot_conns(__u32 service_id, __u32 slot, void *conns)
+{
+	struct lb_slot_key key = { .service_id = service_id, .slot = slot };
+	struct lb_slot *s = bpf_map_lookup_elem(&lb_slots_v1, &key);
+	__s64 *count;
+
+	if (!s)
 		return 0;
-	return elem->slots[pos & 3];
+	count = bpf_map_lookup_elem(conns, &s->backend_id);
+	return count && *count > 0 ? *count : 0;
+}
+
+/* A uniform draw among the slots other than `other` (1..n, n > 1). */
+static __always_inline __u32 lb_other_slot(__u32 other, __u32 n)
+{
+	return (other + bpf_get_prandom_u32() % (n - 1)) % n + 1;
+}
+
+/*
+ * A candidate of a weighted least-connection pick, not `other` (0 for none) where there is a
+ * choice, and its weight in *weight: a slot drawn in proportion to its weight from the table's
+ * weighted sequence (positions n onwards, so a weight-0 slot is never drawn), its weight read from
+ * positions 0 to n - 1 (weight + 1 each). Without a table (or a sequence: every weight 0), or when
+ * the draw hit `other`, a uniform draw.
+ */
+static __always_inline __u32 lb_weighted_candidate(void *table, __u32 n, __u32 length, __u32 other,
+						   struct lb_pick *pick, __s64 *weight)
+{
+	__u32 slot = 0;
+	__u32 held = 0;
+
+	if (table && length > n)
+		slot = lb_table_at(table, n + bpf_get_prandom_u32() % (length - n), pick);
+	if (!slot || slot > n)
+		slot = bpf_get_prandom_u32() % n + 1;
+	if (slot == other && n > 1)
+		slot = lb_other_slot(other, n);
+	if (table)
+		held = lb_table_at(table, slot - 1, pick);
+	*weight = held ? held - 1 : 1;
+	return slot;
+}
+
+/*
+ * Two random slots, and the one with fewer connections (lc) or the lower cost by weight (wlc,
+ * sed, nq, as IPVS defines them): the power of two choices, which keeps the busiest backend within
+ * a small margin of the least busy for the price of two lookups each, where a true minimum needs a
+ * scan or a structure every connect and release would have to keep ordered. Two distinct slots
+ * where there are two: lc draws them uniformly, the weighted ones in proportion to weight, so a
+ * heavy backend is compared as often as its share. Products instead of quotients: counts and
+ * weights stay far from overflow.
+ */
+static __always_inline __u32 lb_least_conn_slot(const struct lb_service *svc, void *conns,
+						struct lb_pick *pick)
+{
+	__u32 n = svc->backend_count;
+	__u32 length = 0;
+	__s64 ca, cb, wa, wb;
+	__u32 a, b;
+	void *table;
+
+	if (svc->scheduler == LB_SCHED_LC) {
+		a = bpf_get_prandom_u32() % n + 1;
+		b = n > 1 ? lb_other_slot(a, n) : a;
+		ca = lb_slot_conns(svc->service_id, a, conns);
+		cb = lb_slot_conns(svc->service_id, b, conns);
+		return cb < ca ? b : a;
+	}
+	table = lb_table_of(pick, &length);
+	a = lb_weighted_candidate(table, n, length, 0, pick, &wa);
+	b = lb_weighted_candidate(table, n, length, a, pick, &wb);
+	ca = lb_slot_conns(svc->service_id, a, conns);
+	cb = lb_slot_conns(svc->service_id, b, conns);
+	if (!wa || !wb)
+		return wa ? a : b;
+	if (svc->scheduler == LB_SCHED_NQ && (!ca || !cb))
+		return ca ? b : a;
+	if (svc->scheduler != LB_SCHED_WLC) {
+		ca++;
+		cb++;
+	}
+	return cb * wa < ca * wb ? b : a;
 }
 
 /*
@@ -71,9 +172,11 @@ static __always_inline __u32 lb_table_slot(struct lb_pick *pick, __u32 pos)
  * service's connect count as its position: every CPU adds to that one counter atomically, so the
  * turns are global; two connects at the same instant may read the same count and share a turn,
  * the price of staying lock-free (and of needing no BPF_FETCH atomics, which 5.10 lacks).
+ * `conns` is the open-connection counts (lb_be_conns_v1), NULL where nothing counts them (XDP):
+ * then the least-connection schedulers pick at random, and the compiler drops their code.
  */
 static __always_inline __u32 lb_first_slot(const struct lb_service *svc, __u32 client_hash,
-					   __u32 flow_hash, struct lb_pick *pick)
+					   __u32 flow_hash, void *conns, struct lb_pick *pick)
 {
 	__u32 n = svc->backend_count;
 	__u32 slot = 0;
@@ -92,6 +195,13 @@ static __always_inline __u32 lb_first_slot(const struct lb_service *svc, __u32 c
 		pos = flow_hash;
 		slot = lb_table_slot(pick, pos);
 		break;
+	case LB_SCHED_LC:
+	case LB_SCHED_WLC:
+	case LB_SCHED_SED:
+	case LB_SCHED_NQ:
+		if (conns)
+			return lb_least_conn_slot(svc, conns, pick);
+		return bpf_get_prandom_u32() % n + 1;
 	default:
 		return bpf_get_prandom_u32() % n + 1;
 	}
@@ -134,7 +244,8 @@ static __always_inline int lb_affinity_backend(const struct lb_service *svc,
  * count a service can have), unless session affinity sends the client back to its backend.
  * `client` is affinity's key for the client (a netns cookie, or an outside source address),
  * `client_hash` what sh hashes (the client), `flow_hash` what maglev hashes (in XDP the 5-tuple,
- * equal on every node for one flow; on the socket path the client again).
+ * equal on every node for one flow; on the socket path the client again), `conns` what lc and its
+ * kin compare (see lb_first_slot).
  *
  * A slot or backend lookup can miss while the agent rewrites a service; the connection must not
  * then go on to the frontend address, which nothing routes without kube-proxy. So a miss reads the
@@ -145,7 +256,7 @@ static __always_inline int lb_affinity_backend(const struct lb_service *svc,
  */
 static __always_inline int lb_pick(void *services, const void *key, const struct lb_service *svc,
 				   void *backends, __u64 client, __u32 client_hash, __u32 flow_hash,
-				   struct lb_pick *pick, const void **backend)
+				   void *conns, struct lb_pick *pick, const void **backend)
 {
 	struct lb_affinity_key aff_key = { .client = client, .service_id = svc->service_id };
 	bool affinity = svc->flags & LB_SVC_F_AFFINITY;
@@ -180,7 +291,7 @@ static __always_inline int lb_pick(void *services, const void *key, const struct
 			slot_key.service_id = svc->service_id;
 			pick->service_id = svc->service_id;
 		} else {
-			slot_key.slot = lb_first_slot(svc, client_hash, flow_hash, pick);
+			slot_key.slot = lb_first_slot(svc, client_hash, flow_hash, conns, pick);
 		}
 		slot = bpf_map_lookup_elem(&lb_slots_v1, &slot_key);
 		if (!slot) {

@@ -337,7 +337,7 @@ static __always_inline int xdp_new4(struct xdp_md *ctx, const struct pkt *p,
 
 	hash = lb4_sched_hash(svc, t);
 	ret = lb_pick(&lb4_services_v2, key, svc, &lb4_backends_v2,
-		      LB_CLIENT_EXTERNAL | bpf_ntohl(t->saddr), hash, hash, &pick,
+		      LB_CLIENT_EXTERNAL | bpf_ntohl(t->saddr), hash, hash, NULL, &pick,
 		      (const void **)&be);
 	ret = xdp_pick_failed(ctx, p, ret, svc, &pick);
 	if (ret != XDP_ABORTED)
@@ -820,7 +820,7 @@ static __always_inline int xdp_new6(struct xdp_md *ctx, const struct pkt *p,
 
 	hash = lb6_sched_hash(svc, t);
 	ret = lb_pick(&lb6_services_v2, key, svc, &lb6_backends_v2, client6_id(&t->saddr), hash,
-		      hash, &pick, (const void **)&be);
+		      hash, NULL, &pick, (const void **)&be);
 	ret = xdp_pick_failed(ctx, p, ret, svc, &pick);
 	if (ret != XDP_ABORTED)
 		return ret;

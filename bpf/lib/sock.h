@@ -6,6 +6,7 @@
 #ifndef SOCKLB_SOCK_H
 #define SOCKLB_SOCK_H
 
+#include "conns.h"
 #include "lb.h"
 
 /* LRU: an entry per balanced socket, forgotten when space runs out rather than refusing new ones.
@@ -152,6 +153,34 @@ static __always_inline __u32 sock_client_hash(struct bpf_sock_addr *ctx,
 	return lb_hash_add((__u32)netns, (__u32)(netns >> 32));
 }
 
+static __always_inline bool lb_sched_counts_conns(const struct lb_service *svc)
+{
+	return svc->scheduler >= LB_SCHED_LC && svc->scheduler <= LB_SCHED_NQ;
+}
+
+/*
+ * Counts a TCP socket of a least-connection service as open on its backend until it is released.
+ * Only those services count, so the other schedulers' connects pay nothing for it; a socket that
+ * connects again (after a failed attempt) moves its count to the new backend. Connected UDP is not
+ * counted: a UDP socket's "connection" says nothing about the backend's load.
+ */
+static __always_inline void sock_count_open(struct bpf_sock_addr *ctx, const struct lb_service *svc,
+					    __u32 backend_id)
+{
+	struct lb_sock_conn *conn;
+
+	if (ctx->protocol != IPPROTO_TCP || !lb_sched_counts_conns(svc) || !ctx->sk ||
+	    !lb_conns_counted())
+		return;
+	conn = bpf_sk_storage_get(&lb_sock_conn_v1, ctx->sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	if (!conn)
+		return;
+	if (conn->backend_id)
+		lb_conns_add(conn->backend_id, -1);
+	conn->backend_id = backend_id;
+	lb_conns_add(backend_id, 1);
+}
+
 /*
  * Rewrites an IPv4 destination that is a service frontend into one of its backends, and records
  * the VIP for this socket so replies and getpeername() show it. Returns 0 when rewritten, -ENXIO
@@ -184,11 +213,12 @@ static __always_inline int __lb4_xlate_fwd(struct bpf_sock_addr *ctx, __be32 *ad
 	}
 	client = sock_client(ctx, svc);
 	hash = sock_client_hash(ctx, svc, client);
-	ret = lb_pick(&lb4_services_v2, &key, svc, &lb4_backends_v2, client, hash, hash, &pick,
-		      (const void **)&backend);
+	ret = lb_pick(&lb4_services_v2, &key, svc, &lb4_backends_v2, client, hash, hash,
+		      &lb_be_conns_v1, &pick, (const void **)&backend);
 	ret = sock_count_pick(ret, &pick);
 	if (ret)
 		return ret;
+	sock_count_open(ctx, svc, pick.backend_id);
 	rev_key.cookie = bpf_get_socket_cookie(ctx);
 	rev_key.address = backend->address;
 	rev_key.port = backend->port;
@@ -238,11 +268,12 @@ static __always_inline int __lb6_xlate_fwd(struct bpf_sock_addr *ctx, union v6ad
 	}
 	client = sock_client(ctx, svc);
 	hash = sock_client_hash(ctx, svc, client);
-	ret = lb_pick(&lb6_services_v2, &key, svc, &lb6_backends_v2, client, hash, hash, &pick,
-		      (const void **)&backend);
+	ret = lb_pick(&lb6_services_v2, &key, svc, &lb6_backends_v2, client, hash, hash,
+		      &lb_be_conns_v1, &pick, (const void **)&backend);
 	ret = sock_count_pick(ret, &pick);
 	if (ret)
 		return ret;
+	sock_count_open(ctx, svc, pick.backend_id);
 	rev_key.cookie = bpf_get_socket_cookie(ctx);
 	rev_key.address = backend->address;
 	rev_key.port = backend->port;

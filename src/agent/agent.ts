@@ -49,6 +49,8 @@ export interface AgentStatus {
   destroyMethod: 'bpf_sock_destroy' | 'sock_diag';
   /** errno of a connect()/sendmsg() to a service without backends; 0: the kernel has no bpf_set_retval, callers see EPERM. */
   refuseErrno: number;
+  /** Whether open connections are counted (lc, wlc, sed, nq work); false: they pick at random, the log says why. */
+  connsCounted: boolean;
   /** The hooks run this agent's programs: false until the first full sync is in the maps. */
   committed: boolean;
   /** What start-up did to the pinned maps of an earlier agent (created, copied, removed). */
@@ -160,6 +162,7 @@ export class Agent {
     if (this.datapath.bpfDestroyUnavailable) {
       this.#log.info(`UDP sockets of removed backends are destroyed through sock_diag: ${this.datapath.bpfDestroyUnavailable}`);
     }
+    if (this.datapath.connsUnavailable) this.#log.warn(this.datapath.connsUnavailable);
     if (this.datapath.refuseErrno === 0)
       this.#log.warn(
         'no bpf_set_retval in this kernel (Linux < 5.18): a connect() to a service without backends fails with EPERM, not ECONNREFUSED',
@@ -470,6 +473,7 @@ export class Agent {
       programProblems: this.#programProblems,
       destroyMethod: this.datapath.destroyer.method,
       refuseErrno: this.datapath.refuseErrno,
+      connsCounted: this.datapath.connsUnavailable === undefined,
       committed: this.datapath.committed,
       migration: this.datapath.migration,
       syncErrors: [...this.#syncErrors],

@@ -33,6 +33,12 @@ import { attachXdp, writeNodeConfig, type XdpAttachment, type XdpOptions } from 
 const OBJECT_DIR = resolve(dirname(fileURLToPath(import.meta.url)), '../../bpf/out');
 export const SOCK_OBJECT = join(OBJECT_DIR, 'sock.bpf.o');
 export const DESTROY_OBJECT = join(OBJECT_DIR, 'sock_destroy.bpf.o');
+/** cgroup/sock_release, which takes a closed socket off its backend's open-connection count. */
+export const RELEASE_OBJECT = join(OBJECT_DIR, 'sock_release.bpf.o');
+/** The release hook's program; its link is pinned next to the sock_addr hooks' links. */
+export const RELEASE_PROGRAM = 'sock_release';
+/** Its attach type, as bpftool and the kernel call it. */
+export const RELEASE_ATTACH_TYPE = 'cgroup_inet_sock_release';
 /** The XDP program and its tc egress partner (bpf/xdp.bpf.c), for traffic from outside the node. */
 export const XDP_OBJECT = join(OBJECT_DIR, 'xdp.bpf.o');
 
@@ -113,6 +119,10 @@ export function mapSizes(o: DatapathOptions): Record<MapName, number> {
     [MapNames.nodeConfig]: 1,
     [MapNames.xdpStats]: XDP_REASONS.length,
     [MapNames.frontendFilter]: filterWords(o.capacity.services),
+    // Entry 0 is the "counting" switch; backend ids start at 1.
+    [MapNames.backendConns]: o.capacity.backendIds,
+    // Socket-local storage has no size: an element lives on each counted socket.
+    [MapNames.sockConn]: 0,
   };
 }
 
@@ -139,6 +149,11 @@ export class Datapath {
    * kernel has no bpf_set_retval (before 5.18) and the caller sees the hook's default, EPERM.
    */
   readonly refuseErrno: number;
+  /**
+   * Why open connections are not counted here, if they are not: the least-connection schedulers
+   * (lc, wlc, sed, nq) then pick at random.
+   */
+  readonly connsUnavailable: string | undefined;
   /** True when every hook was already attached by an earlier agent, to be taken over at commit. */
   readonly adopted: boolean;
   readonly migration: MigrationReport;
@@ -151,6 +166,7 @@ export class Datapath {
   readonly #objects: BpfObject[];
   readonly #xdp: BpfObject | undefined;
   readonly #sock: BpfObject;
+  readonly #release: BpfObject | undefined;
   /** Maps made anew, to pin (over the earlier agent's pin) once the hooks use them. */
   readonly #unpinned: Map<MapName, BpfMap>;
   /** Pins of earlier layouts that nothing reads after commit. */
@@ -163,9 +179,11 @@ export class Datapath {
     destroyer: UdpSocketDestroyer;
     bpfDestroyUnavailable: string | undefined;
     refuseErrno: number;
+    connsUnavailable: string | undefined;
     adopted: boolean;
     migration: MigrationReport;
     objects: BpfObject[];
+    release: BpfObject | undefined;
     xdp: { object: BpfObject; maps: Record<XdpMapName, BpfMap> } | undefined;
     unpinned: Map<MapName, BpfMap>;
     obsolete: string[];
@@ -176,6 +194,8 @@ export class Datapath {
     this.destroyer = init.destroyer;
     this.bpfDestroyUnavailable = init.bpfDestroyUnavailable;
     this.refuseErrno = init.refuseErrno;
+    this.connsUnavailable = init.connsUnavailable;
+    this.#release = init.release;
     this.adopted = init.adopted;
     this.migration = init.migration;
     this.#objects = init.objects;
@@ -262,17 +282,33 @@ export class Datapath {
         bpfDestroyUnavailable = `${DESTROY_OBJECT} did not load: ${(err as Error).message.split('\n')[0]}`;
       }
     }
+    // Optional like the destroyer: without it nothing would take a count down, so nothing counts up.
+    let release: BpfObject | undefined;
+    let connsUnavailable = plan.connsUnavailable;
+    if (!connsUnavailable) {
+      try {
+        release = (
+          await loadObject(RELEASE_OBJECT, options.bpffs, [], sizes, (obj) => {
+            for (const name of [MapNames.backendConns, MapNames.sockConn] as const) obj.reuseMap(name, maps[name]);
+          })
+        ).object;
+      } catch (err) {
+        connsUnavailable = `open connections are not counted on this kernel, so lc, wlc, sed and nq pick at random: ${RELEASE_OBJECT} did not load: ${(err as Error).message.split('\n')[0]}`;
+      }
+    }
     const xdp = options.xdp ? await loadXdp(options, options.xdp, maps, sizes, unpinned, migration) : undefined;
-    const objects = [sock.object, ...(destroy ? [destroy.object] : []), ...(xdp ? [xdp.object] : [])];
+    const objects = [sock.object, ...(destroy ? [destroy.object] : []), ...(release ? [release] : []), ...(xdp ? [xdp.object] : [])];
     return new Datapath({
       maps,
       options,
       destroyer,
       bpfDestroyUnavailable,
       refuseErrno: plan.refuseErrno,
+      connsUnavailable,
       adopted: hooksPinnedOn(options),
       migration,
       objects,
+      release,
       xdp,
       unpinned,
       obsolete,
@@ -293,7 +329,10 @@ export class Datapath {
    */
   commit(): void {
     if (this.#committed) return;
-    attachHooks(this.#sock, this.options);
+    // Release first: a socket counted once the switch is on must find the hook that uncounts it.
+    if (this.#release) attachHooks(this.#release, [RELEASE_PROGRAM], this.options);
+    attachHooks(this.#sock, Object.keys(SOCK_PROGRAMS), this.options);
+    this.maps[MapNames.backendConns].update(u32(0), u64(this.#release ? 1n : 0n));
     if (this.#xdp && this.options.xdp) this.xdpAttachments = attachXdp(this.#xdp, this.options.bpffs, this.options.xdp);
     for (const [name, map] of this.#unpinned) {
       const pin = join(this.options.bpffs, 'maps', name);
@@ -433,7 +472,8 @@ async function loadObject<N extends MapName>(
  */
 function migrateInto(target: BpfMap, name: MapName, bpffs: string, report: MigrationReport): string[] {
   // Its entries read back as map ids, not fds: the first sync writes every table afresh instead.
-  if (name === MapNames.tables) return [];
+  // Socket-local storage cannot be listed, and lives on the sockets themselves anyway.
+  if (name === MapNames.tables || name === MapNames.sockConn) return [];
   const sources = [
     { from: name, convert: (e: MapEntry) => e as MapEntry | undefined },
     ...migrationsInto(name).map((m) => ({ from: m.from, convert: m.convert })),
@@ -497,9 +537,9 @@ function hooksPinnedOn(o: DatapathOptions): boolean {
  * Attaches each hook through a pinned link, or, where an earlier agent's link is pinned on the
  * same cgroup, swaps the new program into it atomically: no moment without a hook.
  */
-function attachHooks(obj: BpfObject, o: DatapathOptions): void {
+function attachHooks(obj: BpfObject, programs: readonly string[], o: DatapathOptions): void {
   const wantCgroup = cgroupId(o.cgroup);
-  for (const program of Object.keys(SOCK_PROGRAMS)) {
+  for (const program of programs) {
     const pin = join(o.bpffs, 'links', program);
     if (existsSync(pin)) {
       const link = BpfLink.fromPin(pin);
@@ -520,6 +560,15 @@ function attachHooks(obj: BpfObject, o: DatapathOptions): void {
       link.close();
     }
   }
+}
+
+/** Keys and values as the CPU lays them out, which is how the kernel reads them. */
+function u32(n: number): Buffer {
+  return Buffer.from(new Uint32Array([n]).buffer);
+}
+
+function u64(n: bigint): Buffer {
+  return Buffer.from(new BigInt64Array([n]).buffer);
 }
 
 /** Detaches and unpins everything an agent made under `bpffs`. Returns what it removed. */

@@ -22,6 +22,7 @@ export const FEATURE_NAMES = [
   'set_retval',
   'iter_udp',
   'sock_destroy',
+  'sock_release',
 ] as const;
 
 export type FeatureName = (typeof FEATURE_NAMES)[number];
@@ -61,6 +62,12 @@ const NEEDS: Record<Exclude<FeatureName, 'btf'>, { what: string; since: [number,
   },
   iter_udp: { what: 'the UDP socket iterator (iter/udp)', since: [5, 9], btf: { func: 'bpf_iter_udp' } },
   sock_destroy: { what: 'the bpf_sock_destroy kfunc', since: [6, 5], btf: { func: 'bpf_sock_destroy' } },
+  // Socket-local storage in cgroup/sock programs came in the same release as the hook.
+  sock_release: {
+    what: 'cgroup/sock_release (BPF_CGROUP_INET_SOCK_RELEASE)',
+    since: [5, 9],
+    btf: { enumerator: 'BPF_CGROUP_INET_SOCK_RELEASE' },
+  },
 };
 
 type BtfNeed = { enumerator: string } | { func: string };
@@ -208,6 +215,8 @@ export interface DatapathPlan {
   socketDestroy: boolean;
   /** Why sock_destroy.bpf.o is not loaded, when it is not (the probe's reason, for the agent's status). */
   destroyUnavailable?: string;
+  /** Why sock_release.bpf.o is not loaded (open connections not counted: lc, wlc, sed, nq pick at random), when it is not. */
+  connsUnavailable?: string;
   /** Why the datapath cannot run at all here, if it cannot: every hook it attaches is required. */
   unsupported?: string;
   /** One line per degradation, for the agent's log and debug endpoint. */
@@ -236,6 +245,10 @@ export function planDatapath(f: Features, kernelRelease = release()): DatapathPl
   if (destroyMissing.length) {
     plan.destroyUnavailable = `UDP sockets of removed backends cannot be destroyed on this kernel; they keep sending to the old backend until the application reconnects: ${destroyMissing.map((n) => f[n].reason).join('; ')}`;
     notes.push(plan.destroyUnavailable);
+  }
+  if (!f.sock_release.available) {
+    plan.connsUnavailable = `open connections are not counted on this kernel, so lc, wlc, sed and nq pick at random: ${f.sock_release.reason}`;
+    notes.push(plan.connsUnavailable);
   }
   return plan;
 }

@@ -30,6 +30,8 @@ export const MapNames = {
   nodeConfig: 'lb_node_config_v1',
   xdpStats: 'xdp_stats_v1',
   frontendFilter: 'lb_frontend_filter_v1',
+  backendConns: 'lb_be_conns_v1',
+  sockConn: 'lb_sock_conn_v1',
 } as const;
 
 export type MapName = (typeof MapNames)[keyof typeof MapNames];
@@ -49,6 +51,8 @@ export const SOCK_MAPS = [
   MapNames.affinity,
   MapNames.tables,
   MapNames.frontendFilter,
+  MapNames.backendConns,
+  MapNames.sockConn,
 ] as const;
 
 export type SockMapName = (typeof SOCK_MAPS)[number];
@@ -75,7 +79,7 @@ export const XDP_MAPS = [
 export type XdpMapName = (typeof XDP_MAPS)[number];
 
 /** enum bpf_map_type values of the map types socklb uses. */
-export const MapType = { hash: 1, array: 2, percpuArray: 6, lruHash: 9, lpmTrie: 11, arrayOfMaps: 12 } as const;
+export const MapType = { hash: 1, array: 2, percpuArray: 6, lruHash: 9, lpmTrie: 11, arrayOfMaps: 12, skStorage: 24 } as const;
 
 /** BPF_F_NO_PREALLOC: a hash map allocates an entry when it is written, not all at creation. */
 export const BPF_F_NO_PREALLOC = 1;
@@ -120,6 +124,8 @@ export const MAP_DEFINITIONS: Readonly<Record<MapName, MapDefinition>> = {
   [MapNames.nodeConfig]: { type: MapType.array, keySize: 4, valueSize: 48, flags: 0 },
   [MapNames.xdpStats]: { type: MapType.percpuArray, keySize: 4, valueSize: 8, flags: 0 },
   [MapNames.frontendFilter]: { type: MapType.array, keySize: 4, valueSize: 8, flags: 0 },
+  [MapNames.backendConns]: { type: MapType.array, keySize: 4, valueSize: 8, flags: 0 },
+  [MapNames.sockConn]: { type: MapType.skStorage, keySize: 4, valueSize: 4, flags: BPF_F_NO_PREALLOC },
 };
 
 /** enum sock_reason, by index. */
@@ -163,7 +169,7 @@ export const XDP_REASONS = [
 ] as const;
 
 /** enum lb_scheduler: struct lb_service.scheduler. */
-export const Schedulers = { random: 0, rr: 1, wrr: 2, sh: 3, maglev: 4 } as const;
+export const Schedulers = { random: 0, rr: 1, wrr: 2, sh: 3, maglev: 4, lc: 5, wlc: 6, sed: 7, nq: 8 } as const;
 
 /** union lb_table_elem: a service table's element (element 0 its length, then four u16 slots each). */
 export const TABLE_ELEM_SIZE = 8;
@@ -302,6 +308,7 @@ export const Layouts = {
     { name: 'refused', type: 'u64', offset: 8 },
   ]),
   backendStats: layout('lb_backend_stats', 8, [{ name: 'connects', type: 'u64', offset: 0 }]),
+  sockConn: layout('lb_sock_conn', 4, [{ name: 'backend_id', type: 'u32', offset: 0 }]),
   lb4DestroyKey: layout('lb4_destroy_key', 8, [
     { name: 'address', type: 'be32ip', offset: 0 },
     { name: 'port', type: 'be16', offset: 4 },

@@ -41,6 +41,9 @@ export function mapMemory(map: MapName, maxEntries: number, def: MapDefinition =
   switch (def.type) {
     case MapType.array:
       return { map, maxEntries, shared: maxEntries * value, perCpu: 0 };
+    case MapType.skStorage:
+      // Its elements hang off the sockets they describe and are charged to them, not to the map.
+      return { map, maxEntries, shared: 0, perCpu: 0 };
     case MapType.arrayOfMaps:
       // A pointer per entry; the tables it points to are counted by tableMemory.
       return { map, maxEntries, shared: maxEntries * 8, perCpu: 0 };

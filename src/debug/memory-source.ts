@@ -46,6 +46,7 @@ export function memorySource(maps: MemoryMaps, config: Record<string, unknown> =
       programProblems,
       destroyMethod: 'bpf_sock_destroy',
       refuseErrno: 111,
+      connsCounted: true,
       committed: syncs > 0,
       migration: { created: [], copied: [], removed: [] },
       syncErrors: [],

@@ -117,7 +117,10 @@ export type AgentParts = Pick<Agent, 'datapath' | 'reconciler' | 'table' | 'stat
 export function agentSource(agent: AgentParts, options: AgentSourceOptions = {}): DebugSource {
   const dp = agent.datapath;
   const readback = new KernelMaps(dp.maps, dp.options.capacity, dp.frontendFilter);
-  const views = [...Object.entries(dp.maps), ...Object.entries(dp.xdpMaps)].map(([name, map]) => new BpfMapView(name, map));
+  // Socket-local storage has no entries to list: each lives on its socket.
+  const views = [...Object.entries(dp.maps), ...Object.entries(dp.xdpMaps)]
+    .filter(([name]) => name !== MapNames.sockConn)
+    .map(([name, map]) => new BpfMapView(name, map));
   const wantCgroup = cgroupId(dp.options.cgroup);
   return {
     status: () => agent.status(),

@@ -5,7 +5,10 @@
 //   node src/lab/probe.ts udp --target 192.168.77.11:30053 --count 40 --new-socket
 //   node src/lab/probe.ts connect-only --target 10.96.0.10:80 --count 1000
 //   node src/lab/probe.ts tcp --target 10.96.0.10:80 --count 10 --bind 10.244.0.201
-// SIGTERM ends the run early and still prints the result so far (stopped: true).
+//   node src/lab/probe.ts tcp --target 10.96.0.10:80 --count 20 --hold
+// SIGTERM ends the run early and still prints the result so far (stopped: true). With --hold the
+// probe prints its result once every connection is made and keeps them all open until it is
+// stopped (SIGTERM) or killed: what a least-connection scheduler sees as busy.
 
 import * as dgram from 'node:dgram';
 import * as net from 'node:net';
@@ -55,6 +58,8 @@ export interface ProbeOptions {
   newSocket: boolean;
   /** TCP: bind each socket to this local address before connecting (a client with its own source). */
   bind?: string;
+  /** TCP: keep every socket open (not closed after the reply) until the probe exits. */
+  hold: boolean;
 }
 
 const MAX_COUNT = 10_000_000;
@@ -91,6 +96,7 @@ export function parseProbeArgs(argv: string[]): ProbeOptions {
     connected: false,
     stopOnError: false,
     newSocket: false,
+    hold: false,
   };
   const num = (flag: string, v: string | undefined, min: number, max: number): number => {
     const n = Number(v);
@@ -130,6 +136,10 @@ export function parseProbeArgs(argv: string[]): ProbeOptions {
         break;
       case '--stop-on-error':
         o.stopOnError = true;
+        break;
+      case '--hold':
+        if (mode === 'udp') throw new TypeError('--hold is for tcp and connect-only');
+        o.hold = true;
         break;
       case '--bind':
         if (!v || net.isIP(v) === 0) throw new TypeError(`--bind must be an IP address, got "${v ?? ''}"`);
@@ -220,6 +230,9 @@ function timeoutError(what: string): NodeJS.ErrnoException {
   return e;
 }
 
+/** Sockets --hold keeps open: referenced here so nothing closes them before the process exits. */
+const held: net.Socket[] = [];
+
 /** One connection: connect, note getpeername, optionally GET / and read the body. */
 function tcpOnce(o: ProbeOptions, http: boolean): Promise<{ peer: string; body: string; seen?: string; ns: bigint }> {
   return new Promise((resolve, reject) => {
@@ -227,7 +240,12 @@ function tcpOnce(o: ProbeOptions, http: boolean): Promise<{ peer: string; body: 
     let connectNs = 0n;
     let peer = '';
     const chunks: Buffer[] = [];
-    const sock = net.connect({ host: o.host, port: o.port, ...(o.bind ? { localAddress: o.bind } : {}) });
+    // Half-open allowed when holding: else Node closes the socket once the server has closed its side.
+    const sock = net.connect({ host: o.host, port: o.port, allowHalfOpen: o.hold, ...(o.bind ? { localAddress: o.bind } : {}) });
+    const finish = (): void => {
+      if (o.hold) held.push(sock);
+      else sock.destroy();
+    };
     const timer = setTimeout(() => {
       sock.destroy();
       reject(timeoutError('tcp'));
@@ -241,7 +259,7 @@ function tcpOnce(o: ProbeOptions, http: boolean): Promise<{ peer: string; body: 
       connectNs = process.hrtime.bigint() - t0;
       peer = formatPeer(sock.remoteAddress, sock.remotePort);
       if (!http) {
-        sock.destroy();
+        finish();
         clearTimeout(timer);
         resolve({ peer, body: '', ns: connectNs });
         return;
@@ -251,7 +269,7 @@ function tcpOnce(o: ProbeOptions, http: boolean): Promise<{ peer: string; body: 
     sock.on('data', (c: Buffer) => chunks.push(c));
     sock.once('end', () => {
       clearTimeout(timer);
-      sock.destroy();
+      finish();
       const text = Buffer.concat(chunks).toString('utf8');
       const at = text.indexOf('\r\n\r\n');
       if (!/^HTTP\/1\.[01] 200 /.test(text) || at < 0) {
@@ -408,7 +426,9 @@ async function main(): Promise<void> {
     finish = partial;
   });
   print(r);
-  process.exit(0);
+  // Holding: the sockets stay open until SIGTERM or SIGKILL ends the process.
+  if (opts.hold) setInterval(() => {}, 60_000);
+  else process.exit(0);
 }
 
 if (import.meta.main) {

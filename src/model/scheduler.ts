@@ -11,11 +11,35 @@ export const ANNOTATION_WEIGHTS = 'socklb.io/weights';
 export const ANNOTATION_MAGLEV_TABLE_SIZE = 'socklb.io/maglev-table-size';
 
 /** IPVS's names where IPVS has the scheduler; the order is enum lb_scheduler's (src/datapath/abi.ts). */
-export const SCHEDULERS = ['random', 'rr', 'wrr', 'sh', 'maglev'] as const;
+export const SCHEDULERS = ['random', 'rr', 'wrr', 'sh', 'maglev', 'lc', 'wlc', 'sed', 'nq'] as const;
 export type SchedulerName = (typeof SCHEDULERS)[number];
 
 /** Schedulers whose kernel pick goes through a per-service table the agent builds. */
-export const TABLE_SCHEDULERS: ReadonlySet<SchedulerName> = new Set(['wrr', 'maglev']);
+export const TABLE_SCHEDULERS: ReadonlySet<SchedulerName> = new Set(['wrr', 'maglev', 'wlc', 'sed', 'nq']);
+
+/** Schedulers that compare the backends' open connections (counted in the socket hooks). */
+export const LEAST_CONNECTION_SCHEDULERS: ReadonlySet<SchedulerName> = new Set(['lc', 'wlc', 'sed', 'nq']);
+
+/** Schedulers whose table holds each slot's weight before a weighted sequence (weightTable). */
+export const WEIGHT_TABLE_SCHEDULERS: ReadonlySet<SchedulerName> = new Set(['wlc', 'sed', 'nq']);
+
+/**
+ * The table of a wlc, sed or nq service over n slots: positions 0 to n - 1 hold slot i + 1's
+ * weight + 1 (0 would read as "no table"), then the wrr sequence of slot numbers, from which the
+ * kernel draws its two candidates in proportion to weight before comparing their connections per
+ * weight (bpf/lib/lb.h, lb_least_conn_slot).
+ */
+export function weightTable(weights: readonly number[]): Uint16Array {
+  const sequence = wrrSequence(weights);
+  const table = new Uint16Array(weights.length + sequence.length);
+  weights.forEach((w, i) => {
+    table[i] = w + 1;
+  });
+  sequence.forEach((backend, p) => {
+    table[weights.length + p] = backend + 1;
+  });
+  return table;
+}
 
 /** IPVS takes weights up to 65,535; 1,000 is plenty for shares and keeps a wrr sequence short. */
 export const MAX_WEIGHT = 1000;

@@ -10,7 +10,7 @@ import { Schedulers, ServiceFlags } from '../datapath/abi.ts';
 import { type Capacity, DEFAULT_TABLE_POSITIONS, DEFAULT_TABLES } from '../datapath/maps.ts';
 import { type ErrorCode, ErrorCodes } from '../errors.ts';
 import { DEFAULT_MAGLEV_TABLE_SIZE, maglevTable } from '../model/maglev.ts';
-import { type SchedulerName, TABLE_SCHEDULERS, wrrSequence, wrrTurns } from '../model/scheduler.ts';
+import { type SchedulerName, TABLE_SCHEDULERS, WEIGHT_TABLE_SCHEDULERS, weightTable, wrrSequence, wrrTurns } from '../model/scheduler.ts';
 import { runSteps, STEP_EVERY } from '../model/steps.ts';
 import { type Backend, type DesiredFrontend, endpointKey, type Family, type Frontend, type ServiceName } from '../model/types.ts';
 import { liveBackendIds, type ProgrammedService, type ProgrammedState } from './state.ts';
@@ -571,12 +571,20 @@ function tablePlan(sched: Scheduling, names: string[], weights: number[]): Table
   const size = sched.name === 'maglev' ? sched.tableSize : 0;
   const key = `${sched.name}/${size}/${names.map((name, i) => `${name}=${weights[i]}`).join(',')}`;
   const build = (): Uint16Array => {
+    if (WEIGHT_TABLE_SCHEDULERS.has(sched.name)) return weightTable(weights);
     const positions = sched.name === 'maglev' ? maglevTable(names, weights, size) : wrrSequence(weights);
     // Backend index i sits in slot i + 1.
     for (let p = 0; p < positions.length; p++) positions[p]!++;
     return positions;
   };
-  const length = sched.name === 'maglev' ? (weights.some((w) => w > 0) ? size : 0) : wrrLength(weights);
+  const length =
+    sched.name === 'maglev'
+      ? weights.some((w) => w > 0)
+        ? size
+        : 0
+      : WEIGHT_TABLE_SCHEDULERS.has(sched.name)
+        ? weights.length + wrrLength(weights)
+        : wrrLength(weights);
   return { key, length, build };
 }
 

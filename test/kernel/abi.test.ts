@@ -4,7 +4,7 @@
 import { execFileSync } from 'node:child_process';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { DESTROY_OBJECT, SOCK_OBJECT, XDP_OBJECT } from '../../src/agent/datapath.ts';
+import { DESTROY_OBJECT, RELEASE_OBJECT, SOCK_OBJECT, XDP_OBJECT } from '../../src/agent/datapath.ts';
 import { planDatapath, probeFeatures } from '../../src/agent/features.ts';
 import { BpfObject } from '../../src/bpf/binding.ts';
 import { fieldSize, type Layout, Layouts, MAP_DEFINITIONS, type MapName } from '../../src/datapath/abi.ts';
@@ -103,8 +103,13 @@ test('the destroy keys of sock_destroy.bpf.o have the layout src/datapath/abi.ts
   check(DESTROY_OBJECT, [Layouts.lb4DestroyKey, Layouts.lb6DestroyKey]);
 });
 
+test('sock_release.bpf.o reads the socket storage sock.bpf.o writes', () => {
+  check(RELEASE_OBJECT, [Layouts.sockConn]);
+});
+
 test('MAP_DEFINITIONS, which decides whether a pinned map is reused, matches every map the objects create', () => {
   // sock_destroy.bpf.o loads only where the kernel has bpf_sock_destroy; elsewhere its maps never exist.
+  // sock_release.bpf.o declares only maps of sock.bpf.o, checked there.
   const objects = planDatapath(probeFeatures()).socketDestroy ? [SOCK_OBJECT, DESTROY_OBJECT, XDP_OBJECT] : [SOCK_OBJECT, XDP_OBJECT];
   for (const path of objects) {
     const obj = BpfObject.open(path);

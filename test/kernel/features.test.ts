@@ -90,6 +90,10 @@ test('a kernel without set_retval or sock_destroy gets a degraded plan that says
   );
   const full = planDatapath(all(true));
   assert.equal([full.refuseErrno, full.socketDestroy, full.destroyUnavailable, full.notes], [111, true, undefined, []]);
+  assert.is(full.connsUnavailable, undefined);
+  const noRelease = all(true);
+  noRelease.sock_release = { available: false, reason: "BPF_CGROUP_INET_SOCK_RELEASE is not in this kernel's BTF" };
+  assert.match(planDatapath(noRelease).connsUnavailable ?? '', /lc, wlc, sed and nq pick at random: .*SOCK_RELEASE/);
 });
 
 test('a kernel without a required hook is refused with one clear error naming the feature and the kernel', async () => {

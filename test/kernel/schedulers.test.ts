@@ -2,10 +2,15 @@
 // and three pods in network namespaces, the scheduler switched by rewriting the Service.
 
 import { execFileSync } from 'node:child_process';
+import { join } from 'node:path';
 import type { V1Service } from '@kubernetes/client-node';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import type { ProbeResult } from '../../src/lab/netns-lab.ts';
+import { RELEASE_ATTACH_TYPE } from '../../src/agent/datapath.ts';
+import { probeFeatures } from '../../src/agent/features.ts';
+import { BpfMap, cgroupPrograms } from '../../src/bpf/binding.ts';
+import { MapNames } from '../../src/datapath/abi.ts';
+import type { ProbeHandle, ProbeResult } from '../../src/lab/netns-lab.ts';
 import { service, slice } from '../support/objects.ts';
 import { SockLab } from '../support/sock-lab.ts';
 import { scaled } from '../support/time-scale.ts';
@@ -36,6 +41,39 @@ async function connects(sl: SockLab, count: number): Promise<ProbeResult> {
 }
 
 const counts = (r: ProbeResult) => PODS.map((p) => r.byBackend[p] ?? 0);
+
+/** The open connections the kernel counts on each pod's backend (lb_be_conns_v1, by backend id). */
+function openConns(sl: SockLab): number[] {
+  const map = BpfMap.fromPin(join(sl.bpffs, 'maps', MapNames.backendConns));
+  try {
+    return sl.lab.pods.map((pod) => {
+      const id = [...sl.agent.reconciler.state.backends].find(([, b]) => b.address === pod.ipv4)?.[0];
+      const raw = id === undefined ? undefined : map.lookup(Buffer.from(new Uint32Array([id]).buffer));
+      return raw ? Number(new BigInt64Array(raw.buffer.slice(raw.byteOffset, raw.byteOffset + 8))[0]) : 0;
+    });
+  } finally {
+    map.close();
+  }
+}
+
+/** Waits (bounded) until the counts are `want`; the release hook runs as the client's sockets go. */
+async function waitOpenConns(sl: SockLab, want: (counts: number[]) => boolean, what: string): Promise<number[]> {
+  const deadline = Date.now() + scaled(20_000);
+  let seen = openConns(sl);
+  while (!want(seen)) {
+    if (Date.now() > deadline) throw new Error(`open connections never became ${what}: ${seen.join(' / ')}`);
+    await new Promise((r) => setTimeout(r, 50));
+    seen = openConns(sl);
+  }
+  return seen;
+}
+
+/** A client that connects `count` times and keeps every connection open until stopped or killed. */
+function hold(sl: SockLab, count: number): ProbeHandle {
+  return sl.lab.spawnProbe(['tcp', '--target', `${VIP}:80`, '--count', String(count), '--hold'], { timeoutMs: scaled(180_000) });
+}
+
+const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
 
 sched.before(async (ctx) => {
   ctx.sl = await SockLab.create('sched', 3);
@@ -123,6 +161,84 @@ sched('maglev: a client keeps its backend, also when an unrelated backend goes a
   assert.equal(after.byBackend, { [chosen[0]!]: 40 });
 });
 
+sched(
+  'lc: with 20 connections held open on one backend the next 10 all go elsewhere; closing them takes the count down',
+  async ({ sl }) => {
+    assert.ok(sl.agent.status().connsCounted, 'this kernel counts open connections');
+    await sl.apply(objects(sl, { 'socklb.io/scheduler': 'lc' }, [0]));
+    const holder = hold(sl, 20);
+    try {
+      await waitOpenConns(sl, (c) => c[0] === 20, '20 on pod0');
+      await sl.apply(objects(sl, { 'socklb.io/scheduler': 'lc' }));
+      // Closed after each reply: each of the 10 leaves pod1 and pod2 at 0 or 1, far below 20.
+      const next = await connects(sl, 10);
+      assert.is(counts(next)[0], 0, `pod0 still holds 20: ${JSON.stringify(next.byBackend)}`);
+      await waitOpenConns(sl, (c) => c.join() === '20,0,0', '20 / 0 / 0 once the 10 closed');
+    } finally {
+      const held = await holder.stop();
+      assert.equal(held.byBackend, { pod0: 20 });
+    }
+    await waitOpenConns(sl, (c) => c.join() === '0,0,0', '0 / 0 / 0 after the holder exited');
+    // Nothing is held now: pod0 takes new connections again (all 30 missing it: (2/3)^30, 5e-6).
+    const after = await connects(sl, 30);
+    assert.ok(counts(after)[0]! > 0, JSON.stringify(after.byBackend));
+  },
+);
+
+sched('lc: kill -9 of the client takes its open connections off the count', async ({ sl }) => {
+  await sl.apply(objects(sl, { 'socklb.io/scheduler': 'lc' }, [1, 2]));
+  const holder = hold(sl, 30);
+  await waitOpenConns(sl, (c) => sum(c) === 30, '30 in all');
+  holder.kill();
+  await waitOpenConns(sl, (c) => c.join() === '0,0,0', '0 / 0 / 0 after kill -9');
+});
+
+sched('wlc: weights 3:1:0 share 40 held connections 30 / 10 / none', async ({ sl }) => {
+  const [a, b, c] = sl.lab.pods.map((p) => p.ipv4);
+  await sl.apply(objects(sl, { 'socklb.io/scheduler': 'wlc', 'socklb.io/weights': `${a}=3,${b}=1,${c}=0` }));
+  const holder = hold(sl, 40);
+  try {
+    const held = await waitOpenConns(sl, (n) => sum(n) === 40, '40 in all');
+    // Connections per weight evened out: lc or random would give pod1 about 13-20.
+    assert.ok(held[0]! >= 27 && held[1]! <= 13, held.join(' / '));
+    assert.is(held[2], 0, 'weight 0 gets no new connection');
+  } finally {
+    await holder.stop();
+  }
+  await waitOpenConns(sl, (n) => sum(n) === 0, 'none');
+});
+
+sched('sed: an idle light backend still loses to a busy heavy one while (conns + 1) / weight says so', async ({ sl }) => {
+  const [a, b] = sl.lab.pods.map((p) => p.ipv4);
+  // pod0 weighs 10, pod1 1: with pod0 holding 4, sed costs pod0 (4+1)/10 and pod1 (0+1)/1, so
+  // pod0 still wins; wlc's 4/10 against 0/1 would send the next connect to pod1.
+  await sl.apply(objects(sl, { 'socklb.io/scheduler': 'sed', 'socklb.io/weights': `${a}=10,${b}=1` }, [0, 1]));
+  const holder = hold(sl, 4);
+  try {
+    const held = await waitOpenConns(sl, (n) => sum(n) === 4, '4 in all');
+    assert.equal(held, [4, 0, 0]);
+    const next = await connects(sl, 10);
+    assert.equal(next.byBackend, { pod0: 10 });
+  } finally {
+    await holder.stop();
+  }
+  await waitOpenConns(sl, (n) => sum(n) === 0, 'none');
+});
+
+sched('nq: an idle backend takes the next connection whatever its weight', async ({ sl }) => {
+  const [a, b] = sl.lab.pods.map((p) => p.ipv4);
+  // Same weights as the sed test: there pod0 took all 4; never queue gives idle pod1 one of them.
+  await sl.apply(objects(sl, { 'socklb.io/scheduler': 'nq', 'socklb.io/weights': `${a}=10,${b}=1` }, [0, 1]));
+  const holder = hold(sl, 4);
+  try {
+    const held = await waitOpenConns(sl, (n) => sum(n) === 4, '4 in all');
+    assert.ok(held[1]! >= 1, `idle pod1 got none: ${held.join(' / ')}`);
+  } finally {
+    await holder.stop();
+  }
+  await waitOpenConns(sl, (n) => sum(n) === 0, 'none');
+});
+
 sched('changing the scheduler under a connect loop fails no connect', async ({ sl }) => {
   const [a, b] = sl.lab.pods.map((p) => p.ipv4);
   await sl.apply(objects(sl, {}));
@@ -147,6 +263,9 @@ sched('changing the scheduler under a connect loop fails no connect', async ({ s
     { 'socklb.io/scheduler': 'maglev' },
     { 'socklb.io/scheduler': 'maglev', 'socklb.io/maglev-table-size': '65537' },
     { 'socklb.io/scheduler': 'sh' },
+    { 'socklb.io/scheduler': 'lc' },
+    { 'socklb.io/scheduler': 'wlc', 'socklb.io/weights': `${a}=5,${b}=2` },
+    { 'socklb.io/scheduler': 'nq' },
     { 'socklb.io/scheduler': 'wrr' },
     {},
   ];
@@ -172,3 +291,45 @@ sched('a bad annotation keeps the last good scheduler and names the Service and 
 });
 
 sched.run();
+
+const uncounted = suite<{ sl: SockLab }>('least connections on a kernel without cgroup/sock_release');
+
+uncounted.before(async (ctx) => {
+  ctx.sl = await SockLab.create('nolc', 3);
+  for (const pod of ctx.sl.lab.pods) await ctx.sl.lab.startServer(pod.index, { tcp: [8080] });
+  // This kernel has the hook; the probe's answer is what an older or stripped-down one would give.
+  const features = { ...probeFeatures(), sock_release: { available: false, reason: 'BPF_CGROUP_INET_SOCK_RELEASE is not in BTF' } };
+  await ctx.sl.startAgent(objects(ctx.sl, { 'socklb.io/scheduler': 'lc' }), undefined, features);
+});
+
+uncounted.after(async (ctx) => {
+  await ctx.sl?.close();
+});
+
+uncounted('lc loads, attaches no release hook, counts nothing and picks at random; the status says so', async ({ sl }) => {
+  assert.is(sl.agent.status().connsCounted, false);
+  assert.match(sl.agent.datapath.connsUnavailable ?? '', /lc, wlc, sed and nq pick at random/);
+  assert.is(cgroupPrograms(sl.lab.cgroupPath, RELEASE_ATTACH_TYPE).length, 0);
+  const holder = hold(sl, 20);
+  try {
+    // The 20 are made (the connect counters say so) and held while the others connect.
+    const connected = () =>
+      [...sl.agent.reconciler.state.backends.keys()].reduce((n, id) => n + sl.agent.reconciler.maps.backendConnects(id), 0n);
+    const deadline = Date.now() + scaled(20_000);
+    while (connected() < 20n) {
+      if (Date.now() > deadline) throw new Error(`the holder made ${connected()} of 20 connections`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    const r = await connects(sl, 60);
+    // Random over three: each well represented (none below 5 of 60 but once in 10^4 runs).
+    assert.ok(
+      counts(r).every((n) => n >= 5),
+      JSON.stringify(r.byBackend),
+    );
+    assert.equal(openConns(sl), [0, 0, 0], 'nothing counted without the hook that would uncount it');
+  } finally {
+    await holder.stop();
+  }
+});
+
+uncounted.run();

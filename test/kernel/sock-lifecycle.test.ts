@@ -6,7 +6,7 @@ import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { SOCK_PROGRAMS } from '../../src/agent/datapath.ts';
+import { RELEASE_ATTACH_TYPE, RELEASE_PROGRAM, SOCK_PROGRAMS } from '../../src/agent/datapath.ts';
 import { cgroupPrograms } from '../../src/bpf/binding.ts';
 import { MapNames, SOCK_REASONS } from '../../src/datapath/abi.ts';
 import type { NetnsLab, ProbeHandle } from '../../src/lab/netns-lab.ts';
@@ -39,7 +39,7 @@ function sockStats(sl: SockLab): Record<string, string> {
 }
 
 function attachedPrograms(cgroup: string): number {
-  return Object.values(SOCK_PROGRAMS).reduce((n, type) => n + cgroupPrograms(cgroup, type).length, 0);
+  return [...Object.values(SOCK_PROGRAMS), RELEASE_ATTACH_TYPE].reduce((n, type) => n + cgroupPrograms(cgroup, type).length, 0);
 }
 
 /**
@@ -131,6 +131,9 @@ restart('kill -9 of the agent during a connect loop fails no connect; the restar
 
 restart('socklb cleanup detaches and unpins everything the agent made', async ({ sl }) => {
   assert.ok(attachedPrograms(sl.lab.cgroupPath) > 0);
+  // Pinned where the kernel takes it (connections are counted), and then attached like the others.
+  const releasePinned = existsSync(join(sl.bpffs, 'links', RELEASE_PROGRAM));
+  assert.is(cgroupPrograms(sl.lab.cgroupPath, RELEASE_ATTACH_TYPE).length, releasePinned ? 1 : 0, 'the release hook');
   const cleanup = spawn(join(ROOT, 'bin/socklb'), ['cleanup', '--bpffs', sl.bpffs], { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   cleanup.stderr!.on('data', (d: Buffer) => (stderr += d));

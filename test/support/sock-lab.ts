@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { pino } from 'pino';
 import { Agent } from '../../src/agent/agent.ts';
 import { cleanup } from '../../src/agent/datapath.ts';
+import type { Features } from '../../src/agent/features.ts';
 import type { Capacity } from '../../src/datapath/maps.ts';
 import { NetnsLab } from '../../src/lab/netns-lab.ts';
 import { type Backend, endpointKey } from '../../src/model/types.ts';
@@ -43,7 +44,7 @@ export class SockLab {
   }
 
   /** Writes the manifest and starts an in-process agent on it; resolves once it is in sync. */
-  async startAgent(docs: (object | string)[], capacity: Capacity = SMALL_CAPACITY): Promise<Agent> {
+  async startAgent(docs: (object | string)[], capacity: Capacity = SMALL_CAPACITY, features?: Features): Promise<Agent> {
     writeFileSync(this.manifestPath, manifest(docs));
     const agent = await Agent.create({
       bpffs: this.bpffs,
@@ -53,6 +54,7 @@ export class SockLab {
       node: { name: 'node-a' },
       log: pino({ level: process.env.SOCKLB_TEST_LOG ?? 'silent' }),
       minSyncPeriodMs: 0,
+      ...(features ? { features } : {}),
     });
     this.#agent = agent;
     this.#source = new ManifestSource(this.manifestPath, { onChange: (s) => agent.update(s), pollIntervalMs: 200 });

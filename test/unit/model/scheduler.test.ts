@@ -3,7 +3,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { ObjectProblem } from '../../../src/errors.ts';
 import { DesiredState } from '../../../src/model/desired-state.ts';
-import { MAX_WRR_SEQUENCE, parseWeights, readScheduling, wrrSequence } from '../../../src/model/scheduler.ts';
+import { MAX_WRR_SEQUENCE, parseScheduler, parseWeights, readScheduling, weightTable, wrrSequence } from '../../../src/model/scheduler.ts';
 import { runSteps } from '../../../src/model/steps.ts';
 import { service, slice } from '../../support/objects.ts';
 
@@ -52,8 +52,19 @@ test('annotations: scheduler, weights and table size read; errors name the Servi
       ['shop', 'cart', 'metadata.annotations["socklb.io/maglev-table-size"]', 'SOCKLB_ERR_INVALID_FIELD'],
     ],
   );
-  assert.match(problems[0]!.message, /must be one of random, rr, wrr, sh, maglev, got "fastest"/);
+  assert.match(problems[0]!.message, /must be one of random, rr, wrr, sh, maglev, lc, wlc, sed, nq, got "fastest"/);
   assert.match(problems[2]!.message, /one of the primes .*16381.*got "16384"/);
+});
+
+test('lc, wlc, sed and nq are IPVS names the annotation takes; other spellings are refused', () => {
+  for (const name of ['lc', 'wlc', 'sed', 'nq']) assert.equal(parseScheduler(name), { value: name });
+  for (const name of ['LC', 'least-conn', 'lblc']) assert.ok('error' in parseScheduler(name), name);
+});
+
+test('a wlc/sed/nq table: each slot’s weight + 1, then the weighted sequence of slots, so weight 0 is never drawn', () => {
+  assert.equal([...weightTable([3, 1, 0])], [4, 2, 1, 1, 1, 2, 1]);
+  assert.equal([...weightTable([1, 1])], [2, 2, 1, 2]);
+  assert.equal([...weightTable([0, 0])], [1, 1], 'no sequence: the kernel then draws uniformly');
 });
 
 test('wrr sequence: shares equal weights after the gcd, spread out rather than in runs', () => {

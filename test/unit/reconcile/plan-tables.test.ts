@@ -46,6 +46,29 @@ test('a wrr service gets its table after its slots and before its entry, weighte
   assert.is(r.reconcile([d]).writes, 0, 'the same table again writes nothing');
 });
 
+test('a wlc service’s table gives each slot’s weight by address, then the weighted sequence; lc has none', () => {
+  const maps = new MemoryMaps(CAPACITY);
+  const r = new Reconciler(maps);
+  const wlc = (weights: Record<string, number>) => frontend([pod(1), pod(2)], { scheduler: 'wlc', weights });
+  r.reconcile([wlc({ '10.244.0.2': 3 })]);
+  const serviceId = maps.dump().services[0]!.entry.serviceId;
+  const slotOf = (address: string) =>
+    maps.dump().slots.find((s) => maps.dump().backends.find((b) => b.id === s.backendId)!.backend.address === address)!.slot;
+  const table = [...maps.table(serviceId)!];
+  // Positions 0 and 1: weight + 1 of slots 1 and 2; then the 3:1 sequence, in slot numbers.
+  assert.is(table[slotOf('10.244.0.2') - 1], 4);
+  assert.is(table[slotOf('10.244.0.1') - 1], 2);
+  const sequence = table.slice(2);
+  assert.equal([sequence.filter((slot) => slot === slotOf('10.244.0.2')).length, sequence.length], [3, 4]);
+  assert.is(maps.dump().services[0]!.entry.scheduler, Schedulers.wlc);
+  assert.is(r.reconcile([wlc({ '10.244.0.2': 3 })]).writes, 0, 'the same weights again write nothing');
+  r.reconcile([wlc({ '10.244.0.2': 1 })]);
+  assert.equal([...maps.table(serviceId)!].slice(0, 2), [2, 2], 'a weight change rewrites the table');
+  r.reconcile([frontend([pod(1), pod(2)], { scheduler: 'lc' })]);
+  assert.is(maps.table(serviceId), undefined);
+  assert.is(maps.dump().services[0]!.entry.scheduler, Schedulers.lc);
+});
+
 test('maglev tables follow the backends by name whatever their slots, and the node default applies', () => {
   const maps = new MemoryMaps(CAPACITY);
   const r = new Reconciler(maps, { defaults: { scheduler: 'maglev', maglevTableSize: 251 } });
