@@ -109,7 +109,10 @@ export class Agent {
   #ownAddresses: readonly string[];
   /** lb_node_config_v1 as last written. */
   #nodeConfig: Buffer | undefined;
-  #dsrFallbacks = 0;
+  /** --nodeport-mode dsr: each frontend's remote backends without a node address, by frontend key. */
+  readonly #dsrFallbackOf = new Map<string, readonly string[]>();
+  /** How many frontends name each such backend, by endpoint key: its size is the status's count. */
+  readonly #dsrFallbackRefs = new Map<string, number>();
   /** External entries with source ranges whose frontend had no service id yet: their ranges are written next sync. */
   #rangesPending: string[] = [];
   #syncListeners: (() => void)[] = [];
@@ -282,7 +285,7 @@ export class Agent {
       for (const event of this.#pendingEvents.splice(0)) this.#desired.apply(event);
       const changes = await runStepsSliced(this.#desired.flush());
       this.#writeNodeConfig();
-      if (this.#fullSync || changes.size > 0) this.#countDsrFallbacks(this.#desired.frontends());
+      this.#countDsrFallbacks(this.#fullSync ? this.#desired.frontends().map((f) => [endpointKey(f.frontend), f]) : changes);
       const xdp = this.datapath.options.xdp !== undefined;
       let result: ReconcileResult;
       if (this.#fullSync) {
@@ -410,21 +413,30 @@ export class Agent {
   /**
    * In DSR mode, a backend on another node without a known node address is reached by SNAT (the
    * datapath's rule for a zero node_address): it still serves, but sees this node as the client.
-   * Counted, and logged when the number changes.
+   * Counted from the frontends that changed (all of them on the first sync), and logged when the
+   * number changes.
    */
-  #countDsrFallbacks(frontends: readonly DesiredFrontend[]): void {
+  #countDsrFallbacks(changed: Iterable<[string, DesiredFrontend | undefined]>): void {
     if (this.datapath.options.xdp?.nodePortMode !== 'dsr') return;
-    const without = new Set<string>();
-    for (const f of frontends) {
-      for (const b of f.externalBackends ?? []) if (!b.local && b.node === undefined) without.add(endpointKey(b));
+    const before = this.#dsrFallbackRefs.size;
+    for (const [key, f] of changed) {
+      for (const b of this.#dsrFallbackOf.get(key) ?? []) {
+        const n = this.#dsrFallbackRefs.get(b)! - 1;
+        if (n > 0) this.#dsrFallbackRefs.set(b, n);
+        else this.#dsrFallbackRefs.delete(b);
+      }
+      const without = [...new Set((f?.externalBackends ?? []).filter((b) => !b.local && b.node === undefined).map(endpointKey))];
+      if (without.length > 0) this.#dsrFallbackOf.set(key, without);
+      else this.#dsrFallbackOf.delete(key);
+      for (const b of without) this.#dsrFallbackRefs.set(b, (this.#dsrFallbackRefs.get(b) ?? 0) + 1);
     }
-    if (without.size !== this.#dsrFallbacks && without.size > 0) {
+    const count = this.#dsrFallbackRefs.size;
+    if (count !== before && count > 0) {
       this.#log.warn(
-        { backends: without.size, examples: [...without].slice(0, 5) },
+        { backends: count, examples: [...this.#dsrFallbackRefs.keys()].slice(0, 5) },
         'DSR: backends on nodes without a known address (Node object or its address of their family) get SNAT instead',
       );
     }
-    this.#dsrFallbacks = without.size;
   }
 
   /** kube-proxy's --nodeport-addresses: NodePorts listen only on the node addresses inside them. */
@@ -479,7 +491,7 @@ export class Agent {
       syncErrors: [...this.#syncErrors],
       pendingDestroy: this.#pendingDestroy.size,
       xdp: [...this.datapath.xdpAttachments],
-      dsrFallbacks: this.#dsrFallbacks,
+      dsrFallbacks: this.#dsrFallbackRefs.size,
     };
   }
 
