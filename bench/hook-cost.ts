@@ -30,12 +30,13 @@ export interface HookCostPoint {
   features: string[];
 }
 
-interface Totals {
+/** What programs ran so far (their run-time stats summed): read before and after some work. */
+export interface RunTotals {
   ns: number;
   runs: number;
 }
 
-function totals(ids: number[]): Totals {
+export function runTotals(ids: readonly number[]): RunTotals {
   let ns = 0;
   let runs = 0;
   for (const id of ids) {
@@ -46,7 +47,8 @@ function totals(ids: number[]): Totals {
   return { ns, runs };
 }
 
-const perRun = (before: Totals, after: Totals): number => (after.ns - before.ns) / (after.runs - before.runs);
+/** Mean ns per run between two readings. */
+export const perRun = (before: RunTotals, after: RunTotals): number => (after.ns - before.ns) / (after.runs - before.runs);
 
 export async function measureHookCost(
   n: number,
@@ -63,17 +65,17 @@ export async function measureHookCost(
     const link = floor.attachCgroup(FLOOR_PROGRAM, cgroupPath);
     const stats = enableRunTimeStats();
     try {
-      const floor0 = totals([floorId]);
+      const floor0 = runTotals([floorId]);
       const measure = async (client: () => Promise<ClientRun>) => {
-        const before = totals(socklbIds);
+        const before = runTotals(socklbIds);
         const run = await client();
-        const after = totals(socklbIds);
+        const after = runTotals(socklbIds);
         if (after.runs - before.runs < run.ok) throw new Error(`connect4 ran ${after.runs - before.runs} times for ${run.ok} connects`);
         return { ns: perRun(before, after), runs: after.runs - before.runs };
       };
       const balanced = await measure(toService);
       const miss = await measure(toNonService);
-      const floorNs = perRun(floor0, totals([floorId]));
+      const floorNs = perRun(floor0, runTotals([floorId]));
       const features = Object.entries(probeFeatures()).map(([name, f]) => (f.available ? name : `-${name}`));
       return { n, balancedNs: balanced.ns, balancedRuns: balanced.runs, missNs: miss.ns, missRuns: miss.runs, floorNs, features };
     } finally {

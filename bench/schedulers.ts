@@ -12,11 +12,12 @@
 
 import { performance } from 'node:perf_hooks';
 import { RELEASE_ATTACH_TYPE } from '../src/agent/datapath.ts';
-import { cgroupPrograms, enableRunTimeStats, programStats } from '../src/bpf/binding.ts';
+import { cgroupPrograms, enableRunTimeStats } from '../src/bpf/binding.ts';
 import { DEFAULT_MAGLEV_TABLE_SIZE, maglevTable } from '../src/model/maglev.ts';
 import type { SchedulerName } from '../src/model/scheduler.ts';
 import { service, slice } from '../test/support/objects.ts';
 import { SockLab } from '../test/support/sock-lab.ts';
+import { perRun, runTotals } from './hook-cost.ts';
 
 const VIP = '10.96.0.10';
 const SCHEDULERS: SchedulerName[] = ['random', 'rr', 'wrr', 'sh', 'maglev', 'lc', 'wlc', 'sed', 'nq'];
@@ -114,16 +115,14 @@ async function connectCost(services: number, rounds: number, connects: number): 
     for (let round = 0; round < rounds; round++) {
       for (const scheduler of SCHEDULERS) {
         await sl.apply(objects(sl, scheduler, others), 120_000);
-        const before = programStats({ id: progId });
-        const releaseBefore = releaseId === undefined ? undefined : programStats({ id: releaseId });
+        const before = runTotals([progId]);
+        const releaseBefore = releaseId === undefined ? undefined : runTotals([releaseId]);
         const r = await sl.lab.runProbe(['connect-only', '--target', `${VIP}:80`, '--count', String(connects)], { timeoutMs: 300_000 });
         if (r.failed > 0) throw new Error(`${scheduler}: ${r.failed} connects failed: ${JSON.stringify(r.errors)}`);
-        const after = programStats({ id: progId });
-        ns[scheduler]!.push((after.runTimeNs - before.runTimeNs) / (after.runCount - before.runCount));
+        ns[scheduler]!.push(perRun(before, runTotals([progId])));
         if (releaseId !== undefined && releaseBefore) {
-          const releaseAfter = programStats({ id: releaseId });
-          const runs = releaseAfter.runCount - releaseBefore.runCount;
-          if (runs > 0) releaseNs[scheduler]!.push((releaseAfter.runTimeNs - releaseBefore.runTimeNs) / runs);
+          const releaseAfter = runTotals([releaseId]);
+          if (releaseAfter.runs > releaseBefore.runs) releaseNs[scheduler]!.push(perRun(releaseBefore, releaseAfter));
         }
       }
     }
