@@ -31,6 +31,15 @@ static __always_inline __u32 lb_hash_add(__u32 h, __u32 word)
 	return lb_mix32(h ^ (word + 0x9e3779b9 + (h << 6) + (h >> 2)));
 }
 
+/* Folds an IPv6 address (its words as the CPU loads them) into a hash. */
+static __always_inline __u32 lb6_addr_hash(__u32 h, const union v6addr *a)
+{
+	h = lb_hash_add(h, a->words[0]);
+	h = lb_hash_add(h, a->words[1]);
+	h = lb_hash_add(h, a->words[2]);
+	return lb_hash_add(h, a->words[3]);
+}
+
 /* What lb_pick chose, and how. */
 struct lb_pick {
 	__u32 service_id; /* the entry the pick was made from (a re-read may find a newer one) */

@@ -640,15 +640,6 @@ static __noinline int xdp_reopen6(const struct lb6_tuple *t, const struct lb6_ct
 	return port;
 }
 
-/* The hash of an IPv6 source address, for sh. */
-static __always_inline __u32 lb6_addr_hash(__u32 h, const union v6addr *a)
-{
-	h = lb_hash_add(h, a->words[0]);
-	h = lb_hash_add(h, a->words[1]);
-	h = lb_hash_add(h, a->words[2]);
-	return lb_hash_add(h, a->words[3]);
-}
-
 /* lb4_flow_hash for IPv6. */
 static __always_inline __u32 lb6_flow_hash(const struct lb6_tuple *t)
 {

@@ -114,16 +114,6 @@ static __always_inline __u64 sock_client(struct bpf_sock_addr *ctx, const struct
 	return svc->flags & LB_SVC_F_AFFINITY ? bpf_get_netns_cookie(ctx) : 0;
 }
 
-static __always_inline __u32 lb6_filter_hash(const struct lb6_key *key)
-{
-	__u32 h = filter_tail(key->dport, key->proto);
-
-	h = lb_mix32(key->address.words[3] ^ h);
-	h = lb_mix32(key->address.words[2] ^ h);
-	h = lb_mix32(key->address.words[1] ^ h);
-	return lb_mix32(key->address.words[0] ^ h);
-}
-
 /*
  * The client as sh and maglev hash it, 0 for the other schedulers: its bound source address when it
  * has one, else its network namespace (`netns`, when sock_client already read it), so that clients
@@ -133,7 +123,7 @@ static __always_inline __u32 sock_client_hash(struct bpf_sock_addr *ctx,
 					      const struct lb_service *svc, __u64 netns)
 {
 	struct bpf_sock *sk = ctx->sk;
-	__u32 h = 0;
+	union v6addr src;
 
 	if (svc->scheduler != LB_SCHED_SH && svc->scheduler != LB_SCHED_MAGLEV)
 		return 0;
@@ -143,12 +133,13 @@ static __always_inline __u32 sock_client_hash(struct bpf_sock_addr *ctx,
 		return lb_hash_add((__u32)netns, (__u32)(netns >> 32));
 	if (ctx->family == AF_INET && sk->src_ip4)
 		return lb_hash_add(0, sk->src_ip4);
-	if (ctx->family == AF_INET6 &&
-	    (sk->src_ip6[0] | sk->src_ip6[1] | sk->src_ip6[2] | sk->src_ip6[3])) {
-		h = lb_hash_add(h, sk->src_ip6[0]);
-		h = lb_hash_add(h, sk->src_ip6[1]);
-		h = lb_hash_add(h, sk->src_ip6[2]);
-		return lb_hash_add(h, sk->src_ip6[3]);
+	if (ctx->family == AF_INET6) {
+		src.words[0] = sk->src_ip6[0];
+		src.words[1] = sk->src_ip6[1];
+		src.words[2] = sk->src_ip6[2];
+		src.words[3] = sk->src_ip6[3];
+		if (src.words[0] | src.words[1] | src.words[2] | src.words[3])
+			return lb6_addr_hash(0, &src);
 	}
 	return lb_hash_add((__u32)netns, (__u32)(netns >> 32));
 }
@@ -203,7 +194,7 @@ static __always_inline int __lb4_xlate_fwd(struct bpf_sock_addr *ctx, __be32 *ad
 	__u32 hash;
 	int ret;
 
-	if (!filter_may_match(lb_mix32(key.address ^ filter_tail(key.dport, key.proto))))
+	if (!filter_may_match(lb_hash_add(filter_tail(key.dport, key.proto), key.address)))
 		svc = NULL;
 	else
 		svc = bpf_map_lookup_elem(&lb4_services_v2, &key);
@@ -258,7 +249,7 @@ static __always_inline int __lb6_xlate_fwd(struct bpf_sock_addr *ctx, union v6ad
 	__u32 hash;
 	int ret;
 
-	if (!filter_may_match(lb6_filter_hash(&key)))
+	if (!filter_may_match(lb6_addr_hash(filter_tail(key.dport, key.proto), &key.address)))
 		svc = NULL;
 	else
 		svc = bpf_map_lookup_elem(&lb6_services_v2, &key);

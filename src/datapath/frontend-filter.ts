@@ -17,6 +17,7 @@ export function filterWords(frontends: number): number {
   return words;
 }
 
+/** lb_mix32 (bpf/lib/lb.h). */
 function mix(h: number): number {
   h ^= h >>> 16;
   h = Math.imul(h, 0x7feb352d);
@@ -26,6 +27,11 @@ function mix(h: number): number {
   return h >>> 0;
 }
 
+/** lb_hash_add (bpf/lib/lb.h): folds a word into the hash, in 32-bit arithmetic. */
+function hashAdd(h: number, word: number): number {
+  return mix((h ^ ((word + 0x9e3779b9 + ((h << 6) >>> 0) + (h >>> 2)) >>> 0)) >>> 0);
+}
+
 /** The hash the connect hook computes for a frontend: over its key's bytes as the CPU loads them. */
 export function frontendHash(frontend: Frontend): number {
   const key = frontendKey(frontend);
@@ -33,8 +39,8 @@ export function frontendHash(frontend: Frontend): number {
   const port = LITTLE ? key.readUInt16LE(frontend.family === 4 ? 4 : 16) : key.readUInt16BE(frontend.family === 4 ? 4 : 16);
   const proto = key[frontend.family === 4 ? 6 : 18]!;
   let h = mix((port << 8) | proto);
-  if (frontend.family === 4) return mix(u32(0) ^ h);
-  for (let word = 3; word >= 0; word--) h = mix(u32(4 * word) ^ h);
+  if (frontend.family === 4) return hashAdd(h, u32(0));
+  for (let word = 0; word < 4; word++) h = hashAdd(h, u32(4 * word));
   return h;
 }
 
