@@ -7,7 +7,7 @@ import * as assert from 'uvu/assert';
 import { DESTROY_OBJECT, RELEASE_OBJECT, SOCK_OBJECT, XDP_OBJECT } from '../../src/agent/datapath.ts';
 import { planDatapath, probeFeatures } from '../../src/agent/features.ts';
 import { BpfObject } from '../../src/bpf/binding.ts';
-import { fieldSize, type Layout, Layouts, MAP_DEFINITIONS, type MapName } from '../../src/datapath/abi.ts';
+import { ABI_VERSION, encode, fieldSize, type Layout, Layouts, MAP_DEFINITIONS, type MapName } from '../../src/datapath/abi.ts';
 
 interface BtfMember {
   name: string;
@@ -110,10 +110,14 @@ test('sock_release.bpf.o reads the socket storage sock.bpf.o writes', () => {
 test('MAP_DEFINITIONS, which decides whether a pinned map is reused, matches every map the objects create', () => {
   // sock_destroy.bpf.o loads only where the kernel has bpf_sock_destroy; elsewhere its maps never exist.
   // sock_release.bpf.o declares only maps of sock.bpf.o, checked there.
-  const objects = planDatapath(probeFeatures()).socketDestroy ? [SOCK_OBJECT, DESTROY_OBJECT, XDP_OBJECT] : [SOCK_OBJECT, XDP_OBJECT];
+  const plan = planDatapath(probeFeatures());
+  const objects = plan.socketDestroy ? [SOCK_OBJECT, DESTROY_OBJECT, XDP_OBJECT] : [SOCK_OBJECT, XDP_OBJECT];
   for (const path of objects) {
     const obj = BpfObject.open(path);
     try {
+      // As the agent loads it: no bpf_set_retval call where the kernel lacks the helper (< 5.18).
+      if (path === SOCK_OBJECT)
+        obj.setInitialValue('.rodata', encode(Layouts.config, { abi_version: ABI_VERSION, refuse_errno: plan.refuseErrno }));
       obj.load();
       for (const name of obj.mapNames().filter((n) => !n.includes('.'))) {
         const want = MAP_DEFINITIONS[name as MapName];
