@@ -28,7 +28,7 @@ function mix(h: number): number {
 }
 
 /** lb_hash_add (bpf/lib/lb.h): folds a word into the hash, in 32-bit arithmetic. */
-function hashAdd(h: number, word: number): number {
+export function hashAdd(h: number, word: number): number {
   return mix((h ^ ((word + 0x9e3779b9 + ((h << 6) >>> 0) + (h >>> 2)) >>> 0)) >>> 0);
 }
 

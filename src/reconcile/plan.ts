@@ -539,7 +539,7 @@ function tableDelete(state: ProgrammedState, serviceId: number, room: Room): Op[
  * A backend's name in a Maglev table: its address, port and protocol, never whether it is local,
  * so every node hashes it alike.
  */
-function tableName(b: Backend): string {
+export function tableName(b: Backend): string {
   return endpointKey(b.local ? { ...b, local: undefined } : b);
 }
 

@@ -2,6 +2,7 @@
 // and three pods in network namespaces, the scheduler switched by rewriting the Service.
 
 import { execFileSync } from 'node:child_process';
+import { endianness } from 'node:os';
 import { join } from 'node:path';
 import type { V1Service } from '@kubernetes/client-node';
 import { suite } from 'uvu';
@@ -10,7 +11,10 @@ import { RELEASE_ATTACH_TYPE } from '../../src/agent/datapath.ts';
 import { probeFeatures } from '../../src/agent/features.ts';
 import { BpfMap, cgroupPrograms } from '../../src/bpf/binding.ts';
 import { MapNames } from '../../src/datapath/abi.ts';
+import { hashAdd } from '../../src/datapath/frontend-filter.ts';
 import type { ProbeHandle, ProbeResult } from '../../src/lab/netns-lab.ts';
+import { maglevTable } from '../../src/model/maglev.ts';
+import { tableName } from '../../src/reconcile/plan.ts';
 import { service, slice } from '../support/objects.ts';
 import { SockLab } from '../support/sock-lab.ts';
 import { scaled } from '../support/time-scale.ts';
@@ -119,46 +123,81 @@ sched('sh: a client keeps reaching one backend', async ({ sl }) => {
   assert.equal(Object.keys(again.byBackend), Object.keys(r.byBackend));
 });
 
-sched('sh and maglev on the socket path hash a client bound to its own source address by that address', async ({ sl }) => {
-  // Eight clients in the one client namespace, each bound to an address of its own.
-  const sources = Array.from({ length: 8 }, (_, i) => `10.244.0.${201 + i}`);
-  for (const a of sources) execFileSync('ip', ['-n', sl.lab.nodeNs, 'addr', 'add', `${a}/32`, 'dev', 'br0']);
+/** Eight clients in the one client namespace, each bound to an address of its own. */
+const SOURCES = Array.from({ length: 8 }, (_, i) => `10.244.0.${201 + i}`);
+
+async function withSources(sl: SockLab, body: () => Promise<void>): Promise<void> {
+  for (const a of SOURCES) execFileSync('ip', ['-n', sl.lab.nodeNs, 'addr', 'add', `${a}/32`, 'dev', 'br0']);
   try {
+    await body();
+  } finally {
+    for (const a of SOURCES) execFileSync('ip', ['-n', sl.lab.nodeNs, 'addr', 'del', `${a}/32`, 'dev', 'br0']);
+  }
+}
+
+/** The one pod a client bound to `source` reached over `count` connects. */
+async function boundConnects(sl: SockLab, source: string, count: number, what: string): Promise<string> {
+  const args = ['tcp', '--target', `${VIP}:80`, '--count', String(count), '--bind', source];
+  const r = await sl.lab.runProbe(args, { timeoutMs: scaled(60_000) });
+  assert.is(r.failed, 0, JSON.stringify(r.errors));
+  const pods = Object.keys(r.byBackend);
+  assert.is(pods.length, 1, `${what}, ${source}: ${JSON.stringify(r.byBackend)}`);
+  return pods[0]!;
+}
+
+/**
+ * The pod a maglev table of `size` built from the programmed service puts a client bound to `source`
+ * at: the hook hashes the bound address as the CPU loads it (sock_client_hash) into a table position.
+ */
+function maglevPod(sl: SockLab, source: string, size: number): string {
+  const { state } = sl.agent.reconciler;
+  const svc = [...state.services.values()].find((s) => s.frontend.address === VIP && s.frontend.scope === undefined)!;
+  const backends = Array.from({ length: svc.backendCount }, (_, i) => state.backends.get(svc.slots.get(i + 1)!)!);
+  const table = maglevTable(
+    backends.map(tableName),
+    backends.map(() => 1),
+    size,
+  );
+  const bytes = Buffer.from(source.split('.').map(Number));
+  const hash = hashAdd(0, endianness() === 'LE' ? bytes.readUInt32LE(0) : bytes.readUInt32BE(0));
+  const address = backends[table[hash % size]!]!.address;
+  return PODS[sl.lab.pods.findIndex((p) => p.ipv4 === address)]!;
+}
+
+sched('sh and maglev on the socket path hash a client bound to its own source address by that address', async ({ sl }) => {
+  await withSources(sl, async () => {
     for (const scheduler of ['maglev', 'sh']) {
       await sl.apply(objects(sl, { 'socklb.io/scheduler': scheduler }));
       const chosen = new Set<string>();
-      for (const source of sources) {
-        const args = ['tcp', '--target', `${VIP}:80`, '--count', '10', '--bind', source];
-        const r = await sl.lab.runProbe(args, { timeoutMs: scaled(60_000) });
-        assert.is(r.failed, 0, JSON.stringify(r.errors));
-        const backends = Object.keys(r.byBackend);
-        assert.is(backends.length, 1, `${scheduler}, ${source}: ${JSON.stringify(r.byBackend)}`);
-        chosen.add(backends[0]!);
-      }
+      for (const source of SOURCES) chosen.add(await boundConnects(sl, source, 10, scheduler));
       // By namespace alone all eight would share one backend.
       assert.ok(chosen.size > 1, `${scheduler}: every bound client reached ${[...chosen].join()}`);
     }
-  } finally {
-    for (const a of sources) execFileSync('ip', ['-n', sl.lab.nodeNs, 'addr', 'del', `${a}/32`, 'dev', 'br0']);
-  }
+  });
 });
 
-sched('maglev: a client keeps its backend, also when an unrelated backend goes away', async ({ sl }) => {
-  await sl.apply(objects(sl, { 'socklb.io/scheduler': 'maglev', 'socklb.io/maglev-table-size': '251' }));
-  const r = await connects(sl, 40);
-  const chosen = Object.keys(r.byBackend);
-  assert.is(chosen.length, 1, JSON.stringify(r.byBackend));
-  const kept = PODS.indexOf(chosen[0]!);
-  const unrelated = [0, 1, 2].find((i) => i !== kept)!;
-  await sl.apply(
-    objects(
-      sl,
-      { 'socklb.io/scheduler': 'maglev', 'socklb.io/maglev-table-size': '251' },
-      [0, 1, 2].filter((i) => i !== unrelated),
-    ),
-  );
-  const after = await connects(sl, 40);
-  assert.equal(after.byBackend, { [chosen[0]!]: 40 });
+sched('maglev: each client reaches the pod its table position names and keeps it when an unrelated backend goes away', async ({ sl }) => {
+  const annotations = { 'socklb.io/scheduler': 'maglev', 'socklb.io/maglev-table-size': '251' };
+  await withSources(sl, async () => {
+    await sl.apply(objects(sl, annotations));
+    const before = new Map<string, string>();
+    for (const source of SOURCES) {
+      before.set(source, await boundConnects(sl, source, 5, 'maglev'));
+      assert.is(before.get(source), maglevPod(sl, source, 251), `${source}: the pod its position names`);
+    }
+    await sl.apply(objects(sl, annotations, [1, 2]));
+    let kept = 0;
+    for (const source of SOURCES) {
+      const now = await boundConnects(sl, source, 5, 'maglev without pod0');
+      assert.is(now, maglevPod(sl, source, 251), `${source}: the pod its position names without pod0`);
+      if (before.get(source) !== 'pod0') {
+        // Maglev moves ~1% of the positions of backends that stay; these eight do not sit on one.
+        assert.is(now, before.get(source), `${source} left ${before.get(source)} though only pod0 went`);
+        kept++;
+      }
+    }
+    assert.ok(kept > 0, 'some client was on a pod that stayed');
+  });
 });
 
 sched(
