@@ -37,6 +37,9 @@ function udpService(withEndpoints: boolean): [V1Service, V1EndpointSlice] {
 /**
  * Requests /healthz and /v1/status in turn, from another process as kubelet's probe and an operator
  * would, until stopped (bounded: 120 s, 20,000 requests); each line it prints is one latency in ms.
+ * It first makes one untimed request to each, as a long-running prober has long since done: a fresh
+ * process's first fetch loads its HTTP client, 50-200 ms that would be blamed on the agent, and
+ * prints "ready" when it has.
  */
 const PROBER = `
 const urls = process.argv.slice(1);
@@ -44,6 +47,8 @@ const deadline = Date.now() + 120000;
 let stop = false;
 process.stdin.on('data', () => { stop = true; });
 (async () => {
+  for (const url of urls) await (await fetch(url)).arrayBuffer();
+  process.stdout.write('ready\\n');
   for (let i = 0; !stop && i < 20000 && Date.now() < deadline; i++) {
     const started = performance.now();
     const res = await fetch(urls[i % urls.length]);
@@ -55,18 +60,19 @@ process.stdin.on('data', () => { stop = true; });
 })();
 `;
 
-function probe(urls: string[]): { stop(): Promise<number[]> } {
+async function probe(urls: string[]): Promise<{ stop(): Promise<number[]> }> {
   const child = spawn(process.execPath, ['-e', PROBER, ...urls], { stdio: ['pipe', 'pipe', 'inherit'] });
   let out = '';
+  const exited = new Promise((r) => child.once('exit', r));
   child.stdout!.on('data', (d: Buffer) => {
     out += d;
   });
-  const exited = new Promise((r) => child.once('exit', r));
+  await waitUntil('the prober to be ready', () => out.startsWith('ready\n'), 30_000);
   return {
     stop: async () => {
       child.stdin!.write('stop\n');
       await exited;
-      return out.split('\n').filter(Boolean).map(Number);
+      return out.split('\n').slice(1).filter(Boolean).map(Number);
     },
   };
 }
@@ -82,7 +88,7 @@ test.after(async () => {
   await lab?.destroy();
 });
 
-test('health and debug answer within 100 ms (95th percentile) during a 10,000-service first sync and a destroy across 50 namespaces', async () => {
+test('health and debug answer every request within 100 ms during a 10,000-service first sync and a destroy across 50 namespaces', async () => {
   lab = await NetnsLab.create({ prefix: NetnsLab.uniquePrefix('resp'), backends: 0 });
   // Sockets are destroyed per network namespace, found through the processes in them.
   for (let i = 0; i < NAMESPACES; i++) {
@@ -120,7 +126,7 @@ test('health and debug answer within 100 ms (95th percentile) during a 10,000-se
     const urls = [`http://127.0.0.1:${healthPort}/healthz`, `${debug.url}/v1/status`];
     for (const url of urls) assert.ok((await fetch(url)).status > 0);
 
-    const during = probe(urls);
+    const during = await probe(urls);
     agent.update({ services: [...others.services, udpSvc], slices: [...others.slices, udpSlice] });
     await agent.whenSynced();
     assert.is(agent.status().frontends, SERVICES + 1);
@@ -138,11 +144,10 @@ test('health and debug answer within 100 ms (95th percentile) during a 10,000-se
       `  ${latencies.length} requests during the sync and destroy: p50 ${latencies[latencies.length >> 1]!.toFixed(1)} ms, p95 ${p95.toFixed(1)} ms, p99 ${p99.toFixed(1)} ms, max ${worst.toFixed(1)} ms`,
     );
     assert.ok(latencies.length > 20, `only ${latencies.length} requests answered`);
-    // The 95th percentile: the sync takes its objects in, reads and programs them in steps, and sorts
-    // nothing on the way to the maps; what is left is a full garbage collection of the 10,000-service
-    // heap now and then, which one request in some tens meets (a CI run: p99 = max = 150 ms of 82);
-    // p99 and max, printed above, are still to be brought under the same 100 ms.
-    assert.ok(p95 < scaled(BUDGET_MS), `p95 ${p95.toFixed(1)} ms (p99 ${p99.toFixed(1)} ms, max ${worst.toFixed(1)} ms)`);
+    // Every request: the sync takes its objects in, reads and programs them in slices of 10 ms, and
+    // the socket destroy runs off the event loop, so what is left for a request to meet is one slice
+    // and a young-generation collection.
+    assert.ok(worst < scaled(BUDGET_MS), `max ${worst.toFixed(1)} ms (p95 ${p95.toFixed(1)} ms, p99 ${p99.toFixed(1)} ms)`);
     assert.equal(agent.status().syncErrors, []);
     assert.is(destroyRun?.backends, UDP_BACKENDS);
     assert.ok(Number(destroyRun?.namespaces) >= NAMESPACES, JSON.stringify(destroyRun));
