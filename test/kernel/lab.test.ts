@@ -296,8 +296,9 @@ test("sweep removes a SIGKILLed run's leftovers but not a live lab", async () =>
   const before = leftovers(lab.prefix);
   // 'slb-lab' matches this file's labs only: other suites may run labs at the same time.
   const swept = NetnsLab.sweep('slb-lab');
-  assert.ok(swept.namespaces.includes(`${prefix}-node`), JSON.stringify(swept));
-  assert.equal(leftovers(prefix), []);
+  // A lab another process creates meanwhile sweeps dead owners first, through the same code: then
+  // this sweep finds nothing of that run left, which is as good.
+  assert.equal(leftovers(prefix), [], JSON.stringify(swept));
   assert.equal(leftovers(lab.prefix), before, 'a live lab is not swept');
   const r = await lab.runProbe(['tcp', '--target', `${lab.pods[0]!.ipv4}:${TCP}`, '--count', '1']);
   assert.is(r.ok, 1);
