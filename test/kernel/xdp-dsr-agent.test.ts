@@ -284,16 +284,22 @@ dsr("no reply crossed the dialled node: each node decapsulated the other's packe
   }
 });
 
-dsr('a backend on a node without a Node document gets SNAT, and the agent counts it', async ({ lab }) => {
+dsr('a backend on a node without a Node document gets SNAT, and the agent counts it in its status and /metrics', async ({ lab }) => {
   const a = lab.node('node-a');
   const r = await lab.runProbe(['tcp', '--target', hostPort(a.ipv4, ORPHAN_NODE_PORT), '--count', '10']);
   assert.is(r.failed, 0, JSON.stringify(r.errors));
   assert.equal(r.byBackend, { 'pod-b0': 10 });
   assert.equal(Object.keys(r.peers), [hostPort(a.ipv4, ORPHAN_NODE_PORT)]);
   assert.equal(Object.keys(r.sources['pod-b0'] ?? {}), [a.ipv4], "the pod sees node-a's address");
-  const fetchStatus = "fetch('http://127.0.0.1:10257/v1/status').then((r) => r.text()).then((t) => process.stdout.write(t))";
-  const status = JSON.parse((await lab.exec(a.ns, [process.execPath, '-e', fetchStatus])).stdout) as { dsrFallbacks: number };
+  const fetchText = (path: string) => [
+    process.execPath,
+    '-e',
+    `fetch('http://127.0.0.1:10257${path}').then((r) => r.text()).then((t) => process.stdout.write(t))`,
+  ];
+  const status = JSON.parse((await lab.exec(a.ns, fetchText('/v1/status'))).stdout) as { dsrFallbacks: number };
   assert.is(status.dsrFallbacks, 1);
+  const metrics = (await lab.exec(a.ns, fetchText('/metrics'))).stdout;
+  assert.match(metrics, /^socklb_dsr_fallback_backends 1$/m);
 });
 
 dsr('a long TCP stream through DSR keeps its backend and its connection while other backends come and go', async (ctx) => {
