@@ -1,8 +1,9 @@
 // Direct server return through real agents: node-a and node-b each run `socklb agent
 // --nodeport-mode dsr` (XDP native on eth0) on the cluster lab, with Node documents in the
-// manifest giving every node's address. A client outside dials a NodePort on either node; a
-// backend on the other node gets the packet encapsulated to its node, sees the client's address,
-// and its node answers the client directly from the address and port the client dialled.
+// manifest giving every node's address. A client outside dials a NodePort on either node, or a
+// LoadBalancer ingress IP or an externalIP (which the client routes to node-a); a backend on the
+// other node gets the packet encapsulated to its node, sees the client's address, and its node
+// answers the client directly from the address and port the client dialled.
 
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -38,6 +39,9 @@ const ORPHAN_PORT = 8081;
 /** The stream service's target port: test/support/tcp-stream.ts serving in the pods. */
 const STREAM_PORT = 9000;
 const STREAM = fileURLToPath(new URL('../support/tcp-stream.ts', import.meta.url));
+/** The edge service's addresses: in the lab's VIP_CIDR4/6, which the client routes to node-a. */
+const LB_IP = { v4: '192.168.78.10', v6: 'fd00:78::10' };
+const EXTERNAL_IP = { v4: '192.168.78.20', v6: 'fd00:78::20' };
 
 interface Ctx {
   lab: Lab;
@@ -102,6 +106,23 @@ function objects(ctx: Ctx): object[] {
     }),
     slice('web', webPorts, ready([a0, b0], false)),
     slice('web', webPorts, ready([a0, b0], true), true),
+    {
+      ...svc('edge', {
+        type: 'LoadBalancer',
+        clusterIP: '10.96.0.16',
+        clusterIPs: ['10.96.0.16', 'fd00:10:96::16'],
+        ipFamilies: ['IPv4', 'IPv6'],
+        ipFamilyPolicy: 'RequireDualStack',
+        externalIPs: [EXTERNAL_IP.v4, EXTERNAL_IP.v6],
+        ports: [
+          { name: 'http', port: 80, targetPort: 8080, nodePort: 30084, protocol: 'TCP' },
+          { name: 'dns', port: 53, targetPort: 5353, nodePort: 30085, protocol: 'UDP' },
+        ],
+      }),
+      status: { loadBalancer: { ingress: [{ ip: LB_IP.v4 }, { ip: LB_IP.v6 }] } },
+    },
+    slice('edge', webPorts, ready([a0, b0], false)),
+    slice('edge', webPorts, ready([a0, b0], true), true),
     svc('stream', {
       type: 'NodePort',
       clusterIP: '10.96.0.14',
@@ -272,6 +293,34 @@ for (const name of ['node-a', 'node-b'] as const) {
     assert.equal(Object.keys(udp.peers), [hostPort(n.ipv6!, UDP_NODE_PORT)]);
     assert.equal(Object.keys(udp.byBackend).sort(), ['pod-a0', 'pod-b0']);
   });
+}
+
+for (const [kind, address] of [
+  ['a LoadBalancer ingress IP', LB_IP],
+  ['an externalIP', EXTERNAL_IP],
+] as const) {
+  for (const v6 of [false, true]) {
+    dsr(`${v6 ? 'IPv6' : 'IPv4'} TCP and UDP through ${kind}: both pods see the client, node-b answers it directly`, async ({ lab }) => {
+      const vip = v6 ? address.v6 : address.v4;
+      const client = v6 ? CLIENT_IPV6 : CLIENT_IPV4;
+      const before = { a: pinnedXdpReasons(lab.node('node-a').bpffs), b: pinnedXdpReasons(lab.node('node-b').bpffs) };
+      const tcp = await lab.runProbe(['tcp', '--target', hostPort(vip, 80), '--count', '30']);
+      const udp = await lab.runProbe(['udp', '--target', hostPort(vip, 53), '--count', '30', '--new-socket']);
+      for (const [r, port] of [
+        [tcp, 80],
+        [udp, 53],
+      ] as const) {
+        assert.is(r.failed, 0, JSON.stringify(r.errors));
+        assert.equal(Object.keys(r.byBackend).sort(), ['pod-a0', 'pod-b0']);
+        assert.equal(Object.keys(r.peers), [hostPort(vip, port)], 'replies come from the address dialled');
+        for (const pod of ['pod-a0', 'pod-b0']) assert.equal(Object.keys(r.sources[pod] ?? {}), [client], `${pod} sees the client`);
+      }
+      const after = { a: pinnedXdpReasons(lab.node('node-a').bpffs), b: pinnedXdpReasons(lab.node('node-b').bpffs) };
+      assert.is(after.a.reply, before.a.reply, 'no reply crossed node-a');
+      assert.ok(after.b.dsr_decap! > before.b.dsr_decap!, 'node-b decapsulated the packets for pod-b0');
+      assert.ok(after.b.tc_reversed! > before.b.tc_reversed!, "node-b's egress gave pod-b0's replies the dialled address");
+    });
+  }
 }
 
 dsr("no reply crossed the dialled node: each node decapsulated the other's packets and its tc egress answered", ({ lab }) => {
