@@ -175,6 +175,20 @@ function pinned<T>(lab: Lab, node: NodeName, name: string, read: (map: BpfMap) =
   }
 }
 
+/** node-a's connection table for the stream NodePort: each flow's client address and port -> its backend. */
+function streamFlows(lab: Lab): Map<string, string> {
+  return pinned(lab, 'node-a', MapNames.lb4Ct, (m) => {
+    const flows = new Map<string, string>();
+    for (const k of m.keys()) {
+      const t = decode(Layouts.lb4Tuple, k);
+      if (Number(t.dport) !== STREAM_NODE_PORT) continue;
+      const ct = decode(Layouts.lb4Ct, m.lookup(k)!);
+      flows.set(hostPort(String(t.saddr), Number(t.sport)), hostPort(String(ct.backend_address), Number(ct.backend_port)));
+    }
+    return flows;
+  });
+}
+
 /** The stream service's backends as the agents program them: rewrite the manifest, wait until node-a balances over `want`. */
 async function setStreamBackends(ctx: Ctx, extra: ClusterPod[]): Promise<void> {
   ctx.streamExtra = extra;
@@ -199,6 +213,27 @@ async function stream(lab: Lab, count: number, intervalMs: number): Promise<Stre
   const argv = [process.execPath, STREAM, 'stream', a.ipv4, String(STREAM_NODE_PORT), String(count), String(intervalMs)];
   const r = await lab.exec(lab.client.ns, argv, { timeoutMs: scaled(10_000) + count * (intervalMs + 5000) });
   return JSON.parse(r.stdout) as StreamResult;
+}
+
+/**
+ * A TCP stream from the client through node-a's stream NodePort, about `ms` long, while `meanwhile`
+ * runs: it must outlive `meanwhile`, have every line answered on its one connection, by pod-b0,
+ * which saw the client.
+ */
+async function streamThrough(lab: Lab, ms: number, meanwhile: () => Promise<void>): Promise<void> {
+  const lines = Math.round(scaled(ms) / 100);
+  let finished = false;
+  const running = stream(lab, lines, 100).finally(() => {
+    finished = true;
+  });
+  await new Promise((r) => setTimeout(r, 300));
+  await meanwhile();
+  assert.not.ok(finished, 'the stream outlived the changes');
+  const r = await running;
+  assert.is(r.failed, 0, r.error);
+  assert.is(r.ok, lines, 'every line answered on the one connection');
+  assert.equal(r.backends, { 'pod-b0': lines }, 'by one backend throughout');
+  assert.equal(r.sources, [CLIENT_IPV4], 'which saw the client');
 }
 
 /** The line server of the stream service in a pod; resolves once it listens. */
@@ -353,23 +388,38 @@ dsr('a backend on a node without a Node document gets SNAT, and the agent counts
 
 dsr('a long TCP stream through DSR keeps its backend and its connection while other backends come and go', async (ctx) => {
   const { lab } = ctx;
-  const lines = Math.round(scaled(10_000) / 100);
-  let finished = false;
-  const running = stream(lab, lines, 100).finally(() => {
-    finished = true;
+  await streamThrough(lab, 10_000, async () => {
+    const added = await lab.addPod('node-b');
+    ctx.peers.push(ctx.passObject!.attachXdp('xdp_pass', await ifindex(lab, added.ns, 'eth0'), 'native', `/run/netns/${added.ns}`));
+    await startLineServer(lab, added);
+    await setStreamBackends(ctx, [lab.podsOn('node-a')[0]!, added]);
+    await setStreamBackends(ctx, []);
   });
-  await new Promise((r) => setTimeout(r, 300));
-  const added = await lab.addPod('node-b');
-  ctx.peers.push(ctx.passObject!.attachXdp('xdp_pass', await ifindex(lab, added.ns, 'eth0'), 'native', `/run/netns/${added.ns}`));
-  await startLineServer(lab, added);
-  await setStreamBackends(ctx, [lab.podsOn('node-a')[0]!, added]);
-  await setStreamBackends(ctx, []);
-  assert.not.ok(finished, 'the stream outlived both changes');
-  const r = await running;
-  assert.is(r.failed, 0, r.error);
-  assert.is(r.ok, lines, 'every line answered on the one connection');
-  assert.equal(r.backends, { 'pod-b0': lines }, 'by one backend throughout');
-  assert.equal(r.sources, [CLIENT_IPV4], 'which saw the client');
+});
+
+dsr('a long TCP stream through DSR keeps its backend and its connection while both agents are killed and restarted', async (ctx) => {
+  const { lab } = ctx;
+  // node-a holds the flow's entry and encapsulates, node-b unwraps and turns the replies back:
+  // their programs and pinned tables do that without an agent, and a new agent takes them over.
+  // Other backends stand by throughout, so a flow whose entry were lost would move.
+  await streamThrough(lab, 30_000, async () => {
+    await setStreamBackends(
+      ctx,
+      lab.pods.filter((p) => p.name !== 'pod-b0'),
+    );
+    const flows = streamFlows(lab);
+    for (const name of ['node-a', 'node-b'] as const) {
+      process.kill(ctx.agents[name]!.pid, 'SIGKILL');
+      await ctx.agents[name]!.exited;
+    }
+    await new Promise((r) => setTimeout(r, 500));
+    await startAgent(ctx, 'node-a');
+    await startAgent(ctx, 'node-b');
+    const kept = streamFlows(lab);
+    assert.ok(flows.size > 1, `${flows.size} flows`);
+    for (const [client, backend] of flows) assert.is(kept.get(client), backend, `the flow of ${client} kept its entry`);
+    await setStreamBackends(ctx, []);
+  });
 });
 
 dsr.run();
