@@ -200,6 +200,14 @@ export class SocklbMetrics {
       },
     });
     new Gauge({
+      name: 'socklb_dsr_fallback_backends',
+      help: '--nodeport-mode dsr: backends on other nodes that traffic from outside reaches by SNAT instead, their Node (or its address of their family) unknown. 0 in snat mode.',
+      registers,
+      collect() {
+        this.set(source.status().dsrFallbacks);
+      },
+    });
+    new Gauge({
       name: 'socklb_rejected_objects',
       help: 'Problems found in Services and EndpointSlices (each names an object and field), by reason (error code).',
       labelNames: ['reason'],

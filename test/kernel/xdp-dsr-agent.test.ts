@@ -1,8 +1,9 @@
 // Direct server return through real agents: node-a and node-b each run `socklb agent
 // --nodeport-mode dsr` (XDP native on eth0) on the cluster lab, with Node documents in the
-// manifest giving every node's address. A client outside dials a NodePort on either node; a
-// backend on the other node gets the packet encapsulated to its node, sees the client's address,
-// and its node answers the client directly from the address and port the client dialled.
+// manifest giving every node's address. A client outside dials a NodePort on either node, or a
+// LoadBalancer ingress IP or an externalIP (which the client routes to node-a); a backend on the
+// other node gets the packet encapsulated to its node, sees the client's address, and its node
+// answers the client directly from the address and port the client dialled.
 
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -38,6 +39,9 @@ const ORPHAN_PORT = 8081;
 /** The stream service's target port: test/support/tcp-stream.ts serving in the pods. */
 const STREAM_PORT = 9000;
 const STREAM = fileURLToPath(new URL('../support/tcp-stream.ts', import.meta.url));
+/** The edge service's addresses: in the lab's VIP_CIDR4/6, which the client routes to node-a. */
+const LB_IP = { v4: '192.168.78.10', v6: 'fd00:78::10' };
+const EXTERNAL_IP = { v4: '192.168.78.20', v6: 'fd00:78::20' };
 
 interface Ctx {
   lab: Lab;
@@ -102,6 +106,23 @@ function objects(ctx: Ctx): object[] {
     }),
     slice('web', webPorts, ready([a0, b0], false)),
     slice('web', webPorts, ready([a0, b0], true), true),
+    {
+      ...svc('edge', {
+        type: 'LoadBalancer',
+        clusterIP: '10.96.0.16',
+        clusterIPs: ['10.96.0.16', 'fd00:10:96::16'],
+        ipFamilies: ['IPv4', 'IPv6'],
+        ipFamilyPolicy: 'RequireDualStack',
+        externalIPs: [EXTERNAL_IP.v4, EXTERNAL_IP.v6],
+        ports: [
+          { name: 'http', port: 80, targetPort: 8080, nodePort: 30084, protocol: 'TCP' },
+          { name: 'dns', port: 53, targetPort: 5353, nodePort: 30085, protocol: 'UDP' },
+        ],
+      }),
+      status: { loadBalancer: { ingress: [{ ip: LB_IP.v4 }, { ip: LB_IP.v6 }] } },
+    },
+    slice('edge', webPorts, ready([a0, b0], false)),
+    slice('edge', webPorts, ready([a0, b0], true), true),
     svc('stream', {
       type: 'NodePort',
       clusterIP: '10.96.0.14',
@@ -154,6 +175,20 @@ function pinned<T>(lab: Lab, node: NodeName, name: string, read: (map: BpfMap) =
   }
 }
 
+/** node-a's connection table for the stream NodePort: each flow's client address and port -> its backend. */
+function streamFlows(lab: Lab): Map<string, string> {
+  return pinned(lab, 'node-a', MapNames.lb4Ct, (m) => {
+    const flows = new Map<string, string>();
+    for (const k of m.keys()) {
+      const t = decode(Layouts.lb4Tuple, k);
+      if (Number(t.dport) !== STREAM_NODE_PORT) continue;
+      const ct = decode(Layouts.lb4Ct, m.lookup(k)!);
+      flows.set(hostPort(String(t.saddr), Number(t.sport)), hostPort(String(ct.backend_address), Number(ct.backend_port)));
+    }
+    return flows;
+  });
+}
+
 /** The stream service's backends as the agents program them: rewrite the manifest, wait until node-a balances over `want`. */
 async function setStreamBackends(ctx: Ctx, extra: ClusterPod[]): Promise<void> {
   ctx.streamExtra = extra;
@@ -178,6 +213,27 @@ async function stream(lab: Lab, count: number, intervalMs: number): Promise<Stre
   const argv = [process.execPath, STREAM, 'stream', a.ipv4, String(STREAM_NODE_PORT), String(count), String(intervalMs)];
   const r = await lab.exec(lab.client.ns, argv, { timeoutMs: scaled(10_000) + count * (intervalMs + 5000) });
   return JSON.parse(r.stdout) as StreamResult;
+}
+
+/**
+ * A TCP stream from the client through node-a's stream NodePort, about `ms` long, while `meanwhile`
+ * runs: it must outlive `meanwhile`, have every line answered on its one connection, by pod-b0,
+ * which saw the client.
+ */
+async function streamThrough(lab: Lab, ms: number, meanwhile: () => Promise<void>): Promise<void> {
+  const lines = Math.round(scaled(ms) / 100);
+  let finished = false;
+  const running = stream(lab, lines, 100).finally(() => {
+    finished = true;
+  });
+  await new Promise((r) => setTimeout(r, 300));
+  await meanwhile();
+  assert.not.ok(finished, 'the stream outlived the changes');
+  const r = await running;
+  assert.is(r.failed, 0, r.error);
+  assert.is(r.ok, lines, 'every line answered on the one connection');
+  assert.equal(r.backends, { 'pod-b0': lines }, 'by one backend throughout');
+  assert.equal(r.sources, [CLIENT_IPV4], 'which saw the client');
 }
 
 /** The line server of the stream service in a pod; resolves once it listens. */
@@ -274,6 +330,34 @@ for (const name of ['node-a', 'node-b'] as const) {
   });
 }
 
+for (const [kind, address] of [
+  ['a LoadBalancer ingress IP', LB_IP],
+  ['an externalIP', EXTERNAL_IP],
+] as const) {
+  for (const v6 of [false, true]) {
+    dsr(`${v6 ? 'IPv6' : 'IPv4'} TCP and UDP through ${kind}: both pods see the client, node-b answers it directly`, async ({ lab }) => {
+      const vip = v6 ? address.v6 : address.v4;
+      const client = v6 ? CLIENT_IPV6 : CLIENT_IPV4;
+      const before = { a: pinnedXdpReasons(lab.node('node-a').bpffs), b: pinnedXdpReasons(lab.node('node-b').bpffs) };
+      const tcp = await lab.runProbe(['tcp', '--target', hostPort(vip, 80), '--count', '30']);
+      const udp = await lab.runProbe(['udp', '--target', hostPort(vip, 53), '--count', '30', '--new-socket']);
+      for (const [r, port] of [
+        [tcp, 80],
+        [udp, 53],
+      ] as const) {
+        assert.is(r.failed, 0, JSON.stringify(r.errors));
+        assert.equal(Object.keys(r.byBackend).sort(), ['pod-a0', 'pod-b0']);
+        assert.equal(Object.keys(r.peers), [hostPort(vip, port)], 'replies come from the address dialled');
+        for (const pod of ['pod-a0', 'pod-b0']) assert.equal(Object.keys(r.sources[pod] ?? {}), [client], `${pod} sees the client`);
+      }
+      const after = { a: pinnedXdpReasons(lab.node('node-a').bpffs), b: pinnedXdpReasons(lab.node('node-b').bpffs) };
+      assert.is(after.a.reply, before.a.reply, 'no reply crossed node-a');
+      assert.ok(after.b.dsr_decap! > before.b.dsr_decap!, 'node-b decapsulated the packets for pod-b0');
+      assert.ok(after.b.tc_reversed! > before.b.tc_reversed!, "node-b's egress gave pod-b0's replies the dialled address");
+    });
+  }
+}
+
 dsr("no reply crossed the dialled node: each node decapsulated the other's packets and its tc egress answered", ({ lab }) => {
   for (const name of ['node-a', 'node-b'] as const) {
     const s = pinnedXdpReasons(lab.node(name).bpffs);
@@ -284,37 +368,58 @@ dsr("no reply crossed the dialled node: each node decapsulated the other's packe
   }
 });
 
-dsr('a backend on a node without a Node document gets SNAT, and the agent counts it', async ({ lab }) => {
+dsr('a backend on a node without a Node document gets SNAT, and the agent counts it in its status and /metrics', async ({ lab }) => {
   const a = lab.node('node-a');
   const r = await lab.runProbe(['tcp', '--target', hostPort(a.ipv4, ORPHAN_NODE_PORT), '--count', '10']);
   assert.is(r.failed, 0, JSON.stringify(r.errors));
   assert.equal(r.byBackend, { 'pod-b0': 10 });
   assert.equal(Object.keys(r.peers), [hostPort(a.ipv4, ORPHAN_NODE_PORT)]);
   assert.equal(Object.keys(r.sources['pod-b0'] ?? {}), [a.ipv4], "the pod sees node-a's address");
-  const fetchStatus = "fetch('http://127.0.0.1:10257/v1/status').then((r) => r.text()).then((t) => process.stdout.write(t))";
-  const status = JSON.parse((await lab.exec(a.ns, [process.execPath, '-e', fetchStatus])).stdout) as { dsrFallbacks: number };
+  const fetchText = (path: string) => [
+    process.execPath,
+    '-e',
+    `fetch('http://127.0.0.1:10257${path}').then((r) => r.text()).then((t) => process.stdout.write(t))`,
+  ];
+  const status = JSON.parse((await lab.exec(a.ns, fetchText('/v1/status'))).stdout) as { dsrFallbacks: number };
   assert.is(status.dsrFallbacks, 1);
+  const metrics = (await lab.exec(a.ns, fetchText('/metrics'))).stdout;
+  assert.match(metrics, /^socklb_dsr_fallback_backends 1$/m);
 });
 
 dsr('a long TCP stream through DSR keeps its backend and its connection while other backends come and go', async (ctx) => {
   const { lab } = ctx;
-  const lines = Math.round(scaled(10_000) / 100);
-  let finished = false;
-  const running = stream(lab, lines, 100).finally(() => {
-    finished = true;
+  await streamThrough(lab, 10_000, async () => {
+    const added = await lab.addPod('node-b');
+    ctx.peers.push(ctx.passObject!.attachXdp('xdp_pass', await ifindex(lab, added.ns, 'eth0'), 'native', `/run/netns/${added.ns}`));
+    await startLineServer(lab, added);
+    await setStreamBackends(ctx, [lab.podsOn('node-a')[0]!, added]);
+    await setStreamBackends(ctx, []);
   });
-  await new Promise((r) => setTimeout(r, 300));
-  const added = await lab.addPod('node-b');
-  ctx.peers.push(ctx.passObject!.attachXdp('xdp_pass', await ifindex(lab, added.ns, 'eth0'), 'native', `/run/netns/${added.ns}`));
-  await startLineServer(lab, added);
-  await setStreamBackends(ctx, [lab.podsOn('node-a')[0]!, added]);
-  await setStreamBackends(ctx, []);
-  assert.not.ok(finished, 'the stream outlived both changes');
-  const r = await running;
-  assert.is(r.failed, 0, r.error);
-  assert.is(r.ok, lines, 'every line answered on the one connection');
-  assert.equal(r.backends, { 'pod-b0': lines }, 'by one backend throughout');
-  assert.equal(r.sources, [CLIENT_IPV4], 'which saw the client');
+});
+
+dsr('a long TCP stream through DSR keeps its backend and its connection while both agents are killed and restarted', async (ctx) => {
+  const { lab } = ctx;
+  // node-a holds the flow's entry and encapsulates, node-b unwraps and turns the replies back:
+  // their programs and pinned tables do that without an agent, and a new agent takes them over.
+  // Other backends stand by throughout, so a flow whose entry were lost would move.
+  await streamThrough(lab, 30_000, async () => {
+    await setStreamBackends(
+      ctx,
+      lab.pods.filter((p) => p.name !== 'pod-b0'),
+    );
+    const flows = streamFlows(lab);
+    for (const name of ['node-a', 'node-b'] as const) {
+      process.kill(ctx.agents[name]!.pid, 'SIGKILL');
+      await ctx.agents[name]!.exited;
+    }
+    await new Promise((r) => setTimeout(r, 500));
+    await startAgent(ctx, 'node-a');
+    await startAgent(ctx, 'node-b');
+    const kept = streamFlows(lab);
+    assert.ok(flows.size > 1, `${flows.size} flows`);
+    for (const [client, backend] of flows) assert.is(kept.get(client), backend, `the flow of ${client} kept its entry`);
+    await setStreamBackends(ctx, []);
+  });
 });
 
 dsr.run();
