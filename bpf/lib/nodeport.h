@@ -384,9 +384,11 @@ static __always_inline int xdp_new4(struct xdp_md *ctx, const struct pkt *p,
 		}
 	}
 record:
-	/* A TCP flow of a least-connection service counts while open (a first packet that ends it,
-	 * a stray FIN or RST, does not); a flow whose entry is written over by another CPU's pick
-	 * of the same tuple keeps the count, for the agent's recount to drop. */
+	/*
+	 * A TCP flow of a least-connection service counts while open (a first packet that ends it,
+	 * a stray FIN or RST, does not); a flow whose entry another CPU's pick of the same tuple
+	 * writes over keeps its count, for the agent's recount to drop.
+	 */
 	if (p->proto == IPPROTO_TCP && lb_sched_counts_conns(svc) &&
 	    !(ct.state & (LB_CT_S_FIN | LB_CT_S_RST)))
 		ct.flags |= LB_CT_F_COUNTED;
@@ -874,9 +876,11 @@ static __always_inline int xdp_new6(struct xdp_md *ctx, const struct pkt *p,
 		}
 	}
 record:
-	/* A TCP flow of a least-connection service counts while open (a first packet that ends it,
-	 * a stray FIN or RST, does not); a flow whose entry is written over by another CPU's pick
-	 * of the same tuple keeps the count, for the agent's recount to drop. */
+	/*
+	 * A TCP flow of a least-connection service counts while open (a first packet that ends it,
+	 * a stray FIN or RST, does not); a flow whose entry another CPU's pick of the same tuple
+	 * writes over keeps its count, for the agent's recount to drop.
+	 */
 	if (p->proto == IPPROTO_TCP && lb_sched_counts_conns(svc) &&
 	    !(ct.state & (LB_CT_S_FIN | LB_CT_S_RST)))
 		ct.flags |= LB_CT_F_COUNTED;
