@@ -1,6 +1,6 @@
 // `node bench/xdp-packet.ts [--repeat N] [--rounds N]`: the XDP program's cost per packet, timed
 // by BPF_PROG_TEST_RUN (the kernel's own average over `repeat` runs), for a balanced IPv4 TCP
-// packet (a new flow every run, and an established flow) next to a program that only returns
+// packet (a new flow every run, picked at random and by lc, and an established flow) next to a program that only returns
 // XDP_PASS, in one run, in a namespace it makes and removes. The timed programs
 // (test/fixtures/xdp_bench.bpf.c) put the client's frame back before each run; that copy is timed
 // alone too, and subtracted.
@@ -8,6 +8,7 @@
 import { existsSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { Schedulers } from '../src/datapath/abi.ts';
 import { PROTO, packet, TCP_FLAGS } from '../test/support/packets.ts';
 import { MAC, XDP, XdpFixture } from '../test/support/xdp-fixture.ts';
 
@@ -20,7 +21,7 @@ const FLOW_ENTRIES = 1 << 20;
 
 export interface XdpPacketPoint {
   /** 'pass': a program returning XDP_PASS; 'copy': the frame restore alone; the others: restore + xdp_lb. */
-  program: 'pass' | 'copy' | 'established' | 'new_flow';
+  program: 'pass' | 'copy' | 'established' | 'new_flow' | 'new_flow_lc';
   /** Per round: the kernel's average ns per run. */
   rounds: number[];
   /** Median over the rounds. */
@@ -47,24 +48,30 @@ function median(xs: number[]): number {
 export function measureXdpPacket(o: { repeat: number; rounds: number }): XdpPacketResult {
   if (!existsSync(BENCH_OBJECT)) throw new Error(`${BENCH_OBJECT} is missing: run make -C bpf`);
   // New flows fill the tables: keep their total under the tables' size so no run pays for eviction.
-  const newFlowRepeat = Math.min(o.repeat, Math.floor(FLOW_ENTRIES / 2 / o.rounds));
-  const sizes = { lb4_ct_v1: FLOW_ENTRIES, lb4_rnat_v1: FLOW_ENTRIES, lb4_backends_v2: BACKENDS + 1, lb_slots_v1: BACKENDS + 1 };
+  // Two new-flow programs share the tables.
+  const newFlowRepeat = Math.min(o.repeat, Math.floor(FLOW_ENTRIES / 4 / o.rounds));
+  const sizes = {
+    lb4_ct_v1: FLOW_ENTRIES,
+    lb4_rnat_v1: FLOW_ENTRIES,
+    lb4_backends_v2: BACKENDS + 1,
+    lb_slots_v1: 2 * BACKENDS + 1,
+    lb_be_flows_v1: BACKENDS + 1,
+  };
   const fx = XdpFixture.create({ object: BENCH_OBJECT, sizes });
   try {
     fx.config({ snat4: '10.1.0.1', portMin: 10000, portMax: 60000 });
     const ids = Array.from({ length: BACKENDS }, (_, i) => i + 1);
     for (const id of ids) fx.backend({ id, address: `10.244.1.${id}`, port: 8080, proto: PROTO.TCP, node: '10.1.0.2' });
     fx.frontend({ serviceId: 1, address: '192.0.2.1', port: 30080, proto: PROTO.TCP, backends: ids });
+    // The same backends under lc: the pick reads two backends' open flows, the flow counts on one.
+    fx.frontend({ serviceId: 2, address: '192.0.2.1', port: 30081, proto: PROTO.TCP, scheduler: Schedulers.lc, backends: ids });
     // A new flow starts with a SYN; an established one carries ACKs (a SYN on it would be a
     // retransmission, or a new connection on a closed tuple, which the program checks for).
-    const frameOf = (flags: number): Buffer =>
-      packet(
-        { src: MAC.client, dst: MAC.ext0 },
-        { v: 4, src: '198.51.100.10', dst: '192.0.2.1' },
-        { tcp: { sport: 40001, dport: 30080, flags } },
-      );
+    const frameOf = (flags: number, dport = 30080): Buffer =>
+      packet({ src: MAC.client, dst: MAC.ext0 }, { v: 4, src: '198.51.100.10', dst: '192.0.2.1' }, { tcp: { sport: 40001, dport, flags } });
     const syn = frameOf(TCP_FLAGS.SYN);
     const ack = frameOf(TCP_FLAGS.ACK);
+    const frames = { pass: ack, copy: ack, established: ack, new_flow: syn, new_flow_lc: frameOf(TCP_FLAGS.SYN, 30081) };
     // The established flow's first packet, so that it exists from the first timed run on.
     fx.map('bench_frame_v1').update(Buffer.alloc(4), Buffer.concat([syn, Buffer.alloc(2)]));
     fx.run(Buffer.from(syn), 'ext0', 1, 'bench_established');
@@ -74,13 +81,14 @@ export function measureXdpPacket(o: { repeat: number; rounds: number }): XdpPack
       ['copy', 'bench_copy_pass', o.repeat],
       ['established', 'bench_established', o.repeat],
       ['new_flow', 'bench_new_flow', newFlowRepeat],
+      ['new_flow_lc', 'bench_new_flow', newFlowRepeat],
     ] as const;
     const rounds = new Map<string, number[]>(programs.map(([name]) => [name, []]));
     const verdicts = new Map<string, string>();
     // Interleaved rounds: a noisy moment of the machine spreads over every program alike.
     for (let round = 0; round < o.rounds; round++) {
       for (const [name, program, repeat] of programs) {
-        const frame = name === 'new_flow' ? syn : ack;
+        const frame = frames[name];
         fx.map('bench_frame_v1').update(Buffer.alloc(4), Buffer.concat([frame, Buffer.alloc(2)]));
         const r = fx.run(Buffer.from(frame), 'ext0', repeat, program);
         rounds.get(name)!.push(r.durationNs);
@@ -90,7 +98,7 @@ export function measureXdpPacket(o: { repeat: number; rounds: number }): XdpPack
     const copy = median(rounds.get('copy')!);
     const points = programs.map(([name]): XdpPacketPoint => {
       const ns = median(rounds.get(name)!);
-      const balanced = name === 'established' || name === 'new_flow';
+      const balanced = name !== 'pass' && name !== 'copy';
       return { program: name, rounds: rounds.get(name)!, ns, netNs: balanced ? ns - copy : null, verdict: verdicts.get(name)! };
     });
     const counters = Object.fromEntries(
@@ -111,6 +119,7 @@ export function renderXdpPacket(r: XdpPacketResult): string {
     copy: 'frame restore + XDP_PASS',
     established: 'xdp_lb, established flow (SNAT, redirect)',
     new_flow: 'xdp_lb, new flow every run (pick, SNAT port, 2 LRU inserts, redirect)',
+    new_flow_lc: 'the same under lc (two backends compared, the flow counted)',
   };
   const lines = [
     `**XDP cost per packet** (IPv4 TCP to a NodePort with ${BACKENDS} remote backends; BPF_PROG_TEST_RUN, median of ${r.rounds} rounds of ${r.repeat} runs, ${r.newFlowRepeat} for new flows)`,

@@ -321,6 +321,11 @@ struct lb6_tuple {
 #define LB_CT_F_SNAT  1 /* source rewritten to the node: XDP turns the replies back */
 #define LB_CT_F_LOCAL 2 /* backend on this node, client source kept: tc egress turns them back */
 #define LB_CT_F_DSR   4 /* encapsulated to the backend's node (nat_address), replies go direct */
+/*
+ * lb4_ct only: the flow holds one of its backend's lb_be_flows_v1 count (least-connection
+ * services) until either side's first FIN or RST, or until its entry goes
+ */
+#define LB_CT_F_COUNTED 8
 
 /*
  * struct lb4_ct.state, struct lb4_rnat.state: what one direction of a TCP flow has sent, each

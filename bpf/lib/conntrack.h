@@ -43,6 +43,23 @@ struct {
 	__uint(max_entries, 1);
 } lb6_rnat_v1 SEC(".maps");
 
+/*
+ * Open TCP flows per backend id (__s64) for the least-connection schedulers' XDP picks: one per
+ * connection entry that a pick created (LB_CT_F_COUNTED) until the flow's first FIN or RST from
+ * either side, IPVS's "active" connection, or until its entry is deleted. Apart from the socket
+ * hooks' lb_be_conns_v1 because this figure can be recounted from the connection tables (the
+ * agent does so on its periodic pass, for the open entries the LRU evicts without a word), where
+ * the sockets' can only be kept by the release hook: one shared figure could be neither recounted
+ * nor corrected without losing the sockets' share. Each path thus balances its own connections,
+ * and two balanced shares add up to a balanced whole.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, __s64);
+	__uint(max_entries, 1);
+} lb_be_flows_v1 SEC(".maps");
+
 /* An LPM trie answers "is this source in any range of the service" in one lookup. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
@@ -158,6 +175,37 @@ static __always_inline void ct_touch(__u64 *last_seen_ns, __u8 *state, __u8 bits
 	*last_seen_ns = now;
 }
 
+static __always_inline void ct_flows_add(const __u32 *backend_id, __s64 delta)
+{
+	__s64 *count = bpf_map_lookup_elem(&lb_be_flows_v1, backend_id);
+
+	if (count)
+		__sync_fetch_and_add(count, delta);
+}
+
+/*
+ * Takes a counted flow (its entry's flags and backend id) off its backend's count, once. Two CPUs
+ * may both find the flag set only when the client's and the backend's first FIN or RST meet within
+ * nanoseconds on different CPUs (5.10 has no exchange to settle it): the count then dips one low,
+ * and the agent's recount puts it right.
+ */
+static __always_inline void ct_uncount(__u8 *flags, const __u32 *backend_id)
+{
+	if (!(*flags & LB_CT_F_COUNTED))
+		return;
+	*flags &= ~LB_CT_F_COUNTED;
+	ct_flows_add(backend_id, -1);
+}
+
+/* A client packet's state bits: a first FIN or RST ends the flow's count. */
+static __always_inline void ct_touch_client(__u8 *flags, const __u32 *backend_id, __u8 *state,
+					    __u8 bits, __u64 *last_seen_ns, __u64 now)
+{
+	if (bits & (LB_CT_S_FIN | LB_CT_S_RST))
+		ct_uncount(flags, backend_id);
+	ct_touch(last_seen_ns, state, bits, now);
+}
+
 static __always_inline bool ct_closed(__u8 client, __u8 backend)
 {
 	return ((client | backend) & LB_CT_S_RST) || (client & backend & LB_CT_S_FIN);
@@ -234,8 +282,10 @@ static __noinline int rnat4_reclaim(const struct lb4_tuple *rkey, const struct l
 	}
 	over = ct_over(cfg, rkey->proto, client, rn->state, last, now);
 	if (!over || take) {
-		if (over && ct)
+		if (over && ct) {
+			ct_uncount(&ct->flags, &ct->backend_id);
 			bpf_map_delete_elem(&lb4_ct_v1, &ckey);
+		}
 		return over;
 	}
 	return over == XDP_R_NAT_RECLAIMED && now - last < CT_BACKEND_TIME_WAIT_NS ? -over : over;
@@ -264,11 +314,51 @@ static __noinline int rnat6_reclaim(const struct lb6_tuple *rkey, const struct l
 	}
 	over = ct_over(cfg, rkey->proto, client, rn->state, last, now);
 	if (!over || take) {
-		if (over && ct)
+		if (over && ct) {
+			ct_uncount(&ct->flags, &ct->backend_id);
 			bpf_map_delete_elem(&lb6_ct_v1, &ckey);
+		}
 		return over;
 	}
 	return over == XDP_R_NAT_RECLAIMED && now - last < CT_BACKEND_TIME_WAIT_NS ? -over : over;
+}
+
+/*
+ * The backend's first FIN or RST on the flow of a reverse entry (`reply` its tuple, backend first):
+ * the flow's connection entry, if it is still this flow's (same backend), stops counting. Out of
+ * line: taken once per flow, and the reply path has no stack for the key.
+ */
+static __noinline void ct4_backend_closed(const struct lb4_tuple *reply, const struct lb4_rnat *rn)
+{
+	struct lb4_tuple ckey = { .saddr = rn->client,
+				  .daddr = rn->address,
+				  .sport = rn->client_port,
+				  .dport = rn->port,
+				  .proto = reply->proto };
+	struct lb4_ct *ct = bpf_map_lookup_elem(&lb4_ct_v1, &ckey);
+
+	if (ct && ct->backend_address == reply->saddr && ct->backend_port == reply->sport)
+		ct_uncount(&ct->flags, &ct->backend_id);
+}
+
+static __noinline void ct6_backend_closed(const struct lb6_tuple *reply, const struct lb6_rnat *rn)
+{
+	struct lb6_tuple ckey = { .saddr = rn->client,
+				  .daddr = rn->address,
+				  .sport = rn->client_port,
+				  .dport = rn->port,
+				  .proto = reply->proto };
+	struct lb6_ct *ct = bpf_map_lookup_elem(&lb6_ct_v1, &ckey);
+
+	if (ct && ct->backend_port == reply->sport &&
+	    v6addr_equal(&ct->backend_address, &reply->saddr))
+		ct_uncount(&ct->flags, &ct->backend_id);
+}
+
+/* Whether a backend packet's state bits end its flow's count: its first FIN or RST. */
+static __always_inline bool ct_backend_ending(__u8 state, __u8 bits)
+{
+	return bits & ~state & (LB_CT_S_FIN | LB_CT_S_RST);
 }
 
 /* SNAT ports tried before a new flow is given up: each try is one NOEXIST insert. */

@@ -142,10 +142,11 @@ static __always_inline __u32 lb_weighted_candidate(void *table, __u32 n, __u32 l
  * scan or a structure every connect and release would have to keep ordered. Two distinct slots
  * where there are two: lc draws them uniformly, the weighted ones in proportion to weight, so a
  * heavy backend is compared as often as its share. Products instead of quotients: counts and
- * weights stay far from overflow.
+ * weights stay far from overflow. Out of line: inlined, its keys took the IPv6 XDP program's frame
+ * 40 bytes past the 512 its call chain may use.
  */
-static __always_inline __u32 lb_least_conn_slot(const struct lb_service *svc, void *conns,
-						struct lb_pick *pick)
+static __noinline __u32 lb_least_conn_slot(const struct lb_service *svc, void *conns,
+					   struct lb_pick *pick)
 {
 	__u32 n = svc->backend_count;
 	__u32 length = 0;
@@ -176,13 +177,20 @@ static __always_inline __u32 lb_least_conn_slot(const struct lb_service *svc, vo
 	return cb * wa < ca * wb ? b : a;
 }
 
+/* Whether the service's scheduler compares open connections (lc, wlc, sed, nq). */
+static __always_inline bool lb_sched_counts_conns(const struct lb_service *svc)
+{
+	return svc->scheduler >= LB_SCHED_LC && svc->scheduler <= LB_SCHED_NQ;
+}
+
 /*
  * The slot a new connection starts from under the service's scheduler. Round robin reads the
  * service's connect count as its position: every CPU adds to that one counter atomically, so the
  * turns are global; two connects at the same instant may read the same count and share a turn,
  * the price of staying lock-free (and of needing no BPF_FETCH atomics, which 5.10 lacks).
- * `conns` is the open-connection counts (lb_be_conns_v1), NULL where nothing counts them (XDP):
- * then the least-connection schedulers pick at random, and the compiler drops their code.
+ * `conns` is the open-connection counts by backend id (lb_be_conns_v1 for sockets, lb_be_flows_v1
+ * for XDP flows), NULL where nothing counts them: then the least-connection schedulers pick at
+ * random, and the compiler drops their code.
  */
 static __always_inline __u32 lb_first_slot(const struct lb_service *svc, __u32 client_hash,
 					   __u32 flow_hash, void *conns, struct lb_pick *pick)

@@ -85,11 +85,13 @@ static __always_inline int xdp_pick_failed(struct xdp_md *ctx, const struct pkt 
  * latter.
  */
 static __always_inline int xdp_backend_gone(struct xdp_md *ctx, const struct pkt *p, void *ct_map,
-					    const void *tuple)
+					    const void *tuple, __u8 *ct_flags,
+					    const __u32 *backend_id)
 {
 	void *data = xdp_data(ctx), *data_end = xdp_data_end(ctx);
 
 	xdp_count(XDP_R_BACKEND_GONE);
+	ct_uncount(ct_flags, backend_id);
 	bpf_map_delete_elem(ct_map, tuple);
 	if (p->proto != IPPROTO_TCP || tcp_is_syn(data, data_end, p))
 		return XDP_ABORTED;
@@ -107,7 +109,7 @@ static __always_inline int xdp_backend_gone(struct xdp_md *ctx, const struct pkt
  * old connection in TIME_WAIT (a higher sequence number), which another client's SYN on that port
  * need not have.
  */
-static __noinline int xdp_reopen4(const struct lb4_tuple *t, const struct lb4_ct *ct)
+static __noinline int xdp_reopen4(const struct lb4_tuple *t, struct lb4_ct *ct)
 {
 	struct lb4_tuple rkey = { .saddr = ct->backend_address,
 				  .daddr = t->saddr,
@@ -129,6 +131,7 @@ static __noinline int xdp_reopen4(const struct lb4_tuple *t, const struct lb4_ct
 		backend = rn->state;
 	if (!(ct->state & (LB_CT_S_FIN | LB_CT_S_RST)) && !(backend & LB_CT_S_RST))
 		return -1;
+	ct_uncount(&ct->flags, &ct->backend_id);
 	bpf_map_delete_elem(&lb4_ct_v1, t);
 	xdp_count(XDP_R_CT_REOPENED);
 	return port;
@@ -337,7 +340,7 @@ static __always_inline int xdp_new4(struct xdp_md *ctx, const struct pkt *p,
 
 	hash = lb4_sched_hash(svc, t);
 	ret = lb_pick(&lb4_services_v2, key, svc, &lb4_backends_v2,
-		      LB_CLIENT_EXTERNAL | bpf_ntohl(t->saddr), hash, hash, NULL, &pick,
+		      LB_CLIENT_EXTERNAL | bpf_ntohl(t->saddr), hash, hash, &lb_be_flows_v1, &pick,
 		      (const void **)&be);
 	ret = xdp_pick_failed(ctx, p, ret, svc, &pick);
 	if (ret != XDP_ABORTED)
@@ -381,6 +384,14 @@ static __always_inline int xdp_new4(struct xdp_md *ctx, const struct pkt *p,
 		}
 	}
 record:
+	/*
+	 * A TCP flow of a least-connection service counts while open (a first packet that ends it,
+	 * a stray FIN or RST, does not); a flow whose entry another CPU's pick of the same tuple
+	 * writes over keeps its count, for the agent's recount to drop.
+	 */
+	if (p->proto == IPPROTO_TCP && lb_sched_counts_conns(svc) &&
+	    !(ct.state & (LB_CT_S_FIN | LB_CT_S_RST)))
+		ct.flags |= LB_CT_F_COUNTED;
 	/* The reverse entry goes first: no reply can come before the flow's first packet leaves. */
 	if (bpf_map_update_elem(&lb4_ct_v1, t, &ct, BPF_ANY)) {
 		bpf_map_delete_elem(&lb4_rnat_v1, &rkey);
@@ -389,6 +400,8 @@ record:
 	}
 	xdp_count(XDP_R_BALANCED);
 	lb_count_connect(pick.service_id, pick.backend_id);
+	if (ct.flags & LB_CT_F_COUNTED)
+		ct_flows_add(&ct.backend_id, 1);
 	return xdp_fwd4(ctx, p, t, &ct);
 }
 
@@ -530,7 +543,11 @@ static __noinline int __xdp_lb4(struct xdp_md *ctx, const struct pkt *p)
 					.sport = rn->port,
 					.dport = rn->client_port };
 
-		ct_touch(&rn->last_seen_ns, &rn->state, ct_state_of(data, data_end, p), ct_now());
+		__u8 bits = ct_state_of(data, data_end, p);
+
+		if (ct_backend_ending(rn->state, bits))
+			ct4_backend_closed(&t, rn);
+		ct_touch(&rn->last_seen_ns, &rn->state, bits, ct_now());
 		if (nat4_rewrite(data, data_end, p, &to))
 			return XDP_DROP;
 		xdp_count(XDP_R_REPLY);
@@ -557,12 +574,13 @@ static __noinline int __xdp_lb4(struct xdp_md *ctx, const struct pkt *p)
 	if (ct) {
 		be = bpf_map_lookup_elem(&lb4_backends_v2, &ct->backend_id);
 		if (be && be->address == ct->backend_address && be->port == ct->backend_port) {
-			ct_touch(&ct->last_seen_ns, &ct->state, ct_state_of(data, data_end, p),
-				 ct_now());
+			ct_touch_client(&ct->flags, &ct->backend_id, &ct->state,
+					ct_state_of(data, data_end, p), &ct->last_seen_ns,
+					ct_now());
 			xdp_count(XDP_R_ESTABLISHED);
 			return xdp_fwd4(ctx, p, &t, ct);
 		}
-		ret = xdp_backend_gone(ctx, p, &lb4_ct_v1, &t);
+		ret = xdp_backend_gone(ctx, p, &lb4_ct_v1, &t, &ct->flags, &ct->backend_id);
 		if (ret != XDP_ABORTED)
 			return ret;
 	}
@@ -577,13 +595,17 @@ static __always_inline int __tc_rev4(struct __sk_buff *skb, const struct pkt *p)
 	__u64 mangled = p->proto == IPPROTO_UDP ? BPF_F_MARK_MANGLED_0 : 0;
 	struct lb4_tuple t = {};
 	struct lb4_rnat *rn, r;
+	__u8 bits;
 
 	if (tuple4_of(data, data_end, p, &t))
 		return TC_ACT_OK;
 	rn = bpf_map_lookup_elem(&lb4_rnat_v1, &t);
 	if (!rn || !(rn->flags & LB_CT_F_LOCAL))
 		return TC_ACT_OK;
-	ct_touch(&rn->last_seen_ns, &rn->state, ct_state_of(data, data_end, p), ct_now());
+	bits = ct_state_of(data, data_end, p);
+	if (ct_backend_ending(rn->state, bits))
+		ct4_backend_closed(&t, rn);
+	ct_touch(&rn->last_seen_ns, &rn->state, bits, ct_now());
 	r = *rn;
 	bpf_l4_csum_replace(skb, csum_off, t.saddr, r.address, BPF_F_PSEUDO_HDR | mangled | 4);
 	bpf_l3_csum_replace(skb, p->l3_off + IP_CSUM_OFF, t.saddr, r.address, 4);
@@ -613,7 +635,7 @@ static __always_inline __u64 client6_id(const union v6addr *a)
 }
 
 /* xdp_reopen4 for IPv6. */
-static __noinline int xdp_reopen6(const struct lb6_tuple *t, const struct lb6_ct *ct)
+static __noinline int xdp_reopen6(const struct lb6_tuple *t, struct lb6_ct *ct)
 {
 	struct lb6_tuple rkey = { .saddr = ct->backend_address,
 				  .daddr = t->saddr,
@@ -635,6 +657,7 @@ static __noinline int xdp_reopen6(const struct lb6_tuple *t, const struct lb6_ct
 		backend = rn->state;
 	if (!(ct->state & (LB_CT_S_FIN | LB_CT_S_RST)) && !(backend & LB_CT_S_RST))
 		return -1;
+	ct_uncount(&ct->flags, &ct->backend_id);
 	bpf_map_delete_elem(&lb6_ct_v1, t);
 	xdp_count(XDP_R_CT_REOPENED);
 	return port;
@@ -811,7 +834,7 @@ static __always_inline int xdp_new6(struct xdp_md *ctx, const struct pkt *p,
 
 	hash = lb6_sched_hash(svc, t);
 	ret = lb_pick(&lb6_services_v2, key, svc, &lb6_backends_v2, client6_id(&t->saddr), hash,
-		      hash, NULL, &pick, (const void **)&be);
+		      hash, &lb_be_flows_v1, &pick, (const void **)&be);
 	ret = xdp_pick_failed(ctx, p, ret, svc, &pick);
 	if (ret != XDP_ABORTED)
 		return ret;
@@ -853,6 +876,14 @@ static __always_inline int xdp_new6(struct xdp_md *ctx, const struct pkt *p,
 		}
 	}
 record:
+	/*
+	 * A TCP flow of a least-connection service counts while open (a first packet that ends it,
+	 * a stray FIN or RST, does not); a flow whose entry another CPU's pick of the same tuple
+	 * writes over keeps its count, for the agent's recount to drop.
+	 */
+	if (p->proto == IPPROTO_TCP && lb_sched_counts_conns(svc) &&
+	    !(ct.state & (LB_CT_S_FIN | LB_CT_S_RST)))
+		ct.flags |= LB_CT_F_COUNTED;
 	if (bpf_map_update_elem(&lb6_ct_v1, t, &ct, BPF_ANY)) {
 		bpf_map_delete_elem(&lb6_rnat_v1, &rkey);
 		xdp_count(XDP_R_CT_FAILED);
@@ -860,6 +891,8 @@ record:
 	}
 	xdp_count(XDP_R_BALANCED);
 	lb_count_connect(pick.service_id, pick.backend_id);
+	if (ct.flags & LB_CT_F_COUNTED)
+		ct_flows_add(&ct.backend_id, 1);
 	return xdp_fwd6(ctx, p, t, &ct);
 }
 
@@ -993,7 +1026,11 @@ static __noinline int __xdp_lb6(struct xdp_md *ctx, const struct pkt *p)
 					.sport = rn->port,
 					.dport = rn->client_port };
 
-		ct_touch(&rn->last_seen_ns, &rn->state, ct_state_of(data, data_end, p), ct_now());
+		__u8 bits = ct_state_of(data, data_end, p);
+
+		if (ct_backend_ending(rn->state, bits))
+			ct6_backend_closed(&t, rn);
+		ct_touch(&rn->last_seen_ns, &rn->state, bits, ct_now());
 		if (nat6_rewrite(data, data_end, p, &to))
 			return XDP_DROP;
 		xdp_count(XDP_R_REPLY);
@@ -1021,12 +1058,13 @@ static __noinline int __xdp_lb6(struct xdp_md *ctx, const struct pkt *p)
 		be = bpf_map_lookup_elem(&lb6_backends_v2, &ct->backend_id);
 		if (be && be->port == ct->backend_port &&
 		    v6addr_equal(&be->address, &ct->backend_address)) {
-			ct_touch(&ct->last_seen_ns, &ct->state, ct_state_of(data, data_end, p),
-				 ct_now());
+			ct_touch_client(&ct->flags, &ct->backend_id, &ct->state,
+					ct_state_of(data, data_end, p), &ct->last_seen_ns,
+					ct_now());
 			xdp_count(XDP_R_ESTABLISHED);
 			return xdp_fwd6(ctx, p, &t, ct);
 		}
-		ret = xdp_backend_gone(ctx, p, &lb6_ct_v1, &t);
+		ret = xdp_backend_gone(ctx, p, &lb6_ct_v1, &t, &ct->flags, &ct->backend_id);
 		if (ret != XDP_ABORTED)
 			return ret;
 	}
@@ -1040,6 +1078,7 @@ static __always_inline int __tc_rev6(struct __sk_buff *skb, const struct pkt *p)
 	__u64 mangled = p->proto == IPPROTO_UDP ? BPF_F_MARK_MANGLED_0 : 0;
 	struct lb6_tuple t = {};
 	struct lb6_rnat *rn, r;
+	__u8 bits;
 	int i;
 
 	if (tuple6_of(data, data_end, p, &t))
@@ -1047,7 +1086,10 @@ static __always_inline int __tc_rev6(struct __sk_buff *skb, const struct pkt *p)
 	rn = bpf_map_lookup_elem(&lb6_rnat_v1, &t);
 	if (!rn || !(rn->flags & LB_CT_F_LOCAL))
 		return TC_ACT_OK;
-	ct_touch(&rn->last_seen_ns, &rn->state, ct_state_of(data, data_end, p), ct_now());
+	bits = ct_state_of(data, data_end, p);
+	if (ct_backend_ending(rn->state, bits))
+		ct6_backend_closed(&t, rn);
+	ct_touch(&rn->last_seen_ns, &rn->state, bits, ct_now());
 	r = *rn;
 #pragma unroll
 	for (i = 0; i < 4; i++)

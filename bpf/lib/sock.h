@@ -144,11 +144,6 @@ static __always_inline __u32 sock_client_hash(struct bpf_sock_addr *ctx,
 	return lb_hash_add((__u32)netns, (__u32)(netns >> 32));
 }
 
-static __always_inline bool lb_sched_counts_conns(const struct lb_service *svc)
-{
-	return svc->scheduler >= LB_SCHED_LC && svc->scheduler <= LB_SCHED_NQ;
-}
-
 /*
  * Counts a TCP socket of a least-connection service as open on its backend until it is released.
  * Only those services count, so the other schedulers' connects pay nothing for it; a socket that

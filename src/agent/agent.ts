@@ -24,6 +24,7 @@ import { type ReconcileResult, Reconciler } from '../reconcile/reconciler.ts';
 import { SourceRanges } from '../reconcile/source-ranges.ts';
 import { Datapath, type DatapathOptions, type MigrationReport } from './datapath.ts';
 import { nodePortAddresses } from './devices.ts';
+import { DEFAULT_FLOW_RECOUNT_MS, recountFlows } from './flow-counts.ts';
 import { nodeConfigValue, type XdpAttachment } from './xdp.ts';
 
 export interface AgentOptions extends DatapathOptions {
@@ -35,6 +36,8 @@ export interface AgentOptions extends DatapathOptions {
   nodePortCidrs?: ParsedCidr[];
   /** The scheduler of Services that name none (--scheduler, --maglev-table-size); absent: random. */
   schedulerDefaults?: SchedulerDefaults;
+  /** How often the XDP path's open flows per backend are recounted (flow-counts.ts); absent: 30 s. */
+  flowRecountMs?: number;
 }
 
 export interface AgentStatus {
@@ -142,6 +145,7 @@ export class Agent {
   #idle: (() => void)[] = [];
   /** EndpointSlice namespace/name -> the last change-trigger time already programmed. */
   #triggerTimes = new Map<string, string>();
+  #flowRecount: NodeJS.Timeout | undefined;
 
   /** Loads the datapath (see Datapath.open: the hooks change only after the first sync). */
   static async create(options: AgentOptions): Promise<Agent> {
@@ -166,6 +170,7 @@ export class Agent {
       this.#log.info(`UDP sockets of removed backends are destroyed through sock_diag: ${this.datapath.bpfDestroyUnavailable}`);
     }
     if (this.datapath.connsUnavailable) this.#log.warn(this.datapath.connsUnavailable);
+    this.#startFlowRecount();
     if (this.datapath.refuseErrno === 0)
       this.#log.warn(
         'no bpf_set_retval in this kernel (Linux < 5.18): a connect() to a service without backends fails with EPERM, not ECONNREFUSED',
@@ -495,9 +500,28 @@ export class Agent {
     };
   }
 
+  /**
+   * Recounts the XDP path's open flows per backend on a period: the kernel cannot see the open
+   * flows the LRU evicts (flow-counts.ts). A failed pass is logged; the next one tries again.
+   */
+  #startFlowRecount(): void {
+    const { lb4_ct_v1: ct4, lb6_ct_v1: ct6, lb_be_flows_v1: flows } = this.datapath.xdpMaps;
+    if (!ct4 || !ct6 || !flows) return;
+    this.#flowRecount = setInterval(() => {
+      try {
+        const { flows: open, corrected } = recountFlows({ ct4, ct6, flows });
+        if (corrected) this.#log.debug({ open, corrected }, 'recounted the open XDP flows per backend');
+      } catch (err) {
+        this.#log.warn({ err }, 'recounting the open XDP flows per backend failed');
+      }
+    }, this.#options.flowRecountMs ?? DEFAULT_FLOW_RECOUNT_MS);
+    this.#flowRecount.unref();
+  }
+
   /** Stops reconciling and closes fds; the pinned datapath keeps balancing without the agent. */
   async close(): Promise<void> {
     this.#closed = true;
+    clearInterval(this.#flowRecount);
     clearTimeout(this.#timer);
     this.#timer = undefined;
     await this.#running;

@@ -123,6 +123,7 @@ export function mapSizes(o: DatapathOptions): Record<MapName, number> {
     [MapNames.backendConns]: o.capacity.backendIds,
     // Socket-local storage has no size: an element lives on each counted socket.
     [MapNames.sockConn]: 0,
+    [MapNames.backendFlows]: o.capacity.backendIds,
   };
 }
 

@@ -32,6 +32,7 @@ export const MapNames = {
   frontendFilter: 'lb_frontend_filter_v1',
   backendConns: 'lb_be_conns_v1',
   sockConn: 'lb_sock_conn_v1',
+  backendFlows: 'lb_be_flows_v1',
 } as const;
 
 export type MapName = (typeof MapNames)[keyof typeof MapNames];
@@ -63,7 +64,8 @@ export const DESTROY_MAPS = [MapNames.lb4Destroy, MapNames.lb6Destroy] as const;
 /**
  * The maps bpf/xdp.bpf.c adds to the service maps it shares with the socket hooks (the agent pins
  * them next to those): connection and reverse NAT tables (LRU, sized by the agent), source ranges,
- * the node's configuration (one entry, the agent writes it) and the per-reason counters.
+ * the node's configuration (one entry, the agent writes it), the per-reason counters and the open
+ * flows per backend of the least-connection schedulers (the agent recounts them, see flow-counts.ts).
  */
 export const XDP_MAPS = [
   MapNames.lb4Ct,
@@ -74,6 +76,7 @@ export const XDP_MAPS = [
   MapNames.lb6SrcRanges,
   MapNames.nodeConfig,
   MapNames.xdpStats,
+  MapNames.backendFlows,
 ] as const;
 
 export type XdpMapName = (typeof XDP_MAPS)[number];
@@ -126,6 +129,7 @@ export const MAP_DEFINITIONS: Readonly<Record<MapName, MapDefinition>> = {
   [MapNames.frontendFilter]: { type: MapType.array, keySize: 4, valueSize: 8, flags: 0 },
   [MapNames.backendConns]: { type: MapType.array, keySize: 4, valueSize: 8, flags: 0 },
   [MapNames.sockConn]: { type: MapType.skStorage, keySize: 4, valueSize: 4, flags: BPF_F_NO_PREALLOC },
+  [MapNames.backendFlows]: { type: MapType.array, keySize: 4, valueSize: 8, flags: 0 },
 };
 
 /** enum sock_reason, by index. */
@@ -179,7 +183,7 @@ export const TABLE_SLOTS_PER_ELEM = 4;
 export const ServiceFlags = { affinity: 1, local: 2, sourceRanges: 4 } as const;
 
 /** struct lb4_ct.flags and struct lb4_rnat.flags. */
-export const CtFlags = { snat: 1, local: 2, dsr: 4 } as const;
+export const CtFlags = { snat: 1, local: 2, dsr: 4, counted: 8 } as const;
 
 /** struct lb4_ct.state (what the client sent) and struct lb4_rnat.state (what the backend sent), TCP. */
 export const CtState = { established: 1, fin: 2, rst: 4 } as const;

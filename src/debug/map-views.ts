@@ -30,6 +30,10 @@ export const MAP_LAYOUTS: Readonly<Record<string, { key: Layout; value: Layout }
     key: u32Key('backend_id', 'backend_id'),
     value: { name: 'open_connections', size: 8, fields: [{ name: 'open', type: 'u64', offset: 0 }] },
   },
+  [MapNames.backendFlows]: {
+    key: u32Key('backend_id', 'backend_id'),
+    value: { name: 'open_flows', size: 8, fields: [{ name: 'open', type: 'u64', offset: 0 }] },
+  },
   [MapNames.affinity]: { key: Layouts.affinityKey, value: Layouts.affinity },
   // Read from user space, an array of maps gives the id of each inner map (0: none).
   [MapNames.tables]: { key: u32Key('service_id', 'service_id'), value: u32Key('table_map_id', 'map_id') },

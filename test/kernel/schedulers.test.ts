@@ -20,6 +20,7 @@ import { SockLab } from '../support/sock-lab.ts';
 import { scaled } from '../support/time-scale.ts';
 
 const VIP = '10.96.0.10';
+const VIP6 = 'fd00:10:96::10';
 const PODS = ['pod0', 'pod1', 'pod2'];
 
 const sched = suite<{ sl: SockLab }>('schedulers');
@@ -35,9 +36,16 @@ function objects(sl: SockLab, annotations: Record<string, string>, pods = [0, 1,
   return [web(annotations), slice({ service: 'web', ports: [{ name: 'http', port: 8080 }], endpoints })];
 }
 
-async function connects(sl: SockLab, count: number): Promise<ProbeResult> {
+/** The IPv6 web Service with these annotations over the given pods. */
+function objects6(sl: SockLab, annotations: Record<string, string>, pods: number[]): object[] {
+  const s = service({ name: 'web', clusterIPs: [VIP6], ports: [{ name: 'http', port: 80, targetPort: 8080 }] });
+  const endpoints = pods.map((i) => ({ address: sl.lab.pods[i]!.ipv6! }));
+  return [{ ...s, metadata: { ...s.metadata, annotations } }, slice({ service: 'web', ports: [{ name: 'http', port: 8080 }], endpoints })];
+}
+
+async function connects(sl: SockLab, count: number, target = `${VIP}:80`): Promise<ProbeResult> {
   // The probe stops at its duration: give it the whole count's time, as slow as an emulated guest is.
-  const args = ['tcp', '--target', `${VIP}:80`, '--count', String(count), '--duration-ms', String(scaled(120_000))];
+  const args = ['tcp', '--target', target, '--count', String(count), '--duration-ms', String(scaled(120_000))];
   const r = await sl.lab.runProbe(args, { timeoutMs: scaled(180_000) });
   assert.is(r.failed, 0, JSON.stringify(r.errors));
   assert.is(r.ok, count, 'every connect was made');
@@ -47,11 +55,12 @@ async function connects(sl: SockLab, count: number): Promise<ProbeResult> {
 const counts = (r: ProbeResult) => PODS.map((p) => r.byBackend[p] ?? 0);
 
 /** The open connections the kernel counts on each pod's backend (lb_be_conns_v1, by backend id). */
-function openConns(sl: SockLab): number[] {
+function openConns(sl: SockLab, family: 4 | 6 = 4): number[] {
   const map = BpfMap.fromPin(join(sl.bpffs, 'maps', MapNames.backendConns));
   try {
     return sl.lab.pods.map((pod) => {
-      const id = [...sl.agent.reconciler.state.backends].find(([, b]) => b.address === pod.ipv4)?.[0];
+      const address = family === 4 ? pod.ipv4 : pod.ipv6;
+      const id = [...sl.agent.reconciler.state.backends].find(([, b]) => b.address === address)?.[0];
       const raw = id === undefined ? undefined : map.lookup(Buffer.from(new Uint32Array([id]).buffer));
       return raw ? Number(new BigInt64Array(raw.buffer.slice(raw.byteOffset, raw.byteOffset + 8))[0]) : 0;
     });
@@ -61,20 +70,20 @@ function openConns(sl: SockLab): number[] {
 }
 
 /** Waits (bounded) until the counts are `want`; the release hook runs as the client's sockets go. */
-async function waitOpenConns(sl: SockLab, want: (counts: number[]) => boolean, what: string): Promise<number[]> {
+async function waitOpenConns(sl: SockLab, want: (counts: number[]) => boolean, what: string, family: 4 | 6 = 4): Promise<number[]> {
   const deadline = Date.now() + scaled(20_000);
-  let seen = openConns(sl);
+  let seen = openConns(sl, family);
   while (!want(seen)) {
     if (Date.now() > deadline) throw new Error(`open connections never became ${what}: ${seen.join(' / ')}`);
     await new Promise((r) => setTimeout(r, 50));
-    seen = openConns(sl);
+    seen = openConns(sl, family);
   }
   return seen;
 }
 
 /** A client that connects `count` times and keeps every connection open until stopped or killed. */
-function hold(sl: SockLab, count: number): ProbeHandle {
-  return sl.lab.spawnProbe(['tcp', '--target', `${VIP}:80`, '--count', String(count), '--hold'], { timeoutMs: scaled(180_000) });
+function hold(sl: SockLab, count: number, target = `${VIP}:80`): ProbeHandle {
+  return sl.lab.spawnProbe(['tcp', '--target', target, '--count', String(count), '--hold'], { timeoutMs: scaled(180_000) });
 }
 
 const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
@@ -223,6 +232,22 @@ sched(
     assert.ok(counts(after)[0]! > 0, JSON.stringify(after.byBackend));
   },
 );
+
+sched('lc over IPv6: 10 held on one backend send the next 10 elsewhere; the count falls as they close', async ({ sl }) => {
+  const target = `[${VIP6}]:80`;
+  await sl.apply(objects6(sl, { 'socklb.io/scheduler': 'lc' }, [0]));
+  const holder = hold(sl, 10, target);
+  try {
+    await waitOpenConns(sl, (c) => c[0] === 10, '10 on pod0', 6);
+    await sl.apply(objects6(sl, { 'socklb.io/scheduler': 'lc' }, [0, 1, 2]));
+    const next = await connects(sl, 10, target);
+    assert.is(counts(next)[0], 0, `pod0 still holds 10: ${JSON.stringify(next.byBackend)}`);
+  } finally {
+    await holder.stop();
+  }
+  await waitOpenConns(sl, (c) => c.join() === '0,0,0', '0 / 0 / 0 after the holder exited', 6);
+  await sl.apply(objects(sl, {}));
+});
 
 sched('lc: kill -9 of the client takes its open connections off the count', async ({ sl }) => {
   await sl.apply(objects(sl, { 'socklb.io/scheduler': 'lc' }, [1, 2]));

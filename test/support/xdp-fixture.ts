@@ -52,6 +52,8 @@ export interface Frontend {
   flags?: number;
   /** Seconds, with ServiceFlags.affinity. */
   affinityTimeout?: number;
+  /** A Schedulers value; random when left out. */
+  scheduler?: number;
   backends: number[];
 }
 
@@ -98,6 +100,7 @@ const SIZES: Partial<Record<MapName, number>> = {
   [MapNames.affinity]: 64,
   [MapNames.serviceStats]: 64,
   [MapNames.backendStats]: 64,
+  [MapNames.backendFlows]: 64,
   [MapNames.lb4Ct]: 4096,
   [MapNames.lb6Ct]: 4096,
   [MapNames.lb4Rnat]: 4096,
@@ -207,6 +210,7 @@ export class XdpMaps {
       backend_count: f.backends.length,
       flags: f.flags ?? 0,
       affinity_timeout: f.affinityTimeout ?? 0,
+      scheduler: f.scheduler ?? 0,
     });
     this.map(v6 ? MapNames.lb6Services : MapNames.lb4Services).update(key, value);
   }
@@ -235,6 +239,11 @@ export class XdpMaps {
     const v6 = t.saddr.includes(':');
     const value = this.map(v6 ? MapNames.lb6Rnat : MapNames.lb4Rnat).lookup(encode(v6 ? Layouts.lb6Tuple : Layouts.lb4Tuple, t));
     return value && decode(v6 ? Layouts.lb6Rnat : Layouts.lb4Rnat, value);
+  }
+
+  /** A backend's open XDP flows (lb_be_flows_v1), as the least-connection schedulers read it. */
+  openFlows(backendId: number): number {
+    return Number(this.map(MapNames.backendFlows).lookup(u32(backendId))!.readBigInt64LE(0));
   }
 
   /** The per-reason counters, summed over CPUs. */
