@@ -7,13 +7,13 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { XDP_OBJECT } from '../../src/agent/datapath.ts';
-import { type BpfLink, BpfObject } from '../../src/bpf/binding.ts';
+import type { BpfLink, BpfObject } from '../../src/bpf/binding.ts';
 import { CLIENT_IPV4, CLIENT_IPV6, ClusterLab, hostPort } from '../../src/lab/cluster-lab.ts';
 import type { ProcessHandle } from '../../src/lab/netns-base.ts';
 import { manifest } from '../support/objects.ts';
 import { pinnedXdpReasons } from '../support/pinned-xdp-stats.ts';
 import { scaled, TIME_SCALE } from '../support/time-scale.ts';
+import { loadXdpPass } from '../support/xdp-peers.ts';
 
 const NODE_PORT = 30080;
 const UDP_NODE_PORT = 30053;
@@ -28,10 +28,6 @@ interface Ctx {
   peers: BpfLink[];
   passObject?: BpfObject;
   file: string;
-}
-
-function ifindex(lab: ClusterLab, ns: string, dev: string): Promise<number> {
-  return lab.exec(ns, ['ip', '-j', 'link', 'show', dev]).then((r) => (JSON.parse(r.stdout) as { ifindex: number }[])[0]!.ifindex);
 }
 
 /** The Services and EndpointSlices of the test, as a cluster would hold them. */
@@ -145,16 +141,13 @@ xdp.before(async (ctx) => {
   for (const p of ctx.lab.pods) await ctx.lab.startServer(p.name, { tcp: [8080], udp: [5353] });
   const a = ctx.lab.node('node-a');
   // The switch port XDP_TX answers through, and the pod veth a local backend is redirected into.
-  const pass = BpfObject.open(XDP_OBJECT);
-  ctx.passObject = pass;
-  pass.load();
   const pod = ctx.lab.podsOn('node-a')[0]!;
-  for (const [ns, dev] of [
+  const { object, links } = await loadXdpPass(ctx.lab, [
     [a.peer.ns, a.peer.device],
     [pod.ns, 'eth0'],
-  ] as const) {
-    ctx.peers.push(pass.attachXdp('xdp_pass', await ifindex(ctx.lab, ns, dev), 'native', `/run/netns/${ns}`));
-  }
+  ]);
+  ctx.passObject = object;
+  ctx.peers.push(...links);
   ctx.file = join(mkdtempSync(join(tmpdir(), 'socklb-xagent-')), 'services.yaml');
   writeFileSync(ctx.file, manifest(objects(ctx.lab)));
   await startAgent(ctx);

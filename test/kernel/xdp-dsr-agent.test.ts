@@ -11,9 +11,8 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { XDP_OBJECT } from '../../src/agent/datapath.ts';
 import { DSR_PORT } from '../../src/agent/xdp.ts';
-import { type BpfLink, BpfMap, BpfObject } from '../../src/bpf/binding.ts';
+import { type BpfLink, BpfMap, type BpfObject } from '../../src/bpf/binding.ts';
 import { decode, Layouts, MapNames, NodeConfigFlags } from '../../src/datapath/abi.ts';
 import {
   CLIENT_IPV4,
@@ -29,6 +28,7 @@ import { manifest } from '../support/objects.ts';
 import { pinnedXdpReasons } from '../support/pinned-xdp-stats.ts';
 import type { StreamResult } from '../support/tcp-stream.ts';
 import { scaled, TIME_SCALE } from '../support/time-scale.ts';
+import { attachXdpPass, loadXdpPass } from '../support/xdp-peers.ts';
 
 const NODE_PORT = 30080;
 const UDP_NODE_PORT = 30053;
@@ -52,10 +52,6 @@ interface Ctx {
   file: string;
   /** Pods the stream service balances over besides pod-b0. */
   streamExtra: ClusterPod[];
-}
-
-function ifindex(lab: Lab, ns: string, dev: string): Promise<number> {
-  return lab.exec(ns, ['ip', '-j', 'link', 'show', dev]).then((r) => (JSON.parse(r.stdout) as { ifindex: number }[])[0]!.ifindex);
 }
 
 const ready = (pods: ClusterPod[], v6: boolean) =>
@@ -254,16 +250,13 @@ dsr.before(async (ctx) => {
     await ctx.lab.startServer(p.name, { tcp: [8080, ORPHAN_PORT], udp: [5353] });
     await startLineServer(ctx.lab, p);
   }
-  const pass = BpfObject.open(XDP_OBJECT);
-  ctx.passObject = pass;
-  pass.load();
   // The switch ports XDP_TX sends the encapsulated packets out through, and the pods' veths.
-  for (const [ns, dev] of [
+  const { object, links } = await loadXdpPass(ctx.lab, [
     ...ctx.lab.nodes.map((n) => [n.peer.ns, n.peer.device] as const),
     ...ctx.lab.pods.map((p) => [p.ns, 'eth0'] as const),
-  ]) {
-    ctx.peers.push(pass.attachXdp('xdp_pass', await ifindex(ctx.lab, ns, dev), 'native', `/run/netns/${ns}`));
-  }
+  ]);
+  ctx.passObject = object;
+  ctx.peers.push(...links);
   ctx.file = join(mkdtempSync(join(tmpdir(), 'socklb-xdsr-')), 'services.yaml');
   writeFileSync(ctx.file, manifest(objects(ctx)));
   await startAgent(ctx, 'node-a');
@@ -390,7 +383,7 @@ dsr('a long TCP stream through DSR keeps its backend and its connection while ot
   const { lab } = ctx;
   await streamThrough(lab, 10_000, async () => {
     const added = await lab.addPod('node-b');
-    ctx.peers.push(ctx.passObject!.attachXdp('xdp_pass', await ifindex(lab, added.ns, 'eth0'), 'native', `/run/netns/${added.ns}`));
+    ctx.peers.push(...(await attachXdpPass(lab, ctx.passObject!, [[added.ns, 'eth0']])));
     await startLineServer(lab, added);
     await setStreamBackends(ctx, [lab.podsOn('node-a')[0]!, added]);
     await setStreamBackends(ctx, []);

@@ -8,13 +8,13 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { XDP_OBJECT } from '../../src/agent/datapath.ts';
-import { type BpfLink, BpfMap, BpfObject } from '../../src/bpf/binding.ts';
+import { type BpfLink, BpfMap, type BpfObject } from '../../src/bpf/binding.ts';
 import { decode, Layouts, MapNames, Scope } from '../../src/datapath/abi.ts';
 import { ClusterLab, hostPort } from '../../src/lab/cluster-lab.ts';
 import type { ProcessHandle } from '../../src/lab/netns-base.ts';
 import { manifest } from '../support/objects.ts';
 import { scaled, TIME_SCALE } from '../support/time-scale.ts';
+import { loadXdpPass } from '../support/xdp-peers.ts';
 
 const NODE_PORT = 30080;
 const HELD = 10;
@@ -116,17 +116,13 @@ lc.before(async (ctx) => {
   ctx.lab = await ClusterLab.create({ prefix: ClusterLab.uniquePrefix('xlc'), pods: { 'node-a': 1, 'node-b': 2 }, ipv6: false });
   for (const p of ctx.lab.pods) await ctx.lab.startServer(p.name, { tcp: [8080] });
   const a = ctx.lab.node('node-a');
-  const pass = BpfObject.open(XDP_OBJECT);
-  ctx.passObject = pass;
-  pass.load();
   const pod = ctx.lab.podsOn('node-a')[0]!;
-  for (const [ns, dev] of [
+  const { object, links } = await loadXdpPass(ctx.lab, [
     [a.peer.ns, a.peer.device],
     [pod.ns, 'eth0'],
-  ] as const) {
-    const index = (JSON.parse((await ctx.lab.exec(ns, ['ip', '-j', 'link', 'show', dev])).stdout) as { ifindex: number }[])[0]!.ifindex;
-    ctx.peers.push(pass.attachXdp('xdp_pass', index, 'native', `/run/netns/${ns}`));
-  }
+  ]);
+  ctx.passObject = object;
+  ctx.peers.push(...links);
   ctx.file = join(mkdtempSync(join(tmpdir(), 'socklb-xlc-')), 'services.yaml');
   writeFileSync(ctx.file, manifest(objects(ctx.lab, [ctx.lab.podsOn('node-b')[0]!.name])));
   ctx.agent = ctx.lab.startAgent('node-a', ['--manifests', ctx.file, '--devices', a.device, '--nodeport-addresses', '192.168.77.0/24']);

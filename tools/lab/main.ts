@@ -23,13 +23,14 @@ const DEFAULT_EXCLUDE = '^(lab|cluster-lab|bench|xdp-bench|responsive|migration|
  * is still exercised; left out, besides the default exclusions, are the Kubernetes source feeding
  * the same datapath (k8s-e2e, k8s-node-addresses: 6 minutes under TCG, nothing kernel-specific that
  * sock-lb does not cover), the XDP files that pass real traffic between namespaces (xdp-agent,
- * xdp-dsr-agent, xdp-veth, xdp-dsr-veth: their packet programs are exercised by the xdp-packets
- * files, which stay), the agent's capability check (capabilities: the same on every kernel) and
+ * xdp-dsr-agent, xdp-lc-agent, xdp-veth, xdp-dsr-veth: their packet programs are exercised by the
+ * xdp-packets and xdp-lc files, which stay), the agent's capability check (capabilities: the same on every kernel) and
  * the frontend filter's restart and resize (frontend-filter: the hook reads the filter on every
  * connect of sock-lb, which stays). A new test file is in CI unless added here. The full lab runs
  * them all.
  */
-const CI_EXCLUDE = '^(k8s-e2e|k8s-node-addresses|xdp-agent|xdp-dsr-agent|xdp-veth|xdp-dsr-veth|capabilities|frontend-filter)\\.test\\.ts$';
+const CI_EXCLUDE =
+  '^(k8s-e2e|k8s-node-addresses|xdp-agent|xdp-dsr-agent|xdp-lc-agent|xdp-veth|xdp-dsr-veth|capabilities|frontend-filter)\\.test\\.ts$';
 
 /** Default SOCKLB_TEST_TIME_SCALE in TCG guests (test/support/time-scale.ts). */
 const GUEST_TIME_SCALE = 10;
