@@ -126,11 +126,10 @@ test('more short TCP connections through a NodePort than its NAT range holds: cl
     const r = JSON.parse(out.trim().split('\n').at(-1)!) as ProbeResult;
     const after = maps.stats();
     assert.equal([r.ok, r.failed, r.errors], [count, 0, {}], `every connection got its answer (${r.elapsedMs} ms)`);
-    // A new flow finds no port only when all eight independent draws hit ports of flows closed
+    // A new flow finds no port only when all 16 independent draws hit ports of flows closed
     // within the last 500 ms (every flow here ends closed, by FINs both ways): at R connections a
-    // second about R/2 of the 4,536 ports are such, so a flow misses with (R / 2 / 4,536)^8 and its
-    // SYN is sent again. Here R was 1,200-1,550 (7e-7 a flow at most, 0.004 misses a run); at 2,000
-    // it is 0.03 a run, at 2,500 0.2: the one miss in 6,000 seen in a CI run is that, not a fault.
+    // second about R/2 of the 4,536 ports are such, so a flow misses with (R / 2 / 4,536)^16 and its
+    // SYN is sent again: below 1e-7 a flow up to R = 3,000; with 8 draws a CI run met one in 6,000.
     const exhausted = after.nat_exhausted - before.nat_exhausted;
     assert.ok(exhausted <= BigInt(count / 1000), `${exhausted} of ${count} new flows found the NAT range full`);
     assert.ok(after.nat_reclaimed - before.nat_reclaimed > 0n, 'ports of closed flows were taken over');
