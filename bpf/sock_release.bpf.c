@@ -19,7 +19,7 @@ int sock_release(struct bpf_sock *ctx)
 	conn = bpf_sk_storage_get(&lb_sock_conn_v1, ctx, 0, 0);
 	if (!conn || !conn->backend_id)
 		return SYS_PROCEED;
-	lb_conns_add(conn->backend_id, -1);
+	count_add(&lb_be_conns_v1, conn->backend_id, -1);
 	conn->backend_id = 0;
 	return SYS_PROCEED;
 }

@@ -28,4 +28,16 @@
 #define unlikely(x) __builtin_expect(!!(x), 0)
 #endif
 
+/*
+ * Adds to a count (__s64) shared by all CPUs, an array map's entry: an atomic add without the
+ * result, which every kernel has (5.10 lacks the fetch variants).
+ */
+static __always_inline void count_add(void *counts, __u32 key, __s64 delta)
+{
+	__s64 *count = bpf_map_lookup_elem(counts, &key);
+
+	if (count)
+		__sync_fetch_and_add(count, delta);
+}
+
 #endif /* SOCKLB_COMMON_H */

@@ -30,16 +30,6 @@ struct {
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 } lb_sock_conn_v1 SEC(".maps");
 
-static __always_inline void lb_conns_add(__u32 backend_id, __s64 delta)
-{
-	__s64 *count = bpf_map_lookup_elem(&lb_be_conns_v1, &backend_id);
-
-	/* Without the result, an atomic add: every kernel has it (5.10 lacks the fetch variants).
-	 */
-	if (count)
-		__sync_fetch_and_add(count, delta);
-}
-
 static __always_inline bool lb_conns_counted(void)
 {
 	__u32 key = 0;

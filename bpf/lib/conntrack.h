@@ -175,14 +175,6 @@ static __always_inline void ct_touch(__u64 *last_seen_ns, __u8 *state, __u8 bits
 	*last_seen_ns = now;
 }
 
-static __always_inline void ct_flows_add(const __u32 *backend_id, __s64 delta)
-{
-	__s64 *count = bpf_map_lookup_elem(&lb_be_flows_v1, backend_id);
-
-	if (count)
-		__sync_fetch_and_add(count, delta);
-}
-
 /*
  * Takes a counted flow (its entry's flags and backend id) off its backend's count, once. Two CPUs
  * may both find the flag set only when the client's and the backend's first FIN or RST meet within
@@ -194,7 +186,7 @@ static __always_inline void ct_uncount(__u8 *flags, const __u32 *backend_id)
 	if (!(*flags & LB_CT_F_COUNTED))
 		return;
 	*flags &= ~LB_CT_F_COUNTED;
-	ct_flows_add(backend_id, -1);
+	count_add(&lb_be_flows_v1, *backend_id, -1);
 }
 
 /* A client packet's state bits: a first FIN or RST ends the flow's count. */

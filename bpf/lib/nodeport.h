@@ -78,6 +78,19 @@ static __always_inline int xdp_pick_failed(struct xdp_md *ctx, const struct pkt 
 }
 
 /*
+ * A new flow's entry counts when it is TCP of a least-connection service and open (a first packet
+ * that ends it, a stray FIN or RST, does not); a flow whose entry another CPU's pick of the same
+ * tuple writes over keeps its count, for the agent's recount to drop.
+ */
+static __always_inline void ct_mark_counted(const struct lb_service *svc, __u8 proto, __u8 state,
+					    __u8 *flags)
+{
+	if (proto == IPPROTO_TCP && lb_sched_counts_conns(svc) &&
+	    !(state & (LB_CT_S_FIN | LB_CT_S_RST)))
+		*flags |= LB_CT_F_COUNTED;
+}
+
+/*
  * A flow whose backend is gone ends: a TCP segment other than a SYN gets a reset, so the client
  * fails now rather than after minutes of retransmissions into a backend that will never answer;
  * a SYN (a new connection reusing the tuple) and UDP (no connection to end; kube-proxy flushes
@@ -384,14 +397,7 @@ static __always_inline int xdp_new4(struct xdp_md *ctx, const struct pkt *p,
 		}
 	}
 record:
-	/*
-	 * A TCP flow of a least-connection service counts while open (a first packet that ends it,
-	 * a stray FIN or RST, does not); a flow whose entry another CPU's pick of the same tuple
-	 * writes over keeps its count, for the agent's recount to drop.
-	 */
-	if (p->proto == IPPROTO_TCP && lb_sched_counts_conns(svc) &&
-	    !(ct.state & (LB_CT_S_FIN | LB_CT_S_RST)))
-		ct.flags |= LB_CT_F_COUNTED;
+	ct_mark_counted(svc, p->proto, ct.state, &ct.flags);
 	/* The reverse entry goes first: no reply can come before the flow's first packet leaves. */
 	if (bpf_map_update_elem(&lb4_ct_v1, t, &ct, BPF_ANY)) {
 		bpf_map_delete_elem(&lb4_rnat_v1, &rkey);
@@ -401,7 +407,7 @@ record:
 	xdp_count(XDP_R_BALANCED);
 	lb_count_connect(pick.service_id, pick.backend_id);
 	if (ct.flags & LB_CT_F_COUNTED)
-		ct_flows_add(&ct.backend_id, 1);
+		count_add(&lb_be_flows_v1, ct.backend_id, 1);
 	return xdp_fwd4(ctx, p, t, &ct);
 }
 
@@ -876,14 +882,7 @@ static __always_inline int xdp_new6(struct xdp_md *ctx, const struct pkt *p,
 		}
 	}
 record:
-	/*
-	 * A TCP flow of a least-connection service counts while open (a first packet that ends it,
-	 * a stray FIN or RST, does not); a flow whose entry another CPU's pick of the same tuple
-	 * writes over keeps its count, for the agent's recount to drop.
-	 */
-	if (p->proto == IPPROTO_TCP && lb_sched_counts_conns(svc) &&
-	    !(ct.state & (LB_CT_S_FIN | LB_CT_S_RST)))
-		ct.flags |= LB_CT_F_COUNTED;
+	ct_mark_counted(svc, p->proto, ct.state, &ct.flags);
 	if (bpf_map_update_elem(&lb6_ct_v1, t, &ct, BPF_ANY)) {
 		bpf_map_delete_elem(&lb6_rnat_v1, &rkey);
 		xdp_count(XDP_R_CT_FAILED);
@@ -892,7 +891,7 @@ record:
 	xdp_count(XDP_R_BALANCED);
 	lb_count_connect(pick.service_id, pick.backend_id);
 	if (ct.flags & LB_CT_F_COUNTED)
-		ct_flows_add(&ct.backend_id, 1);
+		count_add(&lb_be_flows_v1, ct.backend_id, 1);
 	return xdp_fwd6(ctx, p, t, &ct);
 }
 

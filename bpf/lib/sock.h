@@ -162,9 +162,9 @@ static __always_inline void sock_count_open(struct bpf_sock_addr *ctx, const str
 	if (!conn)
 		return;
 	if (conn->backend_id)
-		lb_conns_add(conn->backend_id, -1);
+		count_add(&lb_be_conns_v1, conn->backend_id, -1);
 	conn->backend_id = backend_id;
-	lb_conns_add(backend_id, 1);
+	count_add(&lb_be_conns_v1, backend_id, 1);
 }
 
 /*
