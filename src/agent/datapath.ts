@@ -16,6 +16,8 @@ import {
   SOCK_MAPS,
   SOCK_REASONS,
   type SockMapName,
+  s64Bytes,
+  u32Bytes,
   XDP_MAPS,
   XDP_REASONS,
   type XdpMapName,
@@ -333,7 +335,7 @@ export class Datapath {
     // Release first: a socket counted once the switch is on must find the hook that uncounts it.
     if (this.#release) attachHooks(this.#release, [RELEASE_PROGRAM], this.options);
     attachHooks(this.#sock, Object.keys(SOCK_PROGRAMS), this.options);
-    this.maps[MapNames.backendConns].update(u32(0), u64(this.#release ? 1n : 0n));
+    this.maps[MapNames.backendConns].update(u32Bytes(0), s64Bytes(this.#release ? 1n : 0n));
     if (this.#xdp && this.options.xdp) this.xdpAttachments = attachXdp(this.#xdp, this.options.bpffs, this.options.xdp);
     for (const [name, map] of this.#unpinned) {
       const pin = join(this.options.bpffs, 'maps', name);
@@ -561,15 +563,6 @@ function attachHooks(obj: BpfObject, programs: readonly string[], o: DatapathOpt
       link.close();
     }
   }
-}
-
-/** Keys and values as the CPU lays them out, which is how the kernel reads them. */
-function u32(n: number): Buffer {
-  return Buffer.from(new Uint32Array([n]).buffer);
-}
-
-function u64(n: bigint): Buffer {
-  return Buffer.from(new BigInt64Array([n]).buffer);
 }
 
 /** Detaches and unpins everything an agent made under `bpffs`. Returns what it removed. */

@@ -7,7 +7,7 @@
 
 import { endianness } from 'node:os';
 import type { BpfMap } from '../bpf/binding.ts';
-import { CtFlags, type Layout, Layouts } from '../datapath/abi.ts';
+import { CtFlags, type Layout, Layouts, readS64, readU32, s64Bytes, u32Bytes } from '../datapath/abi.ts';
 
 /** How often the agent recounts by default: an evicted flow's count lasts at most this long. */
 export const DEFAULT_FLOW_RECOUNT_MS = 30_000;
@@ -58,8 +58,8 @@ function* values(map: BpfMap): Generator<Buffer> {
 function nonZero(flows: BpfMap): Map<number, bigint> {
   const out = new Map<number, bigint>();
   for (const [k, v] of flows.entries(PAGE)) {
-    const n = LE ? v.readBigInt64LE(0) : v.readBigInt64BE(0);
-    if (n !== 0n) out.set(LE ? k.readUInt32LE(0) : k.readUInt32BE(0), n);
+    const n = readS64(v);
+    if (n !== 0n) out.set(readU32(k), n);
   }
   return out;
 }
@@ -77,18 +77,7 @@ export function recountFlows(maps: { ct4: BpfMap; ct6: BpfMap; flows: BpfMap }):
   const tally = tallyCounted(values(maps.ct6), Layouts.lb6Ct, tallyCounted(values(maps.ct4), Layouts.lb4Ct));
   const after = nonZero(maps.flows);
   const fix = corrections(before, after, tally);
-  const key = Buffer.alloc(4);
-  const value = Buffer.alloc(8);
-  for (const [id, n] of fix) {
-    if (LE) {
-      key.writeUInt32LE(id);
-      value.writeBigInt64LE(n);
-    } else {
-      key.writeUInt32BE(id);
-      value.writeBigInt64BE(n);
-    }
-    maps.flows.update(key, value);
-  }
+  for (const [id, n] of fix) maps.flows.update(u32Bytes(id), s64Bytes(n));
   let flows = 0;
   for (const n of tally.values()) flows += n;
   return { flows, corrected: fix.size };

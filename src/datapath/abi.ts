@@ -431,6 +431,30 @@ export type Decoded = Record<string, FieldValue>;
 
 const LITTLE = endianness() === 'LE';
 
+/** A u32 key or value (a backend or service id) in the CPU's byte order, as the kernel reads it. */
+export function u32Bytes(n: number): Buffer {
+  const buf = Buffer.alloc(4);
+  if (LITTLE) buf.writeUInt32LE(n);
+  else buf.writeUInt32BE(n);
+  return buf;
+}
+
+export function readU32(buf: Buffer): number {
+  return LITTLE ? buf.readUInt32LE(0) : buf.readUInt32BE(0);
+}
+
+/** An __s64 count (lb_be_conns_v1, lb_be_flows_v1) in the CPU's byte order. */
+export function s64Bytes(n: bigint): Buffer {
+  const buf = Buffer.alloc(8);
+  if (LITTLE) buf.writeBigInt64LE(n);
+  else buf.writeBigInt64BE(n);
+  return buf;
+}
+
+export function readS64(buf: Buffer): bigint {
+  return LITTLE ? buf.readBigInt64LE(0) : buf.readBigInt64BE(0);
+}
+
 /** Encodes an object into a struct; fields it lacks (and padding) are zero. */
 export function encode(l: Layout, values: Readonly<Record<string, FieldValue>>): Buffer {
   const buf = Buffer.alloc(l.size);

@@ -14,6 +14,7 @@ import {
   type SockMapName,
   TABLE_ELEM_SIZE,
   TABLE_SLOTS_PER_ELEM,
+  u32Bytes,
 } from './abi.ts';
 import type { FrontendFilter } from './frontend-filter.ts';
 import {
@@ -110,10 +111,6 @@ function byFamily<T>(entries: readonly T[], familyOf: (e: T) => Family, write: (
 /** What bpf_map_update_batch fails with where the kernel (or the map type) has no batch ops. */
 const UNSUPPORTED = new Set(['EINVAL', 'EOPNOTSUPP', 'ENOTSUP', 'ENOTSUPP', 'Unknown system error -524']);
 
-function u32(n: number): Buffer {
-  return encode(Layouts.backendId, { backend_id: n });
-}
-
 export class KernelMaps implements DatapathMaps {
   readonly capacity: Capacity;
   readonly #maps: ServiceMapSet;
@@ -161,11 +158,11 @@ export class KernelMaps implements DatapathMaps {
   }
 
   putBackend(id: number, backend: Backend): void {
-    this.#backends(backend.family).update(u32(id), backendValue(backend));
+    this.#backends(backend.family).update(u32Bytes(id), backendValue(backend));
   }
 
   deleteBackend(id: number, family: Family): void {
-    this.#backends(family).delete(u32(id));
+    this.#backends(family).delete(u32Bytes(id));
   }
 
   putTable(serviceId: number, slots: Uint16Array): void {
@@ -186,33 +183,33 @@ export class KernelMaps implements DatapathMaps {
     try {
       table.updateBatch(keys, values);
       // The swap: programs that looked up the old table finish with it; the next lookup finds this one.
-      this.#maps[MapNames.tables].update(u32(serviceId), u32(table.fd));
+      this.#maps[MapNames.tables].update(u32Bytes(serviceId), u32Bytes(table.fd));
     } finally {
       table.close();
     }
   }
 
   deleteTable(serviceId: number): void {
-    this.#maps[MapNames.tables].delete(u32(serviceId));
+    this.#maps[MapNames.tables].delete(u32Bytes(serviceId));
   }
 
   resetServiceCounters(serviceId: number): void {
-    this.#maps[MapNames.serviceStats].update(u32(serviceId), Buffer.alloc(Layouts.serviceStats.size));
+    this.#maps[MapNames.serviceStats].update(u32Bytes(serviceId), Buffer.alloc(Layouts.serviceStats.size));
   }
 
   resetBackendCounters(backendId: number): void {
-    this.#maps[MapNames.backendStats].update(u32(backendId), Buffer.alloc(Layouts.backendStats.size));
+    this.#maps[MapNames.backendStats].update(u32Bytes(backendId), Buffer.alloc(Layouts.backendStats.size));
   }
 
   serviceCounters(serviceId: number): ServiceCounters {
-    const raw = this.#maps[MapNames.serviceStats].lookup(u32(serviceId));
+    const raw = this.#maps[MapNames.serviceStats].lookup(u32Bytes(serviceId));
     if (!raw) return { connects: 0n, refused: 0n };
     const counters = decode(Layouts.serviceStats, raw);
     return { connects: BigInt(counters.connects!), refused: BigInt(counters.refused!) };
   }
 
   backendConnects(backendId: number): bigint {
-    const raw = this.#maps[MapNames.backendStats].lookup(u32(backendId));
+    const raw = this.#maps[MapNames.backendStats].lookup(u32Bytes(backendId));
     return raw ? BigInt(decode(Layouts.backendStats, raw).connects!) : 0n;
   }
 
@@ -223,7 +220,7 @@ export class KernelMaps implements DatapathMaps {
       (family, run) =>
         this.#write(
           run,
-          (batch) => this.#putBatch(this.#backends(family), batch, (e) => [u32(e.id), backendValue(e.backend)]),
+          (batch) => this.#putBatch(this.#backends(family), batch, (e) => [u32Bytes(e.id), backendValue(e.backend)]),
           (e) => this.putBackend(e.id, e.backend),
         ),
     );
@@ -261,7 +258,7 @@ export class KernelMaps implements DatapathMaps {
 
   #resetBatch(counters: BpfMap, ids: readonly number[], one: (id: number) => void): number {
     const zero = Buffer.alloc(counters.valueBufferSize);
-    return this.#write(ids, (batch) => this.#putBatch(counters, batch, (id) => [u32(id), zero]), one);
+    return this.#write(ids, (batch) => this.#putBatch(counters, batch, (id) => [u32Bytes(id), zero]), one);
   }
 
   /** Writes by `batch`, or one by one with `one` where the kernel has no batches; how many leading entries went in. */
