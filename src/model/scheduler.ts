@@ -17,7 +17,7 @@ export type SchedulerName = (typeof SCHEDULERS)[number];
 /** Schedulers whose kernel pick goes through a per-service table the agent builds. */
 export const TABLE_SCHEDULERS: ReadonlySet<SchedulerName> = new Set(['wrr', 'maglev', 'wlc', 'sed', 'nq']);
 
-/** Schedulers that compare the backends' open connections (counted in the socket hooks). */
+/** Schedulers that compare the backends' open connections (sockets counted by the socket hooks, flows by XDP). */
 export const LEAST_CONNECTION_SCHEDULERS: ReadonlySet<SchedulerName> = new Set(['lc', 'wlc', 'sed', 'nq']);
 
 /** Schedulers whose table holds each slot's weight before a weighted sequence (weightTable). */
