@@ -2,7 +2,7 @@
 // test/kernel/abi.test.ts checks every layout here against the BTF of the compiled objects.
 
 import { endianness } from 'node:os';
-import { bytesToIpv4, bytesToIpv6, ipv4ToBytes, ipv6ToBytes } from '../bpf/ip-bytes.ts';
+import { bytesToIpv4, bytesToIpv6, ipv6ToBytes, writeIpv4 } from '../bpf/ip-bytes.ts';
 
 export const ABI_VERSION = 2;
 
@@ -434,8 +434,7 @@ const LITTLE = endianness() === 'LE';
 /** A u32 key or value (a backend or service id) in the CPU's byte order, as the kernel reads it. */
 export function u32Bytes(n: number): Buffer {
   const buf = Buffer.alloc(4);
-  if (LITTLE) buf.writeUInt32LE(n);
-  else buf.writeUInt32BE(n);
+  writeU32(buf, 0, n);
   return buf;
 }
 
@@ -458,12 +457,24 @@ export function readS64(buf: Buffer): bigint {
 /** Encodes an object into a struct; fields it lacks (and padding) are zero. */
 export function encode(l: Layout, values: Readonly<Record<string, FieldValue>>): Buffer {
   const buf = Buffer.alloc(l.size);
+  encodeInto(l, values, buf, 0);
+  return buf;
+}
+
+/** encode() into `buf` at `offset` (a batch's keys or values), without a Buffer per struct. */
+export function encodeInto(l: Layout, values: Readonly<Record<string, FieldValue>>, buf: Buffer, offset: number): void {
+  buf.fill(0, offset, offset + l.size);
   for (const f of l.fields) {
     const v = values[f.name];
     if (v === undefined || f.type === 'pad') continue;
-    writeField(buf, f, v);
+    writeField(buf, offset + f.offset, f.type, v);
   }
-  return buf;
+}
+
+/** A u32 (a backend or service id) at `offset`, in the CPU's byte order. */
+export function writeU32(buf: Buffer, offset: number, n: number): void {
+  if (LITTLE) buf.writeUInt32LE(n, offset);
+  else buf.writeUInt32BE(n, offset);
 }
 
 /** Decodes a struct into an object keyed by field name (padding left out). */
@@ -476,9 +487,8 @@ export function decode(l: Layout, buf: Buffer): Decoded {
   return out;
 }
 
-function writeField(buf: Buffer, f: Field, v: FieldValue): void {
-  const o = f.offset;
-  switch (f.type) {
+function writeField(buf: Buffer, o: number, type: Field['type'], v: FieldValue): void {
+  switch (type) {
     case 'u8':
       buf.writeUInt8(Number(v), o);
       break;
@@ -498,7 +508,7 @@ function writeField(buf: Buffer, f: Field, v: FieldValue): void {
       buf.writeUInt16BE(Number(v), o);
       break;
     case 'be32ip':
-      ipv4ToBytes(String(v)).copy(buf, o);
+      writeIpv4(buf, o, String(v));
       break;
     case 'ip6':
       ipv6ToBytes(String(v)).copy(buf, o);

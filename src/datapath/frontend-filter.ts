@@ -6,6 +6,7 @@
 import { endianness } from 'node:os';
 import type { BpfMap } from '../bpf/binding.ts';
 import type { Frontend } from '../model/types.ts';
+import { readU32, writeU32 } from './abi.ts';
 import { frontendKey } from './kernel-maps.ts';
 
 const LITTLE = endianness() === 'LE';
@@ -34,19 +35,26 @@ export function hashAdd(h: number, word: number): number {
 
 /** The hash the connect hook computes for a frontend: over its key's bytes as the CPU loads them. */
 export function frontendHash(frontend: Frontend): number {
-  const key = frontendKey(frontend);
+  return keyHash(frontend.family, frontendKey(frontend));
+}
+
+/** frontendHash over the frontend's encoded key (struct lb4_key or lb6_key). */
+function keyHash(family: Frontend['family'], key: Buffer): number {
   const u32 = (offset: number) => (LITTLE ? key.readUInt32LE(offset) : key.readUInt32BE(offset));
-  const port = LITTLE ? key.readUInt16LE(frontend.family === 4 ? 4 : 16) : key.readUInt16BE(frontend.family === 4 ? 4 : 16);
-  const proto = key[frontend.family === 4 ? 6 : 18]!;
+  const port = LITTLE ? key.readUInt16LE(family === 4 ? 4 : 16) : key.readUInt16BE(family === 4 ? 4 : 16);
+  const proto = key[family === 4 ? 6 : 18]!;
   let h = mix((port << 8) | proto);
-  if (frontend.family === 4) return hashAdd(h, u32(0));
+  if (family === 4) return hashAdd(h, u32(0));
   for (let word = 0; word < 4; word++) h = hashAdd(h, u32(4 * word));
   return h;
 }
 
 /** The filter's bit for a frontend: word and bit within it. */
 export function filterBit(frontend: Frontend, words: number): { word: number; bit: number } {
-  const h = frontendHash(frontend);
+  return bitOf(frontendHash(frontend), words);
+}
+
+function bitOf(h: number, words: number): { word: number; bit: number } {
   return { word: (h >>> 6) & (words - 1), bit: h & 63 };
 }
 
@@ -115,11 +123,12 @@ export class FrontendFilter {
   /** Counts a frontend in or out of its bit; returns the word when the bit flipped. */
   #count(frontend: Frontend, delta: 1 | -1): number | undefined {
     if (!filtered(frontend)) return undefined;
-    const member = frontendKey(frontend).toString('latin1');
+    const key = frontendKey(frontend);
+    const member = key.toString('latin1');
     if (this.#members.has(member) === (delta === 1)) return undefined;
     if (delta === 1) this.#members.add(member);
     else this.#members.delete(member);
-    const { word, bit } = filterBit(frontend, this.words);
+    const { word, bit } = bitOf(keyHash(frontend.family, key), this.words);
     const index = word * 64 + bit;
     const before = this.#counts.get(index) ?? 0;
     const after = before + delta;
@@ -140,7 +149,7 @@ export class FrontendFilter {
     const keyBuf = Buffer.alloc(4 * words.length);
     const valueBuf = Buffer.alloc(8 * words.length);
     words.forEach((word, i) => {
-      writeU32(keyBuf, word, 4 * i);
+      writeU32(keyBuf, 4 * i, word);
       writeU64(valueBuf, this.#bits.get(word) ?? 0n, 8 * i);
     });
     const { done } = this.#map.updateBatchSome(keyBuf, valueBuf);
@@ -150,19 +159,14 @@ export class FrontendFilter {
   #write(word: number, bits: bigint): void {
     const key = Buffer.alloc(4);
     const value = Buffer.alloc(8);
-    writeU32(key, word, 0);
+    writeU32(key, 0, word);
     writeU64(value, bits, 0);
     this.#map.update(key, value);
   }
 }
 
-// The map's key and value are a host-order __u32 and __u64.
-const readU32 = (b: Buffer): number => (LITTLE ? b.readUInt32LE(0) : b.readUInt32BE(0));
+// The map's value is a host-order __u64.
 const readU64 = (b: Buffer): bigint => (LITTLE ? b.readBigUInt64LE(0) : b.readBigUInt64BE(0));
-const writeU32 = (b: Buffer, v: number, at: number): void => {
-  if (LITTLE) b.writeUInt32LE(v, at);
-  else b.writeUInt32BE(v, at);
-};
 const writeU64 = (b: Buffer, v: bigint, at: number): void => {
   if (LITTLE) b.writeBigUInt64LE(v, at);
   else b.writeBigUInt64BE(v, at);

@@ -6,8 +6,9 @@ import {
   BackendFlags,
   BPF_F_INNER_MAP,
   decode,
-  encode,
+  encodeInto,
   IPPROTO,
+  type Layout,
   Layouts,
   MapNames,
   Scope,
@@ -15,6 +16,7 @@ import {
   TABLE_ELEM_SIZE,
   TABLE_SLOTS_PER_ELEM,
   u32Bytes,
+  writeU32,
 } from './abi.ts';
 import type { FrontendFilter } from './frontend-filter.ts';
 import {
@@ -34,13 +36,24 @@ export type ServiceMapSet = Record<SockMapName, BpfMap>;
 const PROTOCOL_BY_NUMBER: Record<number, Protocol> = { [IPPROTO.TCP]: 'TCP', [IPPROTO.UDP]: 'UDP' };
 
 export function frontendKey(f: Frontend): Buffer {
+  return into(f.family === 4 ? Layouts.lb4Key : Layouts.lb6Key, f, frontendKeyInto);
+}
+
+function frontendKeyInto(f: Frontend, buf: Buffer, offset: number): void {
   const values = {
     address: f.address,
     dport: f.port,
     proto: IPPROTO[f.protocol],
     scope: f.scope === 'external' ? Scope.external : Scope.internal,
   };
-  return f.family === 4 ? encode(Layouts.lb4Key, values) : encode(Layouts.lb6Key, values);
+  encodeInto(f.family === 4 ? Layouts.lb4Key : Layouts.lb6Key, values, buf, offset);
+}
+
+/** A struct of layout `l` encoded by `write` into a Buffer of its own (the one-entry writes). */
+function into<T>(l: Layout, entry: T, write: (e: T, buf: Buffer, offset: number) => void): Buffer {
+  const buf = Buffer.alloc(l.size);
+  write(entry, buf, 0);
+  return buf;
 }
 
 /** Every frontend in the service maps, read from their keys alone. */
@@ -66,6 +79,10 @@ function frontendOf(family: Family, key: Buffer): Frontend | undefined {
 }
 
 export function backendValue(b: Backend): Buffer {
+  return into(b.family === 4 ? Layouts.lb4Backend : Layouts.lb6Backend, b, backendValueInto);
+}
+
+function backendValueInto(b: Backend, buf: Buffer, offset: number): void {
   const values = {
     address: b.address,
     port: b.port,
@@ -73,25 +90,26 @@ export function backendValue(b: Backend): Buffer {
     flags: b.local ? BackendFlags.local : 0,
     ...(b.node === undefined ? {} : { node_address: b.node }),
   };
-  return b.family === 4 ? encode(Layouts.lb4Backend, values) : encode(Layouts.lb6Backend, values);
+  encodeInto(b.family === 4 ? Layouts.lb4Backend : Layouts.lb6Backend, values, buf, offset);
 }
 
-function serviceValue(entry: ServiceEntry): Buffer {
-  return encode(Layouts.service, {
+function serviceValueInto(entry: ServiceEntry, buf: Buffer, offset: number): void {
+  const values = {
     service_id: entry.serviceId,
     backend_count: entry.backendCount,
     flags: entry.flags,
     affinity_timeout: entry.affinityTimeout,
     scheduler: entry.scheduler ?? 0,
-  });
+  };
+  encodeInto(Layouts.service, values, buf, offset);
 }
 
-function slotKey(slot: SlotEntry): Buffer {
-  return encode(Layouts.slotKey, { service_id: slot.serviceId, slot: slot.slot });
+function slotKeyInto(slot: SlotEntry, buf: Buffer, offset: number): void {
+  encodeInto(Layouts.slotKey, { service_id: slot.serviceId, slot: slot.slot }, buf, offset);
 }
 
-function slotValue(slot: SlotEntry): Buffer {
-  return encode(Layouts.slot, { backend_id: slot.backendId });
+function slotValueInto(slot: SlotEntry, buf: Buffer, offset: number): void {
+  encodeInto(Layouts.slot, { backend_id: slot.backendId }, buf, offset);
 }
 
 /** Writes each run of entries of one family (they go to different maps) with `write`; how many leading entries went in. */
@@ -134,7 +152,7 @@ export class KernelMaps implements DatapathMaps {
   }
 
   putService(frontend: Frontend, entry: ServiceEntry): void {
-    const value = serviceValue(entry);
+    const value = into(Layouts.service, entry, serviceValueInto);
     this.#filter.add(frontend);
     try {
       this.#services(frontend.family).update(frontendKey(frontend), value);
@@ -150,11 +168,11 @@ export class KernelMaps implements DatapathMaps {
   }
 
   putSlot(slot: SlotEntry): void {
-    this.#maps[MapNames.slots].update(slotKey(slot), slotValue(slot));
+    this.#maps[MapNames.slots].update(into(Layouts.slotKey, slot, slotKeyInto), into(Layouts.slot, slot, slotValueInto));
   }
 
   deleteSlot(serviceId: number, slot: number): void {
-    this.#maps[MapNames.slots].delete(encode(Layouts.slotKey, { service_id: serviceId, slot }));
+    this.#maps[MapNames.slots].delete(into(Layouts.slotKey, { serviceId, slot, backendId: 0 }, slotKeyInto));
   }
 
   putBackend(id: number, backend: Backend): void {
@@ -220,7 +238,11 @@ export class KernelMaps implements DatapathMaps {
       (family, run) =>
         this.#write(
           run,
-          (batch) => this.#putBatch(this.#backends(family), batch, (e) => [u32Bytes(e.id), backendValue(e.backend)]),
+          (batch) =>
+            this.#putBatch(this.#backends(family), batch, (e, keys, keyAt, values, valueAt) => {
+              writeU32(keys, keyAt, e.id);
+              backendValueInto(e.backend, values, valueAt);
+            }),
           (e) => this.putBackend(e.id, e.backend),
         ),
     );
@@ -230,7 +252,11 @@ export class KernelMaps implements DatapathMaps {
     const map = this.#maps[MapNames.slots];
     return this.#write(
       slots,
-      (batch) => this.#putBatch(map, batch, (s) => [slotKey(s), slotValue(s)]),
+      (batch) =>
+        this.#putBatch(map, batch, (s, keys, keyAt, values, valueAt) => {
+          slotKeyInto(s, keys, keyAt);
+          slotValueInto(s, values, valueAt);
+        }),
       (s) => this.putSlot(s),
     );
   }
@@ -257,8 +283,8 @@ export class KernelMaps implements DatapathMaps {
   }
 
   #resetBatch(counters: BpfMap, ids: readonly number[], one: (id: number) => void): number {
-    const zero = Buffer.alloc(counters.valueBufferSize);
-    return this.#write(ids, (batch) => this.#putBatch(counters, batch, (id) => [u32Bytes(id), zero]), one);
+    // The values stay as #putBatch allocates them: zero.
+    return this.#write(ids, (batch) => this.#putBatch(counters, batch, (id, keys, keyAt) => writeU32(keys, keyAt, id)), one);
   }
 
   /** Writes by `batch`, or one by one with `one` where the kernel has no batches; how many leading entries went in. */
@@ -272,7 +298,10 @@ export class KernelMaps implements DatapathMaps {
     // As in putService: the filter holds a frontend before its entry is in, and only frontends whose entry is.
     this.#filter.addAll(entries.map((e) => e.frontend));
     const map = this.#services(family);
-    const done = this.#putBatch(map, entries, (e) => [frontendKey(e.frontend), serviceValue(e.entry)]);
+    const done = this.#putBatch(map, entries, (e, keys, keyAt, values, valueAt) => {
+      frontendKeyInto(e.frontend, keys, keyAt);
+      serviceValueInto(e.entry, values, valueAt);
+    });
     for (const e of entries.slice(done)) if (!map.lookup(frontendKey(e.frontend))) this.#filter.remove(e.frontend);
     return done;
   }
@@ -281,15 +310,16 @@ export class KernelMaps implements DatapathMaps {
    * bpf_map_update_batch of the entries; how many leading ones went in. A kernel without batches
    * (EINVAL, EOPNOTSUPP, ENOTSUPP before 5.6) turns them off for good, with nothing written.
    */
-  #putBatch<T>(map: BpfMap, entries: readonly T[], encodeEntry: (e: T) => [Buffer, Buffer]): number {
+  #putBatch<T>(
+    map: BpfMap,
+    entries: readonly T[],
+    encodeEntry: (e: T, keys: Buffer, keyAt: number, values: Buffer, valueAt: number) => void,
+  ): number {
     if (!this.#batches || entries.length === 0) return 0;
-    const keys = Buffer.allocUnsafe(entries.length * map.keySize);
-    const values = Buffer.allocUnsafe(entries.length * map.valueBufferSize);
-    entries.forEach((e, i) => {
-      const [key, value] = encodeEntry(e);
-      key.copy(keys, i * map.keySize);
-      value.copy(values, i * map.valueBufferSize);
-    });
+    // Zeroed: padding, and the values of counter resets, go in as zero.
+    const keys = Buffer.alloc(entries.length * map.keySize);
+    const values = Buffer.alloc(entries.length * map.valueBufferSize);
+    for (let i = 0; i < entries.length; i++) encodeEntry(entries[i]!, keys, i * map.keySize, values, i * map.valueBufferSize);
     const { done, error } = map.updateBatchSome(keys, values);
     if (error && done === 0 && UNSUPPORTED.has(error.code)) this.#batches = false;
     return done;

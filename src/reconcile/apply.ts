@@ -2,7 +2,7 @@
 
 import { type DatapathMaps, eachUntilFailure, type ServiceEntry } from '../datapath/maps.ts';
 import type { FrontendChange, Op } from './plan.ts';
-import type { ProgrammedState } from './state.ts';
+import type { ProgrammedService, ProgrammedState } from './state.ts';
 
 /** Writes one op and records it in the state; throws what the map write threw, state untouched. */
 export function applyOp(maps: DatapathMaps, state: ProgrammedState, op: Op): void {
@@ -59,7 +59,7 @@ function serviceEntry(op: Extract<Op, { kind: 'put-service' }>): ServiceEntry {
 export function recordOp(state: ProgrammedState, op: Op): void {
   switch (op.kind) {
     case 'put-backend':
-      state.setBackend(op.id, op.backend);
+      state.setBackend(op.id, op.backend, op.key);
       return;
     case 'reset-backend-counters':
     case 'reset-service-counters':
@@ -68,9 +68,17 @@ export function recordOp(state: ProgrammedState, op: Op): void {
       state.setSlot(op.serviceId, op.slot, op.backendId);
       return;
     case 'put-service': {
-      const entry = serviceEntry(op);
       const slots = state.byId(op.serviceId)?.slots ?? state.takeSlots(op.serviceId);
-      state.setService({ frontend: op.frontend, ...entry, slots });
+      const svc: ProgrammedService = {
+        frontend: op.frontend,
+        serviceId: op.serviceId,
+        backendCount: op.backendCount,
+        flags: op.flags,
+        affinityTimeout: op.affinityTimeout,
+        slots,
+      };
+      if (op.scheduler !== 0) svc.scheduler = op.scheduler;
+      state.setService(svc);
       return;
     }
     case 'put-table':
@@ -140,11 +148,12 @@ function writeBatch(maps: DatapathMaps, ops: readonly Op[]): number {
     case 'reset-backend-counters':
       return maps.resetBackendCountersBatch(of('reset-backend-counters').map((op) => op.id));
     case 'put-backend':
-      return maps.putBackends(of('put-backend').map((op) => ({ id: op.id, backend: op.backend })));
+      // The ops are BackendEntry and SlotEntry as they are: no copy per entry.
+      return maps.putBackends(of('put-backend'));
     case 'reset-service-counters':
       return maps.resetServiceCountersBatch(of('reset-service-counters').map((op) => op.serviceId));
     case 'put-slot':
-      return maps.putSlots(of('put-slot').map((op) => ({ serviceId: op.serviceId, slot: op.slot, backendId: op.backendId })));
+      return maps.putSlots(of('put-slot'));
     case 'put-service':
       return maps.putServices(of('put-service').map((op) => ({ frontend: op.frontend, entry: serviceEntry(op) })));
     default:

@@ -16,7 +16,8 @@ import { type Backend, type DesiredFrontend, endpointKey, type Family, type Fron
 import { liveBackendIds, type ProgrammedService, type ProgrammedState } from './state.ts';
 
 export type Op =
-  | { kind: 'put-backend'; id: number; backend: Backend }
+  /** `key`: endpointKey(backend), made once by the plan for the state's index. */
+  | { kind: 'put-backend'; id: number; backend: Backend; key: string }
   | { kind: 'reset-backend-counters'; id: number }
   | { kind: 'put-slot'; serviceId: number; slot: number; backendId: number }
   | { kind: 'reset-service-counters'; serviceId: number }
@@ -293,13 +294,13 @@ function* planFor(
         // The backend's node address changed (or became known): rewritten in place, under the same
         // id, so its flows (their entries name the id) go on.
         refreshing.add(id);
-        backendOps.push({ kind: 'put-backend', id, backend: b });
+        backendOps.push({ kind: 'put-backend', id, backend: b, key: bkey });
       } else if (id === undefined) {
         newBackends[b.family]++;
         id = backendPool.take();
         if (id === undefined) break;
         pending.set(bkey, id);
-        backendOps.push({ kind: 'reset-backend-counters', id }, { kind: 'put-backend', id, backend: b });
+        backendOps.push({ kind: 'reset-backend-counters', id }, { kind: 'put-backend', id, backend: b, key: bkey });
       }
       ids.push(id);
     }

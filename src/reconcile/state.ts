@@ -94,7 +94,8 @@ export class ProgrammedState {
     return this.#tableLengths.get(serviceId) ?? 0;
   }
 
-  setBackend(id: number, backend: Backend): void {
+  /** `key`: endpointKey(backend), when the caller has it already. */
+  setBackend(id: number, backend: Backend, key = endpointKey(backend)): void {
     const backends = this.backends as Map<number, Backend>;
     const previous = backends.get(id);
     backends.set(id, backend);
@@ -103,8 +104,8 @@ export class ProgrammedState {
     if (previous === undefined) {
       this.#entered.set(id, this.#entries++);
       if (!this.#liveRefs.has(id)) this.#unreferenced.add(id);
-      this.#index(endpointKey(backend), id);
-    } else if (endpointKey(previous) !== endpointKey(backend)) {
+      this.#index(key, id);
+    } else if (endpointKey(previous) !== key) {
       // An id rewritten with another backend keeps its place in `backends`: rebuild the index in that order.
       this.#idsByKey.clear();
       for (const [i, b] of backends) this.#index(endpointKey(b), i);

@@ -1,3 +1,4 @@
+import { isIPv4 } from 'node:net';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { bytesToIpv4, bytesToIpv6, ipv4ToBytes, ipv6ToBytes } from '../../../src/bpf/ip-bytes.ts';
@@ -26,6 +27,35 @@ test('IPv6 addresses round-trip in canonical RFC 5952 form', () => {
 
 test('malformed addresses are refused, not silently zeroed', () => {
   assert.throws(() => ipv4ToBytes('10.96.0'), /not an IPv4 address/);
+  // The char-code parser takes exactly what net.isIPv4 takes.
+  for (const text of [
+    '0.0.0.0',
+    '255.255.255.255',
+    '10.96.0.10',
+    '1.2.3.4.',
+    '.1.2.3',
+    '1..2.3',
+    '01.2.3.4',
+    '1.2.3.04',
+    '1.2.3.256',
+    '1.2.3.1000',
+    '1.2.3',
+    '',
+    ' 1.2.3.4',
+    '1.2.3.4 ',
+    '1.2.3.-4',
+    '1.2.3.4/8',
+    '١.2.3.4',
+    '1.2.3.00',
+  ]) {
+    let accepted = true;
+    try {
+      ipv4ToBytes(text);
+    } catch {
+      accepted = false;
+    }
+    assert.is(accepted, isIPv4(text), JSON.stringify(text));
+  }
   assert.throws(() => ipv6ToBytes('fd00:::1'), /not an IPv6 address/);
 });
 
