@@ -78,7 +78,7 @@ export function recordOp(state: ProgrammedState, op: Op): void {
         slots,
       };
       if (op.scheduler !== 0) svc.scheduler = op.scheduler;
-      state.setService(svc);
+      state.setService(svc, op.key);
       return;
     }
     case 'put-table':

@@ -24,6 +24,8 @@ export type Op =
   | {
       kind: 'put-service';
       frontend: Frontend;
+      /** endpointKey(frontend), as the plan keys it. */
+      key: string;
       serviceId: number;
       backendCount: number;
       flags: number;
@@ -79,7 +81,7 @@ interface KnownKey {
  */
 const frontendKeys = new WeakMap<Frontend, KnownKey>();
 
-function frontendKey(f: Frontend): string {
+export function frontendKey(f: Frontend): string {
   const k = frontendKeys.get(f);
   if (k && k.address === f.address && k.port === f.port && k.protocol === f.protocol && k.family === f.family && k.scope === f.scope) {
     return k.key;
@@ -359,6 +361,7 @@ function* planFor(
       ops.push({
         kind: 'put-service',
         frontend: d.frontend,
+        key,
         serviceId,
         backendCount: ids.length,
         flags,

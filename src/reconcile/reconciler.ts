@@ -4,9 +4,18 @@
 import type { DatapathMaps } from '../datapath/maps.ts';
 import { type ErrorCode, ErrorCodes } from '../errors.ts';
 import { runSteps, STEP_EVERY } from '../model/steps.ts';
-import { type Backend, type DesiredFrontend, endpointKey, type ServiceName } from '../model/types.ts';
+import type { Backend, DesiredFrontend, ServiceName } from '../model/types.ts';
 import { applyBatch, applyOp, isBatchable } from './apply.ts';
-import { type FrontendChange, type Op, type Plan, type PlanProblem, planChanges, planSteps, type SchedulerDefaults } from './plan.ts';
+import {
+  type FrontendChange,
+  frontendKey,
+  type Op,
+  type Plan,
+  type PlanProblem,
+  planChanges,
+  planSteps,
+  type SchedulerDefaults,
+} from './plan.ts';
 import { ProgrammedState } from './state.ts';
 
 export interface ReconcileResult {
@@ -61,7 +70,7 @@ export class Reconciler {
   *reconcileSteps(desired: readonly DesiredFrontend[]): Generator<void, ReconcileResult> {
     this.#wanted.clear();
     for (const d of desired) {
-      const key = endpointKey(d.frontend);
+      const key = frontendKey(d.frontend);
       if (!this.#wanted.has(key)) this.#wanted.set(key, d);
     }
     return yield* this.#apply(yield* planSteps(desired, this.#state, this.#maps.capacity, this.#planOptions));

@@ -223,8 +223,8 @@ export class ProgrammedState {
     return key === undefined ? undefined : this.services.get(key);
   }
 
-  setService(svc: ProgrammedService): void {
-    const key = endpointKey(svc.frontend);
+  /** `key`: endpointKey(svc.frontend), when the caller has it already. */
+  setService(svc: ProgrammedService, key = endpointKey(svc.frontend)): void {
     const previous = this.services.get(key);
     if (previous && previous.serviceId !== svc.serviceId) {
       this.#keyById.delete(previous.serviceId);
