@@ -12,7 +12,7 @@ import { SocklbMetrics } from '../metrics/metrics.ts';
 import type { ParsedCidr } from '../model/ip.ts';
 import type { SchedulerDefaults } from '../reconcile/plan.ts';
 import type { Backoff } from '../sources/k8s-informer.ts';
-import { KubernetesSource } from '../sources/kubernetes.ts';
+import type { KubernetesSource } from '../sources/kubernetes.ts';
 import { ManifestSource } from '../sources/manifest.ts';
 
 export interface AgentRunOptions extends DatapathOptions {
@@ -64,8 +64,12 @@ export interface KubernetesWiring {
   allNodes?: boolean;
 }
 
-/** A KubernetesSource feeding the agent and the health server. */
-export function kubernetesSourceFor(agent: Agent, health: HealthServer, o: KubernetesWiring): KubernetesSource {
+/**
+ * A KubernetesSource feeding the agent and the health server. Imported here, not at start-up:
+ * @kubernetes/client-node takes about a second to load, which an agent reading a manifest never needs.
+ */
+export async function kubernetesSourceFor(agent: Agent, health: HealthServer, o: KubernetesWiring): Promise<KubernetesSource> {
+  const { KubernetesSource } = await import('../sources/kubernetes.ts');
   return new KubernetesSource({
     nodeName: o.nodeName,
     ...(o.kubeconfig ? { kubeconfigPath: o.kubeconfig } : {}),
@@ -129,7 +133,7 @@ export async function runAgent(o: AgentRunOptions, stopped: Promise<void>): Prom
           },
           onError: (err) => log.error(err.message),
         })
-      : kubernetesSourceFor(agent, health, {
+      : await kubernetesSourceFor(agent, health, {
           nodeName: o.nodeName,
           ...(o.kubeconfig ? { kubeconfig: o.kubeconfig } : {}),
           allNodes: o.xdp?.nodePortMode === 'dsr',

@@ -126,7 +126,7 @@ export class K8sLab {
       this.#programmed = { ...this.#handed };
     });
     wireHealth(agent, health, log);
-    const source = kubernetesSourceFor(agent, health, {
+    const source = await kubernetesSourceFor(agent, health, {
       nodeName: NODE_NAME,
       kubeconfig: this.api.writeKubeconfig(this.#dir),
       log,
