@@ -290,7 +290,10 @@ export class Agent {
       for (const event of this.#pendingEvents.splice(0)) this.#desired.apply(event);
       const changes = await runStepsSliced(this.#desired.flush());
       this.#writeNodeConfig();
-      this.#countDsrFallbacks(this.#fullSync ? this.#desired.frontends().map((f) => [endpointKey(f.frontend), f]) : changes);
+      // Only DSR has fallbacks to count: no key per frontend built for them otherwise.
+      if (this.datapath.options.xdp?.nodePortMode === 'dsr') {
+        this.#countDsrFallbacks(this.#fullSync ? this.#desired.frontends().map((f) => [endpointKey(f.frontend), f]) : changes);
+      }
       const xdp = this.datapath.options.xdp !== undefined;
       let result: ReconcileResult;
       if (this.#fullSync) {
@@ -422,7 +425,6 @@ export class Agent {
    * number changes.
    */
   #countDsrFallbacks(changed: Iterable<[string, DesiredFrontend | undefined]>): void {
-    if (this.datapath.options.xdp?.nodePortMode !== 'dsr') return;
     const before = this.#dsrFallbackRefs.size;
     for (const [key, f] of changed) {
       for (const b of this.#dsrFallbackOf.get(key) ?? []) {
