@@ -27,9 +27,9 @@ export interface SliceEndpoint {
   terminating: boolean;
   nodeName: string | undefined;
   /** `hints.forZones[].name`: the zones this endpoint is meant for; empty when it carries none. */
-  zoneHints: string[];
+  zoneHints: readonly string[];
   /** `hints.forNodes[].name`: the nodes this endpoint is meant for; empty when it carries none. */
-  nodeHints: string[];
+  nodeHints: readonly string[];
 }
 
 export interface SliceRead {
@@ -156,8 +156,11 @@ function readEndpoint(item: unknown, at: string, family: Family, who: ObjectRef,
   };
 }
 
+/** The hints of an endpoint that carries none: nearly every one, so they share one empty list. */
+const NO_HINTS: readonly string[] = [];
+
 /** The names of a hint list (`[{name: zone-a}]`); entries without a string name are ignored. */
-function hintNames(list: unknown): string[] {
-  if (!Array.isArray(list)) return [];
+function hintNames(list: unknown): readonly string[] {
+  if (!Array.isArray(list)) return NO_HINTS;
   return list.flatMap((h: unknown) => (isRecord(h) && typeof h.name === 'string' ? [h.name] : []));
 }
