@@ -4,7 +4,7 @@
 
 import type { V1EndpointSlice, V1Service } from '@kubernetes/client-node';
 import type { ObjectProblem } from '../errors.ts';
-import { type Claim, settleConflicts } from './conflicts.ts';
+import { type Claim, winnerOf } from './conflicts.ts';
 import {
   checkOptions,
   claimsOf,
@@ -17,7 +17,7 @@ import {
 } from './desired.ts';
 import { cmp, sortProblems } from './problem.ts';
 import { readService, type ServiceRead, type ServiceSpec } from './service-spec.ts';
-import { readSlice, type SliceRead, sliceOwner } from './slice-read.ts';
+import { readSlice, sliceOwner } from './slice-read.ts';
 import { runSteps, STEP_EVERY } from './steps.ts';
 import type { DesiredFrontend, DesiredTable, HealthCheck, NodeInfo } from './types.ts';
 
@@ -45,7 +45,7 @@ interface SliceEntry {
   readonly owner: string | undefined;
 }
 
-/** What one programmed service contributes: its claims, its health check, its slices' problems. */
+/** What computing one programmed service gives: its claims, its health check, its slices' problems. */
 interface ServiceResult {
   readonly claims: readonly Claim[];
   readonly healthCheck: HealthCheck | undefined;
@@ -75,9 +75,10 @@ export class DesiredState {
   #facts: NodeFacts;
   readonly #services = new Map<string, ServiceEntry>();
   readonly #slices = new Map<string, SliceEntry>();
-  /** Slices by the service they belong to, then by `namespace/name`. */
-  readonly #groups = new Map<string, Map<string, SliceEntry>>();
-  readonly #results = new Map<string, ServiceResult>();
+  /** Slices by the service they belong to, in name order (as desired() reads them): nearly always one. */
+  readonly #groups = new Map<string, SliceEntry[]>();
+  /** The claims each programmed service holds (its health check and problems are kept below). */
+  readonly #serviceClaims = new Map<string, readonly Claim[]>();
   /** Every claim on a frontend key, of any service; nearly always one. */
   readonly #claims = new Map<string, Claim[]>();
   /** The claim that won each frontend key, as programmed (backends limited). */
@@ -113,7 +114,10 @@ export class DesiredState {
   }
 
   putService(svc: V1Service): void {
-    const id = idOf(svc);
+    this.#putService(idOf(svc), svc);
+  }
+
+  #putService(id: string, svc: V1Service): void {
     const previous = this.#services.get(id);
     if (previous?.object === svc) return;
     this.#services.set(id, { object: svc, read: false, accepted: previous?.accepted });
@@ -140,10 +144,13 @@ export class DesiredState {
   }
 
   putSlice(slice: V1EndpointSlice): void {
-    const id = idOf(slice);
+    this.#putSlice(idOf(slice), slice);
+  }
+
+  #putSlice(id: string, slice: V1EndpointSlice): void {
     const previous = this.#slices.get(id);
     if (previous?.object === slice) return;
-    if (previous) this.#ungroup(id, previous);
+    if (previous) this.#ungroup(previous);
     const owner = sliceOwner(slice);
     const entry: SliceEntry = {
       object: slice,
@@ -152,12 +159,13 @@ export class DesiredState {
     };
     this.#slices.set(id, entry);
     if (entry.owner === undefined) return;
-    let group = this.#groups.get(entry.owner);
-    if (!group) {
-      group = new Map();
-      this.#groups.set(entry.owner, group);
-    }
-    group.set(id, entry);
+    const group = this.#groups.get(entry.owner);
+    if (group) {
+      // Names in a group differ (a slice's id is its namespace, the group's, and its name).
+      let at = group.length;
+      while (at > 0 && cmp(group[at - 1]!.name, entry.name) > 0) at--;
+      group.splice(at, 0, entry);
+    } else this.#groups.set(entry.owner, [entry]);
     this.#dirty.add(entry.owner);
   }
 
@@ -166,14 +174,15 @@ export class DesiredState {
     const previous = this.#slices.get(id);
     if (!previous) return;
     this.#slices.delete(id);
-    this.#ungroup(id, previous);
+    this.#ungroup(previous);
   }
 
-  #ungroup(id: string, entry: SliceEntry): void {
+  #ungroup(entry: SliceEntry): void {
     if (entry.owner === undefined) return;
     const group = this.#groups.get(entry.owner);
-    group?.delete(id);
-    if (group?.size === 0) this.#groups.delete(entry.owner);
+    const at = group ? group.indexOf(entry) : -1;
+    if (at >= 0) group!.splice(at, 1);
+    if (group?.length === 0) this.#groups.delete(entry.owner);
     this.#dirty.add(entry.owner);
   }
 
@@ -187,24 +196,28 @@ export class DesiredState {
 
   /** replaceAll(), yielding between objects (src/model/steps.ts): a list of 100,000 takes a while. */
   *replaceAllSteps(services: readonly V1Service[], slices: readonly V1EndpointSlice[]): Generator<void, void> {
-    const listed = new Set<string>();
+    // What was not listed goes; a first list (nothing held yet) has nothing to look up.
+    const listed = this.#services.size > 0 || this.#slices.size > 0 ? new Set<string>() : undefined;
     let done = 0;
     for (const s of services) {
       if (++done % INTAKE_EVERY === 0) yield;
-      listed.add(idOf(s));
-      this.putService(s);
+      const id = idOf(s);
+      listed?.add(id);
+      this.#putService(id, s);
     }
-    for (const id of [...this.#services.keys()]) if (!listed.has(id)) this.#deleteService(id);
-    listed.clear();
+    if (listed) for (const id of [...this.#services.keys()]) if (!listed.has(id)) this.#deleteService(id);
+    listed?.clear();
     for (const s of slices) {
       if (++done % INTAKE_EVERY === 0) yield;
-      listed.add(idOf(s));
-      this.putSlice(s);
+      const id = idOf(s);
+      listed?.add(id);
+      this.#putSlice(id, s);
     }
+    if (!listed) return;
     for (const [id, entry] of [...this.#slices]) {
       if (listed.has(id)) continue;
       this.#slices.delete(id);
-      this.#ungroup(id, entry);
+      this.#ungroup(entry);
     }
   }
 
@@ -233,18 +246,19 @@ export class DesiredState {
         else entry.accepted = entry.object;
       }
       if (!read && entry?.accepted) read = readService(entry.accepted);
-      const old = this.#results.get(id);
-      const result = read?.spec && this.#compute(read.spec);
-      if (old) for (const c of old.claims) this.#unclaim(c, touched);
+      const old = this.#serviceClaims.get(id);
+      const result = read?.spec && this.#compute(id, read.spec);
+      if (old) for (const c of old) this.#unclaim(c, touched);
       if (result) {
-        this.#results.set(id, result);
+        // A copy of exactly its length: the list was pushed to, which leaves room for 16 more.
+        this.#serviceClaims.set(id, result.claims.slice());
         for (const c of result.claims) {
-          const list = this.#claims.get(c.key!);
+          const list = this.#claims.get(c.key);
           if (list) list.push(c);
-          else this.#claims.set(c.key!, [c]);
-          touched.add(c.key!);
+          else this.#claims.set(c.key, [c]);
+          touched.add(c.key);
         }
-      } else this.#results.delete(id);
+      } else this.#serviceClaims.delete(id);
       setOrDelete(this.#sliceProblems, id, result?.sliceProblems ?? []);
       if (result?.healthCheck) this.#healthChecks.set(id, result.healthCheck);
       else this.#healthChecks.delete(id);
@@ -262,9 +276,9 @@ export class DesiredState {
         if (before) changes.set(key, undefined);
         continue;
       }
-      const settled = settleConflicts(claims);
-      const problems = settled.problems;
-      const entry = limitBackends(settled.kept[0]!, this.#max, settled.fields[0]!, problems);
+      const problems: ObjectProblem[] = [];
+      const winner = winnerOf(claims, problems);
+      const entry = limitBackends(winner.entry, this.#max, winner.field, problems);
       this.#winners.set(key, entry);
       setOrDelete(this.#settleProblems, key, problems);
       if (entry !== before) changes.set(key, entry);
@@ -273,7 +287,7 @@ export class DesiredState {
   }
 
   #unclaim(claim: Claim, touched: Set<string>): void {
-    const key = claim.key!;
+    const key = claim.key;
     touched.add(key);
     const list = this.#claims.get(key);
     if (!list) return;
@@ -282,16 +296,11 @@ export class DesiredState {
     if (list.length === 0) this.#claims.delete(key);
   }
 
-  #compute(spec: ServiceSpec): ServiceResult {
-    const group = this.#groups.get(`${spec.service.namespace}/${spec.service.name}`);
-    const entries = group ? [...group.values()].sort((a, b) => cmp(a.name, b.name)) : [];
-    const reads: SliceRead[] = [];
+  /** `id` is the service's `namespace/name`, which its spec names too. */
+  #compute(id: string, spec: ServiceSpec): ServiceResult {
+    const reads = (this.#groups.get(id) ?? []).map((e) => readSlice(e.object));
     const sliceProblems: ObjectProblem[] = [];
-    for (const e of entries) {
-      const read = readSlice(e.object);
-      reads.push(read);
-      for (const p of read.problems) sliceProblems.push(p);
-    }
+    for (const read of reads) for (const p of read.problems) sliceProblems.push(p);
     return {
       claims: claimsOf(spec, reads, this.#node, this.#facts.ips),
       healthCheck: healthCheckOf(spec, reads, this.#node),
