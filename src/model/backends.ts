@@ -56,7 +56,8 @@ export function portEndpoints(q: EndpointQuery, slices: readonly SliceRead[]): P
     }
   }
   // The sort is stable, so the copies of one address:port end up next to each other in slice order.
-  found.sort(compareBackends);
+  // Slices often list their endpoints in order already, and sort() allocates even for three.
+  if (!isSorted(found)) found.sort(compareBackends);
   let kept = 0;
   for (const ep of found) {
     const last = kept > 0 ? found[kept - 1] : undefined;
@@ -66,6 +67,11 @@ export function portEndpoints(q: EndpointQuery, slices: readonly SliceRead[]): P
   }
   found.length = kept;
   return found;
+}
+
+function isSorted(endpoints: readonly PortEndpoint[]): boolean {
+  for (let i = 1; i < endpoints.length; i++) if (compareBackends(endpoints[i - 1]!, endpoints[i]!) > 0) return false;
+  return true;
 }
 
 /**

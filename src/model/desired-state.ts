@@ -37,14 +37,6 @@ interface ServiceEntry {
   accepted: V1Service | undefined;
 }
 
-interface SliceEntry {
-  readonly object: V1EndpointSlice;
-  /** metadata.name, to order a service's slices as desired() does. */
-  readonly name: string;
-  /** `namespace/service` of the service it belongs to; undefined when it names none. */
-  readonly owner: string | undefined;
-}
-
 /** What computing one programmed service gives: its claims, its health check, its slices' problems. */
 interface ServiceResult {
   readonly claims: readonly Claim[];
@@ -74,9 +66,12 @@ export class DesiredState {
   #node: NodeInfo;
   #facts: NodeFacts;
   readonly #services = new Map<string, ServiceEntry>();
-  readonly #slices = new Map<string, SliceEntry>();
-  /** Slices by the service they belong to, in name order (as desired() reads them): nearly always one. */
-  readonly #groups = new Map<string, SliceEntry[]>();
+  readonly #slices = new Map<string, V1EndpointSlice>();
+  /**
+   * Slices by the `namespace/service` they belong to (ownerOf), in name order as desired() reads
+   * them: nearly always one.
+   */
+  readonly #groups = new Map<string, V1EndpointSlice[]>();
   /** The claims each programmed service holds (its health check and problems are kept below). */
   readonly #serviceClaims = new Map<string, readonly Claim[]>();
   /** Every claim on a frontend key, of any service; nearly always one. */
@@ -149,24 +144,20 @@ export class DesiredState {
 
   #putSlice(id: string, slice: V1EndpointSlice): void {
     const previous = this.#slices.get(id);
-    if (previous?.object === slice) return;
+    if (previous === slice) return;
     if (previous) this.#ungroup(previous);
-    const owner = sliceOwner(slice);
-    const entry: SliceEntry = {
-      object: slice,
-      name: metaText(slice, 'name'),
-      owner: owner ? `${owner.namespace}/${owner.service}` : undefined,
-    };
-    this.#slices.set(id, entry);
-    if (entry.owner === undefined) return;
-    const group = this.#groups.get(entry.owner);
+    this.#slices.set(id, slice);
+    const owner = ownerOf(slice);
+    if (owner === undefined) return;
+    const group = this.#groups.get(owner);
     if (group) {
       // Names in a group differ (a slice's id is its namespace, the group's, and its name).
+      const name = metaText(slice, 'name');
       let at = group.length;
-      while (at > 0 && cmp(group[at - 1]!.name, entry.name) > 0) at--;
-      group.splice(at, 0, entry);
-    } else this.#groups.set(entry.owner, [entry]);
-    this.#dirty.add(entry.owner);
+      while (at > 0 && cmp(metaText(group[at - 1], 'name'), name) > 0) at--;
+      group.splice(at, 0, slice);
+    } else this.#groups.set(owner, [slice]);
+    this.#dirty.add(owner);
   }
 
   deleteSlice(namespace: string, name: string): void {
@@ -177,13 +168,14 @@ export class DesiredState {
     this.#ungroup(previous);
   }
 
-  #ungroup(entry: SliceEntry): void {
-    if (entry.owner === undefined) return;
-    const group = this.#groups.get(entry.owner);
-    const at = group ? group.indexOf(entry) : -1;
+  #ungroup(slice: V1EndpointSlice): void {
+    const owner = ownerOf(slice);
+    if (owner === undefined) return;
+    const group = this.#groups.get(owner);
+    const at = group ? group.indexOf(slice) : -1;
     if (at >= 0) group!.splice(at, 1);
-    if (group?.length === 0) this.#groups.delete(entry.owner);
-    this.#dirty.add(entry.owner);
+    if (group?.length === 0) this.#groups.delete(owner);
+    this.#dirty.add(owner);
   }
 
   /**
@@ -214,10 +206,10 @@ export class DesiredState {
       this.#putSlice(id, s);
     }
     if (!listed) return;
-    for (const [id, entry] of [...this.#slices]) {
+    for (const [id, slice] of [...this.#slices]) {
       if (listed.has(id)) continue;
       this.#slices.delete(id);
-      this.#ungroup(entry);
+      this.#ungroup(slice);
     }
   }
 
@@ -298,7 +290,7 @@ export class DesiredState {
 
   /** `id` is the service's `namespace/name`, which its spec names too. */
   #compute(id: string, spec: ServiceSpec): ServiceResult {
-    const reads = (this.#groups.get(id) ?? []).map((e) => readSlice(e.object));
+    const reads = (this.#groups.get(id) ?? []).map(readSlice);
     const sliceProblems: ObjectProblem[] = [];
     for (const read of reads) for (const p of read.problems) sliceProblems.push(p);
     return {
@@ -352,6 +344,15 @@ function nodeKeyOf(node: NodeInfo): string {
 
 function idOf(o: V1Service | V1EndpointSlice): string {
   return `${metaText(o, 'namespace')}/${metaText(o, 'name')}`;
+}
+
+/**
+ * The `namespace/service` a slice belongs to; undefined when it names none. Read again when the slice
+ * goes rather than kept: objects are never mutated.
+ */
+function ownerOf(slice: V1EndpointSlice): string | undefined {
+  const owner = sliceOwner(slice);
+  return owner && `${owner.namespace}/${owner.service}`;
 }
 
 function setOrDelete<T>(map: Map<string, readonly T[]>, key: string, list: readonly T[]): void {
