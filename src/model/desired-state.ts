@@ -22,12 +22,13 @@ import { runSteps, STEP_EVERY } from './steps.ts';
 import type { DesiredFrontend, DesiredTable, HealthCheck, NodeInfo } from './types.ts';
 
 /**
- * A Service as put. Reads are not kept: a service is read again when it is computed again (its
- * slices changed), which costs microseconds, while keeping every read would double the memory a
- * service takes.
+ * A Service as put, and the claims it holds. Reads are not kept: a service is read again when it is
+ * computed again (its slices changed), which costs microseconds, while keeping every read would
+ * double the memory a service takes.
  */
 interface ServiceEntry {
-  readonly object: V1Service;
+  /** Undefined once deleted: the entry stays until the next flush releases its claims. */
+  object: V1Service | undefined;
   /** Read at the next flush (reading is the costly part of taking in a cluster, so it is done in steps). */
   read: boolean;
   /**
@@ -35,7 +36,11 @@ interface ServiceEntry {
    * and no spec), the last accepted one, so one bad edit never tears down what was programmed.
    */
   accepted: V1Service | undefined;
+  /** The frontends its last computation claimed (claimsOf), held until it is computed again. */
+  claims: readonly Claim[];
 }
+
+const NO_CLAIMS: readonly Claim[] = [];
 
 /** What computing one programmed service gives: its claims, its health check, its slices' problems. */
 interface ServiceResult {
@@ -72,8 +77,6 @@ export class DesiredState {
    * them: nearly always one.
    */
   readonly #groups = new Map<string, V1EndpointSlice[]>();
-  /** The claims each programmed service holds (its health check and problems are kept below). */
-  readonly #serviceClaims = new Map<string, readonly Claim[]>();
   /** Every claim on a frontend key, of any service; nearly always one. */
   readonly #claims = new Map<string, Claim[]>();
   /** The claim that won each frontend key, as programmed (backends limited). */
@@ -113,9 +116,12 @@ export class DesiredState {
   }
 
   #putService(id: string, svc: V1Service): void {
-    const previous = this.#services.get(id);
-    if (previous?.object === svc) return;
-    this.#services.set(id, { object: svc, read: false, accepted: previous?.accepted });
+    const entry = this.#services.get(id);
+    if (entry?.object === svc) return;
+    if (entry) {
+      entry.object = svc;
+      entry.read = false;
+    } else this.#services.set(id, { object: svc, read: false, accepted: undefined, claims: NO_CLAIMS });
     this.#dirty.add(id);
   }
 
@@ -133,7 +139,10 @@ export class DesiredState {
   }
 
   #deleteService(id: string): void {
-    if (!this.#services.delete(id)) return;
+    const entry = this.#services.get(id);
+    if (!entry?.object) return;
+    entry.object = undefined;
+    entry.accepted = undefined;
     this.#readProblems.delete(id);
     this.#dirty.add(id);
   }
@@ -229,7 +238,7 @@ export class DesiredState {
       if (++done % STEP_EVERY === 0) yield;
       const entry = this.#services.get(id);
       let read: ServiceRead | undefined;
-      if (entry && !entry.read) {
+      if (entry?.object && !entry.read) {
         read = readService(entry.object);
         const rejected = read.spec === undefined && read.problems.length > 0;
         entry.read = true;
@@ -238,19 +247,19 @@ export class DesiredState {
         else entry.accepted = entry.object;
       }
       if (!read && entry?.accepted) read = readService(entry.accepted);
-      const old = this.#serviceClaims.get(id);
       const result = read?.spec && this.#compute(id, read.spec);
-      if (old) for (const c of old) this.#unclaim(c, touched);
-      if (result) {
+      if (entry) {
+        for (const c of entry.claims) this.#unclaim(c, touched);
         // A copy of exactly its length: the list was pushed to, which leaves room for 16 more.
-        this.#serviceClaims.set(id, result.claims.slice());
-        for (const c of result.claims) {
-          const list = this.#claims.get(c.key);
-          if (list) list.push(c);
-          else this.#claims.set(c.key, [c]);
-          touched.add(c.key);
-        }
-      } else this.#serviceClaims.delete(id);
+        entry.claims = result ? result.claims.slice() : NO_CLAIMS;
+        if (!entry.object) this.#services.delete(id);
+      }
+      for (const c of result?.claims ?? NO_CLAIMS) {
+        const list = this.#claims.get(c.key);
+        if (list) list.push(c);
+        else this.#claims.set(c.key, [c]);
+        touched.add(c.key);
+      }
       setOrDelete(this.#sliceProblems, id, result?.sliceProblems ?? []);
       if (result?.healthCheck) this.#healthChecks.set(id, result.healthCheck);
       else this.#healthChecks.delete(id);
