@@ -42,6 +42,15 @@ interface ServiceEntry {
 
 const NO_CLAIMS: readonly Claim[] = [];
 
+/** One frontend key: the claims on it and the entry that won them. */
+interface FrontendSlot {
+  readonly key: string;
+  /** Every claim on the key, of any service; nearly always one. Empty: the slot goes at the next settling. */
+  readonly claims: Claim[];
+  /** The claim that won, as programmed (backends limited); undefined until the key is first settled. */
+  winner: DesiredFrontend | undefined;
+}
+
 /** What computing one programmed service gives: its claims, its health check, its slices' problems. */
 interface ServiceResult {
   readonly claims: readonly Claim[];
@@ -77,10 +86,9 @@ export class DesiredState {
    * them: nearly always one.
    */
   readonly #groups = new Map<string, V1EndpointSlice[]>();
-  /** Every claim on a frontend key, of any service; nearly always one. */
-  readonly #claims = new Map<string, Claim[]>();
-  /** The claim that won each frontend key, as programmed (backends limited). */
-  readonly #winners = new Map<string, DesiredFrontend>();
+  readonly #frontends = new Map<string, FrontendSlot>();
+  /** How many slots have a winner: the frontends the table holds. */
+  #winners = 0;
   /** The parts of the above that are not empty, so listing problems and health checks costs what they hold. */
   readonly #readProblems = new Map<string, readonly ObjectProblem[]>();
   readonly #sliceProblems = new Map<string, readonly ObjectProblem[]>();
@@ -232,7 +240,7 @@ export class DesiredState {
    * claim. Returns the frontends whose entry changed; the work is proportional to the change.
    */
   *flush(): Generator<void, TableChanges> {
-    const touched = new Set<string>();
+    const touched = new Set<FrontendSlot>();
     let done = 0;
     for (const id of this.#dirty) {
       if (++done % STEP_EVERY === 0) yield;
@@ -255,10 +263,13 @@ export class DesiredState {
         if (!entry.object) this.#services.delete(id);
       }
       for (const c of result?.claims ?? NO_CLAIMS) {
-        const list = this.#claims.get(c.key);
-        if (list) list.push(c);
-        else this.#claims.set(c.key, [c]);
-        touched.add(c.key);
+        let slot = this.#frontends.get(c.key);
+        if (slot) slot.claims.push(c);
+        else {
+          slot = { key: c.key, claims: [c], winner: undefined };
+          this.#frontends.set(c.key, slot);
+        }
+        touched.add(slot);
       }
       setOrDelete(this.#sliceProblems, id, result?.sliceProblems ?? []);
       if (result?.healthCheck) this.#healthChecks.set(id, result.healthCheck);
@@ -267,34 +278,35 @@ export class DesiredState {
     if (this.#dirty.size > 0) this.#table = undefined;
     this.#dirty.clear();
     const changes: TableChanges = new Map();
-    for (const key of touched) {
+    for (const slot of touched) {
       if (++done % STEP_EVERY === 0) yield;
-      const claims = this.#claims.get(key);
-      const before = this.#winners.get(key);
-      if (!claims) {
-        this.#winners.delete(key);
+      const { key, claims, winner: before } = slot;
+      if (claims.length === 0) {
+        this.#frontends.delete(key);
         this.#settleProblems.delete(key);
-        if (before) changes.set(key, undefined);
+        if (before) {
+          this.#winners--;
+          changes.set(key, undefined);
+        }
         continue;
       }
       const problems: ObjectProblem[] = [];
       const winner = winnerOf(claims, problems);
       const entry = limitBackends(winner.entry, this.#max, winner.field, problems);
-      this.#winners.set(key, entry);
+      slot.winner = entry;
+      if (!before) this.#winners++;
       setOrDelete(this.#settleProblems, key, problems);
       if (entry !== before) changes.set(key, entry);
     }
     return changes;
   }
 
-  #unclaim(claim: Claim, touched: Set<string>): void {
-    const key = claim.key;
-    touched.add(key);
-    const list = this.#claims.get(key);
-    if (!list) return;
-    const at = list.indexOf(claim);
-    if (at >= 0) list.splice(at, 1);
-    if (list.length === 0) this.#claims.delete(key);
+  #unclaim(claim: Claim, touched: Set<FrontendSlot>): void {
+    const slot = this.#frontends.get(claim.key);
+    if (!slot) return;
+    touched.add(slot);
+    const at = slot.claims.indexOf(claim);
+    if (at >= 0) slot.claims.splice(at, 1);
   }
 
   /** `id` is the service's `namespace/name`, which its spec names too. */
@@ -315,14 +327,17 @@ export class DesiredState {
    */
   table(): DesiredTable {
     if (this.#table) return this.#table;
-    const frontends = [...this.#winners].sort((a, b) => cmp(a[0], b[0])).map(([, entry]) => entry);
+    const programmed = [...this.#frontends.values()].filter((slot) => slot.winner !== undefined);
+    const frontends = programmed.sort((a, b) => cmp(a.key, b.key)).map((slot) => slot.winner!);
     this.#table = { frontends, problems: this.problems(), healthChecks: this.healthChecks() };
     return this.#table;
   }
 
   /** Every frontend of the table, in no particular order (no sort on the way to the maps). */
   frontends(): DesiredFrontend[] {
-    return [...this.#winners.values()];
+    const all: DesiredFrontend[] = [];
+    for (const slot of this.#frontends.values()) if (slot.winner) all.push(slot.winner);
+    return all;
   }
 
   /** Every rejected object or part of one, ordered by object. */
@@ -343,7 +358,7 @@ export class DesiredState {
 
   /** How many frontends the table holds. */
   get size(): number {
-    return this.#winners.size;
+    return this.#winners;
   }
 }
 

@@ -208,6 +208,7 @@ test('fed object by object, the state holds the table desired() computes afresh,
       const got = state.table();
       const where = `seed ${seed} round ${round}`;
       assert.equal(got.frontends, fresh.frontends, where);
+      assert.is(state.size, fresh.frontends.length, where);
       assert.equal(got.healthChecks, fresh.healthChecks, where);
       const named = (t: DesiredTable) => ({
         ...t,
