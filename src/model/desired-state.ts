@@ -86,10 +86,14 @@ export class DesiredState {
    * them: nearly always one.
    */
   readonly #groups = new Map<string, V1EndpointSlice[]>();
+  /** By frontend key. */
   readonly #frontends = new Map<string, FrontendSlot>();
   /** How many slots have a winner: the frontends the table holds. */
   #winners = 0;
-  /** The parts of the above that are not empty, so listing problems and health checks costs what they hold. */
+  /**
+   * Problems and health checks by service id (settling's problems by frontend key), kept only where
+   * there are some, so listing them costs what they hold.
+   */
   readonly #readProblems = new Map<string, readonly ObjectProblem[]>();
   readonly #sliceProblems = new Map<string, readonly ObjectProblem[]>();
   readonly #settleProblems = new Map<string, readonly ObjectProblem[]>();
