@@ -2,7 +2,7 @@
 
 import { ErrorCodes, type ObjectProblem } from '../errors.ts';
 import { cmp, problem } from './problem.ts';
-import { type DesiredFrontend, endpointKey } from './types.ts';
+import type { DesiredFrontend } from './types.ts';
 
 export interface Claim {
   entry: DesiredFrontend;
@@ -10,8 +10,8 @@ export interface Claim {
   created: number | undefined;
   /** The field the frontend came from, for the loser's problem (`spec.ports[0]`). */
   field: string;
-  /** endpointKey(entry.frontend), when the claimer already has it. */
-  key?: string;
+  /** endpointKey(entry.frontend). */
+  key: string;
 }
 
 /**
@@ -30,46 +30,48 @@ export function settleConflicts(claims: readonly Claim[]): {
   const first = new Map<string, Claim>();
   const contested = new Map<string, Claim[]>();
   for (const c of claims) {
-    const key = c.key ?? endpointKey(c.entry.frontend);
-    const existing = first.get(key);
+    const existing = first.get(c.key);
     if (!existing) {
-      first.set(key, c);
+      first.set(c.key, c);
       continue;
     }
-    const list = contested.get(key);
+    const list = contested.get(c.key);
     if (list) list.push(c);
-    else contested.set(key, [existing, c]);
+    else contested.set(c.key, [existing, c]);
   }
   const kept: DesiredFrontend[] = [];
   const keys: string[] = [];
   const fields: string[] = [];
   const problems: ObjectProblem[] = [];
   for (const [key, only] of first) {
-    const list = contested.get(key);
+    const winner = winnerOf(contested.get(key) ?? [only], problems);
     keys.push(key);
-    if (!list) {
-      kept.push(only.entry);
-      fields.push(only.field);
-      continue;
-    }
-    list.sort(olderFirst);
-    const [winner, ...losers] = list as [Claim, ...Claim[]];
     kept.push(winner.entry);
     fields.push(winner.field);
-    const owner = `${winner.entry.service.namespace}/${winner.entry.service.name}`;
-    for (const l of losers) {
-      problems.push(
-        problem(
-          { kind: 'Service', ...l.entry.service },
-          l.field,
-          ErrorCodes.FRONTEND_CONFLICT,
-          `${key} is also claimed by ${owner}, which wins (older creationTimestamp, then namespace/name); ` +
-            'not programmed for this service',
-        ),
-      );
-    }
   }
   return { kept, keys, fields, problems };
+}
+
+/**
+ * The claim that keeps a frontend key, of all the claims on it (as settleConflicts chooses); each
+ * loser's FRONTEND_CONFLICT problem goes to `problems`.
+ */
+export function winnerOf(claims: readonly Claim[], problems: ObjectProblem[]): Claim {
+  if (claims.length === 1) return claims[0]!;
+  const [winner, ...losers] = [...claims].sort(olderFirst) as [Claim, ...Claim[]];
+  const owner = `${winner.entry.service.namespace}/${winner.entry.service.name}`;
+  for (const l of losers) {
+    problems.push(
+      problem(
+        { kind: 'Service', ...l.entry.service },
+        l.field,
+        ErrorCodes.FRONTEND_CONFLICT,
+        `${winner.key} is also claimed by ${owner}, which wins (older creationTimestamp, then namespace/name); ` +
+          'not programmed for this service',
+      ),
+    );
+  }
+  return winner;
 }
 
 function olderFirst(a: Claim, b: Claim): number {

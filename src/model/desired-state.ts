@@ -4,7 +4,7 @@
 
 import type { V1EndpointSlice, V1Service } from '@kubernetes/client-node';
 import type { ObjectProblem } from '../errors.ts';
-import { type Claim, settleConflicts } from './conflicts.ts';
+import { type Claim, winnerOf } from './conflicts.ts';
 import {
   checkOptions,
   claimsOf,
@@ -17,17 +17,18 @@ import {
 } from './desired.ts';
 import { cmp, sortProblems } from './problem.ts';
 import { readService, type ServiceRead, type ServiceSpec } from './service-spec.ts';
-import { readSlice, type SliceRead, sliceOwner } from './slice-read.ts';
+import { readSlice, sliceOwner } from './slice-read.ts';
 import { runSteps, STEP_EVERY } from './steps.ts';
 import type { DesiredFrontend, DesiredTable, HealthCheck, NodeInfo } from './types.ts';
 
 /**
- * A Service as put. Reads are not kept: a service is read again when it is computed again (its
- * slices changed), which costs microseconds, while keeping every read would double the memory a
- * service takes.
+ * A Service as put, and the claims it holds. Reads are not kept: a service is read again when it is
+ * computed again (its slices changed), which costs microseconds, while keeping every read would
+ * double the memory a service takes.
  */
 interface ServiceEntry {
-  readonly object: V1Service;
+  /** Undefined once deleted: the entry stays until the next flush releases its claims. */
+  object: V1Service | undefined;
   /** Read at the next flush (reading is the costly part of taking in a cluster, so it is done in steps). */
   read: boolean;
   /**
@@ -35,17 +36,22 @@ interface ServiceEntry {
    * and no spec), the last accepted one, so one bad edit never tears down what was programmed.
    */
   accepted: V1Service | undefined;
+  /** The frontends its last computation claimed (claimsOf), held until it is computed again. */
+  claims: readonly Claim[];
 }
 
-interface SliceEntry {
-  readonly object: V1EndpointSlice;
-  /** metadata.name, to order a service's slices as desired() does. */
-  readonly name: string;
-  /** `namespace/service` of the service it belongs to; undefined when it names none. */
-  readonly owner: string | undefined;
+const NO_CLAIMS: readonly Claim[] = [];
+
+/** One frontend key: the claims on it and the entry that won them. */
+interface FrontendSlot {
+  readonly key: string;
+  /** Every claim on the key, of any service; nearly always one. Empty: the slot goes at the next settling. */
+  readonly claims: Claim[];
+  /** The claim that won, as programmed (backends limited); undefined until the key is first settled. */
+  winner: DesiredFrontend | undefined;
 }
 
-/** What one programmed service contributes: its claims, its health check, its slices' problems. */
+/** What computing one programmed service gives: its claims, its health check, its slices' problems. */
 interface ServiceResult {
   readonly claims: readonly Claim[];
   readonly healthCheck: HealthCheck | undefined;
@@ -74,15 +80,20 @@ export class DesiredState {
   #node: NodeInfo;
   #facts: NodeFacts;
   readonly #services = new Map<string, ServiceEntry>();
-  readonly #slices = new Map<string, SliceEntry>();
-  /** Slices by the service they belong to, then by `namespace/name`. */
-  readonly #groups = new Map<string, Map<string, SliceEntry>>();
-  readonly #results = new Map<string, ServiceResult>();
-  /** Every claim on a frontend key, of any service; nearly always one. */
-  readonly #claims = new Map<string, Claim[]>();
-  /** The claim that won each frontend key, as programmed (backends limited). */
-  readonly #winners = new Map<string, DesiredFrontend>();
-  /** The parts of the above that are not empty, so listing problems and health checks costs what they hold. */
+  readonly #slices = new Map<string, V1EndpointSlice>();
+  /**
+   * Slices by the `namespace/service` they belong to (ownerOf), in name order as desired() reads
+   * them: nearly always one.
+   */
+  readonly #groups = new Map<string, V1EndpointSlice[]>();
+  /** By frontend key. */
+  readonly #frontends = new Map<string, FrontendSlot>();
+  /** How many slots have a winner: the frontends the table holds. */
+  #winners = 0;
+  /**
+   * Problems and health checks by service id (settling's problems by frontend key), kept only where
+   * there are some, so listing them costs what they hold.
+   */
   readonly #readProblems = new Map<string, readonly ObjectProblem[]>();
   readonly #sliceProblems = new Map<string, readonly ObjectProblem[]>();
   readonly #settleProblems = new Map<string, readonly ObjectProblem[]>();
@@ -113,10 +124,16 @@ export class DesiredState {
   }
 
   putService(svc: V1Service): void {
-    const id = idOf(svc);
-    const previous = this.#services.get(id);
-    if (previous?.object === svc) return;
-    this.#services.set(id, { object: svc, read: false, accepted: previous?.accepted });
+    this.#putService(idOf(svc), svc);
+  }
+
+  #putService(id: string, svc: V1Service): void {
+    const entry = this.#services.get(id);
+    if (entry?.object === svc) return;
+    if (entry) {
+      entry.object = svc;
+      entry.read = false;
+    } else this.#services.set(id, { object: svc, read: false, accepted: undefined, claims: NO_CLAIMS });
     this.#dirty.add(id);
   }
 
@@ -134,31 +151,34 @@ export class DesiredState {
   }
 
   #deleteService(id: string): void {
-    if (!this.#services.delete(id)) return;
+    const entry = this.#services.get(id);
+    if (!entry?.object) return;
+    entry.object = undefined;
+    entry.accepted = undefined;
     this.#readProblems.delete(id);
     this.#dirty.add(id);
   }
 
   putSlice(slice: V1EndpointSlice): void {
-    const id = idOf(slice);
+    this.#putSlice(idOf(slice), slice);
+  }
+
+  #putSlice(id: string, slice: V1EndpointSlice): void {
     const previous = this.#slices.get(id);
-    if (previous?.object === slice) return;
-    if (previous) this.#ungroup(id, previous);
-    const owner = sliceOwner(slice);
-    const entry: SliceEntry = {
-      object: slice,
-      name: metaText(slice, 'name'),
-      owner: owner ? `${owner.namespace}/${owner.service}` : undefined,
-    };
-    this.#slices.set(id, entry);
-    if (entry.owner === undefined) return;
-    let group = this.#groups.get(entry.owner);
-    if (!group) {
-      group = new Map();
-      this.#groups.set(entry.owner, group);
-    }
-    group.set(id, entry);
-    this.#dirty.add(entry.owner);
+    if (previous === slice) return;
+    if (previous) this.#ungroup(previous);
+    this.#slices.set(id, slice);
+    const owner = ownerOf(slice);
+    if (owner === undefined) return;
+    const group = this.#groups.get(owner);
+    if (group) {
+      // Names in a group differ (a slice's id is its namespace, the group's, and its name).
+      const name = metaText(slice, 'name');
+      let at = group.length;
+      while (at > 0 && cmp(metaText(group[at - 1], 'name'), name) > 0) at--;
+      group.splice(at, 0, slice);
+    } else this.#groups.set(owner, [slice]);
+    this.#dirty.add(owner);
   }
 
   deleteSlice(namespace: string, name: string): void {
@@ -166,15 +186,17 @@ export class DesiredState {
     const previous = this.#slices.get(id);
     if (!previous) return;
     this.#slices.delete(id);
-    this.#ungroup(id, previous);
+    this.#ungroup(previous);
   }
 
-  #ungroup(id: string, entry: SliceEntry): void {
-    if (entry.owner === undefined) return;
-    const group = this.#groups.get(entry.owner);
-    group?.delete(id);
-    if (group?.size === 0) this.#groups.delete(entry.owner);
-    this.#dirty.add(entry.owner);
+  #ungroup(slice: V1EndpointSlice): void {
+    const owner = ownerOf(slice);
+    if (owner === undefined) return;
+    const group = this.#groups.get(owner);
+    const at = group ? group.indexOf(slice) : -1;
+    if (at >= 0) group!.splice(at, 1);
+    if (group?.length === 0) this.#groups.delete(owner);
+    this.#dirty.add(owner);
   }
 
   /**
@@ -187,24 +209,28 @@ export class DesiredState {
 
   /** replaceAll(), yielding between objects (src/model/steps.ts): a list of 100,000 takes a while. */
   *replaceAllSteps(services: readonly V1Service[], slices: readonly V1EndpointSlice[]): Generator<void, void> {
-    const listed = new Set<string>();
+    // What was not listed goes; a first list (nothing held yet) has nothing to look up.
+    const listed = this.#services.size > 0 || this.#slices.size > 0 ? new Set<string>() : undefined;
     let done = 0;
     for (const s of services) {
       if (++done % INTAKE_EVERY === 0) yield;
-      listed.add(idOf(s));
-      this.putService(s);
+      const id = idOf(s);
+      listed?.add(id);
+      this.#putService(id, s);
     }
-    for (const id of [...this.#services.keys()]) if (!listed.has(id)) this.#deleteService(id);
-    listed.clear();
+    if (listed) for (const id of [...this.#services.keys()]) if (!listed.has(id)) this.#deleteService(id);
+    listed?.clear();
     for (const s of slices) {
       if (++done % INTAKE_EVERY === 0) yield;
-      listed.add(idOf(s));
-      this.putSlice(s);
+      const id = idOf(s);
+      listed?.add(id);
+      this.#putSlice(id, s);
     }
-    for (const [id, entry] of [...this.#slices]) {
+    if (!listed) return;
+    for (const [id, slice] of [...this.#slices]) {
       if (listed.has(id)) continue;
       this.#slices.delete(id);
-      this.#ungroup(id, entry);
+      this.#ungroup(slice);
     }
   }
 
@@ -218,13 +244,13 @@ export class DesiredState {
    * claim. Returns the frontends whose entry changed; the work is proportional to the change.
    */
   *flush(): Generator<void, TableChanges> {
-    const touched = new Set<string>();
+    const touched = new Set<FrontendSlot>();
     let done = 0;
     for (const id of this.#dirty) {
       if (++done % STEP_EVERY === 0) yield;
       const entry = this.#services.get(id);
       let read: ServiceRead | undefined;
-      if (entry && !entry.read) {
+      if (entry?.object && !entry.read) {
         read = readService(entry.object);
         const rejected = read.spec === undefined && read.problems.length > 0;
         entry.read = true;
@@ -233,18 +259,22 @@ export class DesiredState {
         else entry.accepted = entry.object;
       }
       if (!read && entry?.accepted) read = readService(entry.accepted);
-      const old = this.#results.get(id);
-      const result = read?.spec && this.#compute(read.spec);
-      if (old) for (const c of old.claims) this.#unclaim(c, touched);
-      if (result) {
-        this.#results.set(id, result);
-        for (const c of result.claims) {
-          const list = this.#claims.get(c.key!);
-          if (list) list.push(c);
-          else this.#claims.set(c.key!, [c]);
-          touched.add(c.key!);
+      const result = read?.spec && this.#compute(id, read.spec);
+      if (entry) {
+        for (const c of entry.claims) this.#unclaim(c, touched);
+        // A copy of exactly its length: the list was pushed to, which leaves room for 16 more.
+        entry.claims = result ? result.claims.slice() : NO_CLAIMS;
+        if (!entry.object) this.#services.delete(id);
+      }
+      for (const c of result?.claims ?? NO_CLAIMS) {
+        let slot = this.#frontends.get(c.key);
+        if (slot) slot.claims.push(c);
+        else {
+          slot = { key: c.key, claims: [c], winner: undefined };
+          this.#frontends.set(c.key, slot);
         }
-      } else this.#results.delete(id);
+        touched.add(slot);
+      }
       setOrDelete(this.#sliceProblems, id, result?.sliceProblems ?? []);
       if (result?.healthCheck) this.#healthChecks.set(id, result.healthCheck);
       else this.#healthChecks.delete(id);
@@ -252,46 +282,42 @@ export class DesiredState {
     if (this.#dirty.size > 0) this.#table = undefined;
     this.#dirty.clear();
     const changes: TableChanges = new Map();
-    for (const key of touched) {
+    for (const slot of touched) {
       if (++done % STEP_EVERY === 0) yield;
-      const claims = this.#claims.get(key);
-      const before = this.#winners.get(key);
-      if (!claims) {
-        this.#winners.delete(key);
+      const { key, claims, winner: before } = slot;
+      if (claims.length === 0) {
+        this.#frontends.delete(key);
         this.#settleProblems.delete(key);
-        if (before) changes.set(key, undefined);
+        if (before) {
+          this.#winners--;
+          changes.set(key, undefined);
+        }
         continue;
       }
-      const settled = settleConflicts(claims);
-      const problems = settled.problems;
-      const entry = limitBackends(settled.kept[0]!, this.#max, settled.fields[0]!, problems);
-      this.#winners.set(key, entry);
+      const problems: ObjectProblem[] = [];
+      const winner = winnerOf(claims, problems);
+      const entry = limitBackends(winner.entry, this.#max, winner.field, problems);
+      slot.winner = entry;
+      if (!before) this.#winners++;
       setOrDelete(this.#settleProblems, key, problems);
       if (entry !== before) changes.set(key, entry);
     }
     return changes;
   }
 
-  #unclaim(claim: Claim, touched: Set<string>): void {
-    const key = claim.key!;
-    touched.add(key);
-    const list = this.#claims.get(key);
-    if (!list) return;
-    const at = list.indexOf(claim);
-    if (at >= 0) list.splice(at, 1);
-    if (list.length === 0) this.#claims.delete(key);
+  #unclaim(claim: Claim, touched: Set<FrontendSlot>): void {
+    const slot = this.#frontends.get(claim.key);
+    if (!slot) return;
+    touched.add(slot);
+    const at = slot.claims.indexOf(claim);
+    if (at >= 0) slot.claims.splice(at, 1);
   }
 
-  #compute(spec: ServiceSpec): ServiceResult {
-    const group = this.#groups.get(`${spec.service.namespace}/${spec.service.name}`);
-    const entries = group ? [...group.values()].sort((a, b) => cmp(a.name, b.name)) : [];
-    const reads: SliceRead[] = [];
+  /** `id` is the service's `namespace/name`, which its spec names too. */
+  #compute(id: string, spec: ServiceSpec): ServiceResult {
+    const reads = (this.#groups.get(id) ?? []).map(readSlice);
     const sliceProblems: ObjectProblem[] = [];
-    for (const e of entries) {
-      const read = readSlice(e.object);
-      reads.push(read);
-      for (const p of read.problems) sliceProblems.push(p);
-    }
+    for (const read of reads) for (const p of read.problems) sliceProblems.push(p);
     return {
       claims: claimsOf(spec, reads, this.#node, this.#facts.ips),
       healthCheck: healthCheckOf(spec, reads, this.#node),
@@ -305,14 +331,17 @@ export class DesiredState {
    */
   table(): DesiredTable {
     if (this.#table) return this.#table;
-    const frontends = [...this.#winners].sort((a, b) => cmp(a[0], b[0])).map(([, entry]) => entry);
+    const programmed = [...this.#frontends.values()].filter((slot) => slot.winner !== undefined);
+    const frontends = programmed.sort((a, b) => cmp(a.key, b.key)).map((slot) => slot.winner!);
     this.#table = { frontends, problems: this.problems(), healthChecks: this.healthChecks() };
     return this.#table;
   }
 
   /** Every frontend of the table, in no particular order (no sort on the way to the maps). */
   frontends(): DesiredFrontend[] {
-    return [...this.#winners.values()];
+    const all: DesiredFrontend[] = [];
+    for (const slot of this.#frontends.values()) if (slot.winner) all.push(slot.winner);
+    return all;
   }
 
   /** Every rejected object or part of one, ordered by object. */
@@ -333,7 +362,7 @@ export class DesiredState {
 
   /** How many frontends the table holds. */
   get size(): number {
-    return this.#winners.size;
+    return this.#winners;
   }
 }
 
@@ -343,6 +372,15 @@ function nodeKeyOf(node: NodeInfo): string {
 
 function idOf(o: V1Service | V1EndpointSlice): string {
   return `${metaText(o, 'namespace')}/${metaText(o, 'name')}`;
+}
+
+/**
+ * The `namespace/service` a slice belongs to; undefined when it names none. Read again when the slice
+ * goes rather than kept: objects are never mutated.
+ */
+function ownerOf(slice: V1EndpointSlice): string | undefined {
+  const owner = sliceOwner(slice);
+  return owner && `${owner.namespace}/${owner.service}`;
 }
 
 function setOrDelete<T>(map: Map<string, readonly T[]>, key: string, list: readonly T[]): void {

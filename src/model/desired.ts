@@ -2,7 +2,7 @@
 
 import type { V1EndpointSlice, V1Service } from '@kubernetes/client-node';
 import { ErrorCodes, type ObjectProblem } from '../errors.ts';
-import { type PortEndpoint, portEndpoints, toBackends } from './backends.ts';
+import { portEndpoints, toBackends } from './backends.ts';
 import { type Claim, settleConflicts } from './conflicts.ts';
 import { type ParsedIp, parseIp } from './ip.ts';
 import { cmp, isRecord, problem, sortProblems } from './problem.ts';
@@ -10,10 +10,11 @@ import { readService, type ServiceRead, type ServiceSpec } from './service-spec.
 import { readSlice, type SliceRead, sliceOwner } from './slice-read.ts';
 import { categorizeEndpoints } from './topology.ts';
 import {
-  type Backend,
   type DesiredFrontend,
   type DesiredTable,
   endpointKey,
+  type Family,
+  type Frontend,
   type FrontendKind,
   type HealthCheck,
   type NodeInfo,
@@ -197,16 +198,14 @@ export function nodeFactsOf(node: NodeInfo): NodeFacts {
  *
  * A frontend the service names twice (an external IP also in its ingress) is kept once, first kind wins.
  */
-export function claimsOf(spec: ServiceSpec, slices: SliceRead[], node: NodeInfo, nodeIps: readonly ParsedIp[]): Claim[] {
+export function claimsOf(spec: ServiceSpec, slices: readonly SliceRead[], node: NodeInfo, nodeIps: readonly ParsedIp[]): Claim[] {
   const claims: Claim[] = [];
   const seen = new Set<string>();
-  const affinity = spec.affinityTimeoutSeconds === undefined ? {} : { affinityTimeoutSeconds: spec.affinityTimeoutSeconds };
-  const scheduling = spec.scheduling === undefined ? {} : { scheduling: spec.scheduling };
   for (const ip of spec.ips) {
     const family = ip.family;
-    const externalIps = spec.externalIps.filter((x) => x.family === family);
-    const lbIps = spec.loadBalancerIps.filter((x) => x.family === family);
-    const nodeAddrs = nodeIps.filter((x) => x.family === family);
+    const externalIps = ofFamily(spec.externalIps, family);
+    const lbIps = ofFamily(spec.loadBalancerIps, family);
+    const nodeAddrs = ofFamily(nodeIps, family);
     for (const port of spec.ports) {
       const endpoints = portEndpoints(
         {
@@ -224,30 +223,18 @@ export function claimsOf(spec: ServiceSpec, slices: SliceRead[], node: NodeInfo,
         externallyAccessible: port.nodePort !== undefined || externalIps.length > 0 || lbIps.length > 0,
       };
       const sets = categorizeEndpoints(endpoints, policy, node.name, node.zone ?? '');
-      const backendsOf = (eps: PortEndpoint[] | undefined): Backend[] => toBackends(eps ?? [], family, port.protocol, node.peers);
-      const clusterWide = backendsOf(sets.cluster);
-      const internal = spec.localOnly ? backendsOf(sets.local) : clusterWide;
-      const external = spec.externalLocal ? backendsOf(sets.local) : clusterWide;
+      const clusterWide = toBackends(sets.cluster ?? [], family, port.protocol, node.peers);
+      const local = spec.localOnly || spec.externalLocal ? toBackends(sets.local ?? [], family, port.protocol, node.peers) : [];
       const add = (kind: FrontendKind, address: string, frontPort: number, field: string): void => {
-        const frontend = { family, address, port: frontPort, protocol: port.protocol };
+        const frontend: Frontend = { family, address, port: frontPort, protocol: port.protocol };
         const key = endpointKey(frontend);
         if (seen.has(key)) return;
         seen.add(key);
-        const entry: DesiredFrontend & { kind: FrontendKind } =
-          kind === 'ClusterIP'
-            ? { frontend, service: spec.service, portName: port.name, kind, backends: internal, ...affinity, ...scheduling }
-            : {
-                frontend,
-                service: spec.service,
-                portName: port.name,
-                kind,
-                backends: clusterWide,
-                externalBackends: external,
-                ...affinity,
-                ...scheduling,
-                ...(spec.externalLocal ? { externalLocal: true as const } : {}),
-                ...(kind === 'LoadBalancer' && spec.sourceRanges.length > 0 ? { sourceRanges: spec.sourceRanges } : {}),
-              };
+        const entry: DesiredFrontend = { frontend, service: spec.service, portName: port.name, kind, backends: clusterWide };
+        if (kind === 'ClusterIP') {
+          if (spec.localOnly) entry.backends = local;
+        } else entry.externalBackends = spec.externalLocal ? local : clusterWide;
+        setServiceOptions(entry, spec);
         claims.push({ entry, created: spec.created, field, key });
       };
       add('ClusterIP', ip.address, port.port, `spec.ports[${port.index}]`);
@@ -261,6 +248,20 @@ export function claimsOf(spec: ServiceSpec, slices: SliceRead[], node: NodeInfo,
   return claims;
 }
 
+/** The addresses of one family; the list itself when they all are (the usual case: one family, or none). */
+function ofFamily<T extends ParsedIp>(ips: readonly T[], family: Family): readonly T[] {
+  return ips.every((x) => x.family === family) ? ips : ips.filter((x) => x.family === family);
+}
+
+/** The fields of a frontend's entry that come from its service as a whole, set only where they apply. */
+function setServiceOptions(entry: DesiredFrontend, spec: ServiceSpec): void {
+  if (spec.affinityTimeoutSeconds !== undefined) entry.affinityTimeoutSeconds = spec.affinityTimeoutSeconds;
+  if (spec.scheduling !== undefined) entry.scheduling = spec.scheduling;
+  if (entry.kind === 'ClusterIP') return;
+  if (spec.externalLocal) entry.externalLocal = true;
+  if (entry.kind === 'LoadBalancer' && spec.sourceRanges.length > 0) entry.sourceRanges = spec.sourceRanges;
+}
+
 /**
  * The health check of a LoadBalancer service with `externalTrafficPolicy: Local`, counting its ready
  * endpoints on this node as kube-proxy's EndpointsMap.LocalReadyEndpoints (pkg/proxy/endpoints.go)
@@ -268,7 +269,7 @@ export function claimsOf(spec: ServiceSpec, slices: SliceRead[], node: NodeInfo,
  * ones not at all. kube-proxy runs a proxier per family that report into one health server; we
  * report the larger of the families' counts (they are equal for dual-stack pods).
  */
-export function healthCheckOf(spec: ServiceSpec, slices: SliceRead[], node: NodeInfo): HealthCheck | undefined {
+export function healthCheckOf(spec: ServiceSpec, slices: readonly SliceRead[], node: NodeInfo): HealthCheck | undefined {
   if (spec.healthCheckNodePort === undefined) return undefined;
   let best = 0;
   for (const family of new Set(spec.ips.map((ip) => ip.family))) {

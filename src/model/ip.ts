@@ -17,32 +17,31 @@ export interface ParsedIp {
  */
 export function parseIp(text: unknown): ParsedIp | undefined {
   if (typeof text !== 'string') return undefined;
-  let canonical = canonicalCache.get(text);
+  // net.isIPv4 accepts only the dotted quad without leading zeros, which is already canonical: the
+  // text is its own canonical form, so only IPv6 addresses go through the cache.
+  if (net.isIPv4(text)) return { family: 4, address: text };
+  let canonical = canonicalV6Cache.get(text);
   if (canonical === undefined) {
-    canonical = canonicalOf(text);
+    canonical = canonicalV6Of(text);
     // Bounded: a flood of distinct addresses costs a refill, never unbounded memory.
-    if (canonicalCache.size >= CANONICAL_CACHE_SIZE) canonicalCache.clear();
-    canonicalCache.set(text, canonical);
+    if (canonicalV6Cache.size >= CANONICAL_CACHE_SIZE) canonicalV6Cache.clear();
+    canonicalV6Cache.set(text, canonical);
   }
-  return canonical === null ? undefined : { family: canonical.family, address: canonical.address };
+  return canonical === null ? undefined : { family: 6, address: canonical };
 }
 
-/** Text -> its canonical form (null: not an address). Shared, so only ever copied out. */
-const canonicalCache = new Map<string, Readonly<ParsedIp> | null>();
+/** Text that is not an IPv4 address -> its canonical IPv6 form (null: not an address). */
+const canonicalV6Cache = new Map<string, string | null>();
 const CANONICAL_CACHE_SIZE = 1 << 16;
 
-function canonicalOf(text: string): Readonly<ParsedIp> | null {
-  // net.isIPv4 accepts only the dotted quad without leading zeros, which is already canonical; no
-  // SocketAddress (a native object) needed.
-  if (net.isIPv4(text)) return { family: 4, address: text };
+function canonicalV6Of(text: string): string | null {
   // Node accepts a zone id; an address with one cannot be a ClusterIP or a pod address.
-  if (net.isIPv6(text) && !text.includes('%')) {
-    const address = new net.SocketAddress({ address: text, family: 'ipv6' }).address;
-    // An IPv4-mapped address (::ffff:10.96.0.10) aliases an IPv4 one: as a frontend it would shadow or
-    // double that address, as a backend an IPv6 socket cannot reach it. Kubernetes refuses them (1.33).
-    return V4_MAPPED.test(address) ? null : { family: 6, address };
-  }
-  return null;
+  if (!net.isIPv6(text) || text.includes('%')) return null;
+  // SocketAddress (a native object, hence the cache) prints every spelling of an address the same way.
+  const address = new net.SocketAddress({ address: text, family: 'ipv6' }).address;
+  // An IPv4-mapped address (::ffff:10.96.0.10) aliases an IPv4 one: as a frontend it would shadow or
+  // double that address, as a backend an IPv6 socket cannot reach it. Kubernetes refuses them (1.33).
+  return V4_MAPPED.test(address) ? null : address;
 }
 
 /** The canonical form of an IPv4-mapped IPv6 address, as SocketAddress prints every spelling of one. */

@@ -110,7 +110,7 @@ export function readService(svc: V1Service): ServiceRead {
   const status = isRecord(raw.status) ? raw.status : {};
   const loadBalancerIps = readIngress(status.loadBalancer, who, soft);
   if (problems.some((p) => p.code !== ErrorCodes.UNSUPPORTED_PROTOCOL) || type === undefined) {
-    return { spec: undefined, problems: [...problems, ...soft] };
+    return { spec: undefined, problems: problems.concat(soft) };
   }
   const externalLocal = externallyAccessible(type, externalIps) && spec.externalTrafficPolicy === 'Local';
   const healthCheckNodePort =
@@ -132,7 +132,7 @@ export function readService(svc: V1Service): ServiceRead {
       sourceRanges: type === 'LoadBalancer' ? readSourceRanges(spec.loadBalancerSourceRanges, who, soft) : [],
       scheduling,
     },
-    problems: [...problems, ...soft],
+    problems: problems.concat(soft),
   };
 }
 
@@ -293,14 +293,14 @@ function readClusterIps(spec: Record<string, unknown>, who: ObjectRef, problems:
     problems.push(problem(who, 'spec.clusterIP', ErrorCodes.MISSING_FIELD, 'is required (no cluster IP to program)'));
     return [];
   }
-  const texts: [unknown, string][] = hasList
-    ? (list as unknown[]).map((v, i) => [v, `spec.clusterIPs[${i}]`])
-    : [[single, 'spec.clusterIP']];
   const before = problems.length;
   const ips: ServiceIp[] = [];
-  for (const [text, field] of texts) {
+  const count = hasList ? (list as unknown[]).length : 1;
+  for (let i = 0; i < count; i++) {
+    const text = hasList ? (list as unknown[])[i] : single;
+    const field = hasList ? `spec.clusterIPs[${i}]` : 'spec.clusterIP';
     const ip = parseIp(text);
-    if (ip) ips.push({ ...ip, field });
+    if (ip) ips.push({ family: ip.family, address: ip.address, field });
     else problems.push(problem(who, field, ErrorCodes.INVALID_IP, notAnIp(text)));
   }
   if (problems.length > before) return ips;
@@ -392,6 +392,7 @@ export function checkPort(value: unknown, field: string, who: ObjectRef, problem
 
 /** Two ports with the same (port, protocol) or (name, protocol) are ambiguous: reject the service. */
 function checkDuplicates(ports: ServicePortSpec[], who: ObjectRef, problems: ObjectProblem[]): void {
+  if (ports.length < 2) return;
   const seenPort = new Map<string, number>();
   const seenName = new Map<string, number>();
   for (const p of ports) {

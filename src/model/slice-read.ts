@@ -27,9 +27,9 @@ export interface SliceEndpoint {
   terminating: boolean;
   nodeName: string | undefined;
   /** `hints.forZones[].name`: the zones this endpoint is meant for; empty when it carries none. */
-  zoneHints: string[];
+  zoneHints: readonly string[];
   /** `hints.forNodes[].name`: the nodes this endpoint is meant for; empty when it carries none. */
-  nodeHints: string[];
+  nodeHints: readonly string[];
 }
 
 export interface SliceRead {
@@ -112,32 +112,33 @@ function readEndpoints(list: unknown, family: Family, who: ObjectRef, problems: 
     return [];
   }
   const endpoints: SliceEndpoint[] = [];
-  list.forEach((item: unknown, i) => {
-    const ep = readEndpoint(item, `endpoints[${i}]`, family, who, problems);
+  for (let i = 0; i < list.length; i++) {
+    const ep = readEndpoint(list[i], i, family, who, problems);
     if (ep) endpoints.push(ep);
-  });
+  }
   return endpoints;
 }
 
-function readEndpoint(item: unknown, at: string, family: Family, who: ObjectRef, problems: ObjectProblem[]): SliceEndpoint | undefined {
+/** The item is `endpoints[i]`, a field named only for a problem (large services have thousands of endpoints). */
+function readEndpoint(item: unknown, i: number, family: Family, who: ObjectRef, problems: ObjectProblem[]): SliceEndpoint | undefined {
   if (!isRecord(item)) {
-    problems.push(problem(who, at, ErrorCodes.INVALID_FIELD, `must be an object, got ${show(item)}`));
+    problems.push(problem(who, endpointField(i), ErrorCodes.INVALID_FIELD, `must be an object, got ${show(item)}`));
     return undefined;
   }
   const addresses = item.addresses;
   if (addresses !== undefined && addresses !== null && !Array.isArray(addresses)) {
     // A wrong type is not a missing field: say what was there.
-    problems.push(problem(who, `${at}.addresses`, ErrorCodes.INVALID_FIELD, `must be a list, got ${show(addresses)}`));
+    problems.push(problem(who, `${endpointField(i)}.addresses`, ErrorCodes.INVALID_FIELD, `must be a list, got ${show(addresses)}`));
     return undefined;
   }
   if (!Array.isArray(addresses) || addresses.length === 0) {
-    problems.push(problem(who, `${at}.addresses`, ErrorCodes.MISSING_FIELD, 'at least one address is required'));
+    problems.push(problem(who, `${endpointField(i)}.addresses`, ErrorCodes.MISSING_FIELD, 'at least one address is required'));
     return undefined;
   }
   const ip = parseIp(addresses[0]);
   if (!ip || ip.family !== family) {
     const why = ip ? `${show(addresses[0])} is IPv${ip.family} in an IPv${family} slice` : notAnIp(addresses[0]);
-    problems.push(problem(who, `${at}.addresses[0]`, ErrorCodes.INVALID_IP, why));
+    problems.push(problem(who, `${endpointField(i)}.addresses[0]`, ErrorCodes.INVALID_IP, why));
     return undefined;
   }
   const c = isRecord(item.conditions) ? item.conditions : {};
@@ -156,8 +157,15 @@ function readEndpoint(item: unknown, at: string, family: Family, who: ObjectRef,
   };
 }
 
+function endpointField(i: number): string {
+  return `endpoints[${i}]`;
+}
+
+/** The hints of an endpoint that carries none: nearly every one, so they share one empty list. */
+const NO_HINTS: readonly string[] = [];
+
 /** The names of a hint list (`[{name: zone-a}]`); entries without a string name are ignored. */
-function hintNames(list: unknown): string[] {
-  if (!Array.isArray(list)) return [];
+function hintNames(list: unknown): readonly string[] {
+  if (!Array.isArray(list)) return NO_HINTS;
   return list.flatMap((h: unknown) => (isRecord(h) && typeof h.name === 'string' ? [h.name] : []));
 }
