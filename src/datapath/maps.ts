@@ -151,7 +151,8 @@ export class MemoryMaps implements DatapathMaps {
     if (!this.#slots.has(id) && this.#slots.size >= this.capacity.slots) {
       throw mapFullError('lb_slots_v1', this.capacity.slots);
     }
-    this.#slots.set(id, { ...slot });
+    // Its own fields only: a batch hands in plan ops, which carry more.
+    this.#slots.set(id, { serviceId: slot.serviceId, slot: slot.slot, backendId: slot.backendId });
   }
 
   deleteSlot(serviceId: number, slot: number): void {
