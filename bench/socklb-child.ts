@@ -126,7 +126,7 @@ async function main(): Promise<void> {
   const capacity = capacityFor(cluster.length, backends + 1);
   const datapath = await Datapath.open({ bpffs: input.bpffs, cgroup: input.cgroup, capacity, reverseEntries: DEFAULT_REVERSE_ENTRIES });
   try {
-    const reconciler = new Reconciler(new KernelMaps(datapath.maps, capacity, datapath.frontendFilter));
+    const reconciler = new Reconciler(new KernelMaps(datapath.maps, capacity, datapath.frontendFilter, datapath.countersStartZero));
     const objects = toKubernetes(cluster);
     const node = { name: 'bench-node' };
 

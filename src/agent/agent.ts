@@ -162,7 +162,8 @@ export class Agent {
     const { lb4_src_ranges_v1: v4, lb6_src_ranges_v1: v6 } = datapath.xdpMaps;
     this.#sourceRanges = v4 && v6 ? new SourceRanges(v4, v6) : undefined;
     const defaults = options.schedulerDefaults ? { defaults: options.schedulerDefaults } : {};
-    this.reconciler = new Reconciler(new KernelMaps(this.datapath.maps, options.capacity, this.datapath.frontendFilter), defaults);
+    const maps = new KernelMaps(this.datapath.maps, options.capacity, this.datapath.frontendFilter, this.datapath.countersStartZero);
+    this.reconciler = new Reconciler(maps, defaults);
     if (this.datapath.adopted) {
       this.#log.info({ frontends: this.reconciler.state.services.size }, 'adopted the pinned datapath of an earlier agent');
     }

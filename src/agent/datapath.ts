@@ -23,7 +23,7 @@ import {
   type XdpMapName,
 } from '../datapath/abi.ts';
 import { FrontendFilter, filterWords } from '../datapath/frontend-filter.ts';
-import { frontendsIn, type ServiceMapSet } from '../datapath/kernel-maps.ts';
+import { type CountersStartZero, frontendsIn, type ServiceMapSet } from '../datapath/kernel-maps.ts';
 import type { Capacity } from '../datapath/maps.ts';
 import { type MapEntry, migrationsInto } from '../datapath/migrations.ts';
 import { ErrorCodes, SocklbError } from '../errors.ts';
@@ -164,6 +164,8 @@ export class Datapath {
   readonly frontendFilter: FrontendFilter;
   /** The XDP program's own maps, when it is loaded. */
   readonly xdpMaps: Partial<Record<XdpMapName, BpfMap>>;
+  /** Which counter maps this start made empty (none pinned or copied): their fresh ids need no reset. */
+  readonly countersStartZero: CountersStartZero;
   /** Where the XDP program runs, once committed. */
   xdpAttachments: XdpAttachment[] = [];
   readonly #objects: BpfObject[];
@@ -208,6 +210,8 @@ export class Datapath {
     this.#unpinned = init.unpinned;
     this.#obsolete = init.obsolete;
     this.frontendFilter = init.frontendFilter;
+    const madeEmpty = (name: MapName) => init.migration.created.includes(name) && !init.migration.copied.some((c) => c.to === name);
+    this.countersStartZero = { services: madeEmpty(MapNames.serviceStats), backends: madeEmpty(MapNames.backendStats) };
   }
 
   /**

@@ -129,18 +129,35 @@ function byFamily<T>(entries: readonly T[], familyOf: (e: T) => Family, write: (
 /** What bpf_map_update_batch fails with where the kernel (or the map type) has no batch ops. */
 const UNSUPPORTED = new Set(['EINVAL', 'EOPNOTSUPP', 'ENOTSUP', 'ENOTSUPP', 'Unknown system error -524']);
 
+/** Which counter maps an agent made empty at this start (Datapath.countersStartZero). */
+export interface CountersStartZero {
+  services: boolean;
+  backends: boolean;
+}
+
 export class KernelMaps implements DatapathMaps {
   readonly capacity: Capacity;
   readonly #maps: ServiceMapSet;
   readonly #filter: FrontendFilter;
+  /**
+   * Per counter map, the id from which every entry is known to be zero: the map was made empty at
+   * this start and no id from there on was handed out, or adopted from the maps by dump(). A reset
+   * of such ids writes nothing (200,000 writes at a first programming of 50,000 services).
+   * Infinity: nothing known.
+   */
+  readonly #zeroFrom: { services: number; backends: number };
   /** Cleared when the kernel has no BPF_MAP_UPDATE_BATCH for these maps (before 5.6): writes go one by one. */
   #batches = true;
 
-  /** `filter` is the datapath's (Datapath.frontendFilter): every write of a frontend keeps it. */
-  constructor(maps: ServiceMapSet, capacity: Capacity, filter: FrontendFilter) {
+  /**
+   * `filter` is the datapath's (Datapath.frontendFilter): every write of a frontend keeps it.
+   * `countersStartZero`: only for the one KernelMaps that programs a Datapath just opened.
+   */
+  constructor(maps: ServiceMapSet, capacity: Capacity, filter: FrontendFilter, countersStartZero?: CountersStartZero) {
     this.#maps = maps;
     this.capacity = capacity;
     this.#filter = filter;
+    this.#zeroFrom = { services: countersStartZero?.services ? 0 : Infinity, backends: countersStartZero?.backends ? 0 : Infinity };
   }
 
   #services(family: Family): BpfMap {
@@ -212,11 +229,26 @@ export class KernelMaps implements DatapathMaps {
   }
 
   resetServiceCounters(serviceId: number): void {
+    if (this.#knownZero('services', [serviceId])) return;
     this.#maps[MapNames.serviceStats].update(u32Bytes(serviceId), Buffer.alloc(Layouts.serviceStats.size));
   }
 
   resetBackendCounters(backendId: number): void {
+    if (this.#knownZero('backends', [backendId])) return;
     this.#maps[MapNames.backendStats].update(u32Bytes(backendId), Buffer.alloc(Layouts.backendStats.size));
+  }
+
+  /** Whether every one of these ids' counters is zero; they are handed out from here on, so the mark passes them. */
+  #knownZero(counters: keyof CountersStartZero, ids: readonly number[]): boolean {
+    const from = this.#zeroFrom[counters];
+    let all = true;
+    let highest = -1;
+    for (const id of ids) {
+      if (id < from) all = false;
+      if (id > highest) highest = id;
+    }
+    this.#zeroFrom[counters] = Math.max(from, highest + 1);
+    return all;
   }
 
   serviceCounters(serviceId: number): ServiceCounters {
@@ -275,10 +307,12 @@ export class KernelMaps implements DatapathMaps {
   }
 
   resetServiceCountersBatch(serviceIds: readonly number[]): number {
+    if (this.#knownZero('services', serviceIds)) return serviceIds.length;
     return this.#resetBatch(this.#maps[MapNames.serviceStats], serviceIds, (id) => this.resetServiceCounters(id));
   }
 
   resetBackendCountersBatch(backendIds: readonly number[]): number {
+    if (this.#knownZero('backends', backendIds)) return backendIds.length;
     return this.#resetBatch(this.#maps[MapNames.backendStats], backendIds, (id) => this.resetBackendCounters(id));
   }
 
@@ -372,6 +406,13 @@ export class KernelMaps implements DatapathMaps {
         slot: Number(k.slot),
         backendId: Number(decode(Layouts.slot, value).backend_id),
       });
+    }
+    // Ids the maps already name may have counted: they are not known zero.
+    for (const { entry } of dump.services) this.#knownZero('services', [entry.serviceId]);
+    for (const { id } of dump.backends) this.#knownZero('backends', [id]);
+    for (const { serviceId, backendId } of dump.slots) {
+      this.#knownZero('services', [serviceId]);
+      this.#knownZero('backends', [backendId]);
     }
     return dump;
   }

@@ -213,4 +213,19 @@ miss('a missing slot or backend is picked again from slot 1: every connect reach
   assert.is(reasons.balanced, 60n);
 });
 
+miss("counters are known zero only in maps this start made: not over an earlier agent's pins", async (ctx) => {
+  const bpffs = `${ctx.bpffs}-counters`;
+  try {
+    const first = await Datapath.open({ bpffs, cgroup: ctx.lab.cgroupPath, capacity: SMALL_CAPACITY, reverseEntries: 64 });
+    first.commit();
+    first.close();
+    assert.equal(first.countersStartZero, { services: true, backends: true });
+    const second = await Datapath.open({ bpffs, cgroup: ctx.lab.cgroupPath, capacity: SMALL_CAPACITY, reverseEntries: 64 });
+    second.close();
+    assert.equal(second.countersStartZero, { services: false, backends: false });
+  } finally {
+    cleanup(bpffs);
+  }
+});
+
 miss.run();

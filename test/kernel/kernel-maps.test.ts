@@ -3,7 +3,7 @@ import * as assert from 'uvu/assert';
 import { SOCK_OBJECT } from '../../src/agent/datapath.ts';
 import { planDatapath, probeFeatures } from '../../src/agent/features.ts';
 import { BpfObject } from '../../src/bpf/binding.ts';
-import { ABI_VERSION, encode, Layouts, MapNames, SOCK_MAPS } from '../../src/datapath/abi.ts';
+import { ABI_VERSION, encode, Layouts, MapNames, SOCK_MAPS, u32Bytes } from '../../src/datapath/abi.ts';
 import { FrontendFilter, filterBit } from '../../src/datapath/frontend-filter.ts';
 import { KernelMaps, type ServiceMapSet } from '../../src/datapath/kernel-maps.ts';
 import type { DatapathMaps } from '../../src/datapath/maps.ts';
@@ -59,4 +59,41 @@ kernel('a batch of entries sets the filter bits of the frontends that went in, a
   assert.is(word.readBigUInt64LE(0), want);
   assert.is(filter!.setBits, [...want.toString(2)].filter((b) => b === '1').length);
 });
+kernel('counters made empty at this start are reset only once an id was handed out or adopted', ({ maps, set, filter }) => {
+  // What the datapath does to an id's counters once a slot names it: counts.
+  const count = (kind: 'services' | 'backends', id: number, connects: bigint) =>
+    kind === 'services'
+      ? set![MapNames.serviceStats].update(u32Bytes(id), encode(Layouts.serviceStats, { connects, refused: 1n }))
+      : set![MapNames.backendStats].update(u32Bytes(id), encode(Layouts.backendStats, { connects }));
+  // An earlier agent's entries, adopted below: service 2 with backend 3 in its slot.
+  maps.putBackend(3, { family: 4, address: '10.244.0.3', port: 80, protocol: 'TCP' });
+  maps.putSlot({ serviceId: 2, slot: 1, backendId: 3 });
+  maps.putService(
+    { family: 4, address: '10.96.0.2', port: 80, protocol: 'TCP' },
+    { serviceId: 2, backendCount: 1, flags: 0, affinityTimeout: 0 },
+  );
+  count('services', 2, 9n);
+  count('backends', 3, 9n);
+  const fresh = new KernelMaps(set!, CONTRACT_CAPACITY, filter!, { services: true, backends: true });
+  fresh.dump();
+  fresh.resetServiceCountersBatch([2, 5]);
+  fresh.resetBackendCountersBatch([3, 6]);
+  assert.equal(fresh.serviceCounters(2), { connects: 0n, refused: 0n }, 'an adopted service id is reset');
+  assert.is(fresh.backendConnects(3), 0n, 'an adopted backend id is reset');
+  // Ids handed out count, are freed, and are handed out again: reset, one by one and in batches.
+  count('services', 5, 4n);
+  count('backends', 6, 4n);
+  fresh.resetServiceCounters(5);
+  fresh.resetBackendCountersBatch([6, 7]);
+  assert.equal(fresh.serviceCounters(5), { connects: 0n, refused: 0n });
+  assert.is(fresh.backendConnects(6), 0n);
+  // An id above every one handed out is known zero: nothing is written (seen by a count put there behind the agent's back).
+  count('backends', 12, 1n);
+  assert.is(fresh.resetBackendCountersBatch([12]), 1);
+  assert.is(fresh.backendConnects(12), 1n);
+  // Without that knowledge every reset writes.
+  maps.resetBackendCounters(12);
+  assert.is(maps.backendConnects(12), 0n);
+});
+
 kernel.run();
