@@ -62,9 +62,10 @@ export function parseManifest(text: string, fileName: string): ParsedManifest {
 /**
  * parseManifest(), yielding between documents (src/model/steps.ts): a manifest of 50,000 services
  * would otherwise hold the event loop for seconds. A manifest in JSON (a List, or one object) is
- * read by JSON.parse; other YAML by js-yaml (manifest-fast.ts) at about ten megabytes a second; a
- * text that reader cannot take exactly, or with a document that does not parse, by the `yaml`
- * package at about one megabyte a second, which names errors by line and column.
+ * read by JSON.parse; other YAML by manifest-fast.ts (js-yaml, JSON.parse for one-line JSON
+ * documents) at about ten megabytes a second; a text that reader cannot take exactly, or with a
+ * document that does not parse, by the `yaml` package at about one megabyte a second, which names
+ * errors by line and column.
  */
 export function* parseManifestSteps(text: string, fileName: string): Generator<void, ParsedManifest> {
   const out: ParsedManifest = { services: [], slices: [], nodes: [], problems: [], complete: true };

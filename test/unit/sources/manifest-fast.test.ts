@@ -235,10 +235,25 @@ test('fuzz-generated manifests: the same values when every document parses, `yam
   }
 });
 
-test('documents js-yaml refuses but `yaml` takes are read by `yaml`: collection or alias keys, control characters', () => {
-  for (const doc of ['? [a, b]\n: c\n', 'a: "\u0001"\n', 'a: b\u007fc\n', '1: a\n"1": b\n', `a: ${'['.repeat(150)}${']'.repeat(150)}\n`]) {
+/** Nesting past js-yaml's limit of 100, well within `yaml`'s. */
+const DEEP = `${'['.repeat(150)}${']'.repeat(150)}`;
+
+test('documents js-yaml refuses but `yaml` takes are read by `yaml`: collection keys, control characters, deep nesting', () => {
+  for (const doc of ['? [a, b]\n: c\n', 'a: "\u0001"\n', 'a: b\u007fc\n', '1: a\n"1": b\n', `a: ${DEEP}\n`]) {
     assertSameAsYaml(`x: 1\n---\n${doc}---\ny: 2\n`, JSON.stringify(doc));
   }
+});
+
+test('one-line JSON documents read as `yaml` reads them: escapes, colons in strings, odd characters, what JSON.parse refuses', () => {
+  const docs = [
+    '{"a": "x\\"y:z", "b\\\\": "::1", "c": {"d": [1, {"e": null}, -0, 1e400, 0.1]}, "f": []}',
+    '{"__proto__": {"x": 1}, "k": "\u007f\u0085\u2028\ufffe", "u": "\\u00e9\\ud83d\\ude00"}',
+    '{\t"tab": 1}',
+    '{"a": 01}',
+    `{"deep": ${DEEP}}`,
+    '{"a": 1} # a comment',
+  ];
+  assertSameAsYaml(`${docs.join('\n---\n')}\n`, 'JSON lines');
 });
 
 function withBroken(broken: string): string {
@@ -263,6 +278,8 @@ test('a broken document after many good ones: the same MANIFEST_SYNTAX message a
       `apiVersion: v1\nkind: Service\nmetadata:\n  name: many\n  labels: &l {a: b}\nspec:\n${Array.from({ length: 101 }, (_, i) => `  x${i}: *l`).join('\n')}\n`,
       'Excessive alias count indicates a resource exhaustion attack',
     ],
+    // A repeated key in a JSON line, which JSON.parse would take.
+    ['{"apiVersion": "v1", "kind": "Service", "metadata": {"name": "j", "name": "k"}}\n', 'line 161, column 67: Map keys must be unique'],
   ];
   for (const [broken, message] of cases) {
     const m = parseManifest(withBroken(broken), 'b.yaml');
@@ -273,6 +290,15 @@ test('a broken document after many good ones: the same MANIFEST_SYNTAX message a
       [['SOCKLB_ERR_MANIFEST_SYNTAX', 'b.yaml#20', message]],
     );
   }
+  // Nested too deep for `yaml` (its stack overflows, at a column that varies), not for JSON.parse.
+  const deep = parseManifest(
+    withBroken(`{"apiVersion": "v1", "kind": "Service", "x": ${'['.repeat(20_000)}${']'.repeat(20_000)}}\n`),
+    'b.yaml',
+  );
+  assert.equal(
+    deep.problems.map((p) => [p.code, p.name]),
+    [['SOCKLB_ERR_MANIFEST_SYNTAX', 'b.yaml#20']],
+  );
   const cr = parseManifest(withBroken('apiVersion: v1\rkind: Service\rmetadata: {name: cr}\r'), 'b.yaml');
   assert.equal(
     cr.problems.map((p) => p.message),
