@@ -206,7 +206,7 @@ test('the fixtures (golden cases, deploy manifests) read the same as with `yaml`
 });
 
 test('generated manifests (comments, empty documents, merge keys, block scalars, flow, CRLF) read the same as with `yaml`', () => {
-  for (let seed = 1; seed <= 120; seed++) assertSameAsYaml(generated(seed), `seed ${seed}`);
+  for (let seed = 1; seed <= 80; seed++) assertSameAsYaml(generated(seed), `seed ${seed}`);
 });
 
 test('scalars the schemas could read differently read as `yaml` reads them, as values and as keys', () => {
