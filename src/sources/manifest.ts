@@ -12,6 +12,7 @@ import { nodeAddressBook, readNode, sameBook } from '../model/node-read.ts';
 import { isRecord, show } from '../model/problem.ts';
 import { runSteps, runStepsSliced, STEP_EVERY } from '../model/steps.ts';
 import type { NodeAddressBook, NodeInfo } from '../model/types.ts';
+import { fastDocuments } from './manifest-fast.ts';
 
 export interface ParsedManifest {
   services: V1Service[];
@@ -59,9 +60,12 @@ export function parseManifest(text: string, fileName: string): ParsedManifest {
 }
 
 /**
- * parseManifest(), yielding between documents (src/model/steps.ts): YAML is read at about a
- * megabyte a second, so a manifest of 50,000 services would otherwise hold the event loop for
- * seconds. A manifest in JSON (a List, or one object) is read by JSON.parse, many times faster.
+ * parseManifest(), yielding between documents (src/model/steps.ts): a manifest of 50,000 services
+ * would otherwise hold the event loop for seconds. A manifest in JSON (a List, or one object) is
+ * read by JSON.parse; other YAML by manifest-fast.ts (js-yaml, JSON.parse for one-line JSON
+ * documents) at about ten megabytes a second; a text that reader cannot take exactly, or with a
+ * document that does not parse, by the `yaml` package at about one megabyte a second, which names
+ * errors by line and column.
  */
 export function* parseManifestSteps(text: string, fileName: string): Generator<void, ParsedManifest> {
   const out: ParsedManifest = { services: [], slices: [], nodes: [], problems: [], complete: true };
@@ -69,6 +73,14 @@ export function* parseManifestSteps(text: string, fileName: string): Generator<v
   const json = asJson(text);
   if (json !== undefined) {
     yield* addValue(json, `${fileName}#0`, out, seen);
+    return out;
+  }
+  const fast = yield* fastDocuments(text);
+  if (fast !== undefined) {
+    for (const [index, value] of fast.entries()) {
+      yield* addValue(value, `${fileName}#${index}`, out, seen);
+      if (index % STEP_EVERY === 0) yield;
+    }
     return out;
   }
   const lines = new LineCounter();
