@@ -2,7 +2,7 @@
 
 import { type DatapathMaps, eachUntilFailure, type ServiceEntry } from '../datapath/maps.ts';
 import type { FrontendChange, Op } from './plan.ts';
-import type { ProgrammedService, ProgrammedState } from './state.ts';
+import type { ProgrammedState } from './state.ts';
 
 /** Writes one op and records it in the state; throws what the map write threw, state untouched. */
 export function applyOp(maps: DatapathMaps, state: ProgrammedState, op: Op): void {
@@ -69,16 +69,7 @@ export function recordOp(state: ProgrammedState, op: Op): void {
       return;
     case 'put-service': {
       const slots = state.byId(op.serviceId)?.slots ?? state.takeSlots(op.serviceId);
-      const svc: ProgrammedService = {
-        frontend: op.frontend,
-        serviceId: op.serviceId,
-        backendCount: op.backendCount,
-        flags: op.flags,
-        affinityTimeout: op.affinityTimeout,
-        slots,
-      };
-      if (op.scheduler !== 0) svc.scheduler = op.scheduler;
-      state.setService(svc, op.key);
+      state.setService({ frontend: op.frontend, ...serviceEntry(op), slots }, op.key);
       return;
     }
     case 'put-table':
